@@ -1,0 +1,330 @@
+//! The single writer of a partition: a thread that owns the active segment and turns the
+//! appends waiting in its queue into one write round and (with `sync = always`) one fdatasync.
+//!
+//! This is group commit: while one fdatasync runs, new appends queue up, and the next round
+//! makes all of them durable at once, so many concurrent writers share the cost of a sync.
+//! Records become visible to readers, and appends are acknowledged, only once they are durable
+//! by the sync policy. After a failed write or sync the partition is poisoned (fail-stop).
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::IoContext;
+use crate::format::{EncodedBatch, SEGMENT_HEADER_LEN};
+use crate::index::{SegmentSummary, OFFSET_INDEX_MAGIC, TIME_INDEX_MAGIC};
+use crate::partition::recovery::create_segment;
+use crate::partition::{AppendResult, PartitionShared};
+use crate::segment::{segment_paths, Segment};
+use crate::{LogError, Result, SyncPolicy};
+
+/// Called once with the outcome of an append.
+pub type Completion = Box<dyn FnOnce(Result<AppendResult>) + Send>;
+
+/// Most bytes written in one round before it is synced and acknowledged.
+const MAX_ROUND_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) enum Command {
+    Append(EncodedBatch, Completion),
+    Retain {
+        horizon_ms: i64,
+        done: Sender<Result<usize>>,
+    },
+    Close(Sender<Result<()>>),
+}
+
+pub(crate) struct Writer {
+    shared: Arc<PartitionShared>,
+    active: Arc<Segment>,
+    write_pos: u64,
+    durable_pos: u64,
+    next_offset: u64,
+    last_append_ms: i64,
+    first_append_ms: Option<i64>,
+    written_since_open: bool,
+    pending: Vec<(Completion, AppendResult)>,
+    last_sync: Instant,
+}
+
+impl Writer {
+    pub(crate) fn new(shared: Arc<PartitionShared>, active: Arc<Segment>) -> Self {
+        let (write_pos, next_offset, max_append, first) = {
+            let s = active.state();
+            (
+                s.visible_len,
+                s.next_offset,
+                s.max_append_ms,
+                s.first_append_ms,
+            )
+        };
+        Writer {
+            shared,
+            active,
+            write_pos,
+            durable_pos: write_pos,
+            next_offset,
+            last_append_ms: max_append,
+            first_append_ms: first,
+            written_since_open: false,
+            pending: Vec::new(),
+            last_sync: Instant::now(),
+        }
+    }
+
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match self.shared.config.sync {
+                SyncPolicy::Interval(every) if self.write_pos > self.durable_pos => {
+                    let wait = every.saturating_sub(self.last_sync.elapsed());
+                    match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+                        Ok(cmd) => cmd,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.background_sync();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                _ => match rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                },
+            };
+            let mut round_bytes = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(batch, done) => {
+                        round_bytes += batch.frame_len();
+                        self.append(batch, done);
+                    }
+                    Command::Retain { horizon_ms, done } => {
+                        self.finish_round();
+                        let _ = done.send(self.retain(horizon_ms));
+                    }
+                    Command::Close(done) => {
+                        self.finish_round();
+                        let _ = done.send(self.close());
+                        return;
+                    }
+                }
+                if round_bytes < MAX_ROUND_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.finish_round();
+        }
+        let _ = self.close();
+    }
+
+    fn poisoned(&self) -> Option<LogError> {
+        self.shared.poisoned().map(LogError::Poisoned)
+    }
+
+    fn poison(&self, err: &LogError) {
+        tracing::error!(error = %err, "partition stops acknowledging writes (fail-stop)");
+        self.shared.poison(err.to_string());
+    }
+
+    fn append(&mut self, mut batch: EncodedBatch, done: Completion) {
+        if let Some(err) = self.poisoned() {
+            return done(Err(err));
+        }
+        if let Err(err) = self.maybe_roll(batch.frame_len() as u64) {
+            self.poison(&err);
+            return done(Err(err));
+        }
+        let now = self.shared.config.clock.now_ms().max(self.last_append_ms);
+        let base_offset = self.next_offset;
+        let pos = self.write_pos;
+        let count = batch.count();
+        let bytes = batch.seal(base_offset, now, self.durable_pos);
+        if let Err(err) = self
+            .active
+            .file
+            .write_all_at(bytes, pos)
+            .at(&self.active.path)
+        {
+            self.poison(&err);
+            return done(Err(err));
+        }
+        self.write_pos += bytes.len() as u64;
+        self.next_offset += u64::from(count);
+        self.last_append_ms = now;
+        self.first_append_ms.get_or_insert(now);
+        self.written_since_open = true;
+        {
+            let interval = self.shared.config.index_interval;
+            let mut s = self.active.state_mut();
+            s.offsets.maybe_add(base_offset as i64, pos, interval);
+            s.times.maybe_add(now, pos, interval);
+        }
+        let result = AppendResult {
+            base_offset,
+            count,
+            append_time_ms: now,
+        };
+        self.pending.push((done, result));
+    }
+
+    /// Syncs (by policy), publishes and acknowledges the appends of this round.
+    fn finish_round(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let synced = match self.shared.config.sync {
+            SyncPolicy::Always => self.sync(),
+            SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
+            _ => Ok(()),
+        };
+        match synced {
+            Ok(()) => {
+                self.publish();
+                for (done, result) in self.pending.drain(..) {
+                    done(Ok(result));
+                }
+            }
+            Err(err) => {
+                self.poison(&err);
+                for (done, _) in self.pending.drain(..) {
+                    done(Err(LogError::Poisoned(err.to_string())));
+                }
+            }
+        }
+    }
+
+    fn background_sync(&mut self) {
+        if self.poisoned().is_none() {
+            if let Err(err) = self.sync() {
+                self.poison(&err);
+            }
+        }
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.last_sync = Instant::now();
+        if self.durable_pos == self.write_pos {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.active.file.sync_data().at(&self.active.path)?;
+        self.shared.record_sync(started.elapsed());
+        self.durable_pos = self.write_pos;
+        Ok(())
+    }
+
+    /// Makes what was written visible to readers and wakes the listener.
+    fn publish(&mut self) {
+        {
+            let mut s = self.active.state_mut();
+            s.visible_len = self.write_pos;
+            s.next_offset = self.next_offset;
+            s.max_append_ms = s.max_append_ms.max(self.last_append_ms);
+            s.first_append_ms = self.first_append_ms;
+        }
+        self.shared.notify(self.next_offset);
+    }
+
+    fn maybe_roll(&mut self, incoming: u64) -> Result<()> {
+        let config = &self.shared.config;
+        let empty = self.write_pos == SEGMENT_HEADER_LEN as u64;
+        let full = self.write_pos + incoming > config.segment_bytes;
+        let old = self
+            .first_append_ms
+            .is_some_and(|t| config.clock.now_ms() - t >= config.segment_max_age_ms);
+        if !empty && (full || old) {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (synced, indexes written) and starts a new one.
+    fn roll(&mut self) -> Result<()> {
+        self.sync()?;
+        self.publish();
+        let dir = &self.shared.dir;
+        let storage = &*self.shared.config.storage;
+        let [_, index_path, time_path] = segment_paths(dir, self.active.base_offset);
+        {
+            let s = self.active.state();
+            let summary = SegmentSummary {
+                len: self.write_pos,
+                next_offset: self.next_offset,
+                max_append_ms: s.max_append_ms,
+            };
+            s.offsets
+                .write(storage, &index_path, OFFSET_INDEX_MAGIC, summary)?;
+            s.times
+                .write(storage, &time_path, TIME_INDEX_MAGIC, summary)?;
+        }
+        let segment = Arc::new(create_segment(storage, dir, self.next_offset)?);
+        self.shared.segments_mut().push(segment.clone());
+        self.active = segment;
+        self.write_pos = SEGMENT_HEADER_LEN as u64;
+        self.durable_pos = self.write_pos;
+        self.first_append_ms = None;
+        Ok(())
+    }
+
+    /// Deletes whole segments whose newest record is older than the horizon; returns how many.
+    fn retain(&mut self, horizon_ms: i64) -> Result<usize> {
+        if let Some(err) = self.poisoned() {
+            return Err(err);
+        }
+        let cutoff = self.shared.config.clock.now_ms().saturating_sub(horizon_ms);
+        let expired = |s: &Segment| {
+            let st = s.state();
+            st.next_offset > s.base_offset && st.max_append_ms < cutoff
+        };
+        let all_sealed_expired = self
+            .shared
+            .segments()
+            .iter()
+            .all(|s| Arc::ptr_eq(s, &self.active) || expired(s));
+        if all_sealed_expired && expired(&self.active) {
+            self.roll().inspect_err(|e| self.poison(e))?;
+        }
+        let doomed: Vec<Arc<Segment>> = {
+            let mut segments = self.shared.segments_mut();
+            let n = segments
+                .iter()
+                .take_while(|s| !Arc::ptr_eq(s, &self.active) && expired(s))
+                .count();
+            segments.drain(..n).collect()
+        };
+        let storage = &*self.shared.config.storage;
+        for segment in &doomed {
+            for path in segment_paths(&self.shared.dir, segment.base_offset) {
+                if storage.exists(&path) {
+                    storage.remove_file(&path).at(&path)?;
+                }
+            }
+        }
+        if !doomed.is_empty() {
+            storage.sync_dir(&self.shared.dir).at(&self.shared.dir)?;
+            tracing::debug!(dir = %self.shared.dir.display(), segments = doomed.len(), "retention deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Syncs and, when anything was written, appends a marker declaring all of it durable.
+    fn close(&mut self) -> Result<()> {
+        if let Some(err) = self.poisoned() {
+            return Err(err);
+        }
+        if self.written_since_open {
+            self.sync()?;
+            let mut marker = EncodedBatch::marker();
+            let bytes = marker.seal(self.next_offset, self.last_append_ms, self.write_pos);
+            self.active
+                .file
+                .write_all_at(bytes, self.write_pos)
+                .at(&self.active.path)?;
+            self.write_pos += bytes.len() as u64;
+            self.sync()?;
+            self.publish();
+            self.written_since_open = false;
+        }
+        Ok(())
+    }
+}

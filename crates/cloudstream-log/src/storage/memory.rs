@@ -1,0 +1,347 @@
+//! An in-memory file system that knows what is durable, for `memory://` and for crash tests.
+//!
+//! Each file keeps its live bytes and, apart, the bytes that were last made durable with
+//! `sync_data`. The namespace works the same way: a file created, renamed or deleted becomes
+//! durable only when its directory is synced. [`MemoryStorage::crash`] returns the storage a
+//! machine would see after a power loss: only durable names and bytes, plus (with a seed) a
+//! torn, possibly holed, part of the unsynced tail in 512-byte sectors.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{OpenMode, Storage, StorageFile};
+
+const SECTOR: usize = 512;
+
+/// [`Storage`] held in memory; cheap to clone (clones share the same files).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStorage {
+    state: Arc<Mutex<State>>,
+    fail_sync: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    dirs: BTreeSet<PathBuf>,
+    files: BTreeMap<PathBuf, Arc<MemFile>>,
+    durable: BTreeMap<PathBuf, Arc<MemFile>>,
+    locks: BTreeSet<PathBuf>,
+}
+
+#[derive(Debug, Default)]
+struct Contents {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct MemFile {
+    contents: Mutex<Contents>,
+    fail_sync: Arc<AtomicBool>,
+}
+
+impl MemFile {
+    fn new(live: Vec<u8>, fail_sync: Arc<AtomicBool>) -> Self {
+        let durable = live.clone();
+        MemFile {
+            contents: Mutex::new(Contents { live, durable }),
+            fail_sync,
+        }
+    }
+    fn contents(&self) -> MutexGuard<'_, Contents> {
+        self.contents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl StorageFile for Arc<MemFile> {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let c = self.contents();
+        let pos = usize::try_from(pos).map_err(io::Error::other)?;
+        if pos >= c.live.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(c.live.len() - pos);
+        buf[..n].copy_from_slice(&c.live[pos..pos + n]);
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        let mut c = self.contents();
+        let pos = usize::try_from(pos).map_err(io::Error::other)?;
+        let end = pos + buf.len();
+        if c.live.len() < end {
+            c.live.resize(end, 0);
+        }
+        c.live[pos..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if self.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fdatasync failure"));
+        }
+        let mut c = self.contents();
+        c.durable = c.live.clone();
+        Ok(())
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.contents().live.len() as u64)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        self.contents().live.resize(len, 0);
+        Ok(())
+    }
+}
+
+struct LockGuard {
+    state: Arc<Mutex<State>>,
+    path: PathBuf,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        lock_state(&self.state).locks.remove(&self.path);
+    }
+}
+
+fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+/// A small deterministic generator (xorshift64*), so a crash is replayable from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+impl MemoryStorage {
+    /// An empty in-memory file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock_state(&self.state)
+    }
+
+    /// Makes every later `sync_data` fail (or succeed again), to test fail-stop behaviour.
+    pub fn fail_syncs(&self, fail: bool) {
+        self.fail_sync.store(fail, Ordering::SeqCst);
+    }
+
+    /// The file system as it would be found after a power loss now.
+    ///
+    /// Only durable directory entries survive, each with its durable bytes. With
+    /// `torn_seed = Some(seed)`, part of each file's unsynced tail survives too, sector by
+    /// sector, with holes of zeros where a sector was lost: the worst a disk may do.
+    pub fn crash(&self, torn_seed: Option<u64>) -> MemoryStorage {
+        let state = self.state();
+        let fail_sync = Arc::new(AtomicBool::new(false));
+        let mut rng = Rng(torn_seed.unwrap_or(0) | 1);
+        let mut files = BTreeMap::new();
+        for (path, file) in &state.durable {
+            let c = file.contents();
+            let mut bytes = c.durable.clone();
+            if torn_seed.is_some()
+                && c.live.len() > c.durable.len()
+                && c.live.starts_with(&c.durable)
+            {
+                let tail = &c.live[c.durable.len()..];
+                let mut kept = Vec::with_capacity(tail.len());
+                let mut last_kept = 0;
+                for sector in tail.chunks(SECTOR) {
+                    if rng.next() % 3 == 0 {
+                        kept.resize(kept.len() + sector.len(), 0);
+                    } else {
+                        kept.extend_from_slice(sector);
+                        last_kept = kept.len();
+                    }
+                }
+                kept.truncate(last_kept);
+                bytes.extend_from_slice(&kept);
+            }
+            files.insert(
+                path.clone(),
+                Arc::new(MemFile::new(bytes, fail_sync.clone())),
+            );
+        }
+        MemoryStorage {
+            state: Arc::new(Mutex::new(State {
+                dirs: state.dirs.clone(),
+                durable: files.clone(),
+                files,
+                locks: BTreeSet::new(),
+            })),
+            fail_sync,
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        for dir in path.ancestors() {
+            state.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let state = self.state();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let children = state
+            .dirs
+            .iter()
+            .chain(state.files.keys())
+            .filter(|p| p.parent() == Some(path))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned));
+        Ok(children.collect())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        let state = self.state();
+        state.dirs.contains(path) || state.files.contains_key(path)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let mut state = self.state();
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if !state.dirs.contains(parent) {
+            return Err(not_found(parent));
+        }
+        match (mode, state.files.get(path)) {
+            (OpenMode::Existing, Some(file)) => Ok(Box::new(file.clone())),
+            (OpenMode::Existing, None) => Err(not_found(path)),
+            (OpenMode::CreateNew, Some(_)) => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            )),
+            (OpenMode::CreateNew, None) => {
+                let file = Arc::new(MemFile {
+                    contents: Mutex::default(),
+                    fail_sync: self.fail_sync.clone(),
+                });
+                state.files.insert(path.to_path_buf(), file.clone());
+                Ok(Box::new(file))
+            }
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
+        state.files.insert(to.to_path_buf(), file);
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state
+            .files
+            .remove(path)
+            .map(drop)
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        state.dirs.retain(|p| !p.starts_with(path));
+        state.files.retain(|p, _| !p.starts_with(path));
+        Ok(())
+    }
+
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        if !state.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let State {
+            dirs,
+            files,
+            durable,
+            ..
+        } = &mut *state;
+        // Entries of this directory, and anything below a child directory that is gone.
+        durable.retain(|p, _| {
+            let direct = p.parent() == Some(path);
+            let orphaned = p.starts_with(path) && !p.parent().is_some_and(|d| dirs.contains(d));
+            !direct && !orphaned
+        });
+        for (p, f) in files.iter() {
+            if p.parent() == Some(path) {
+                durable.insert(p.clone(), f.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        let mut state = self.state();
+        if !state.locks.insert(path.to_path_buf()) {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is locked by another holder", path.display()),
+            ));
+        }
+        Ok(Box::new(LockGuard {
+            state: self.state.clone(),
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_keeps_only_synced_bytes_and_names() -> io::Result<()> {
+        let fs = MemoryStorage::new();
+        let dir = Path::new("/d");
+        fs.create_dir_all(dir)?;
+        let a = fs.open(&dir.join("a"), OpenMode::CreateNew)?;
+        a.write_all_at(b"durable", 0)?;
+        a.sync_data()?;
+        fs.sync_dir(dir)?;
+        a.write_all_at(b"-lost", 7)?;
+        let b = fs.open(&dir.join("b"), OpenMode::CreateNew)?;
+        b.sync_data()?;
+        let after = fs.crash(None);
+        assert!(!after.exists(&dir.join("b")), "unsynced name survived");
+        let a = after.open(&dir.join("a"), OpenMode::Existing)?;
+        let mut buf = vec![0; a.len()? as usize];
+        a.read_exact_at(&mut buf, 0)?;
+        assert_eq!(buf, b"durable");
+        Ok(())
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() -> io::Result<()> {
+        let fs = MemoryStorage::new();
+        let guard = fs.lock(Path::new("/LOCK"))?;
+        assert!(fs.lock(Path::new("/LOCK")).is_err());
+        drop(guard);
+        fs.lock(Path::new("/LOCK")).map(drop)
+    }
+}
