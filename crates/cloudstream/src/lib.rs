@@ -1,1 +1,60 @@
-//! placeholder
+//! # cloudstream
+//!
+//! Named, retained, replayable event streams behind one API: the `cloud.Stream` resource of
+//! the Wing Cloud Stream spec, in Rust. A URL picks the provider — the embedded durable
+//! engine (`local://DIR`, the default), an in-memory one (`memory://`), and cloud brokers as
+//! their backends land — and the code stays the same.
+//!
+//! ```
+//! use std::time::Duration;
+//! use cloudstream::{Event, ReadFrom};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> cloudstream::Result<()> {
+//! let client = cloudstream::open("memory://").await?;
+//! let stream = client
+//!     .stream("TelemetryIngest")
+//!     .horizon(Duration::from_secs(48 * 3600))
+//!     .create_if_missing()
+//!     .await?;
+//!
+//! // TelemetryWriter: one event, acknowledged once durable.
+//! let receipt = stream.send(Event::json(&serde_json::json!({"device": 7, "temp": 21.5}))?).await?;
+//!
+//! // Deterministic read from a position.
+//! let records = stream.read(ReadFrom::At(receipt), 10).await?;
+//! assert_eq!(records[0].position, receipt);
+//!
+//! // telemetry-reader: the newest batch for a named consumer, checkpointed implicitly.
+//! let reader = stream.consumer("telemetry-reader");
+//! let batch = reader.fetch().await?;
+//! assert_eq!(batch.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The pieces: [`open`] parses a URL ([`url`]) into a [`backend::Backend`], the small trait
+//! every provider implements; [`Client`] creates and lists streams; [`Stream`] sends, reads
+//! and tails; [`Consumer`] fetches with implicit checkpoints; [`Trigger`] runs a handler on
+//! every event with retries and a dead-letter stream.
+
+pub mod backend;
+mod client;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod consumer;
+mod error;
+mod event;
+mod partitioner;
+mod retry;
+mod stream;
+mod trigger;
+pub mod url;
+
+pub use client::{open, Client, StreamBuilder};
+pub use consumer::{Batch, Consumer, Gap, StartAt};
+pub use error::{Error, Result};
+pub use event::{Event, Position, Receipt, Record};
+pub use retry::RetryPolicy;
+pub use stream::{ReadFrom, Stream};
+pub use trigger::{dlq_headers, Trigger, TriggerReport};

@@ -247,8 +247,25 @@ impl Storage for MemoryStorage {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state();
-        let file = state.files.remove(from).ok_or_else(|| not_found(from))?;
-        state.files.insert(to.to_path_buf(), file);
+        if let Some(file) = state.files.remove(from) {
+            state.files.insert(to.to_path_buf(), file);
+            return Ok(());
+        }
+        if !state.dirs.contains(from) {
+            return Err(not_found(from));
+        }
+        // A directory: move it and everything below it.
+        let moved = |p: &Path| p.strip_prefix(from).ok().map(|rest| to.join(rest));
+        let dirs: Vec<PathBuf> = state.dirs.iter().filter_map(|d| moved(d)).collect();
+        state.dirs.retain(|d| !d.starts_with(from));
+        state.dirs.extend(dirs);
+        let files: Vec<(PathBuf, Arc<MemFile>)> = state
+            .files
+            .iter()
+            .filter_map(|(p, f)| Some((moved(p)?, f.clone())))
+            .collect();
+        state.files.retain(|p, _| !p.starts_with(from));
+        state.files.extend(files);
         Ok(())
     }
 

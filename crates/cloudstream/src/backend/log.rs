@@ -1,0 +1,379 @@
+//! `local://` and `memory://`: the embedded engine of `cloudstream-log` as a [`Backend`].
+//!
+//! Appends are encoded on the caller's task and handed to the partition's writer thread,
+//! whose completion callback fires a oneshot channel, so no async thread blocks on an fsync.
+//! Reads and checkpoint writes run on the blocking pool. Long-poll reads wait on a watch
+//! channel fed by the partition's append listener.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cloudstream_log::{BatchBuilder, Log, LogError, LogRecord, StreamLog};
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    Backend, Capabilities, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions, StreamConfig,
+    StreamInfo,
+};
+use crate::event::{from_millis, to_millis};
+use crate::{Error, Event, Position, Record, Result};
+
+/// Largest event accepted by default (1 MiB, as Kinesis).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+const MAX_BATCH_RECORDS: usize = 10_000;
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// The embedded engine as a backend.
+#[derive(Debug)]
+pub struct LogBackend {
+    name: &'static str,
+    log: Arc<Log>,
+    max_record_bytes: usize,
+    watchers: Mutex<HashMap<String, Watchers>>,
+}
+
+/// The end offset of each partition of one open stream, as watch channels.
+#[derive(Debug, Clone)]
+struct Watchers {
+    stream: Arc<StreamLog>,
+    ends: Arc<Vec<watch::Sender<u64>>>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Unavailable(Box::new(e)))?
+}
+
+fn log_error(stream: &str, partition: u32, e: LogError) -> Error {
+    match e {
+        LogError::Expired {
+            requested,
+            earliest,
+        } => Error::Expired {
+            requested: Position::new(partition, requested),
+            earliest: Position::new(partition, earliest),
+        },
+        LogError::BeyondEnd { requested, next } => Error::BeyondEnd {
+            requested: Position::new(partition, requested),
+            next: Position::new(partition, next),
+        },
+        LogError::PartitionNotFound { partition, count } => Error::InvalidArgument(format!(
+            "stream {stream:?} has no partition {partition} (it has {count})"
+        )),
+        e => e.into(),
+    }
+}
+
+fn to_record(partition: u32, r: LogRecord) -> Record {
+    Record {
+        position: Position::new(partition, r.offset),
+        append_time: from_millis(r.append_time_ms),
+        event: Event {
+            payload: r.value,
+            key: r.key.map(|k| String::from_utf8_lossy(&k).into_owned()),
+            headers: r.headers.into_iter().collect(),
+            time: r.event_time_ms.map(from_millis),
+        },
+    }
+}
+
+impl LogBackend {
+    /// Wraps an open [`Log`]; `name` is "local" or "memory".
+    pub fn new(name: &'static str, log: Log, max_record_bytes: usize) -> Self {
+        LogBackend {
+            name,
+            log: Arc::new(log),
+            max_record_bytes,
+            watchers: Mutex::default(),
+        }
+    }
+
+    /// The engine underneath.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    fn stream(&self, name: &str) -> Result<Arc<StreamLog>> {
+        Ok(self.log.stream(name)?)
+    }
+
+    fn watchers(&self, name: &str) -> Result<Watchers> {
+        let stream = self.stream(name)?;
+        let mut all = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = all.get(name).filter(|w| Arc::ptr_eq(&w.stream, &stream)) {
+            return Ok(w.clone());
+        }
+        let ends: Vec<watch::Sender<u64>> = stream
+            .partitions()
+            .iter()
+            .map(|p| watch::Sender::new(p.next_offset()))
+            .collect();
+        let ends = Arc::new(ends);
+        for (i, p) in stream.partitions().iter().enumerate() {
+            let ends = Arc::downgrade(&ends);
+            p.set_listener(Some(Arc::new(move |next| {
+                if let Some(ends) = ends.upgrade() {
+                    ends[i].send_replace(next);
+                }
+            })));
+        }
+        let w = Watchers { stream, ends };
+        all.insert(name.to_owned(), w.clone());
+        Ok(w)
+    }
+
+    fn info(&self, stream: &StreamLog) -> StreamInfo {
+        StreamInfo {
+            name: stream.name().to_owned(),
+            horizon_ms: stream.config().horizon.as_millis() as u64,
+            partitions: stream
+                .partitions()
+                .iter()
+                .map(|p| {
+                    let s = p.stats();
+                    PartitionInfo {
+                        partition: s.partition,
+                        earliest: s.earliest_offset,
+                        next: s.next_offset,
+                        bytes: Some(s.bytes),
+                    }
+                })
+                .collect(),
+            resource: format!(
+                "{}://{}",
+                self.name,
+                self.log
+                    .root()
+                    .join("streams")
+                    .join(stream.name())
+                    .display()
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for LogBackend {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            replay_by_position: true,
+            replay_by_time: true,
+            server_side_checkpoints: true,
+            durable: self.name == "local",
+            max_record_bytes: self.max_record_bytes,
+            max_batch_records: MAX_BATCH_RECORDS,
+            max_batch_bytes: MAX_BATCH_BYTES,
+            max_partitions: cloudstream_log::MAX_PARTITIONS,
+            horizon_range: (Duration::from_millis(1), cloudstream_log::MAX_HORIZON),
+        }
+    }
+
+    async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
+        let log = self.log.clone();
+        let (name, config) = (name.to_owned(), *config);
+        let stream = blocking(move || {
+            Ok(log.create_stream(
+                &name,
+                cloudstream_log::StreamConfig {
+                    partitions: config.partitions,
+                    horizon: config.horizon,
+                },
+            )?)
+        })
+        .await?;
+        Ok(self.info(&stream))
+    }
+
+    async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
+        Ok(self.info(&*self.stream(name)?))
+    }
+
+    async fn list_streams(&self) -> Result<Vec<String>> {
+        Ok(self.log.list_streams())
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        let log = self.log.clone();
+        let owned = name.to_owned();
+        blocking(move || Ok(log.delete_stream(&owned)?)).await?;
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        partition: u32,
+        events: &[Event],
+    ) -> Result<Vec<Position>> {
+        let log_stream = self.stream(stream)?;
+        let part = log_stream
+            .partition(partition)
+            .map_err(|e| log_error(stream, partition, e))?;
+        let bytes: usize = events.iter().map(|e| e.payload.len() + 64).sum();
+        let mut batch = BatchBuilder::with_capacity(bytes);
+        for event in events {
+            if event.size() > self.max_record_bytes {
+                return Err(Error::RecordTooLarge {
+                    size: event.size(),
+                    max: self.max_record_bytes,
+                });
+            }
+            let headers = event.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            batch
+                .push(
+                    event.key.as_deref().map(str::as_bytes),
+                    headers,
+                    &event.payload,
+                    event.time.map(to_millis),
+                )
+                .map_err(|e| Error::InvalidArgument(format!("event cannot be encoded: {e:?}")))?;
+        }
+        let (tx, rx) = oneshot::channel();
+        part.append(
+            batch.finish(),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let ack = rx
+            .await
+            .map_err(|_| Error::from(LogError::Closed))?
+            .map_err(|e| log_error(stream, partition, e))?;
+        Ok((0..u64::from(ack.count))
+            .map(|i| Position::new(partition, ack.base_offset + i))
+            .collect())
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        partition: u32,
+        start: PartitionStart,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        let watchers = self.watchers(stream)?;
+        let part_count = watchers.stream.partitions().len();
+        let Some(end) = watchers.ends.get(partition as usize) else {
+            return Err(Error::InvalidArgument(format!(
+                "stream {stream:?} has no partition {partition} (it has {part_count})"
+            )));
+        };
+        let mut end_rx = end.subscribe();
+        let s = watchers.stream.clone();
+        let name = stream.to_owned();
+        let from = blocking(move || {
+            let p = s.partition(partition)?;
+            Ok(match start {
+                PartitionStart::Earliest => p.earliest_offset(),
+                PartitionStart::Latest => p.next_offset(),
+                PartitionStart::At(seq) => seq,
+                PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
+            })
+        })
+        .await?;
+        let deadline = options.wait.map(|w| tokio::time::Instant::now() + w);
+        loop {
+            let s = watchers.stream.clone();
+            let (name, opts) = (name.clone(), *options);
+            let records = blocking(move || {
+                let p = s.partition(partition)?;
+                p.read(from, opts.max_records, opts.max_bytes)
+                    .map_err(|e| log_error(&name, partition, e))
+            })
+            .await?;
+            if !records.is_empty() {
+                return Ok(records
+                    .into_iter()
+                    .map(|r| to_record(partition, r))
+                    .collect());
+            }
+            let Some(deadline) = deadline else {
+                return Ok(Vec::new());
+            };
+            let arrived =
+                tokio::time::timeout_at(deadline, end_rx.wait_for(|&next| next > from)).await;
+            if !matches!(arrived, Ok(Ok(_))) {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn load_checkpoint(
+        &self,
+        stream: &str,
+        consumer: &str,
+    ) -> Result<Option<BTreeMap<u32, u64>>> {
+        Ok(self
+            .stream(stream)?
+            .checkpoints()
+            .load(consumer)?
+            .map(|c| c.offsets))
+    }
+
+    async fn commit_checkpoint(
+        &self,
+        stream: &str,
+        consumer: &str,
+        next: &[(u32, u64)],
+    ) -> Result<()> {
+        let s = self.stream(stream)?;
+        let (consumer, next) = (consumer.to_owned(), next.to_vec());
+        blocking(move || {
+            s.checkpoints().commit(&consumer, &next)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        let s = self.stream(stream)?;
+        let extents: Vec<(u64, u64)> = s
+            .partitions()
+            .iter()
+            .map(|p| (p.earliest_offset(), p.next_offset()))
+            .collect();
+        Ok(s.checkpoints()
+            .list()
+            .into_iter()
+            .map(|(name, checkpoint)| {
+                let lag = extents
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &(earliest, next))| {
+                        let at = checkpoint
+                            .offsets
+                            .get(&(p as u32))
+                            .copied()
+                            .unwrap_or(earliest);
+                        next.saturating_sub(at.max(earliest))
+                    })
+                    .sum();
+                ConsumerInfo {
+                    name,
+                    committed: checkpoint.offsets,
+                    lag,
+                }
+            })
+            .collect())
+    }
+
+    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        let s = self.stream(stream)?;
+        let consumer = consumer.to_owned();
+        blocking(move || Ok(s.checkpoints().delete(&consumer)?)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,147 @@
+//! The conformance suite on `local://` and `memory://`, and what only the embedded engine
+//! can show: retention under a manual clock, and durability across a reopen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloudstream_log::{Log, LogOptions, ManualClock, MemoryStorage, SyncPolicy};
+
+use super::LogBackend;
+use crate::{Client, Error, Event, Position, ReadFrom};
+
+mod local {
+    async fn make() -> (crate::Client, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let client = crate::open(&format!("local://{}", dir.path().display()))
+            .await
+            .expect("open local");
+        (client, dir)
+    }
+    crate::conformance_tests!(make);
+}
+
+mod memory {
+    async fn make() -> (crate::Client, ()) {
+        (crate::open("memory://").await.expect("open memory"), ())
+    }
+    crate::conformance_tests!(make);
+}
+
+fn manual_client(clock: Arc<ManualClock>) -> (Client, Arc<LogBackend>) {
+    let options = LogOptions {
+        storage: Arc::new(MemoryStorage::new()),
+        clock,
+        sync: SyncPolicy::Always,
+        segment_bytes: 4096,
+        retention_check: None,
+        ..LogOptions::default()
+    };
+    let backend = Arc::new(LogBackend::new(
+        "memory",
+        Log::open("/m", options).expect("open"),
+        1024,
+    ));
+    (Client::new(backend.clone()), backend)
+}
+
+#[tokio::test]
+async fn expired_positions_are_errors_and_consumers_report_gaps() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let (client, backend) = manual_client(clock.clone());
+    let stream = client
+        .stream("s")
+        .horizon(Duration::from_secs(10))
+        .create()
+        .await
+        .expect("create");
+    let reader = stream.consumer("slow");
+    stream.send(Event::new("first")).await.expect("send");
+    assert_eq!(reader.fetch().await.expect("fetch").len(), 1);
+    for i in 0..100 {
+        stream
+            .send(Event::new(vec![b'x'; 100 + i]))
+            .await
+            .expect("send");
+    }
+    clock.advance(60_000);
+    let fresh = stream.send(Event::new("fresh")).await.expect("send");
+    let deleted = backend.log().enforce_retention().expect("retention");
+    assert!(deleted > 0, "expired segments deleted");
+    let old = stream.read(ReadFrom::At(Position::new(0, 0)), 1).await;
+    match old {
+        Err(Error::Expired {
+            requested,
+            earliest,
+        }) => {
+            assert_eq!(requested, Position::new(0, 0));
+            assert!(earliest.sequence > 0 && earliest.sequence <= fresh.sequence);
+        }
+        other => panic!("expected Expired, got {other:?}"),
+    }
+    let batch = reader.fetch().await.expect("fetch after gap");
+    assert_eq!(batch.gaps.len(), 1, "gap reported");
+    assert_eq!(batch.gaps[0].from, 1);
+    assert_eq!(batch.last().map(|r| r.position), Some(fresh));
+    let earliest = stream.read(ReadFrom::Earliest, 1000).await.expect("read");
+    assert_eq!(
+        earliest.last().map(|r| r.position),
+        Some(fresh),
+        "records inside the horizon stay"
+    );
+}
+
+#[tokio::test]
+async fn local_streams_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("local://{}", dir.path().display());
+    let receipt = {
+        let client = crate::open(&url).await.expect("open");
+        let stream = client
+            .stream("durable")
+            .partitions(2)
+            .create()
+            .await
+            .expect("create");
+        let r = stream
+            .send(Event::new("kept").with_key("k"))
+            .await
+            .expect("send");
+        let consumer = stream.consumer("c");
+        consumer.fetch().await.expect("fetch");
+        consumer.commit().await.expect("commit");
+        r
+    };
+    let client = crate::open(&url).await.expect("reopen");
+    let stream = client.stream("durable").open().await.expect("open stream");
+    assert_eq!(stream.partitions(), 2);
+    let records = stream.read(ReadFrom::At(receipt), 10).await.expect("read");
+    assert_eq!(records[0].payload().as_ref(), b"kept");
+    assert!(
+        stream
+            .consumer("c")
+            .fetch()
+            .await
+            .expect("fetch")
+            .is_empty(),
+        "checkpoint survived"
+    );
+}
+
+#[tokio::test]
+async fn url_options_reach_the_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "local://{}?sync=never&max_record_bytes=10",
+        dir.path().display()
+    );
+    let client = crate::open(&url).await.expect("open");
+    assert_eq!(client.backend().capabilities().max_record_bytes, 10);
+    let stream = client.stream("s").create().await.expect("create");
+    let big = stream.send(Event::new("12345678901")).await;
+    assert!(
+        matches!(big, Err(Error::RecordTooLarge { size: 11, max: 10 })),
+        "{big:?}"
+    );
+    let bad = crate::open("local://x?sync=maybe").await;
+    assert!(matches!(bad, Err(Error::InvalidUrl { .. })), "{bad:?}");
+}

@@ -1,0 +1,293 @@
+//! Named consumers with implicit checkpointing (Stream-04).
+//!
+//! A consumer reads every partition from its checkpoint. Fetching the next batch first
+//! commits everything the previous fetches returned, like Kafka's auto-commit on poll: a
+//! crash between two fetches redelivers the last batch (at-least-once), never skips it.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::time::{Duration, SystemTime};
+
+use futures::future::{select_all, FutureExt};
+use tokio::sync::Mutex;
+
+use crate::backend::{PartitionStart, ReadOptions};
+use crate::{Error, Position, ReadFrom, Record, Result, Stream};
+
+/// Where a consumer without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartAt {
+    /// The oldest record held (the default).
+    #[default]
+    Earliest,
+    /// Only records written after the consumer first fetches.
+    Latest,
+    /// Records appended at or after this time.
+    AtTime(SystemTime),
+}
+
+/// Records a consumer could not read because retention removed them first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The partition.
+    pub partition: u32,
+    /// Where the consumer's checkpoint was.
+    pub from: u64,
+    /// Where it resumed: the earliest record still held.
+    pub resumed_at: u64,
+}
+
+/// One fetch's records, with any gaps met on the way.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The records, partition by partition, each partition in order.
+    pub records: Vec<Record>,
+    /// Records skipped because they expired before this consumer read them.
+    pub gaps: Vec<Gap>,
+}
+
+impl Deref for Batch {
+    type Target = [Record];
+    fn deref(&self) -> &[Record] {
+        &self.records
+    }
+}
+
+impl IntoIterator for Batch {
+    type Item = Record;
+    type IntoIter = std::vec::IntoIter<Record>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.records.into_iter()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    loaded: bool,
+    next: BTreeMap<u32, u64>,
+    committed: BTreeMap<u32, u64>,
+    turn: u32,
+}
+
+/// A named reader of all partitions of a stream with durable checkpoints.
+#[derive(Debug)]
+pub struct Consumer {
+    stream: Stream,
+    name: String,
+    start: StartAt,
+    max_records: usize,
+    wait: Option<Duration>,
+    state: Mutex<State>,
+}
+
+/// Each partition's next sequence for `consumer`: its checkpoint, or `start` where it has none.
+pub(crate) async fn resolve_positions(
+    stream: &Stream,
+    consumer: &str,
+    start: StartAt,
+) -> Result<BTreeMap<u32, u64>> {
+    let committed = stream
+        .backend()
+        .load_checkpoint(stream.name(), consumer)
+        .await?
+        .unwrap_or_default();
+    let info = stream.describe().await?;
+    let mut next = BTreeMap::new();
+    for p in &info.partitions {
+        let at = match (committed.get(&p.partition), start) {
+            (Some(&seq), _) => seq,
+            (None, StartAt::Earliest) => p.earliest,
+            (None, StartAt::Latest) => p.next,
+            (None, StartAt::AtTime(t)) => {
+                let options = ReadOptions {
+                    max_records: 1,
+                    ..ReadOptions::default()
+                };
+                let first = stream
+                    .backend()
+                    .read(
+                        stream.name(),
+                        p.partition,
+                        PartitionStart::AtTime(t),
+                        &options,
+                    )
+                    .await?;
+                first.first().map_or(p.next, |r| r.position.sequence)
+            }
+        };
+        next.insert(p.partition, at);
+    }
+    Ok(next)
+}
+
+impl Consumer {
+    pub(crate) fn new(stream: Stream, name: &str) -> Self {
+        Consumer {
+            stream,
+            name: name.to_owned(),
+            start: StartAt::Earliest,
+            max_records: 1000,
+            wait: None,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Where to start when the consumer has no checkpoint yet (default: earliest).
+    pub fn start_at(mut self, start: StartAt) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Most records per fetch (default 1,000).
+    pub fn max_records(mut self, max: usize) -> Self {
+        self.max_records = max.max(1);
+        self
+    }
+
+    /// When nothing is there, wait up to this long for a record (default: return at once).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = Some(wait);
+        self
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn load(&self, state: &mut State) -> Result<()> {
+        if !state.loaded {
+            cloudstream_log::validate_name("consumer", &self.name)?;
+            state.next = resolve_positions(&self.stream, &self.name, self.start).await?;
+            state.committed = self
+                .stream
+                .backend()
+                .load_checkpoint(self.stream.name(), &self.name)
+                .await?
+                .unwrap_or_default();
+            state.loaded = true;
+        }
+        Ok(())
+    }
+
+    async fn commit_state(&self, state: &mut State) -> Result<()> {
+        let changed: Vec<(u32, u64)> = state
+            .next
+            .iter()
+            .filter(|(p, n)| state.committed.get(p) != Some(n))
+            .map(|(&p, &n)| (p, n))
+            .collect();
+        if !changed.is_empty() {
+            self.stream
+                .backend()
+                .commit_checkpoint(self.stream.name(), &self.name, &changed)
+                .await?;
+            state.committed.extend(changed);
+        }
+        Ok(())
+    }
+
+    /// Commits the previous fetches, then returns the next batch across all partitions.
+    pub async fn fetch(&self) -> Result<Batch> {
+        let mut state = self.state.lock().await;
+        self.load(&mut state).await?;
+        self.commit_state(&mut state).await?;
+        let mut batch = Batch::default();
+        let n = self.stream.partitions();
+        for i in 0..n {
+            let remaining = self.max_records - batch.records.len();
+            if remaining == 0 {
+                break;
+            }
+            let p = (state.turn + i) % n;
+            let options = ReadOptions {
+                max_records: remaining,
+                ..ReadOptions::default()
+            };
+            let records = self
+                .read_partition(&mut state, &mut batch, p, &options)
+                .await?;
+            batch.records.extend(records);
+        }
+        state.turn = (state.turn + 1) % n.max(1);
+        if batch.records.is_empty() {
+            if let Some(wait) = self.wait {
+                let options = ReadOptions {
+                    max_records: self.max_records,
+                    wait: Some(wait),
+                    ..ReadOptions::default()
+                };
+                let reads = (0..n).map(|p| {
+                    let at = state.next.get(&p).copied().unwrap_or(0);
+                    self.stream
+                        .read_with(p, ReadFrom::At(Position::new(p, at)), &options)
+                        .boxed()
+                });
+                let (first, _, _) = select_all(reads).await;
+                if let Ok(records) = first {
+                    if let Some(last) = records.last() {
+                        state
+                            .next
+                            .insert(last.position.partition, last.position.sequence + 1);
+                    }
+                    batch.records = records;
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn read_partition(
+        &self,
+        state: &mut State,
+        batch: &mut Batch,
+        p: u32,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        let at = state.next.get(&p).copied().unwrap_or(0);
+        let records = match self
+            .stream
+            .read_with(p, ReadFrom::At(Position::new(p, at)), options)
+            .await
+        {
+            Err(Error::Expired { earliest, .. }) => {
+                tracing::warn!(
+                    stream = self.stream.name(),
+                    consumer = self.name,
+                    partition = p,
+                    from = at,
+                    resumed_at = earliest.sequence,
+                    "checkpoint fell out of the horizon; resuming at the earliest record"
+                );
+                batch.gaps.push(Gap {
+                    partition: p,
+                    from: at,
+                    resumed_at: earliest.sequence,
+                });
+                state.next.insert(p, earliest.sequence);
+                self.stream
+                    .read_with(p, ReadFrom::At(earliest), options)
+                    .await?
+            }
+            other => other?,
+        };
+        if let Some(last) = records.last() {
+            state.next.insert(p, last.position.sequence + 1);
+        }
+        Ok(records)
+    }
+
+    /// Commits everything fetched so far, durably.
+    pub async fn commit(&self) -> Result<()> {
+        let mut state = self.state.lock().await;
+        self.load(&mut state).await?;
+        self.commit_state(&mut state).await
+    }
+
+    /// Each partition's next sequence as this consumer sees it (fetched, maybe not committed).
+    pub async fn positions(&self) -> Result<BTreeMap<u32, u64>> {
+        let mut state = self.state.lock().await;
+        self.load(&mut state).await?;
+        Ok(state.next.clone())
+    }
+}

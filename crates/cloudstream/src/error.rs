@@ -1,0 +1,107 @@
+//! The one public error type.
+
+use crate::Position;
+
+/// Everything a cloudstream call can fail with, named by what it means to the caller.
+///
+/// Backends keep their own errors private and convert them; the original error stays
+/// reachable through [`std::error::Error::source`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A stream or consumer name outside the allowed alphabet or length.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// "stream" or "consumer".
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// An argument out of range or inconsistent with the stream.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A provider URL that cannot be used.
+    #[error("invalid stream URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No stream of that name.
+    #[error("stream {stream:?} does not exist")]
+    StreamNotFound {
+        /// The stream.
+        stream: String,
+    },
+    /// A stream of that name exists already.
+    #[error("stream {stream:?} already exists")]
+    StreamExists {
+        /// The stream.
+        stream: String,
+    },
+    /// An event larger than the backend accepts.
+    #[error("event of {size} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// Size of payload, key and headers.
+        size: usize,
+        /// The backend's limit.
+        max: usize,
+    },
+    /// A position older than the stream's horizon: its records were removed.
+    #[error("position {requested} is older than the horizon; the earliest position is {earliest}")]
+    Expired {
+        /// The position asked for.
+        requested: Position,
+        /// The earliest position still held in that partition.
+        earliest: Position,
+    },
+    /// A position past the end of its partition.
+    #[error("position {requested} is beyond the end of the partition (next is {next})")]
+    BeyondEnd {
+        /// The position asked for.
+        requested: Position,
+        /// The position the next event will get.
+        next: Position,
+    },
+    /// The backend cannot do this operation.
+    #[error("{operation} is not supported by the {backend} backend")]
+    Unsupported {
+        /// What was asked.
+        operation: &'static str,
+        /// Which backend.
+        backend: &'static str,
+    },
+    /// Stored data failed its integrity checks.
+    #[error("corrupt data: {0}")]
+    Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot serve now: closed, stopped after a failed fsync, or locked by
+    /// another process.
+    #[error("backend unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Any other failure of the backend's storage or network.
+    #[error("backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<cloudstream_log::LogError> for Error {
+    fn from(e: cloudstream_log::LogError) -> Self {
+        use cloudstream_log::LogError as L;
+        match e {
+            L::InvalidName { kind, name, reason } => Error::InvalidName { kind, name, reason },
+            L::StreamNotFound(stream) => Error::StreamNotFound { stream },
+            L::StreamExists(stream) => Error::StreamExists { stream },
+            L::InvalidConfig(m) => Error::InvalidArgument(m),
+            L::PartitionNotFound { .. } => Error::InvalidArgument(e.to_string()),
+            L::BatchTooLarge { size, max } => Error::RecordTooLarge { size, max },
+            e @ L::Corrupt { .. } => Error::Corrupt(Box::new(e)),
+            e @ (L::Poisoned(_) | L::Locked { .. } | L::Closed) => Error::Unavailable(Box::new(e)),
+            e => Error::Backend(Box::new(e)),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! What writers send ([`Event`]) and readers get ([`Record`]), and where a record is
+//! ([`Position`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+/// An event to write: payload bytes, an optional partition key, string headers and an
+/// optional event time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The payload.
+    pub payload: Bytes,
+    /// Events with the same key go to the same partition, in order.
+    pub key: Option<String>,
+    /// String headers (attributes); CloudEvents attributes go here as `ce_*`.
+    pub headers: BTreeMap<String, String>,
+    /// When the event happened, as the writer saw it.
+    pub time: Option<SystemTime>,
+}
+
+impl Event {
+    /// An event with this payload.
+    pub fn new(payload: impl Into<Bytes>) -> Self {
+        Event {
+            payload: payload.into(),
+            ..Event::default()
+        }
+    }
+
+    /// An event whose payload is `value` as JSON, with `content-type: application/json`.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self> {
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode event as JSON: {e}")))?;
+        Ok(Event::new(payload).with_header("content-type", "application/json"))
+    }
+
+    /// Sets the partition key.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets the event time.
+    pub fn with_time(mut self, time: SystemTime) -> Self {
+        self.time = Some(time);
+        self
+    }
+
+    /// Bytes the event counts for against record size limits: payload, key and headers.
+    pub fn size(&self) -> usize {
+        self.payload.len()
+            + self.key.as_ref().map_or(0, String::len)
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// The payload decoded from JSON.
+    pub fn json_payload<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.payload)
+            .map_err(|e| Error::InvalidArgument(format!("payload is not the expected JSON: {e}")))
+    }
+}
+
+/// Where a record is: its partition and its sequence number within the partition.
+///
+/// Printed as `PARTITION:SEQUENCE` (e.g. `0:42`) and parsed back, so it can be stored as a
+/// checkpoint and handed back later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The partition.
+    pub partition: u32,
+    /// The sequence number, strictly increasing within the partition.
+    pub sequence: u64,
+}
+
+impl Position {
+    /// A position.
+    pub fn new(partition: u32, sequence: u64) -> Self {
+        Position {
+            partition,
+            sequence,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.partition, self.sequence)
+    }
+}
+
+impl FromStr for Position {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "{s:?} is not a position (expected PARTITION:SEQUENCE, e.g. 0:42)"
+            ))
+        };
+        let (p, seq) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Position {
+            partition: p.parse().map_err(|_| bad())?,
+            sequence: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+impl Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a successful write returns: where the event was stored.
+pub type Receipt = Position;
+
+/// An event as read back, with where and when it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Partition and sequence.
+    pub position: Position,
+    /// When the backend appended it.
+    pub append_time: SystemTime,
+    /// The event as written.
+    pub event: Event,
+}
+
+impl Record {
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.event.payload
+    }
+
+    /// The payload decoded from JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        self.event.json_payload()
+    }
+}
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub(crate) fn to_millis(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The time `ms` milliseconds after the Unix epoch.
+pub(crate) fn from_millis(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_print_and_parse() {
+        let p = Position::new(3, 42);
+        assert_eq!(p.to_string(), "3:42");
+        assert_eq!("3:42".parse::<Position>().ok(), Some(p));
+        for bad in ["", "3", "3:", ":4", "a:1", "1:-2", "1:2:3"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn millis_round_trip() {
+        for ms in [0, 1, -1, 1_700_000_000_000] {
+            assert_eq!(to_millis(from_millis(ms)), ms);
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! [`Stream`]: the handle through which events are written and read.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::backend::{Backend, PartitionStart, ReadOptions, StreamInfo};
+use crate::consumer::Consumer;
+use crate::partitioner::Partitioner;
+use crate::trigger::Trigger;
+use crate::{Error, Event, Position, Receipt, Record, Result};
+
+/// Where a read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The oldest record held (of partition 0, or of the partition asked for).
+    Earliest,
+    /// After the newest record: only what is written from now on.
+    Latest,
+    /// The record at this position.
+    At(Position),
+    /// The record after this position (to continue from a record already seen).
+    After(Position),
+    /// The first record appended at or after this time.
+    AtTime(SystemTime),
+}
+
+impl ReadFrom {
+    /// The partition this start point names, if it names one.
+    pub fn partition(&self) -> Option<u32> {
+        match self {
+            ReadFrom::At(p) | ReadFrom::After(p) => Some(p.partition),
+            _ => None,
+        }
+    }
+
+    fn start(&self) -> PartitionStart {
+        match *self {
+            ReadFrom::Earliest => PartitionStart::Earliest,
+            ReadFrom::Latest => PartitionStart::Latest,
+            ReadFrom::At(p) => PartitionStart::At(p.sequence),
+            ReadFrom::After(p) => PartitionStart::At(p.sequence + 1),
+            ReadFrom::AtTime(t) => PartitionStart::AtTime(t),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn Backend>,
+    name: String,
+    partitions: u32,
+    partitioner: Partitioner,
+}
+
+/// A named stream of a provider. Cheap to clone; clones share the handle.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    inner: Arc<Inner>,
+}
+
+impl Stream {
+    pub(crate) fn new(backend: Arc<dyn Backend>, info: StreamInfo) -> Self {
+        let partitions = info.partitions.len() as u32;
+        Stream {
+            inner: Arc::new(Inner {
+                backend,
+                name: info.name,
+                partitions,
+                partitioner: Partitioner::default(),
+            }),
+        }
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.inner.partitions
+    }
+
+    /// The backend underneath.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The provider's view of the stream: horizon and the extent of each partition.
+    pub async fn describe(&self) -> Result<StreamInfo> {
+        self.inner.backend.describe_stream(&self.inner.name).await
+    }
+
+    fn check_size(&self, event: &Event) -> Result<()> {
+        let max = self.inner.backend.capabilities().max_record_bytes;
+        if event.size() > max {
+            return Err(Error::RecordTooLarge {
+                size: event.size(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    fn partition_for(&self, event: &Event) -> u32 {
+        self.inner
+            .partitioner
+            .partition(event.key.as_deref(), self.inner.partitions)
+    }
+
+    /// Writes one event; returns where it was stored once it is durable.
+    pub async fn send(&self, event: Event) -> Result<Receipt> {
+        self.check_size(&event)?;
+        let partition = self.partition_for(&event);
+        let receipts = self
+            .inner
+            .backend
+            .append(&self.inner.name, partition, std::slice::from_ref(&event))
+            .await?;
+        receipts
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Backend("append returned no receipt".into()))
+    }
+
+    /// Writes many events; returns one result per event, in the order given.
+    ///
+    /// Events are grouped by partition (same key, same partition, order kept) and each
+    /// group is split to the backend's batch limits and written in order. An event that is
+    /// invalid (too large) fails alone; when a chunk of a partition fails, the chunks after it
+    /// in that partition are not attempted, so no key's events are ever reordered.
+    pub async fn send_batch(&self, events: Vec<Event>) -> Vec<Result<Receipt>> {
+        let caps = self.inner.backend.capabilities();
+        let mut results: Vec<Option<Result<Receipt>>> = (0..events.len()).map(|_| None).collect();
+        let mut groups: Vec<Vec<(usize, Event)>> = vec![Vec::new(); self.inner.partitions as usize];
+        for (i, event) in events.into_iter().enumerate() {
+            match self.check_size(&event) {
+                Ok(()) => groups[self.partition_for(&event) as usize].push((i, event)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        let writes = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, g)| !g.is_empty())
+            .map(|(p, group)| {
+                let caps = caps.clone();
+                async move {
+                    (
+                        group.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                        self.write_group(p as u32, group, &caps).await,
+                    )
+                }
+            });
+        for (indexes, outcome) in futures::future::join_all(writes).await {
+            for (i, r) in indexes.into_iter().zip(outcome) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Backend("event was not written".into()))))
+            .collect()
+    }
+
+    async fn write_group(
+        &self,
+        partition: u32,
+        group: Vec<(usize, Event)>,
+        caps: &crate::backend::Capabilities,
+    ) -> Vec<Result<Receipt>> {
+        let events: Vec<Event> = group.into_iter().map(|(_, e)| e).collect();
+        let mut out = Vec::with_capacity(events.len());
+        let mut failed: Option<String> = None;
+        for chunk in chunks(&events, caps.max_batch_records, caps.max_batch_bytes) {
+            if let Some(why) = &failed {
+                out.extend(chunk.iter().map(|_| {
+                    Err(Error::Backend(
+                        format!(
+                            "not written: an earlier batch of partition {partition} failed: {why}"
+                        )
+                        .into(),
+                    ))
+                }));
+                continue;
+            }
+            match self
+                .inner
+                .backend
+                .append(&self.inner.name, partition, chunk)
+                .await
+            {
+                Ok(receipts) => out.extend(receipts.into_iter().map(Ok)),
+                Err(e) => {
+                    let why = e.to_string();
+                    out.push(Err(e));
+                    out.extend(
+                        chunk
+                            .iter()
+                            .skip(1)
+                            .map(|_| Err(Error::Backend(why.clone().into()))),
+                    );
+                    failed = Some(why);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads up to `max` records from `from`, deterministically: the same `from` gives the
+    /// same records in the same order while they are within the horizon.
+    ///
+    /// Reads are per partition, as Kinesis reads a shard and Kafka a partition: `At` and
+    /// `After` read the position's partition, the others partition 0. Use
+    /// [`Stream::read_partition`] for another partition, and a [`Consumer`] to read all of
+    /// them.
+    pub async fn read(&self, from: ReadFrom, max: usize) -> Result<Vec<Record>> {
+        self.read_partition(from.partition().unwrap_or(0), from, max)
+            .await
+    }
+
+    /// Reads up to `max` records of one partition from `from`.
+    pub async fn read_partition(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        let options = ReadOptions {
+            max_records: max,
+            ..ReadOptions::default()
+        };
+        self.read_with(partition, from, &options).await
+    }
+
+    /// Reads one partition with explicit limits and an optional long-poll wait.
+    pub async fn read_with(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        if let Some(p) = from.partition().filter(|&p| p != partition) {
+            return Err(Error::InvalidArgument(format!(
+                "position in partition {p} given for a read of partition {partition}"
+            )));
+        }
+        if partition >= self.inner.partitions {
+            return Err(Error::InvalidArgument(format!(
+                "stream {:?} has no partition {partition} (it has {})",
+                self.inner.name, self.inner.partitions
+            )));
+        }
+        self.inner
+            .backend
+            .read(&self.inner.name, partition, from.start(), options)
+            .await
+    }
+
+    /// Every record from `from` on, as they arrive: all partitions merged (each in order),
+    /// or only the position's partition for `At` / `After`. `Latest` means records written
+    /// after this call returns. The stream never ends by itself; it yields an error and ends
+    /// if a read fails.
+    pub async fn tail(&self, from: ReadFrom) -> Result<BoxStream<'static, Result<Record>>> {
+        let starts: Vec<(u32, ReadFrom)> = match from {
+            ReadFrom::At(p) | ReadFrom::After(p) => vec![(p.partition, from)],
+            ReadFrom::Latest => {
+                let info = self.describe().await?;
+                info.partitions
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.partition,
+                            ReadFrom::At(Position::new(p.partition, p.next)),
+                        )
+                    })
+                    .collect()
+            }
+            _ => (0..self.inner.partitions).map(|p| (p, from)).collect(),
+        };
+        let tails = starts
+            .into_iter()
+            .map(|(p, from)| self.tail_partition(p, from));
+        Ok(stream::select_all(tails).boxed())
+    }
+
+    fn tail_partition(&self, partition: u32, from: ReadFrom) -> BoxStream<'static, Result<Record>> {
+        let options = ReadOptions {
+            wait: Some(Duration::from_secs(1)),
+            ..ReadOptions::default()
+        };
+        let state = (self.clone(), from, false);
+        stream::unfold(state, move |(stream, from, failed)| async move {
+            if failed {
+                return None;
+            }
+            loop {
+                match stream.read_with(partition, from, &options).await {
+                    Ok(records) if records.is_empty() => continue,
+                    Ok(records) => {
+                        let last = records.last()?.position;
+                        return Some((Ok(records), (stream, ReadFrom::After(last), false)));
+                    }
+                    Err(e) => return Some((Err(e), (stream, from, true))),
+                }
+            }
+        })
+        .flat_map(|batch: Result<Vec<Record>>| match batch {
+            Ok(records) => stream::iter(records.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => stream::iter(vec![Err(e)]),
+        })
+        .boxed()
+    }
+
+    /// A named consumer: reads every partition from its checkpoint, and commits implicitly
+    /// when it fetches the next batch.
+    pub fn consumer(&self, name: &str) -> Consumer {
+        Consumer::new(self.clone(), name)
+    }
+
+    /// A trigger: calls `handler` for every event, as consumer `consumer`. Configure it, then
+    /// [`Trigger::run_until`].
+    pub fn on_event<H, F, E>(&self, consumer: &str, handler: H) -> Trigger<H>
+    where
+        H: Fn(Record) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Trigger::new(self.clone(), consumer, handler)
+    }
+}
+
+/// Splits events into runs within both limits (an event larger than `max_bytes` goes alone).
+fn chunks(events: &[Event], max_records: usize, max_bytes: usize) -> Vec<&[Event]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in events.iter().enumerate() {
+        let full = i > start && (i - start >= max_records || bytes + e.size() > max_bytes);
+        if full {
+            out.push(&events[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += e.size();
+    }
+    if start < events.len() {
+        out.push(&events[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_both_limits() {
+        let events: Vec<Event> = (0..10)
+            .map(|i| Event::new(vec![0u8; 10 * (i % 3 + 1)]))
+            .collect();
+        for (max_records, max_bytes) in [(3, 1000), (100, 50), (1, 1), (4, 60)] {
+            let cs = chunks(&events, max_records, max_bytes);
+            assert_eq!(cs.iter().map(|c| c.len()).sum::<usize>(), 10);
+            for c in &cs {
+                assert!(c.len() <= max_records);
+                assert!(c.len() == 1 || c.iter().map(Event::size).sum::<usize>() <= max_bytes);
+            }
+        }
+    }
+}
