@@ -1,1 +1,44 @@
-fn main() {}
+//! The RFC's "telemetry-reader": each call fetches the newest batch for the consumer
+//! `telemetry-reader` and returns its size. Fetching the next batch checkpoints the previous
+//! one, so repeated calls walk the stream once.
+//!
+//! ```text
+//! cargo run --example telemetry_reader
+//! ```
+
+use std::time::Duration;
+
+use cloudstream::Stream;
+
+/// `inflight (event: Json) => { let newestBatch = stream.fetch(); return newestBatch.size(); }`
+async fn telemetry_reader(stream: &Stream) -> cloudstream::Result<usize> {
+    let newest_batch = stream
+        .consumer("telemetry-reader")
+        .max_records(25)
+        .fetch()
+        .await?;
+    Ok(newest_batch.len())
+}
+
+#[tokio::main]
+async fn main() -> cloudstream::Result<()> {
+    let url =
+        std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| "local://./cloudstream-data".into());
+    let client = cloudstream::open(&url).await?;
+    let stream = client
+        .stream("TelemetryIngest")
+        .horizon(Duration::from_secs(48 * 3600))
+        .create_if_missing()
+        .await?;
+    let mut total = 0;
+    loop {
+        let batch_size = telemetry_reader(&stream).await?;
+        if batch_size == 0 {
+            break;
+        }
+        println!("telemetry-reader: fetched a batch of {batch_size}");
+        total += batch_size;
+    }
+    println!("telemetry-reader: {total} new events in all; checkpoint committed");
+    Ok(())
+}

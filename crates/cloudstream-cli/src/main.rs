@@ -1,1 +1,26 @@
-fn main() {}
+//! `cloudstream`: the command line of cloudstream. Create, list, describe and delete streams,
+//! send events (one, or NDJSON from stdin), read, tail and consume them, and benchmark the
+//! embedded engine, against any provider URL.
+
+mod args;
+mod bench;
+mod commands;
+mod output;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CLOUDSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = args::Cli::parse();
+    if let Err(err) = commands::run(cli).await {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,132 @@
+//! The command line's shape.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Named, retained, replayable event streams on the embedded engine or a cloud provider.
+#[derive(Debug, Parser)]
+#[command(name = "cloudstream", version, about)]
+pub(crate) struct Cli {
+    /// Provider URL: local://DIR (embedded, durable) or memory://.
+    #[arg(
+        long,
+        global = true,
+        env = "CLOUDSTREAM_URL",
+        default_value = "local://./cloudstream-data"
+    )]
+    pub(crate) url: String,
+    /// Print JSON (one object per line for records).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a stream.
+    Create {
+        /// Stream name: 1-128 of [A-Za-z0-9_.-].
+        name: String,
+        /// Retention horizon, e.g. 48h, 7d, 90min.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        horizon: Duration,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Succeed if the stream exists already.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// List streams.
+    List,
+    /// Show a stream: horizon, partitions, extent, consumers and their lag.
+    Describe {
+        /// Stream name.
+        name: String,
+    },
+    /// Delete a stream with its records and consumers.
+    Delete {
+        /// Stream name.
+        name: String,
+    },
+    /// Send one event (DATA), or one event per line of stdin (NDJSON for bulk loads).
+    Send {
+        /// Stream name.
+        name: String,
+        /// The payload; without it, every line of stdin is one event.
+        data: Option<String>,
+        /// Partition key.
+        #[arg(long)]
+        key: Option<String>,
+        /// With stdin lines that are JSON objects: take the key from this field.
+        #[arg(long, conflicts_with = "key")]
+        key_field: Option<String>,
+        /// A header, NAME=VALUE (repeatable).
+        #[arg(long = "header", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+        /// Events per batch when reading stdin.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Read records deterministically from a start point (default: the earliest).
+    Read {
+        /// Stream name.
+        name: String,
+        /// earliest | latest | P:S (at) | after:P:S | time:RFC3339 (e.g. time:2026-11-24T10:00:00Z)
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Partition to read for earliest/latest/time.
+        #[arg(long, default_value_t = 0)]
+        partition: u32,
+        /// Most records.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+    },
+    /// Follow a stream: print records as they arrive (all partitions), until Ctrl-C.
+    Tail {
+        /// Stream name.
+        name: String,
+        /// Start point, as for read (default: latest).
+        #[arg(long, default_value = "latest")]
+        from: String,
+    },
+    /// Fetch batches as a named consumer; each fetch checkpoints the previous batch.
+    Consume {
+        /// Stream name.
+        name: String,
+        /// Consumer name.
+        #[arg(long, short)]
+        consumer: String,
+        /// Most records per batch.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        /// Fetch only one batch (committed at once).
+        #[arg(long)]
+        once: bool,
+        /// Keep waiting for new records instead of stopping at the end.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Benchmark the embedded engine against raw fdatasync on the same disk.
+    Bench {
+        /// Directory to benchmark in (default: a temporary directory under the current one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Write the results as JSON to this file too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("header {s:?} is not NAME=VALUE"))
+}

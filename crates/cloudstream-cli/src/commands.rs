@@ -1,0 +1,243 @@
+//! What each subcommand does.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use cloudstream::{Client, Event};
+use futures::StreamExt;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::args::{Cli, Command};
+use crate::output::{parse_from, print_record};
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    if let Command::Bench { dir, out, seconds } = cli.command {
+        return crate::bench::run(dir, out, seconds).await;
+    }
+    let client = cloudstream::open(&cli.url)
+        .await
+        .with_context(|| format!("cannot open {}", cli.url))?;
+    let json = cli.json;
+    match cli.command {
+        Command::Create {
+            name,
+            horizon,
+            partitions,
+            if_missing,
+        } => {
+            let builder = client.stream(&name).horizon(horizon).partitions(partitions);
+            let stream = if if_missing {
+                builder.create_if_missing().await?
+            } else {
+                builder.create().await?
+            };
+            describe(&client, stream.name(), json).await
+        }
+        Command::List => {
+            let names = client.list_streams().await?;
+            if json {
+                println!("{}", json!(names));
+            } else {
+                names.iter().for_each(|n| println!("{n}"));
+            }
+            Ok(())
+        }
+        Command::Describe { name } => describe(&client, &name, json).await,
+        Command::Delete { name } => {
+            client.delete_stream(&name).await?;
+            if !json {
+                println!("deleted {name}");
+            }
+            Ok(())
+        }
+        Command::Send {
+            name,
+            data,
+            key,
+            key_field,
+            headers,
+            batch,
+        } => {
+            let stream = client.stream(&name).open().await?;
+            let template = |payload: String, key: Option<String>| {
+                let mut e = Event::new(payload);
+                e.key = key;
+                e.headers.extend(headers.iter().cloned());
+                e
+            };
+            match data {
+                Some(data) => {
+                    let receipt = stream.send(template(data, key)).await?;
+                    if json {
+                        println!("{}", json!({ "position": receipt }));
+                    } else {
+                        println!("{receipt}");
+                    }
+                    Ok(())
+                }
+                None => {
+                    send_stdin(&stream, batch.max(1), |line| {
+                        let key = match &key_field {
+                            Some(field) => key_from_json(&line, field),
+                            None => key.clone(),
+                        };
+                        template(line, key)
+                    })
+                    .await
+                }
+            }
+        }
+        Command::Read {
+            name,
+            from,
+            partition,
+            max,
+        } => {
+            let stream = client.stream(&name).open().await?;
+            let from = parse_from(&from)?;
+            let partition = from.partition().unwrap_or(partition);
+            for r in stream.read_partition(partition, from, max).await? {
+                print_record(&r, json);
+            }
+            Ok(())
+        }
+        Command::Tail { name, from } => {
+            let stream = client.stream(&name).open().await?;
+            let mut records = stream.tail(parse_from(&from)?).await?;
+            loop {
+                tokio::select! {
+                    next = records.next() => match next {
+                        Some(r) => print_record(&r?, json),
+                        None => return Ok(()),
+                    },
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        }
+        Command::Consume {
+            name,
+            consumer,
+            max,
+            once,
+            follow,
+        } => {
+            let stream = client.stream(&name).open().await?;
+            let mut reader = stream.consumer(&consumer).max_records(max);
+            if follow {
+                reader = reader.wait(Duration::from_secs(1));
+            }
+            loop {
+                let batch = tokio::select! {
+                    b = reader.fetch() => b?,
+                    _ = tokio::signal::ctrl_c() => break,
+                };
+                for gap in &batch.gaps {
+                    eprintln!("warning: partition {} skipped records {}..{}: they expired before this consumer read them", gap.partition, gap.from, gap.resumed_at);
+                }
+                batch.records.iter().for_each(|r| print_record(r, json));
+                if once || (batch.is_empty() && !follow) {
+                    break;
+                }
+            }
+            reader.commit().await?;
+            Ok(())
+        }
+        Command::Bench { .. } => unreachable!("handled above"),
+    }
+}
+
+fn key_from_json(line: &str, field: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    match value.get(field)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+async fn send_stdin(
+    stream: &cloudstream::Stream,
+    batch_size: usize,
+    make: impl Fn(String) -> Event,
+) -> Result<()> {
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos} events sent ({per_sec}) {elapsed}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let (mut sent, mut failed, mut line_no) = (0u64, 0u64, 0u64);
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        let line = lines.next_line().await.context("reading stdin")?;
+        let done = line.is_none();
+        if let Some(line) = line.filter(|l| !l.trim().is_empty()) {
+            batch.push((line_no + 1, make(line)));
+        }
+        line_no += 1;
+        if batch.len() >= batch_size || (done && !batch.is_empty()) {
+            let (numbers, events): (Vec<u64>, Vec<Event>) =
+                std::mem::take(&mut batch).into_iter().unzip();
+            for (n, result) in numbers.into_iter().zip(stream.send_batch(events).await) {
+                match result {
+                    Ok(_) => sent += 1,
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("line {n}: {e}");
+                    }
+                }
+            }
+            if let Some(bar) = &progress {
+                bar.set_position(sent);
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish();
+    }
+    eprintln!("sent {sent} events, {failed} failed");
+    if failed > 0 {
+        bail!("{failed} events were not sent");
+    }
+    Ok(())
+}
+
+async fn describe(client: &Client, name: &str, json: bool) -> Result<()> {
+    let info = client.stream(name).open().await?.describe().await?;
+    let consumers = client.backend().list_consumers(name).await?;
+    if json {
+        println!("{}", json!({ "stream": info, "consumers": consumers }));
+        return Ok(());
+    }
+    println!("stream      {}", info.name);
+    println!("resource    {}", info.resource);
+    println!("horizon     {}", humantime::format_duration(info.horizon()));
+    println!("records     {}", info.records());
+    println!("partition   earliest        next            bytes");
+    for p in &info.partitions {
+        println!(
+            "{:<11} {:<15} {:<15} {}",
+            p.partition,
+            p.earliest,
+            p.next,
+            p.bytes.map_or("-".into(), |b| b.to_string())
+        );
+    }
+    if !consumers.is_empty() {
+        println!("consumer                          lag");
+        for c in consumers {
+            println!("{:<33} {}", c.name, c.lag);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! The `cloudstream` binary run as a user runs it: a real process on a temporary data
+//! directory, its output and exit status checked.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Cli {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("local://{}", self.dir.path().display())
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cloudstream"));
+        c.args(args)
+            .env("CLOUDSTREAM_URL", self.url())
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cloudstream");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_stdin(args, "")
+    }
+
+    fn ok_with_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args, "");
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8(out.stderr).expect("utf8")
+    }
+}
+
+#[test]
+fn create_send_read_consume_describe_delete() {
+    let cli = Cli::new();
+    cli.ok(&[
+        "create",
+        "TelemetryIngest",
+        "--horizon",
+        "48h",
+        "--partitions",
+        "2",
+    ]);
+    assert_eq!(cli.ok(&["list"]).trim(), "TelemetryIngest");
+    // --url works after the subcommand too.
+    let url = cli.url();
+    assert!(cli.ok(&["list", "--url", &url]).contains("TelemetryIngest"));
+    let receipt = cli.ok(&[
+        "send",
+        "TelemetryIngest",
+        "hello",
+        "--key",
+        "k1",
+        "--header",
+        "ce_type=demo",
+    ]);
+    assert!(receipt.trim().contains(':'), "{receipt}");
+    let ndjson: String = (0..50)
+        .map(|i| format!("{{\"device\":\"d{}\",\"n\":{i}}}\n", i % 3))
+        .collect();
+    cli.ok_with_stdin(
+        &[
+            "send",
+            "TelemetryIngest",
+            "--key-field",
+            "device",
+            "--batch",
+            "7",
+        ],
+        &ndjson,
+    );
+    let mut total = 0;
+    for p in ["0", "1"] {
+        let out = cli.ok(&[
+            "read",
+            "TelemetryIngest",
+            "--partition",
+            p,
+            "--max",
+            "1000",
+            "--json",
+        ]);
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+            assert!(v["position"].as_str().expect("position").starts_with(p));
+            total += 1;
+        }
+    }
+    assert_eq!(total, 51);
+    let first = cli.ok(&[
+        "read",
+        "TelemetryIngest",
+        "--from",
+        receipt.trim(),
+        "--max",
+        "1",
+    ]);
+    assert!(
+        first.contains("hello") && first.contains("key=k1"),
+        "{first}"
+    );
+    let consumed = cli.ok(&["consume", "TelemetryIngest", "-c", "reader", "--max", "10"]);
+    assert_eq!(consumed.lines().count(), 51);
+    assert_eq!(
+        cli.ok(&["consume", "TelemetryIngest", "-c", "reader"])
+            .lines()
+            .count(),
+        0,
+        "checkpointed"
+    );
+    let described = cli.ok(&["describe", "TelemetryIngest", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&described).expect("json");
+    assert_eq!(v["stream"]["horizon_ms"], 48 * 3600 * 1000);
+    assert_eq!(v["consumers"][0]["name"], "reader");
+    assert_eq!(v["consumers"][0]["lag"], 0);
+    assert!(cli.ok(&["describe", "TelemetryIngest"]).contains("reader"));
+    cli.ok(&["delete", "TelemetryIngest"]);
+    assert_eq!(cli.ok(&["list"]).trim(), "");
+}
+
+#[test]
+fn errors_are_clear_and_exit_nonzero() {
+    let cli = Cli::new();
+    assert!(cli
+        .fails(&["describe", "nope"])
+        .contains("stream \"nope\" does not exist"));
+    assert!(cli
+        .fails(&["create", "../escape"])
+        .contains("invalid stream name"));
+    assert!(cli
+        .fails(&["create", "x", "--horizon", "soon"])
+        .contains("horizon"));
+    assert!(cli
+        .fails(&["read", "x", "--url", "kinesis://us-east-1"])
+        .contains("not available in this build"));
+    cli.ok(&["create", "s"]);
+    assert!(cli.fails(&["create", "s"]).contains("already exists"));
+    assert!(cli
+        .fails(&["read", "s", "--from", "yesterday"])
+        .contains("not a start point"));
+    assert!(cli
+        .fails(&["read", "s", "--from", "0:5"])
+        .contains("beyond the end"));
+    assert!(!cli
+        .dir
+        .path()
+        .parent()
+        .expect("parent")
+        .join("escape")
+        .exists());
+}
+
+#[test]
+fn bench_runs_and_writes_json() {
+    let cli = Cli::new();
+    let out = cli.dir.path().join("bench.json");
+    let out_arg = out.display().to_string();
+    let dir_arg = cli.dir.path().join("bench").display().to_string();
+    let table = cli.ok(&[
+        "bench",
+        "--seconds",
+        "0.05",
+        "--dir",
+        &dir_arg,
+        "--out",
+        &out_arg,
+    ]);
+    assert!(
+        table.contains("raw write+fdatasync") && table.contains("send -> on_event"),
+        "{table}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("json file")).expect("json");
+    assert!(v["results"].as_array().expect("results").len() >= 12);
+}
