@@ -484,7 +484,7 @@ mod tests {
         let mut bad = h;
         bad[8] = 9;
         assert!(check_segment_header(&bad, 5)
-            .unwrap_err()
+            .expect_err("bad version")
             .contains("version"));
     }
 }

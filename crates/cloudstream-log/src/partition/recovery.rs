@@ -189,6 +189,10 @@ fn open_last(
     check_header(&*file, &path, base)?;
     let scan = scan(&*file, &path, base, len, interval)?;
     let Some(bad) = scan.bad else {
+        // What a killed process wrote may still be only in the page cache. The writer takes
+        // everything recovered as durable (`durable_before` of its next batch, and no sync at
+        // the next roll), so make it so.
+        file.sync_data().at(&path)?;
         return Ok((Segment::new(base, path, file, scan.state), 0));
     };
     let durable = scan.durable_before.max(SEGMENT_HEADER_LEN as u64);
@@ -292,7 +296,9 @@ fn later_durable_batch(
         a.copy_from_slice(&b[at..at + 8]);
         u64::from_le_bytes(a)
     };
-    for q in 1..rest.len().saturating_sub(36) {
+    // The smallest frame (an empty batch, such as the close marker) is 36 bytes; one may end
+    // exactly at the end of the file.
+    for q in 1..=rest.len().saturating_sub(36) {
         let base = u64_at(&rest, q + 8);
         let durable_before = u64_at(&rest, q + 24);
         let plausible =

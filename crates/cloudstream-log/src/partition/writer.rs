@@ -173,23 +173,26 @@ impl Writer {
             return;
         }
         let synced = match self.shared.config.sync {
+            _ if self.shared.poisoned().is_some() => Ok(()),
             SyncPolicy::Always => self.sync(),
             SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
             _ => Ok(()),
         };
-        match synced {
-            Ok(()) => {
-                self.publish();
-                for (done, result) in self.pending.drain(..) {
-                    done(Ok(result));
-                }
+        if let Err(err) = synced {
+            self.poison(&err);
+        }
+        // A write, roll or sync that failed earlier in this round poisoned the partition: the
+        // pages of these appends may be lost even if a later sync succeeds, so none of them is
+        // acknowledged (fail-stop).
+        if let Some(why) = self.shared.poisoned() {
+            for (done, _) in self.pending.drain(..) {
+                done(Err(LogError::Poisoned(why.clone())));
             }
-            Err(err) => {
-                self.poison(&err);
-                for (done, _) in self.pending.drain(..) {
-                    done(Err(LogError::Poisoned(err.to_string())));
-                }
-            }
+            return;
+        }
+        self.publish();
+        for (done, result) in self.pending.drain(..) {
+            done(Ok(result));
         }
     }
 
@@ -227,7 +230,9 @@ impl Writer {
 
     fn maybe_roll(&mut self, incoming: u64) -> Result<()> {
         let config = &self.shared.config;
-        let empty = self.write_pos == SEGMENT_HEADER_LEN as u64;
+        // No record yet (at most a close marker): rolling would create a segment with the
+        // same base offset, and so the same file name.
+        let empty = self.next_offset == self.active.base_offset;
         let full = self.write_pos + incoming > config.segment_bytes;
         let old = self
             .first_append_ms

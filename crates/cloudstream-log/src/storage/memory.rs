@@ -166,7 +166,7 @@ impl MemoryStorage {
                 let mut kept = Vec::with_capacity(tail.len());
                 let mut last_kept = 0;
                 for sector in tail.chunks(SECTOR) {
-                    if rng.next() % 3 == 0 {
+                    if rng.next().is_multiple_of(3) {
                         kept.resize(kept.len() + sector.len(), 0);
                     } else {
                         kept.extend_from_slice(sector);
