@@ -2,21 +2,21 @@
 //! `telemetry-reader` and returns its size. Fetching the next batch checkpoints the previous
 //! one, so repeated calls walk the stream once.
 //!
+//! The consumer lives as long as the function's process, like a client in a warm function:
+//! a batch handed to a consumer that then goes away without asking for the next one (or
+//! calling `commit`) was never acknowledged, so it is delivered again (at-least-once).
+//!
 //! ```text
 //! cargo run --example telemetry_reader
 //! ```
 
 use std::time::Duration;
 
-use cloudstream::Stream;
+use cloudstream::Consumer;
 
 /// `inflight (event: Json) => { let newestBatch = stream.fetch(); return newestBatch.size(); }`
-async fn telemetry_reader(stream: &Stream) -> cloudstream::Result<usize> {
-    let newest_batch = stream
-        .consumer("telemetry-reader")
-        .max_records(25)
-        .fetch()
-        .await?;
+async fn telemetry_reader(reader: &Consumer) -> cloudstream::Result<usize> {
+    let newest_batch = reader.fetch().await?;
     Ok(newest_batch.len())
 }
 
@@ -30,9 +30,10 @@ async fn main() -> cloudstream::Result<()> {
         .horizon(Duration::from_secs(48 * 3600))
         .create_if_missing()
         .await?;
+    let reader = stream.consumer("telemetry-reader").max_records(25);
     let mut total = 0;
     loop {
-        let batch_size = telemetry_reader(&stream).await?;
+        let batch_size = telemetry_reader(&reader).await?;
         if batch_size == 0 {
             break;
         }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; .ci/run calls it).
+# Formatting, lints with warnings denied, every test of every crate (unit, conformance suite
+# on local:// and memory://, engine model/crash/corruption tests, CLI tests, doc tests),
+# and the examples compiled. Needs only cargo; nothing else to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Build outside the clone so repeated runs (and CI on the same machine) reuse the build.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cloudstream/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked 2>&1 | tee /tmp/cloudstream-test.log
+echo "== examples compile"
+cargo build --workspace --examples --locked
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' /tmp/cloudstream-test.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' /tmp/cloudstream-test.log | awk '{s+=$1} END {print s+0}')
+if [ "$passed" -eq 0 ]; then
+  echo "no test ran: failing" >&2
+  exit 1
+fi
+echo "tests: $passed passed, $failed failed"
