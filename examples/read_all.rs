@@ -16,8 +16,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url =
-        std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| "local://./cloudstream-data".into());
+    let url = cloudstream::url_from_env();
     let idle: Option<u64> = std::env::var("READ_ALL_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok());

@@ -22,8 +22,7 @@ async fn telemetry_reader(reader: &Consumer) -> cloudstream::Result<usize> {
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url =
-        std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| "local://./cloudstream-data".into());
+    let url = cloudstream::url_from_env();
     let client = cloudstream::open(&url).await?;
     let stream = client
         .stream("TelemetryIngest")

@@ -21,8 +21,7 @@ async fn telemetry_writer(stream: &Stream, event: Value) -> cloudstream::Result<
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url =
-        std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| "local://./cloudstream-data".into());
+    let url = cloudstream::url_from_env();
     let count: u64 = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())

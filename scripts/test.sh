@@ -14,7 +14,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked 2>&1 | tee /tmp/cloudstream-test.log
+# --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
+cargo test --workspace --locked -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
 echo "== examples compile"
 cargo build --workspace --examples --locked
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' /tmp/cloudstream-test.log | awk '{s+=$4} END {print s+0}')

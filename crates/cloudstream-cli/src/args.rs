@@ -14,7 +14,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "CLOUDSTREAM_URL",
-        default_value = "local://./cloudstream-data"
+        default_value = cloudstream::DEFAULT_URL
     )]
     pub(crate) url: String,
     /// Print JSON (one object per line for records).

@@ -28,6 +28,14 @@ pub async fn open(url: &str) -> Result<Client> {
     Ok(Client::new(backend))
 }
 
+/// The provider used when none is named: the embedded engine in `./cloudstream-data`.
+pub const DEFAULT_URL: &str = "local://./cloudstream-data";
+
+/// The provider URL from the `CLOUDSTREAM_URL` environment variable, or [`DEFAULT_URL`].
+pub fn url_from_env() -> String {
+    std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
 type Registry = Mutex<HashMap<String, Weak<LogBackend>>>;
 
 /// Engines open in this process, so one directory is opened once.

@@ -652,6 +652,83 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
     );
 }
 
+/// `on_batch`: batches of at most `batch_size`, in order, full when records are waiting, a
+/// partial batch after `max_wait`, and a failing batch dead-lettered whole.
+pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
+    let stream = new_stream(client, "batches", 1).await;
+    stream.send_batch((0..250).map(event).collect()).await;
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let (sz, sn) = (sizes.clone(), seen.clone());
+    let trigger = stream
+        .on_batch("batcher", move |records| {
+            let (sz, sn) = (sz.clone(), sn.clone());
+            async move {
+                if records.iter().any(|r| r.payload().as_ref() == b"poison") {
+                    return Err("batch holds poison".to_owned());
+                }
+                sz.lock().expect("lock").push(records.len());
+                sn.lock()
+                    .expect("lock")
+                    .extend(records.iter().map(|r| r.position.sequence));
+                Ok(())
+            }
+        })
+        .batch_size(100)
+        .max_wait(Duration::from_millis(300))
+        .retry(RetryPolicy {
+            max_attempts: 2,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(10),
+        });
+    let (writer, watched) = (stream.clone(), seen.clone());
+    let shutdown = async move {
+        let wait_for = |n: usize| {
+            let watched = watched.clone();
+            async move {
+                for _ in 0..1000 {
+                    if watched.lock().expect("lock").len() >= n {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+        wait_for(250).await;
+        writer
+            .send_batch(vec![Event::new("poison"), Event::new("x")])
+            .await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        writer.send(Event::new("after")).await.expect("send");
+        wait_for(251).await;
+    };
+    let report = trigger.run_until(shutdown).await.expect("run");
+    let sizes = sizes.lock().expect("lock").clone();
+    assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
+    assert_eq!(
+        &sizes[..3],
+        &[100, 100, 50],
+        "full batches while records wait"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen[..250],
+        (0..250).collect::<Vec<u64>>()[..],
+        "in order, once"
+    );
+    assert_eq!(seen[250..], [252], "after the dead-lettered batch");
+    assert_eq!(report.dead_lettered, 2, "the failing batch went whole");
+    let dlq = client
+        .stream(&format!("{}.dlq", stream.name()))
+        .open()
+        .await
+        .expect("dlq");
+    assert_eq!(
+        dlq.read(ReadFrom::Earliest, 10).await.expect("read").len(),
+        2
+    );
+}
+
 /// Stamps out one `#[tokio::test]` per conformance function. `$make` is an async fn returning
 /// `(Client, Guard)`; the guard (a temp dir, a server) lives as long as the test.
 #[macro_export]
@@ -662,7 +739,8 @@ macro_rules! conformance_tests {
             send_batch_has_per_event_results, large_batches_are_split, reads_are_deterministic,
             keys_choose_partitions, unknown_streams_are_errors, consumers_checkpoint_implicitly,
             uncommitted_batches_are_redelivered, waits_wake_on_new_records,
-            triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter);
+            triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
+            batch_triggers_gather_and_dead_letter);
     };
     (@each $make:path; $($name:ident),*) => {
         $(

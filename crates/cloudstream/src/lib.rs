@@ -51,7 +51,7 @@ mod stream;
 mod trigger;
 pub mod url;
 
-pub use client::{open, Client, StreamBuilder};
+pub use client::{open, url_from_env, Client, StreamBuilder, DEFAULT_URL};
 pub use consumer::{Batch, Consumer, Gap, StartAt};
 pub use error::{Error, Result};
 pub use event::{Event, Position, Receipt, Record};

@@ -320,15 +320,27 @@ impl Stream {
         Consumer::new(self.clone(), name)
     }
 
-    /// A trigger: calls `handler` for every event, as consumer `consumer`. Configure it, then
-    /// [`Trigger::run_until`].
-    pub fn on_event<H, F, E>(&self, consumer: &str, handler: H) -> Trigger<H>
+    /// A trigger: calls `handler` for every event, as consumer `consumer`, in order within
+    /// each partition. Configure it, then [`Trigger::run_until`].
+    pub fn on_event<H, F, E>(&self, consumer: &str, handler: H) -> Trigger
     where
         H: Fn(Record) -> F + Send + Sync + 'static,
         F: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
-        Trigger::new(self.clone(), consumer, handler)
+        Trigger::per_record(self.clone(), consumer, handler)
+    }
+
+    /// A trigger that calls `handler` with batches of up to [`Trigger::batch_size`] records of
+    /// one partition, gathered until the batch is full or [`Trigger::max_wait`] has passed
+    /// since its first record. A failing batch is retried whole, then dead-lettered whole.
+    pub fn on_batch<H, F, E>(&self, consumer: &str, handler: H) -> Trigger
+    where
+        H: Fn(Vec<Record>) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Trigger::per_batch(self.clone(), consumer, handler)
     }
 }
 

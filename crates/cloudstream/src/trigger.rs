@@ -1,4 +1,6 @@
-//! `on_event`: a consumer loop that calls a handler for every record.
+//! `on_event` and `on_batch`: a consumer loop that calls a handler for every record, or for
+//! every batch of up to `batch_size` records gathered until the batch is full or `max_wait`
+//! has passed since its first record.
 //!
 //! One task per partition keeps each partition in order while partitions run in parallel.
 //! The checkpoint moves only past records whose handler succeeded (or that were
@@ -13,12 +15,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::watch;
 
 use crate::backend::ReadOptions;
 use crate::consumer::{resolve_positions, StartAt};
-use crate::{Error, Event, Position, ReadFrom, Record, Result, RetryPolicy, Stream};
+use crate::{Error, Position, ReadFrom, Record, Result, RetryPolicy, Stream};
 
 /// Headers a dead-lettered event carries besides its own.
 pub mod dlq_headers {
@@ -50,12 +53,56 @@ struct Counters {
     dead_lettered: AtomicU64,
 }
 
-/// A configured `on_event` trigger; run it with [`Trigger::run_until`].
-#[derive(Debug)]
-pub struct Trigger<H> {
+/// How the handler is called: once per record, or once per batch.
+trait Deliver: Send + Sync {
+    fn per_batch(&self) -> bool;
+    fn call(&self, records: Vec<Record>) -> BoxFuture<'static, std::result::Result<(), String>>;
+}
+
+struct PerRecord<H>(H);
+struct PerBatch<H>(H);
+
+impl<H, F, E> Deliver for PerRecord<H>
+where
+    H: Fn(Record) -> F + Send + Sync,
+    F: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    fn per_batch(&self) -> bool {
+        false
+    }
+    fn call(&self, records: Vec<Record>) -> BoxFuture<'static, std::result::Result<(), String>> {
+        let futures: Vec<F> = records.into_iter().map(|r| (self.0)(r)).collect();
+        async move {
+            for f in futures {
+                f.await.map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl<H, F, E> Deliver for PerBatch<H>
+where
+    H: Fn(Vec<Record>) -> F + Send + Sync,
+    F: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    fn per_batch(&self) -> bool {
+        true
+    }
+    fn call(&self, records: Vec<Record>) -> BoxFuture<'static, std::result::Result<(), String>> {
+        let f = (self.0)(records);
+        async move { f.await.map_err(|e| e.to_string()) }.boxed()
+    }
+}
+
+/// A configured trigger; run it with [`Trigger::run_until`].
+pub struct Trigger {
     stream: Stream,
     consumer: String,
-    handler: Arc<H>,
+    deliver: Arc<dyn Deliver>,
     batch_size: usize,
     max_wait: Duration,
     retry: RetryPolicy,
@@ -63,23 +110,50 @@ pub struct Trigger<H> {
     start: StartAt,
 }
 
+impl std::fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trigger")
+            .field("stream", &self.stream.name())
+            .field("consumer", &self.consumer)
+            .field("per_batch", &self.deliver.per_batch())
+            .field("batch_size", &self.batch_size)
+            .field("max_wait", &self.max_wait)
+            .field("retry", &self.retry)
+            .field("dead_letter", &self.dead_letter)
+            .finish()
+    }
+}
+
 enum Outcome {
     Done,
     Stopped,
 }
 
-impl<H, F, E> Trigger<H>
-where
-    H: Fn(Record) -> F + Send + Sync + 'static,
-    F: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    pub(crate) fn new(stream: Stream, consumer: &str, handler: H) -> Self {
+impl Trigger {
+    pub(crate) fn per_record<H, F, E>(stream: Stream, consumer: &str, handler: H) -> Self
+    where
+        H: Fn(Record) -> F + Send + Sync + 'static,
+        F: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Self::new(stream, consumer, Arc::new(PerRecord(handler)))
+    }
+
+    pub(crate) fn per_batch<H, F, E>(stream: Stream, consumer: &str, handler: H) -> Self
+    where
+        H: Fn(Vec<Record>) -> F + Send + Sync + 'static,
+        F: Future<Output = std::result::Result<(), E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        Self::new(stream, consumer, Arc::new(PerBatch(handler)))
+    }
+
+    fn new(stream: Stream, consumer: &str, deliver: Arc<dyn Deliver>) -> Self {
         let dead_letter = Some(format!("{}.dlq", stream.name()));
         Trigger {
             stream,
             consumer: consumer.to_owned(),
-            handler: Arc::new(handler),
+            deliver,
             batch_size: 100,
             max_wait: Duration::from_secs(1),
             retry: RetryPolicy::default(),
@@ -88,13 +162,15 @@ where
         }
     }
 
-    /// Records read and checkpointed together (default 100).
+    /// Most records per batch: read and checkpointed together, and handed together to an
+    /// `on_batch` handler (default 100).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
     }
 
-    /// Longest wait for new records before checking for shutdown again (default 1 s).
+    /// How long a batch may gather records after its first one (`on_batch`), and the longest
+    /// wait for new records before checking for shutdown again (default 1 s).
     pub fn max_wait(mut self, wait: Duration) -> Self {
         self.max_wait = wait;
         self
@@ -195,7 +271,7 @@ where
         while !*stop.borrow() {
             let from = ReadFrom::At(Position::new(partition, next));
             let records = tokio::select! {
-                r = self.stream.read_with(partition, from, &options) => r,
+                r = self.read_batch(partition, from, &options) => r,
                 _ = stop.changed() => break,
             };
             let records = match records {
@@ -224,10 +300,17 @@ where
                     continue;
                 }
             };
-            for record in records {
-                let sequence = record.position.sequence;
-                match self.handle(record, dlq.as_ref(), &mut stop, counters).await {
-                    Outcome::Done => next = sequence + 1,
+            let units: Vec<Vec<Record>> = if self.deliver.per_batch() {
+                vec![records]
+            } else {
+                records.into_iter().map(|r| vec![r]).collect()
+            };
+            for unit in units {
+                let Some(last) = unit.last().map(|r| r.position.sequence) else {
+                    continue;
+                };
+                match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
+                    Outcome::Done => next = last + 1,
                     Outcome::Stopped => break,
                 }
             }
@@ -254,23 +337,65 @@ where
         Ok(())
     }
 
-    /// Runs the handler on one record with retries, then dead-letters it.
+    /// Reads up to `batch_size` records; for `on_batch`, keeps gathering until the batch is
+    /// full or `max_wait` has passed since its first record.
+    async fn read_batch(
+        &self,
+        partition: u32,
+        from: ReadFrom,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        let mut records = self.stream.read_with(partition, from, options).await?;
+        if !self.deliver.per_batch() || records.is_empty() {
+            return Ok(records);
+        }
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        while records.len() < self.batch_size {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(last) = records
+                .last()
+                .map(|r| r.position)
+                .filter(|_| !left.is_zero())
+            else {
+                break;
+            };
+            let more = ReadOptions {
+                max_records: self.batch_size - records.len(),
+                wait: Some(left),
+                ..*options
+            };
+            let got = self
+                .stream
+                .read_with(partition, ReadFrom::After(last), &more)
+                .await?;
+            if got.is_empty() {
+                break;
+            }
+            records.extend(got);
+        }
+        Ok(records)
+    }
+
+    /// Runs the handler on one record (or batch) with retries, then dead-letters it.
     async fn handle(
         &self,
-        record: Record,
+        records: Vec<Record>,
         dlq: Option<&Stream>,
         stop: &mut watch::Receiver<bool>,
         counters: &Counters,
     ) -> Outcome {
+        let count = records.len() as u64;
         let mut last_error = String::new();
         for attempt in 1..=self.retry.max_attempts {
-            let call = AssertUnwindSafe((self.handler)(record.clone())).catch_unwind();
-            match call.await {
+            match AssertUnwindSafe(self.deliver.call(records.clone()))
+                .catch_unwind()
+                .await
+            {
                 Ok(Ok(())) => {
-                    counters.handled.fetch_add(1, Ordering::Relaxed);
+                    counters.handled.fetch_add(count, Ordering::Relaxed);
                     return Outcome::Done;
                 }
-                Ok(Err(e)) => last_error = e.to_string(),
+                Ok(Err(e)) => last_error = e,
                 Err(_) => last_error = "handler panicked".to_owned(),
             }
             counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
@@ -281,34 +406,30 @@ where
             }
         }
         let Some(dlq) = dlq else {
-            tracing::error!(stream = self.stream.name(), position = %record.position, error = last_error, "dropping a record that failed every attempt (no dead-letter stream)");
-            counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            for record in &records {
+                tracing::error!(stream = self.stream.name(), position = %record.position, error = last_error, "dropping a record that failed every attempt (no dead-letter stream)");
+            }
+            counters.dead_lettered.fetch_add(count, Ordering::Relaxed);
             return Outcome::Done;
         };
-        let event = Event {
-            key: record.event.key.clone(),
-            ..record.event.clone()
-        }
-        .with_header(dlq_headers::ERROR, last_error)
-        .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
-        .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
-        .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
-        let mut attempt = 0;
-        loop {
-            match dlq.send(event.clone()).await {
-                Ok(_) => {
-                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Done;
-                }
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(attempt), stop).await {
-                        return Outcome::Stopped;
-                    }
+        for record in records {
+            let event = record
+                .event
+                .with_header(dlq_headers::ERROR, last_error.clone())
+                .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
+                .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
+                .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
+            let mut attempt = 0;
+            while let Err(e) = dlq.send(event.clone()).await {
+                attempt += 1;
+                tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
+                if sleep_or_stop(self.retry.backoff(attempt), stop).await {
+                    return Outcome::Stopped;
                 }
             }
+            counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
+        Outcome::Done
     }
 }
 
