@@ -315,7 +315,7 @@ fn process_crash_copy(from: &MemoryStorage, dir: &Path, last_segment: &Path) -> 
 /// corruption.
 #[test]
 fn power_loss_keeps_a_prefix_of_unsynced_batches() -> Result<()> {
-    let seeds = 200;
+    let seeds = 1000;
     let (mut prefixes, mut records) = (0, 0);
     for seed in 0..seeds {
         let (mut options, storage, _) = mem_options();

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::backend::{Backend, PartitionStart, ReadOptions, StreamInfo};
+use crate::backend::{Backend, Capabilities, PartitionStart, ReadOptions, StreamInfo};
 use crate::consumer::Consumer;
 use crate::partitioner::Partitioner;
 use crate::trigger::Trigger;
@@ -49,6 +49,7 @@ impl ReadFrom {
 #[derive(Debug)]
 struct Inner {
     backend: Arc<dyn Backend>,
+    capabilities: Capabilities,
     name: String,
     partitions: u32,
     partitioner: Partitioner,
@@ -65,6 +66,7 @@ impl Stream {
         let partitions = info.partitions.len() as u32;
         Stream {
             inner: Arc::new(Inner {
+                capabilities: backend.capabilities(),
                 backend,
                 name: info.name,
                 partitions,
@@ -94,7 +96,7 @@ impl Stream {
     }
 
     fn check_size(&self, event: &Event) -> Result<()> {
-        let max = self.inner.backend.capabilities().max_record_bytes;
+        let max = self.inner.capabilities.max_record_bytes;
         if event.size() > max {
             return Err(Error::RecordTooLarge {
                 size: event.size(),
@@ -132,7 +134,6 @@ impl Stream {
     /// invalid (too large) fails alone; when a chunk of a partition fails, the chunks after it
     /// in that partition are not attempted, so no key's events are ever reordered.
     pub async fn send_batch(&self, events: Vec<Event>) -> Vec<Result<Receipt>> {
-        let caps = self.inner.backend.capabilities();
         let mut results: Vec<Option<Result<Receipt>>> = (0..events.len()).map(|_| None).collect();
         let mut groups: Vec<Vec<(usize, Event)>> = vec![Vec::new(); self.inner.partitions as usize];
         for (i, event) in events.into_iter().enumerate() {
@@ -145,14 +146,9 @@ impl Stream {
             .into_iter()
             .enumerate()
             .filter(|(_, g)| !g.is_empty())
-            .map(|(p, group)| {
-                let caps = caps.clone();
-                async move {
-                    (
-                        group.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-                        self.write_group(p as u32, group, &caps).await,
-                    )
-                }
+            .map(|(p, group)| async move {
+                let indexes: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+                (indexes, self.write_group(p as u32, group).await)
             });
         for (indexes, outcome) in futures::future::join_all(writes).await {
             for (i, r) in indexes.into_iter().zip(outcome) {
@@ -169,8 +165,8 @@ impl Stream {
         &self,
         partition: u32,
         group: Vec<(usize, Event)>,
-        caps: &crate::backend::Capabilities,
     ) -> Vec<Result<Receipt>> {
+        let caps = &self.inner.capabilities;
         let events: Vec<Event> = group.into_iter().map(|(_, e)| e).collect();
         let mut out = Vec::with_capacity(events.len());
         let mut failed: Option<String> = None;
