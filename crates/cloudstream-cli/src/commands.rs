@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::args::{Cli, Command};
-use crate::output::{parse_from, print_record};
+use crate::output::{emit, parse_from, print_record};
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
     if let Command::Bench { dir, out, seconds } = cli.command {
@@ -38,9 +38,11 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::List => {
             let names = client.list_streams().await?;
             if json {
-                println!("{}", json!(names));
+                emit(format_args!("{}", json!(names)))?;
             } else {
-                names.iter().for_each(|n| println!("{n}"));
+                for n in &names {
+                    emit(n)?;
+                }
             }
             Ok(())
         }
@@ -48,7 +50,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Delete { name } => {
             client.delete_stream(&name).await?;
             if !json {
-                println!("deleted {name}");
+                emit(format_args!("deleted {name}"))?;
             }
             Ok(())
         }
@@ -71,9 +73,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 Some(data) => {
                     let receipt = stream.send(template(data, key)).await?;
                     if json {
-                        println!("{}", json!({ "position": receipt }));
+                        emit(format_args!("{}", json!({ "position": receipt })))?;
                     } else {
-                        println!("{receipt}");
+                        emit(format_args!("{receipt}"))?;
                     }
                     Ok(())
                 }
@@ -99,7 +101,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             let from = parse_from(&from)?;
             let partition = from.partition().unwrap_or(partition);
             for r in stream.read_partition(partition, from, max).await? {
-                print_record(&r, json);
+                print_record(&r, json)?;
             }
             Ok(())
         }
@@ -109,7 +111,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             loop {
                 tokio::select! {
                     next = records.next() => match next {
-                        Some(r) => print_record(&r?, json),
+                        Some(r) => print_record(&r?, json)?,
                         None => return Ok(()),
                     },
                     _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -136,7 +138,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 for gap in &batch.gaps {
                     eprintln!("warning: partition {} skipped records {}..{}: they expired before this consumer read them", gap.partition, gap.from, gap.resumed_at);
                 }
-                batch.records.iter().for_each(|r| print_record(r, json));
+                for r in &batch.records {
+                    print_record(r, json)?;
+                }
                 if once || (batch.is_empty() && !follow) {
                     break;
                 }
@@ -157,6 +161,9 @@ fn key_from_json(line: &str, field: &str) -> Option<String> {
     }
 }
 
+/// How long `send` waits for more stdin lines before sending a partial batch.
+const LINGER: Duration = Duration::from_millis(200);
+
 async fn send_stdin(
     stream: &cloudstream::Stream,
     batch_size: usize,
@@ -175,14 +182,23 @@ async fn send_stdin(
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let (mut sent, mut failed, mut line_no) = (0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(batch_size);
-    loop {
-        let line = lines.next_line().await.context("reading stdin")?;
-        let done = line.is_none();
-        if let Some(line) = line.filter(|l| !l.trim().is_empty()) {
-            batch.push((line_no + 1, make(line)));
+    let mut done = false;
+    while !done {
+        // A line, or after a quiet moment a flush, so a slow producer's events are not held
+        // back waiting for a full batch (`tail -f log | cloudstream send s`).
+        let mut quiet = false;
+        match tokio::time::timeout(LINGER, lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                line_no += 1;
+                if !line.trim().is_empty() {
+                    batch.push((line_no, make(line)));
+                }
+            }
+            Ok(Ok(None)) => done = true,
+            Ok(Err(e)) => return Err(e).context("reading stdin"),
+            Err(_) => quiet = true,
         }
-        line_no += 1;
-        if batch.len() >= batch_size || (done && !batch.is_empty()) {
+        if !batch.is_empty() && (quiet || done || batch.len() >= batch_size) {
             let (numbers, events): (Vec<u64>, Vec<Event>) =
                 std::mem::take(&mut batch).into_iter().unzip();
             for (n, result) in numbers.into_iter().zip(stream.send_batch(events).await) {
@@ -197,9 +213,6 @@ async fn send_stdin(
             if let Some(bar) = &progress {
                 bar.set_position(sent);
             }
-        }
-        if done {
-            break;
         }
     }
     if let Some(bar) = progress {
@@ -216,27 +229,35 @@ async fn describe(client: &Client, name: &str, json: bool) -> Result<()> {
     let info = client.stream(name).open().await?.describe().await?;
     let consumers = client.backend().list_consumers(name).await?;
     if json {
-        println!("{}", json!({ "stream": info, "consumers": consumers }));
+        emit(format_args!(
+            "{}",
+            json!({ "stream": info, "consumers": consumers })
+        ))?;
         return Ok(());
     }
-    println!("stream      {}", info.name);
-    println!("resource    {}", info.resource);
-    println!("horizon     {}", humantime::format_duration(info.horizon()));
-    println!("records     {}", info.records());
-    println!("partition   earliest        next            bytes");
+    emit(format_args!("stream      {}", info.name))?;
+    emit(format_args!("resource    {}", info.resource))?;
+    emit(format_args!(
+        "horizon     {}",
+        humantime::format_duration(info.horizon())
+    ))?;
+    emit(format_args!("records     {}", info.records()))?;
+    emit(format_args!(
+        "partition   earliest        next            bytes"
+    ))?;
     for p in &info.partitions {
-        println!(
+        emit(format_args!(
             "{:<11} {:<15} {:<15} {}",
             p.partition,
             p.earliest,
             p.next,
             p.bytes.map_or("-".into(), |b| b.to_string())
-        );
+        ))?;
     }
     if !consumers.is_empty() {
-        println!("consumer                          lag");
+        emit(format_args!("consumer                          lag"))?;
         for c in consumers {
-            println!("{:<33} {}", c.name, c.lag);
+            emit(format_args!("{:<33} {}", c.name, c.lag))?;
         }
     }
     Ok(())

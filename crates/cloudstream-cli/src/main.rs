@@ -20,6 +20,13 @@ async fn main() {
         .init();
     let cli = args::Cli::parse();
     if let Err(err) = commands::run(cli).await {
+        let closed_pipe = err
+            .chain()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if closed_pipe {
+            return; // the reader went away (`... | head`): not an error
+        }
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

@@ -25,11 +25,17 @@ pub(crate) fn record_json(r: &Record) -> Value {
     v
 }
 
+/// Writes one line to stdout. A closed pipe (`cloudstream read s | head`) is an error the
+/// caller ends quietly on, never a panic.
+pub(crate) fn emit(line: impl std::fmt::Display) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout().lock(), "{line}")
+}
+
 /// One line per record.
-pub(crate) fn print_record(r: &Record, as_json: bool) {
+pub(crate) fn print_record(r: &Record, as_json: bool) -> std::io::Result<()> {
     if as_json {
-        println!("{}", record_json(r));
-        return;
+        return emit(record_json(r));
     }
     let payload = match std::str::from_utf8(&r.event.payload) {
         Ok(text) => text.to_owned(),
@@ -41,13 +47,13 @@ pub(crate) fn print_record(r: &Record, as_json: bool) {
         .as_deref()
         .map(|k| format!(" key={k}"))
         .unwrap_or_default();
-    println!(
+    emit(format_args!(
         "{}\t{}{}\t{}",
         r.position,
         humantime::format_rfc3339_millis(r.append_time),
         key,
         payload
-    );
+    ))
 }
 
 /// Standard base64 with padding.

@@ -208,3 +208,51 @@ fn bench_runs_and_writes_json() {
         serde_json::from_slice(&std::fs::read(&out).expect("json file")).expect("json");
     assert!(v["results"].as_array().expect("results").len() >= 12);
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let cli = Cli::new();
+    cli.ok(&["create", "s"]);
+    let lines: String = (0..5000)
+        .map(|i| format!("line-{i}-with-some-padding-to-fill-the-pipe\n"))
+        .collect();
+    cli.ok_with_stdin(&["send", "s"], &lines);
+    let mut child = cli
+        .command(&["read", "s", "--max", "5000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take()); // the reader goes away at once, as `| head -0` would
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn send_from_a_slow_stdin_does_not_wait_for_a_full_batch() {
+    let cli = Cli::new();
+    cli.ok(&["create", "s"]);
+    let mut child = cli
+        .command(&["send", "s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"first\n").expect("write");
+    stdin.flush().expect("flush");
+    // The writer keeps stdin open; after the linger the line must be sent and durable, so
+    // it survives the sender being killed (the sender holds the directory lock meanwhile).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    drop(stdin);
+    let out = cli.ok(&["read", "s", "--json"]);
+    assert!(
+        out.contains("first"),
+        "a line sat in the batch buffer while stdin stayed open"
+    );
+}

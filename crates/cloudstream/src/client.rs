@@ -36,7 +36,7 @@ pub fn url_from_env() -> String {
     std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
 }
 
-type Registry = Mutex<HashMap<String, Weak<LogBackend>>>;
+type Registry = Mutex<HashMap<String, (Weak<LogBackend>, LocalOptions)>>;
 
 /// Engines open in this process, so one directory is opened once.
 fn registry() -> &'static Registry {
@@ -44,14 +44,26 @@ fn registry() -> &'static Registry {
     REGISTRY.get_or_init(Registry::default)
 }
 
-fn shared(key: String, open: impl FnOnce() -> Result<LogBackend>) -> Result<Arc<LogBackend>> {
+fn shared(
+    key: String,
+    options: LocalOptions,
+    open: impl FnOnce() -> Result<LogBackend>,
+) -> Result<Arc<LogBackend>> {
     let mut engines = registry().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(backend) = engines.get(&key).and_then(Weak::upgrade) {
-        return Ok(backend);
+    if let Some((engine, opened_with)) = engines.get(&key) {
+        if let Some(backend) = engine.upgrade() {
+            if *opened_with != options {
+                return Err(Error::InvalidArgument(format!(
+                    "{key} is already open in this process with other options ({opened_with:?}); \
+                     open it with the same URL options"
+                )));
+            }
+            return Ok(backend);
+        }
     }
     let backend = Arc::new(open()?);
-    engines.retain(|_, w| w.strong_count() > 0);
-    engines.insert(key, Arc::downgrade(&backend));
+    engines.retain(|_, (w, _)| w.strong_count() > 0);
+    engines.insert(key, (Arc::downgrade(&backend), options));
     Ok(backend)
 }
 
@@ -69,7 +81,7 @@ fn open_local(path: &Path, options: LocalOptions) -> Result<Arc<LogBackend>> {
     let path = path
         .canonicalize()
         .map_err(|e| Error::Backend(Box::new(e)))?;
-    shared(format!("local:{}", path.display()), || {
+    shared(format!("local://{}", path.display()), options, || {
         let log = Log::open(&path, log_options(options))?;
         Ok(LogBackend::new("local", log, options.max_record_bytes))
     })
@@ -89,7 +101,7 @@ fn open_memory(name: &str, options: LocalOptions) -> Result<Arc<LogBackend>> {
     if name.is_empty() {
         return Ok(Arc::new(open()?));
     }
-    shared(format!("memory:{name}"), open)
+    shared(format!("memory://{name}"), options, open)
 }
 
 /// A connection to one provider: creates, lists and deletes its streams.

@@ -316,6 +316,10 @@ pub async fn reads_are_deterministic(client: &Client) {
         )
         .await;
     assert!(matches!(beyond, Err(Error::BeyondEnd { .. })), "{beyond:?}");
+    let last = stream
+        .read(ReadFrom::After(Position::new(0, u64::MAX)), 5)
+        .await;
+    assert!(matches!(last, Err(Error::InvalidArgument(_))), "{last:?}");
     let bad_partition = stream.read(ReadFrom::At(Position::new(7, 0)), 5).await;
     assert!(
         matches!(bad_partition, Err(Error::InvalidArgument(_))),
@@ -729,6 +733,62 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
     );
 }
 
+/// A trigger starting at `Latest` pins that start: records sent while it is down are
+/// delivered after a restart. A handler that panics before returning its future is a failed
+/// attempt like any other, and the partition goes on.
+pub async fn triggers_pin_their_start_and_survive_panics(client: &Client) {
+    let stream = new_stream(client, "pin", 1).await;
+    stream.send(Event::new("before")).await.expect("send");
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let run = |stream: Stream, seen: Arc<Mutex<Vec<String>>>, until: usize| async move {
+        let watched = seen.clone();
+        let trigger = stream
+            .on_event("pinned", move |record| {
+                let body = String::from_utf8_lossy(record.payload()).into_owned();
+                assert!(body != "panic", "handler panics before returning a future");
+                let seen = seen.clone();
+                async move {
+                    seen.lock().expect("lock").push(body);
+                    Ok::<(), String>(())
+                }
+            })
+            .start_at(StartAt::Latest)
+            .retry(RetryPolicy {
+                max_attempts: 2,
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+            })
+            .max_wait(Duration::from_millis(50));
+        let shutdown = async move {
+            for _ in 0..500 {
+                if watched.lock().expect("lock").len() >= until {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        trigger.run_until(shutdown).await.expect("run")
+    };
+    run(stream.clone(), seen.clone(), 0).await;
+    stream
+        .send_batch(vec![
+            Event::new("while-down"),
+            Event::new("panic"),
+            Event::new("after-panic"),
+        ])
+        .await;
+    let report = run(stream.clone(), seen.clone(), 2).await;
+    assert_eq!(
+        *seen.lock().expect("lock"),
+        vec!["while-down", "after-panic"]
+    );
+    assert_eq!(
+        report.dead_lettered, 1,
+        "the panicking record was dead-lettered"
+    );
+    assert_eq!(report.failed_attempts, 2);
+}
+
 /// Stamps out one `#[tokio::test]` per conformance function. `$make` is an async fn returning
 /// `(Client, Guard)`; the guard (a temp dir, a server) lives as long as the test.
 #[macro_export]
@@ -740,7 +800,7 @@ macro_rules! conformance_tests {
             keys_choose_partitions, unknown_streams_are_errors, consumers_checkpoint_implicitly,
             uncommitted_batches_are_redelivered, waits_wake_on_new_records,
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
-            batch_triggers_gather_and_dead_letter);
+            batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics);
     };
     (@each $make:path; $($name:ident),*) => {
         $(

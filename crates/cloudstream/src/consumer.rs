@@ -26,14 +26,15 @@ pub enum StartAt {
     AtTime(SystemTime),
 }
 
-/// Records a consumer could not read because retention removed them first.
+/// A jump of a consumer's position: forward when retention removed records before it read
+/// them, backward when its checkpoint was past the end of the partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
     /// The partition.
     pub partition: u32,
     /// Where the consumer's checkpoint was.
     pub from: u64,
-    /// Where it resumed: the earliest record still held.
+    /// Where it resumed: the earliest record still held, or the end of the partition.
     pub resumed_at: u64,
 }
 
@@ -120,6 +121,53 @@ pub(crate) async fn resolve_positions(
     Ok(next)
 }
 
+/// Moves a partition's next position past `records` (or to `resumed_at` after a gap).
+fn advance(next: &mut BTreeMap<u32, u64>, p: u32, resumed_at: Option<u64>, records: &[Record]) {
+    if let Some(at) = resumed_at {
+        next.insert(p, at);
+    }
+    if let Some(last) = records.last() {
+        next.insert(p, last.position.sequence + 1);
+    }
+}
+
+/// Reads a partition from a checkpoint. A checkpoint older than the horizon resumes at the
+/// earliest record; one past the end (data lost with `sync` other than `always`, or a stream
+/// recreated) resumes at the end. Either way the jump is returned as a [`Gap`] and logged.
+pub(crate) async fn read_from_checkpoint(
+    stream: &Stream,
+    consumer: &str,
+    p: u32,
+    at: u64,
+    options: &ReadOptions,
+) -> Result<(Vec<Record>, Option<Gap>)> {
+    let resume = match stream
+        .read_with(p, ReadFrom::At(Position::new(p, at)), options)
+        .await
+    {
+        Err(Error::Expired { earliest, .. }) => earliest,
+        Err(Error::BeyondEnd { next, .. }) => next,
+        other => return Ok((other?, None)),
+    };
+    tracing::warn!(
+        stream = stream.name(),
+        consumer,
+        partition = p,
+        from = at,
+        resumed_at = resume.sequence,
+        "checkpoint outside the partition's records; resuming at its nearest end"
+    );
+    let records = stream.read_with(p, ReadFrom::At(resume), options).await?;
+    Ok((
+        records,
+        Some(Gap {
+            partition: p,
+            from: at,
+            resumed_at: resume.sequence,
+        }),
+    ))
+}
+
 impl Consumer {
     pub(crate) fn new(stream: Stream, name: &str) -> Self {
         Consumer {
@@ -188,10 +236,14 @@ impl Consumer {
     }
 
     /// Commits the previous fetches, then returns the next batch across all partitions.
+    ///
+    /// Positions move only when the whole fetch succeeds: a fetch that fails, or is dropped
+    /// before it completes, hands out nothing and so acknowledges nothing.
     pub async fn fetch(&self) -> Result<Batch> {
         let mut state = self.state.lock().await;
         self.load(&mut state).await?;
         self.commit_state(&mut state).await?;
+        let mut next = state.next.clone();
         let mut batch = Batch::default();
         let n = self.stream.partitions();
         for i in 0..n {
@@ -204,12 +256,13 @@ impl Consumer {
                 max_records: remaining,
                 ..ReadOptions::default()
             };
-            let records = self
-                .read_partition(&mut state, &mut batch, p, &options)
-                .await?;
+            let at = next.get(&p).copied().unwrap_or(0);
+            let (records, gap) =
+                read_from_checkpoint(&self.stream, &self.name, p, at, &options).await?;
+            advance(&mut next, p, gap.map(|g| g.resumed_at), &records);
+            batch.gaps.extend(gap);
             batch.records.extend(records);
         }
-        state.turn = (state.turn + 1) % n.max(1);
         if batch.records.is_empty() {
             if let Some(wait) = self.wait {
                 let options = ReadOptions {
@@ -218,63 +271,22 @@ impl Consumer {
                     ..ReadOptions::default()
                 };
                 let reads = (0..n).map(|p| {
-                    let at = state.next.get(&p).copied().unwrap_or(0);
+                    let at = next.get(&p).copied().unwrap_or(0);
                     self.stream
                         .read_with(p, ReadFrom::At(Position::new(p, at)), &options)
                         .boxed()
                 });
                 let (first, _, _) = select_all(reads).await;
-                if let Ok(records) = first {
-                    if let Some(last) = records.last() {
-                        state
-                            .next
-                            .insert(last.position.partition, last.position.sequence + 1);
-                    }
-                    batch.records = records;
+                let records = first?;
+                if let Some(p) = records.first().map(|r| r.position.partition) {
+                    advance(&mut next, p, None, &records);
                 }
+                batch.records = records;
             }
         }
+        state.next = next;
+        state.turn = (state.turn + 1) % n.max(1);
         Ok(batch)
-    }
-
-    async fn read_partition(
-        &self,
-        state: &mut State,
-        batch: &mut Batch,
-        p: u32,
-        options: &ReadOptions,
-    ) -> Result<Vec<Record>> {
-        let at = state.next.get(&p).copied().unwrap_or(0);
-        let records = match self
-            .stream
-            .read_with(p, ReadFrom::At(Position::new(p, at)), options)
-            .await
-        {
-            Err(Error::Expired { earliest, .. }) => {
-                tracing::warn!(
-                    stream = self.stream.name(),
-                    consumer = self.name,
-                    partition = p,
-                    from = at,
-                    resumed_at = earliest.sequence,
-                    "checkpoint fell out of the horizon; resuming at the earliest record"
-                );
-                batch.gaps.push(Gap {
-                    partition: p,
-                    from: at,
-                    resumed_at: earliest.sequence,
-                });
-                state.next.insert(p, earliest.sequence);
-                self.stream
-                    .read_with(p, ReadFrom::At(earliest), options)
-                    .await?
-            }
-            other => other?,
-        };
-        if let Some(last) = records.last() {
-            state.next.insert(p, last.position.sequence + 1);
-        }
-        Ok(records)
     }
 
     /// Commits everything fetched so far, durably.

@@ -89,6 +89,65 @@ pub enum Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// An error reduced to its message, where one failure has to be reported several times.
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+impl Error {
+    /// The same error again, for reporting one failure once per event it concerns: the
+    /// variant and its fields are kept, a boxed source is kept as its message.
+    pub fn replicate(&self) -> Error {
+        let message = |e: &(dyn std::error::Error + Send + Sync)| -> Box<dyn std::error::Error + Send + Sync> {
+            Box::new(Message(e.to_string()))
+        };
+        match self {
+            Error::InvalidName { kind, name, reason } => Error::InvalidName {
+                kind,
+                name: name.clone(),
+                reason,
+            },
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::InvalidUrl { url, reason } => Error::InvalidUrl {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
+            Error::StreamNotFound { stream } => Error::StreamNotFound {
+                stream: stream.clone(),
+            },
+            Error::StreamExists { stream } => Error::StreamExists {
+                stream: stream.clone(),
+            },
+            Error::RecordTooLarge { size, max } => Error::RecordTooLarge {
+                size: *size,
+                max: *max,
+            },
+            Error::Expired {
+                requested,
+                earliest,
+            } => Error::Expired {
+                requested: *requested,
+                earliest: *earliest,
+            },
+            Error::BeyondEnd { requested, next } => Error::BeyondEnd {
+                requested: *requested,
+                next: *next,
+            },
+            Error::Unsupported { operation, backend } => Error::Unsupported { operation, backend },
+            Error::Corrupt(e) => Error::Corrupt(message(e.as_ref())),
+            Error::Unavailable(e) => Error::Unavailable(message(e.as_ref())),
+            Error::Backend(e) => Error::Backend(message(e.as_ref())),
+        }
+    }
+}
+
 impl From<cloudstream_log::LogError> for Error {
     fn from(e: cloudstream_log::LogError) -> Self {
         use cloudstream_log::LogError as L;

@@ -35,14 +35,20 @@ impl ReadFrom {
         }
     }
 
-    fn start(&self) -> PartitionStart {
-        match *self {
+    fn start(&self) -> Result<PartitionStart> {
+        Ok(match *self {
             ReadFrom::Earliest => PartitionStart::Earliest,
             ReadFrom::Latest => PartitionStart::Latest,
             ReadFrom::At(p) => PartitionStart::At(p.sequence),
-            ReadFrom::After(p) => PartitionStart::At(p.sequence + 1),
+            ReadFrom::After(p) => {
+                PartitionStart::At(p.sequence.checked_add(1).ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "position {p} is the last possible one; nothing follows it"
+                    ))
+                })?)
+            }
             ReadFrom::AtTime(t) => PartitionStart::AtTime(t),
-        }
+        })
     }
 }
 
@@ -169,37 +175,26 @@ impl Stream {
         let caps = &self.inner.capabilities;
         let events: Vec<Event> = group.into_iter().map(|(_, e)| e).collect();
         let mut out = Vec::with_capacity(events.len());
-        let mut failed: Option<String> = None;
+        // After a failed chunk, later chunks of the partition are not attempted (that would
+        // reorder a key's events); each of their events reports the same error.
+        let mut failed: Option<Error> = None;
         for chunk in chunks(&events, caps.max_batch_records, caps.max_batch_bytes) {
-            if let Some(why) = &failed {
-                out.extend(chunk.iter().map(|_| {
-                    Err(Error::Backend(
-                        format!(
-                            "not written: an earlier batch of partition {partition} failed: {why}"
-                        )
-                        .into(),
-                    ))
-                }));
-                continue;
-            }
-            match self
-                .inner
-                .backend
-                .append(&self.inner.name, partition, chunk)
-                .await
-            {
-                Ok(receipts) => out.extend(receipts.into_iter().map(Ok)),
-                Err(e) => {
-                    let why = e.to_string();
-                    out.push(Err(e));
-                    out.extend(
-                        chunk
-                            .iter()
-                            .skip(1)
-                            .map(|_| Err(Error::Backend(why.clone().into()))),
-                    );
-                    failed = Some(why);
+            if failed.is_none() {
+                match self
+                    .inner
+                    .backend
+                    .append(&self.inner.name, partition, chunk)
+                    .await
+                {
+                    Ok(receipts) => {
+                        out.extend(receipts.into_iter().map(Ok));
+                        continue;
+                    }
+                    Err(e) => failed = Some(e),
                 }
+            }
+            if let Some(e) = &failed {
+                out.extend(chunk.iter().map(|_| Err(e.replicate())));
             }
         }
         out
@@ -251,7 +246,7 @@ impl Stream {
         }
         self.inner
             .backend
-            .read(&self.inner.name, partition, from.start(), options)
+            .read(&self.inner.name, partition, from.start()?, options)
             .await
     }
 

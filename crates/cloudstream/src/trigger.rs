@@ -16,12 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use crate::backend::ReadOptions;
-use crate::consumer::{resolve_positions, StartAt};
-use crate::{Error, Position, ReadFrom, Record, Result, RetryPolicy, Stream};
+use crate::consumer::{read_from_checkpoint, resolve_positions, Gap, StartAt};
+use crate::{Error, ReadFrom, Record, Result, RetryPolicy, Stream};
 
 /// Headers a dead-lettered event carries besides its own.
 pub mod dlq_headers {
@@ -33,6 +34,8 @@ pub mod dlq_headers {
     pub const SOURCE_POSITION: &str = "cloudstream-dlq-source-position";
     /// How many times the handler was tried.
     pub const ATTEMPTS: &str = "cloudstream-dlq-attempts";
+    /// Present when the payload was too large to go with the dead letter.
+    pub const PAYLOAD_DROPPED: &str = "cloudstream-dlq-payload-dropped";
 }
 
 /// What a trigger did before it stopped.
@@ -127,6 +130,7 @@ impl std::fmt::Debug for Trigger {
 enum Outcome {
     Done,
     Stopped,
+    Fatal(Error),
 }
 
 impl Trigger {
@@ -225,10 +229,29 @@ impl Trigger {
             None => None,
         };
         let positions = resolve_positions(&self.stream, &self.consumer, self.start).await?;
+        // Pin where partitions without a checkpoint start, so a restart before the first
+        // success resumes there rather than at a later "latest".
+        let checkpoint = self
+            .stream
+            .backend()
+            .load_checkpoint(self.stream.name(), &self.consumer)
+            .await?
+            .unwrap_or_default();
+        let unpinned: Vec<(u32, u64)> = positions
+            .iter()
+            .filter(|(p, _)| !checkpoint.contains_key(p))
+            .map(|(&p, &n)| (p, n))
+            .collect();
+        if !unpinned.is_empty() {
+            self.stream
+                .backend()
+                .commit_checkpoint(self.stream.name(), &self.consumer, &unpinned)
+                .await?;
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let this = Arc::new(self);
-        let tasks: Vec<_> = positions
+        let mut tasks: FuturesUnordered<_> = positions
             .into_iter()
             .map(|(p, next)| {
                 let (this, dlq, stop, counters) =
@@ -236,14 +259,21 @@ impl Trigger {
                 tokio::spawn(async move { this.run_partition(p, next, dlq, stop, &counters).await })
             })
             .collect();
-        shutdown.await;
-        let _ = stop_tx.send(true);
+        let joined = |done: std::result::Result<Result<()>, tokio::task::JoinError>| match done {
+            Ok(r) => r,
+            Err(e) => Err(Error::Backend(Box::new(e))),
+        };
         let mut result = Ok(());
-        for task in tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(e),
-                Err(e) => result = Err(Error::Backend(Box::new(e))),
+        let mut shutdown = std::pin::pin!(shutdown);
+        // Run until shutdown, or until a partition stops on an error no retry can fix.
+        tokio::select! {
+            _ = &mut shutdown => {}
+            Some(done) = tasks.next() => result = joined(done),
+        }
+        let _ = stop_tx.send(true);
+        while let Some(done) = tasks.next().await {
+            if let Err(e) = joined(done) {
+                result = result.and(Err(e));
             }
         }
         result.map(|()| TriggerReport {
@@ -269,28 +299,19 @@ impl Trigger {
         let mut committed = next;
         let mut read_failures = 0;
         while !*stop.borrow() {
-            let from = ReadFrom::At(Position::new(partition, next));
             let records = tokio::select! {
-                r = self.read_batch(partition, from, &options) => r,
+                r = self.read_batch(partition, next, &options) => r,
                 _ = stop.changed() => break,
             };
             let records = match records {
-                Ok(records) => {
+                Ok((records, gap)) => {
                     read_failures = 0;
+                    if let Some(gap) = gap {
+                        next = gap.resumed_at;
+                    }
                     records
                 }
-                Err(Error::Expired { earliest, .. }) => {
-                    tracing::warn!(
-                        stream = self.stream.name(),
-                        consumer = self.consumer,
-                        partition,
-                        from = next,
-                        resumed_at = earliest.sequence,
-                        "checkpoint fell out of the horizon; resuming at the earliest record"
-                    );
-                    next = earliest.sequence;
-                    continue;
-                }
+                Err(e) if permanent(&e) => return Err(e),
                 Err(e) => {
                     read_failures += 1;
                     tracing::warn!(stream = self.stream.name(), partition, error = %e, "read failed; retrying");
@@ -309,9 +330,16 @@ impl Trigger {
                 let Some(last) = unit.last().map(|r| r.position.sequence) else {
                     continue;
                 };
+                if *stop.borrow() {
+                    break;
+                }
                 match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
                     Outcome::Done => next = last + 1,
                     Outcome::Stopped => break,
+                    Outcome::Fatal(e) => {
+                        self.commit_final(partition, next, committed).await?;
+                        return Err(e);
+                    }
                 }
             }
             if next != committed {
@@ -328,6 +356,10 @@ impl Trigger {
                 }
             }
         }
+        self.commit_final(partition, next, committed).await
+    }
+
+    async fn commit_final(&self, partition: u32, next: u64, committed: u64) -> Result<()> {
         if next != committed {
             self.stream
                 .backend()
@@ -342,12 +374,13 @@ impl Trigger {
     async fn read_batch(
         &self,
         partition: u32,
-        from: ReadFrom,
+        at: u64,
         options: &ReadOptions,
-    ) -> Result<Vec<Record>> {
-        let mut records = self.stream.read_with(partition, from, options).await?;
+    ) -> Result<(Vec<Record>, Option<Gap>)> {
+        let (mut records, gap) =
+            read_from_checkpoint(&self.stream, &self.consumer, partition, at, options).await?;
         if !self.deliver.per_batch() || records.is_empty() {
-            return Ok(records);
+            return Ok((records, gap));
         }
         let deadline = tokio::time::Instant::now() + self.max_wait;
         while records.len() < self.batch_size {
@@ -373,7 +406,7 @@ impl Trigger {
             }
             records.extend(got);
         }
-        Ok(records)
+        Ok((records, gap))
     }
 
     /// Runs the handler on one record (or batch) with retries, then dead-letters it.
@@ -387,10 +420,14 @@ impl Trigger {
         let count = records.len() as u64;
         let mut last_error = String::new();
         for attempt in 1..=self.retry.max_attempts {
-            match AssertUnwindSafe(self.deliver.call(records.clone()))
-                .catch_unwind()
-                .await
-            {
+            // A handler may panic before its future exists, or while it runs.
+            let call =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver.call(records.clone())));
+            let outcome = match call {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            match outcome {
                 Ok(Ok(())) => {
                     counters.handled.fetch_add(count, Ordering::Relaxed);
                     return Outcome::Done;
@@ -413,24 +450,79 @@ impl Trigger {
             return Outcome::Done;
         };
         for record in records {
-            let event = record
-                .event
-                .with_header(dlq_headers::ERROR, last_error.clone())
-                .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
-                .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
-                .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
-            let mut attempt = 0;
-            while let Err(e) = dlq.send(event.clone()).await {
-                attempt += 1;
-                tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
-                if sleep_or_stop(self.retry.backoff(attempt), stop).await {
-                    return Outcome::Stopped;
+            match self.dead_letter_one(dlq, record, &last_error, stop).await {
+                Outcome::Done => {
+                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 }
+                other => return other,
             }
-            counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         }
         Outcome::Done
     }
+
+    /// Writes one failed record to the dead-letter stream, retrying transient failures. A
+    /// copy too large for the stream goes without its payload (a header says so); any other
+    /// permanent failure stops the trigger rather than skipping the record silently.
+    async fn dead_letter_one(
+        &self,
+        dlq: &Stream,
+        record: Record,
+        error: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let size = record.event.payload.len();
+        let mut event = record
+            .event
+            .with_header(dlq_headers::ERROR, truncate(error, MAX_ERROR_HEADER))
+            .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
+            .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
+            .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
+        let mut attempt = 0;
+        loop {
+            match dlq.send(event.clone()).await {
+                Ok(_) => return Outcome::Done,
+                Err(Error::RecordTooLarge { .. }) if !event.payload.is_empty() => {
+                    event.payload = bytes::Bytes::new();
+                    event.headers.insert(
+                        dlq_headers::PAYLOAD_DROPPED.to_owned(),
+                        format!("{size} bytes did not fit the dead-letter stream"),
+                    );
+                }
+                Err(e) if permanent(&e) => return Outcome::Fatal(e),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
+                    if sleep_or_stop(self.retry.backoff(attempt), stop).await {
+                        return Outcome::Stopped;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Longest error text kept in a dead letter's header.
+const MAX_ERROR_HEADER: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Errors that retrying cannot fix: the trigger stops with them instead of looping.
+fn permanent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::StreamNotFound { .. }
+            | Error::InvalidArgument(_)
+            | Error::InvalidName { .. }
+            | Error::Unsupported { .. }
+            | Error::Corrupt(_)
+            | Error::RecordTooLarge { .. }
+    )
 }
 
 /// Sleeps, or returns `true` early when told to stop.

@@ -272,16 +272,20 @@ impl Backend for LogBackend {
         let mut end_rx = end.subscribe();
         let s = watchers.stream.clone();
         let name = stream.to_owned();
-        let from = blocking(move || {
-            let p = s.partition(partition)?;
-            Ok(match start {
-                PartitionStart::Earliest => p.earliest_offset(),
-                PartitionStart::Latest => p.next_offset(),
-                PartitionStart::At(seq) => seq,
-                PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
-            })
-        })
-        .await?;
+        let from = match start {
+            PartitionStart::At(seq) => seq,
+            start => {
+                blocking(move || {
+                    let p = s.partition(partition)?;
+                    Ok(match start {
+                        PartitionStart::Earliest => p.earliest_offset(),
+                        PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
+                        PartitionStart::Latest | PartitionStart::At(_) => p.next_offset(),
+                    })
+                })
+                .await?
+            }
+        };
         let deadline = options.wait.map(|w| tokio::time::Instant::now() + w);
         loop {
             let s = watchers.stream.clone();

@@ -145,3 +145,21 @@ async fn url_options_reach_the_engine() {
     let bad = crate::open("local://x?sync=maybe").await;
     assert!(matches!(bad, Err(Error::InvalidUrl { .. })), "{bad:?}");
 }
+
+#[tokio::test]
+async fn reopening_with_other_options_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("local://{}", dir.path().display());
+    let first = crate::open(&format!("{url}?sync=never"))
+        .await
+        .expect("open");
+    let again = crate::open(&format!("{url}?sync=never"))
+        .await
+        .expect("same options share the engine");
+    assert!(Arc::ptr_eq(first.backend(), again.backend()));
+    let other = crate::open(&url).await;
+    assert!(
+        matches!(other, Err(Error::InvalidArgument(ref m)) if m.contains("other options")),
+        "{other:?}"
+    );
+}
