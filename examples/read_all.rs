@@ -8,6 +8,8 @@
 //! cargo run --example read_all
 //! ```
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,16 +18,10 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url = cloudstream::url_from_env();
     let idle: Option<u64> = std::env::var("READ_ALL_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok());
-    let client = cloudstream::open(&url).await?;
-    let stream = client
-        .stream("TelemetryIngest")
-        .horizon(Duration::from_secs(48 * 3600))
-        .create_if_missing()
-        .await?;
+    let stream = common::telemetry_ingest().await?;
     let started = Instant::now();
     let last_event_ms = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(AtomicU64::new(0));

@@ -10,7 +10,7 @@
 //! cargo run --example telemetry_reader
 //! ```
 
-use std::time::Duration;
+mod common;
 
 use cloudstream::Consumer;
 
@@ -22,13 +22,7 @@ async fn telemetry_reader(reader: &Consumer) -> cloudstream::Result<usize> {
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url = cloudstream::url_from_env();
-    let client = cloudstream::open(&url).await?;
-    let stream = client
-        .stream("TelemetryIngest")
-        .horizon(Duration::from_secs(48 * 3600))
-        .create_if_missing()
-        .await?;
+    let stream = common::telemetry_ingest().await?;
     let reader = stream.consumer("telemetry-reader").max_records(25);
     let mut total = 0;
     loop {

@@ -6,7 +6,7 @@
 //! CLOUDSTREAM_URL=memory:// cargo run --example telemetry_writer
 //! ```
 
-use std::time::Duration;
+mod common;
 
 use cloudstream::{Event, Stream};
 use serde_json::{json, Value};
@@ -26,12 +26,7 @@ async fn main() -> cloudstream::Result<()> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
-    let client = cloudstream::open(&url).await?;
-    let stream = client
-        .stream("TelemetryIngest")
-        .horizon(Duration::from_secs(48 * 3600))
-        .create_if_missing()
-        .await?;
+    let stream = common::telemetry_ingest().await?;
     for i in 0..count {
         let reading = json!({ "device": i % 8, "seq": i, "temp_c": 20.0 + (i % 50) as f64 / 10.0 });
         telemetry_writer(&stream, reading).await?;
