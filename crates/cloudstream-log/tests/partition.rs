@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloudstream_log::storage::{OpenMode, StorageFile};
+use cloudstream_log::storage::{Fault, OpenMode, StorageFile};
 use cloudstream_log::{
     AppendResult, Log, LogError, LogOptions, ManualClock, MemoryStorage, Partition, Result,
     Storage, SyncPolicy, MAX_HORIZON, MAX_PARTITIONS,
@@ -434,13 +434,13 @@ fn a_failed_fsync_stops_the_partition_until_reopened() -> Result<()> {
     let p = stream.partition(0)?;
     let acked = batch_recs(1, 3, 20);
     append(p, &acked);
-    storage.fail_syncs(true);
+    storage.inject(Fault::Sync, true);
     assert!(matches!(
         p.append_blocking(encode(&batch_recs(2, 1, 20))),
         Err(LogError::Poisoned(_))
     ));
     assert!(p.poisoned().is_some());
-    storage.fail_syncs(false);
+    storage.inject(Fault::Sync, false);
     for b in 3..6 {
         assert!(matches!(
             p.append_blocking(encode(&batch_recs(b, 1, 20))),

@@ -289,27 +289,42 @@ impl Writer {
         if all_sealed_expired && expired(&self.active) {
             self.roll().inspect_err(|e| self.poison(e))?;
         }
-        let doomed: Vec<Arc<Segment>> = {
-            let mut segments = self.shared.segments_mut();
-            let n = segments
-                .iter()
-                .take_while(|s| !Arc::ptr_eq(s, &self.active) && expired(s))
-                .count();
-            segments.drain(..n).collect()
-        };
+        let doomed: Vec<Arc<Segment>> = self
+            .shared
+            .segments()
+            .iter()
+            .take_while(|s| !Arc::ptr_eq(s, &self.active) && expired(s))
+            .cloned()
+            .collect();
+        // Files first, then the list: a segment whose files could not all be removed stays
+        // listed and is tried again by the next pass. The index files go before the log, so a
+        // crash in between leaves a segment whose index is rebuilt, never an orphan index.
         let storage = &*self.shared.config.storage;
+        let mut deleted = 0;
+        let mut failure = None;
         for segment in &doomed {
-            for path in segment_paths(&self.shared.dir, segment.base_offset) {
-                if storage.exists(&path) {
-                    storage.remove_file(&path).at(&path)?;
+            let [log, index, time] = segment_paths(&self.shared.dir, segment.base_offset);
+            let removed = [index, time, log].iter().try_for_each(|path| {
+                if storage.exists(path) {
+                    storage.remove_file(path).at(path)?;
                 }
+                Ok::<(), LogError>(())
+            });
+            if let Err(e) = removed {
+                failure = Some(e);
+                break;
             }
+            deleted += 1;
         }
-        if !doomed.is_empty() {
+        self.shared.segments_mut().drain(..deleted);
+        if deleted > 0 {
             storage.sync_dir(&self.shared.dir).at(&self.shared.dir)?;
-            tracing::debug!(dir = %self.shared.dir.display(), segments = doomed.len(), "retention deleted segments");
+            tracing::debug!(dir = %self.shared.dir.display(), segments = deleted, "retention deleted segments");
         }
-        Ok(doomed.len())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(deleted),
+        }
     }
 
     /// Syncs and, when anything was written, appends a marker declaring all of it durable.

@@ -10,18 +10,55 @@ use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{OpenMode, Storage, StorageFile};
 
 const SECTOR: usize = 512;
 
+/// An operation [`MemoryStorage`] can be told to fail, to test how the engine handles I/O
+/// errors (fail-stop, no acknowledgement after a failed write or sync, nothing half-done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `write_all_at` fails without writing.
+    Write,
+    /// `sync_data` (fdatasync) fails without making anything durable.
+    Sync,
+    /// Creating a file (`open` with `CreateNew`) fails.
+    Create,
+    /// `rename` fails.
+    Rename,
+    /// `remove_file` fails.
+    Remove,
+    /// `sync_dir` fails.
+    SyncDir,
+}
+
+impl Fault {
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// The faults switched on, shared by a storage and its open files.
+#[derive(Debug, Clone, Default)]
+struct Faults(Arc<AtomicU32>);
+
+impl Faults {
+    fn check(&self, fault: Fault) -> io::Result<()> {
+        if self.0.load(Ordering::SeqCst) & fault.bit() != 0 {
+            return Err(io::Error::other(format!("injected {fault:?} failure")));
+        }
+        Ok(())
+    }
+}
+
 /// [`Storage`] held in memory; cheap to clone (clones share the same files).
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStorage {
     state: Arc<Mutex<State>>,
-    fail_sync: Arc<AtomicBool>,
+    faults: Faults,
 }
 
 #[derive(Debug, Default)]
@@ -41,15 +78,15 @@ struct Contents {
 #[derive(Debug)]
 struct MemFile {
     contents: Mutex<Contents>,
-    fail_sync: Arc<AtomicBool>,
+    faults: Faults,
 }
 
 impl MemFile {
-    fn new(live: Vec<u8>, fail_sync: Arc<AtomicBool>) -> Self {
+    fn new(live: Vec<u8>, faults: Faults) -> Self {
         let durable = live.clone();
         MemFile {
             contents: Mutex::new(Contents { live, durable }),
-            fail_sync,
+            faults,
         }
     }
     fn contents(&self) -> MutexGuard<'_, Contents> {
@@ -69,6 +106,7 @@ impl StorageFile for Arc<MemFile> {
         Ok(n)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.faults.check(Fault::Write)?;
         let mut c = self.contents();
         let pos = usize::try_from(pos).map_err(io::Error::other)?;
         let end = pos + buf.len();
@@ -79,9 +117,7 @@ impl StorageFile for Arc<MemFile> {
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
-        if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected fdatasync failure"));
-        }
+        self.faults.check(Fault::Sync)?;
         let mut c = self.contents();
         c.durable = c.live.clone();
         Ok(())
@@ -140,9 +176,13 @@ impl MemoryStorage {
         lock_state(&self.state)
     }
 
-    /// Makes every later `sync_data` fail (or succeed again), to test fail-stop behaviour.
-    pub fn fail_syncs(&self, fail: bool) {
-        self.fail_sync.store(fail, Ordering::SeqCst);
+    /// Makes every later operation of this kind fail (`on = true`) or succeed again.
+    pub fn inject(&self, fault: Fault, on: bool) {
+        if on {
+            self.faults.0.fetch_or(fault.bit(), Ordering::SeqCst);
+        } else {
+            self.faults.0.fetch_and(!fault.bit(), Ordering::SeqCst);
+        }
     }
 
     /// The file system as it would be found after a power loss now.
@@ -152,7 +192,7 @@ impl MemoryStorage {
     /// sector, with holes of zeros where a sector was lost: the worst a disk may do.
     pub fn crash(&self, torn_seed: Option<u64>) -> MemoryStorage {
         let state = self.state();
-        let fail_sync = Arc::new(AtomicBool::new(false));
+        let faults = Faults::default();
         let mut rng = Rng(torn_seed.unwrap_or(0) | 1);
         let mut files = BTreeMap::new();
         for (path, file) in &state.durable {
@@ -176,10 +216,7 @@ impl MemoryStorage {
                 kept.truncate(last_kept);
                 bytes.extend_from_slice(&kept);
             }
-            files.insert(
-                path.clone(),
-                Arc::new(MemFile::new(bytes, fail_sync.clone())),
-            );
+            files.insert(path.clone(), Arc::new(MemFile::new(bytes, faults.clone())));
         }
         MemoryStorage {
             state: Arc::new(Mutex::new(State {
@@ -188,7 +225,7 @@ impl MemoryStorage {
                 files,
                 locks: BTreeSet::new(),
             })),
-            fail_sync,
+            faults,
         }
     }
 }
@@ -235,9 +272,10 @@ impl Storage for MemoryStorage {
                 format!("{} exists", path.display()),
             )),
             (OpenMode::CreateNew, None) => {
+                self.faults.check(Fault::Create)?;
                 let file = Arc::new(MemFile {
                     contents: Mutex::default(),
-                    fail_sync: self.fail_sync.clone(),
+                    faults: self.faults.clone(),
                 });
                 state.files.insert(path.to_path_buf(), file.clone());
                 Ok(Box::new(file))
@@ -246,6 +284,7 @@ impl Storage for MemoryStorage {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.faults.check(Fault::Rename)?;
         let mut state = self.state();
         if let Some(file) = state.files.remove(from) {
             state.files.insert(to.to_path_buf(), file);
@@ -270,6 +309,7 @@ impl Storage for MemoryStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.faults.check(Fault::Remove)?;
         let mut state = self.state();
         state
             .files
@@ -289,6 +329,7 @@ impl Storage for MemoryStorage {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.faults.check(Fault::SyncDir)?;
         let mut state = self.state();
         if !state.dirs.contains(path) {
             return Err(not_found(path));

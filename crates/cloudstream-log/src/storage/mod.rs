@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 
 pub use file::FileStorage;
-pub use memory::MemoryStorage;
+pub use memory::{Fault, MemoryStorage};
 
 /// A file opened through a [`Storage`]. Positional reads and writes take `&self`, so one open
 /// file can be shared by the single writer and any number of readers.
