@@ -65,8 +65,8 @@ impl IntoIterator for Batch {
 #[derive(Debug, Default)]
 struct State {
     loaded: bool,
-    next: BTreeMap<u32, u64>,
-    committed: BTreeMap<u32, u64>,
+    next: Positions,
+    committed: Positions,
     turn: u32,
 }
 
@@ -81,12 +81,16 @@ pub struct Consumer {
     state: Mutex<State>,
 }
 
-/// Each partition's next sequence for `consumer`: its checkpoint, or `start` where it has none.
+/// Partition → next sequence, as a consumer's positions and checkpoints hold them.
+pub(crate) type Positions = BTreeMap<u32, u64>;
+
+/// A consumer's checkpoint, and each partition's next sequence: the checkpoint's, or `start`
+/// where it has none.
 pub(crate) async fn resolve_positions(
     stream: &Stream,
     consumer: &str,
     start: StartAt,
-) -> Result<BTreeMap<u32, u64>> {
+) -> Result<(Positions, Positions)> {
     let committed = stream
         .backend()
         .load_checkpoint(stream.name(), consumer)
@@ -118,11 +122,11 @@ pub(crate) async fn resolve_positions(
         };
         next.insert(p.partition, at);
     }
-    Ok(next)
+    Ok((committed, next))
 }
 
 /// Moves a partition's next position past `records` (or to `resumed_at` after a gap).
-fn advance(next: &mut BTreeMap<u32, u64>, p: u32, resumed_at: Option<u64>, records: &[Record]) {
+fn advance(next: &mut Positions, p: u32, resumed_at: Option<u64>, records: &[Record]) {
     if let Some(at) = resumed_at {
         next.insert(p, at);
     }
@@ -206,13 +210,8 @@ impl Consumer {
     async fn load(&self, state: &mut State) -> Result<()> {
         if !state.loaded {
             cloudstream_log::validate_name("consumer", &self.name)?;
-            state.next = resolve_positions(&self.stream, &self.name, self.start).await?;
-            state.committed = self
-                .stream
-                .backend()
-                .load_checkpoint(self.stream.name(), &self.name)
-                .await?
-                .unwrap_or_default();
+            (state.committed, state.next) =
+                resolve_positions(&self.stream, &self.name, self.start).await?;
             state.loaded = true;
         }
         Ok(())

@@ -228,15 +228,10 @@ impl Trigger {
             }
             None => None,
         };
-        let positions = resolve_positions(&self.stream, &self.consumer, self.start).await?;
+        let (checkpoint, positions) =
+            resolve_positions(&self.stream, &self.consumer, self.start).await?;
         // Pin where partitions without a checkpoint start, so a restart before the first
         // success resumes there rather than at a later "latest".
-        let checkpoint = self
-            .stream
-            .backend()
-            .load_checkpoint(self.stream.name(), &self.consumer)
-            .await?
-            .unwrap_or_default();
         let unpinned: Vec<(u32, u64)> = positions
             .iter()
             .filter(|(p, _)| !checkpoint.contains_key(p))

@@ -280,6 +280,7 @@ impl Backend for LogBackend {
                     Ok(match start {
                         PartitionStart::Earliest => p.earliest_offset(),
                         PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
+                        // `At` needs no lookup and was resolved above.
                         PartitionStart::Latest | PartitionStart::At(_) => p.next_offset(),
                     })
                 })
