@@ -16,6 +16,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 # --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
 cargo test --workspace --locked -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
+echo "== docs (broken intra-doc links denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features cloudstream/conformance
 echo "== examples compile"
 cargo build --workspace --examples --locked
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' /tmp/cloudstream-test.log | awk '{s+=$4} END {print s+0}')

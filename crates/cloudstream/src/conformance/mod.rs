@@ -1,0 +1,98 @@
+//! The conformance suite: DESIGN.md's semantics as plain async functions over a [`Client`],
+//! run unchanged against every backend.
+//!
+//! Each function creates its own uniquely named streams, so the suite can run against a
+//! shared server. Differences between providers come only from [`Capabilities`]: a function
+//! that needs a capability the backend lacks checks that the backend says so with
+//! [`Error::Unsupported`](crate::Error::Unsupported) instead. [`conformance_tests!`](crate::conformance_tests) turns the
+//! suite into one `#[tokio::test]` per function for a backend:
+//!
+//! ```ignore
+//! async fn make() -> (cloudstream::Client, ()) { (cloudstream::open("memory://").await.unwrap(), ()) }
+//! cloudstream::conformance_tests!(make);
+//! ```
+//!
+//! [`Capabilities`]: crate::backend::Capabilities
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crate::{Client, Event, ReadFrom, Record, Stream};
+
+mod consumers;
+mod lifecycle;
+mod reads;
+mod triggers;
+mod writes;
+
+pub use consumers::*;
+pub use lifecycle::*;
+pub use reads::*;
+pub use triggers::*;
+pub use writes::*;
+
+/// A stream name unique to this process and call.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
+pub(crate) async fn new_stream(client: &Client, prefix: &str, partitions: u32) -> Stream {
+    client
+        .stream(&unique_name(prefix))
+        .horizon(Duration::from_secs(48 * 3600))
+        .partitions(partitions)
+        .create()
+        .await
+        .expect("create stream")
+}
+
+pub(crate) fn event(i: usize) -> Event {
+    Event::new(format!("event-{i}")).with_header("n", i.to_string())
+}
+
+pub(crate) async fn read_all(stream: &Stream, partition: u32) -> Vec<Record> {
+    let mut out: Vec<Record> = Vec::new();
+    loop {
+        let from = match out.last() {
+            Some(r) => ReadFrom::After(r.position),
+            None => ReadFrom::Earliest,
+        };
+        let batch = stream
+            .read_partition(partition, from, 500)
+            .await
+            .expect("read");
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+/// Stamps out one `#[tokio::test]` per conformance function. `$make` is an async fn returning
+/// `(Client, Guard)`; the guard (a temp dir, a server) lives as long as the test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make;
+            create_describe_list_delete, bad_input_is_refused, send_and_read_back,
+            send_batch_has_per_event_results, large_batches_are_split, reads_are_deterministic,
+            keys_choose_partitions, unknown_streams_are_errors, consumers_checkpoint_implicitly,
+            uncommitted_batches_are_redelivered, waits_wake_on_new_records,
+            triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
+            batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics);
+    };
+    (@each $make:path; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (client, _guard) = $make().await;
+                $crate::conformance::$name(&client).await;
+            }
+        )*
+    };
+}

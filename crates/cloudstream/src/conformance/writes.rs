@@ -1,0 +1,136 @@
+//! Writes: single events, batches, limits, keys and partitions (Stream-02, -05, -07).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use super::{event, new_stream, read_all};
+use crate::{Client, Error, Event, Position, ReadFrom};
+
+/// Stream-02: an event comes back exactly as sent, with its position and append time.
+pub async fn send_and_read_back(client: &Client) {
+    let stream = new_stream(client, "roundtrip", 1).await;
+    let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+    let sent = Event::new(&b"\x00binary\xffpayload"[..])
+        .with_key("device-1")
+        .with_header("ce_type", "telemetry")
+        .with_time(time);
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let receipt = stream.send(sent.clone()).await.expect("send");
+    let second = stream
+        .send(Event::json(&serde_json::json!({"temp": 21.5})).expect("json"))
+        .await
+        .expect("send");
+    assert_eq!(receipt.partition, second.partition);
+    assert!(
+        second.sequence > receipt.sequence,
+        "sequence strictly increases"
+    );
+    let records = stream.read(ReadFrom::At(receipt), 10).await.expect("read");
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].position, receipt);
+    assert_eq!(records[0].event, sent);
+    assert!(records[0].append_time >= before);
+    let value: serde_json::Value = records[1].json().expect("json payload");
+    assert_eq!(value["temp"], 21.5);
+}
+
+/// Stream-05: batches return one result per event; a bad event fails alone.
+pub async fn send_batch_has_per_event_results(client: &Client) {
+    let stream = new_stream(client, "batch", 1).await;
+    let max = client.backend().capabilities().max_record_bytes;
+    let mut events: Vec<Event> = (0..10).map(event).collect();
+    events[4] = Event::new(vec![0u8; max + 1]);
+    let results = stream.send_batch(events).await;
+    assert_eq!(results.len(), 10);
+    assert!(
+        matches!(results[4], Err(Error::RecordTooLarge { .. })),
+        "{:?}",
+        results[4]
+    );
+    let receipts: Vec<Position> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(receipts.len(), 9);
+    assert!(
+        receipts.windows(2).all(|w| w[0].sequence < w[1].sequence),
+        "batch order kept"
+    );
+    let records = read_all(&stream, 0).await;
+    let payloads: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.payload()).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .filter(|&i| i != 4)
+        .map(|i| format!("event-{i}"))
+        .collect();
+    assert_eq!(payloads, expected);
+    assert!(stream.send_batch(Vec::new()).await.is_empty());
+    let single = stream.send(Event::new(vec![0u8; max + 1])).await;
+    assert!(
+        matches!(single, Err(Error::RecordTooLarge { .. })),
+        "{single:?}"
+    );
+}
+
+/// Batches larger than the provider's limits are split, in order, without loss.
+pub async fn large_batches_are_split(client: &Client) {
+    let stream = new_stream(client, "split", 1).await;
+    let n = (client.backend().capabilities().max_batch_records + 7).min(20_000);
+    let results = stream.send_batch((0..n).map(event).collect()).await;
+    assert!(results.iter().all(Result::is_ok));
+    let records = read_all(&stream, 0).await;
+    assert_eq!(records.len(), n);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            r.event.headers.get("n").map(String::as_str),
+            Some(i.to_string().as_str())
+        );
+    }
+}
+
+/// Stream-07: one key, one partition, in order; unkeyed events spread over partitions.
+pub async fn keys_choose_partitions(client: &Client) {
+    let stream = new_stream(client, "keys", 4).await;
+    let mut events = Vec::new();
+    for i in 0..40 {
+        events.push(Event::new(format!("{i}")).with_key(format!("device-{}", i % 5)));
+    }
+    let receipts: Vec<Position> = stream
+        .send_batch(events)
+        .await
+        .into_iter()
+        .map(|r| r.expect("sent"))
+        .collect();
+    let mut partition_of: BTreeMap<usize, u32> = BTreeMap::new();
+    for (i, r) in receipts.iter().enumerate() {
+        let p = *partition_of.entry(i % 5).or_insert(r.partition);
+        assert_eq!(p, r.partition, "key device-{} moved partition", i % 5);
+    }
+    for p in 0..4 {
+        let records = read_all(&stream, p).await;
+        let mut last: BTreeMap<String, usize> = BTreeMap::new();
+        for r in records {
+            let i: usize = String::from_utf8_lossy(r.payload())
+                .parse()
+                .expect("number");
+            let key = r.event.key.clone().expect("key");
+            if let Some(prev) = last.insert(key, i) {
+                assert!(prev < i, "order within a key");
+            }
+        }
+    }
+    for i in 0..8 {
+        stream.send(event(i)).await.expect("send");
+    }
+    let info = stream.describe().await.expect("describe");
+    assert!(
+        info.partitions
+            .iter()
+            .filter(|p| p.next > p.earliest)
+            .count()
+            > 1,
+        "unkeyed events spread"
+    );
+}
