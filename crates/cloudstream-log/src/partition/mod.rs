@@ -192,29 +192,33 @@ impl Partition {
     /// `from` older than the earliest record is [`LogError::Expired`]; `from` equal to the
     /// end returns nothing; beyond the end is [`LogError::BeyondEnd`].
     pub fn read(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<Vec<LogRecord>> {
-        let segments: Vec<Arc<Segment>> = self.shared.segments().clone();
-        let (earliest, next) = extent(&segments);
-        if from < earliest {
-            return Err(LogError::Expired {
-                requested: from,
-                earliest,
-            });
-        }
-        if from > next {
-            return Err(LogError::BeyondEnd {
-                requested: from,
-                next,
-            });
-        }
+        // Only the segments from the one holding `from` on are taken from under the lock.
+        let segments: Vec<Arc<Segment>> = {
+            let all = self.shared.segments();
+            let (earliest, next) = extent(&all);
+            if from < earliest {
+                return Err(LogError::Expired {
+                    requested: from,
+                    earliest,
+                });
+            }
+            if from > next {
+                return Err(LogError::BeyondEnd {
+                    requested: from,
+                    next,
+                });
+            }
+            let first = all
+                .partition_point(|s| s.base_offset <= from)
+                .saturating_sub(1);
+            all[first..].to_vec()
+        };
         let mut out = Vec::new();
         let mut limits = ReadLimits {
             records: max_records.max(1),
             bytes: max_bytes,
         };
-        let first = segments
-            .partition_point(|s| s.base_offset <= from)
-            .saturating_sub(1);
-        for segment in &segments[first..] {
+        for segment in &segments {
             if segment.read(from, &mut limits, &mut out)? {
                 break;
             }
