@@ -32,11 +32,13 @@ async fn main() -> cloudstream::Result<()> {
         telemetry_writer(&stream, reading).await?;
     }
     let info = stream.describe().await?;
+    let held = info.records().map_or_else(
+        || "a count the provider does not report".to_owned(),
+        |n| n.to_string(),
+    );
     println!(
-        "TelemetryWriter: sent {count} events to {} ({}); it now holds {} records",
-        info.name,
-        url,
-        info.records()
+        "TelemetryWriter: sent {count} events to {} ({url}); it now holds {held} records",
+        info.name
     );
     Ok(())
 }

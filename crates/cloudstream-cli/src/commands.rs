@@ -241,24 +241,33 @@ async fn describe(client: &Client, name: &str, json: bool) -> Result<()> {
         "horizon     {}",
         humantime::format_duration(info.horizon())
     ))?;
-    emit(format_args!("records     {}", info.records()))?;
+    emit(format_args!("records     {}", or_dash(info.records())))?;
+    for (name, value) in &info.details {
+        emit(format_args!("{name:<11} {value}"))?;
+    }
     emit(format_args!(
-        "partition   earliest        next            bytes"
+        "partition   id                      earliest        next            bytes"
     ))?;
     for p in &info.partitions {
         emit(format_args!(
-            "{:<11} {:<15} {:<15} {}",
+            "{:<11} {:<23} {:<15} {:<15} {}",
             p.partition,
-            p.earliest,
-            p.next,
-            p.bytes.map_or("-".into(), |b| b.to_string())
+            p.id,
+            or_dash(p.earliest),
+            or_dash(p.next),
+            or_dash(p.bytes)
         ))?;
     }
     if !consumers.is_empty() {
         emit(format_args!("consumer                          lag"))?;
         for c in consumers {
-            emit(format_args!("{:<33} {}", c.name, c.lag))?;
+            emit(format_args!("{:<33} {}", c.name, or_dash(c.lag)))?;
         }
     }
     Ok(())
+}
+
+/// A value, or `-` where the provider does not tell.
+fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }

@@ -4,15 +4,14 @@
 //! commits everything the previous fetches returned, like Kafka's auto-commit on poll: a
 //! crash between two fetches redelivers the last batch (at-least-once), never skips it.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::time::{Duration, SystemTime};
 
 use futures::future::{select_all, FutureExt};
 use tokio::sync::Mutex;
 
-use crate::backend::{PartitionStart, ReadOptions};
-use crate::{Error, Position, ReadFrom, Record, Result, Stream};
+use crate::backend::{Checkpoint, PartitionStart, ReadOptions};
+use crate::{Error, Record, Result, Stream};
 
 /// Where a consumer without a checkpoint starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,9 +32,9 @@ pub struct Gap {
     /// The partition.
     pub partition: u32,
     /// Where the consumer's checkpoint was.
-    pub from: u64,
+    pub from: PartitionStart,
     /// Where it resumed: the earliest record still held, or the end of the partition.
-    pub resumed_at: u64,
+    pub resumed_at: PartitionStart,
 }
 
 /// One fetch's records, with any gaps met on the way.
@@ -81,8 +80,8 @@ pub struct Consumer {
     state: Mutex<State>,
 }
 
-/// Partition → next sequence, as a consumer's positions and checkpoints hold them.
-pub(crate) type Positions = BTreeMap<u32, u64>;
+/// Partition → where reading resumes, as a consumer's positions and checkpoints hold them.
+pub(crate) type Positions = Checkpoint;
 
 /// A consumer's checkpoint, and each partition's next sequence: the checkpoint's, or `start`
 /// where it has none.
@@ -97,41 +96,29 @@ pub(crate) async fn resolve_positions(
         .await?
         .unwrap_or_default();
     let info = stream.describe().await?;
-    let mut next = BTreeMap::new();
-    for p in &info.partitions {
-        let at = match (committed.get(&p.partition), start) {
-            (Some(&seq), _) => seq,
-            (None, StartAt::Earliest) => p.earliest,
-            (None, StartAt::Latest) => p.next,
-            (None, StartAt::AtTime(t)) => {
-                let options = ReadOptions {
-                    max_records: 1,
-                    ..ReadOptions::default()
-                };
-                let first = stream
-                    .backend()
-                    .read(
-                        stream.name(),
-                        p.partition,
-                        PartitionStart::AtTime(t),
-                        &options,
-                    )
-                    .await?;
-                first.first().map_or(p.next, |r| r.position.sequence)
-            }
-        };
-        next.insert(p.partition, at);
-    }
+    let next = info
+        .partitions
+        .iter()
+        .map(|p| {
+            let at = match (committed.get(&p.partition), start) {
+                (Some(&resume), _) => resume,
+                (None, StartAt::Earliest) => PartitionStart::Earliest,
+                (None, StartAt::Latest) => p.latest(),
+                (None, StartAt::AtTime(t)) => PartitionStart::AtTime(t),
+            };
+            (p.partition, at)
+        })
+        .collect();
     Ok((committed, next))
 }
 
 /// Moves a partition's next position past `records` (or to `resumed_at` after a gap).
-fn advance(next: &mut Positions, p: u32, resumed_at: Option<u64>, records: &[Record]) {
+fn advance(next: &mut Positions, p: u32, resumed_at: Option<PartitionStart>, records: &[Record]) {
     if let Some(at) = resumed_at {
         next.insert(p, at);
     }
     if let Some(last) = records.last() {
-        next.insert(p, last.position.sequence + 1);
+        next.insert(p, PartitionStart::After(last.position.sequence));
     }
 }
 
@@ -142,32 +129,29 @@ pub(crate) async fn read_from_checkpoint(
     stream: &Stream,
     consumer: &str,
     p: u32,
-    at: u64,
+    at: PartitionStart,
     options: &ReadOptions,
 ) -> Result<(Vec<Record>, Option<Gap>)> {
-    let resume = match stream
-        .read_with(p, ReadFrom::At(Position::new(p, at)), options)
-        .await
-    {
-        Err(Error::Expired { earliest, .. }) => earliest,
-        Err(Error::BeyondEnd { next, .. }) => next,
+    let resume = match stream.read_start(p, at, options).await {
+        Err(Error::Expired { earliest, .. }) => PartitionStart::At(earliest.sequence),
+        Err(Error::BeyondEnd { next, .. }) => PartitionStart::At(next.sequence),
         other => return Ok((other?, None)),
     };
     tracing::warn!(
         stream = stream.name(),
         consumer,
         partition = p,
-        from = at,
-        resumed_at = resume.sequence,
+        from = %at,
+        resumed_at = %resume,
         "checkpoint outside the partition's records; resuming at its nearest end"
     );
-    let records = stream.read_with(p, ReadFrom::At(resume), options).await?;
+    let records = stream.read_start(p, resume, options).await?;
     Ok((
         records,
         Some(Gap {
             partition: p,
             from: at,
-            resumed_at: resume.sequence,
+            resumed_at: resume,
         }),
     ))
 }
@@ -218,7 +202,7 @@ impl Consumer {
     }
 
     async fn commit_state(&self, state: &mut State) -> Result<()> {
-        let changed: Vec<(u32, u64)> = state
+        let changed: Vec<(u32, PartitionStart)> = state
             .next
             .iter()
             .filter(|(p, n)| state.committed.get(p) != Some(n))
@@ -255,7 +239,7 @@ impl Consumer {
                 max_records: remaining,
                 ..ReadOptions::default()
             };
-            let at = next.get(&p).copied().unwrap_or(0);
+            let at = next.get(&p).copied().unwrap_or(PartitionStart::Earliest);
             let (records, gap) =
                 read_from_checkpoint(&self.stream, &self.name, p, at, &options).await?;
             advance(&mut next, p, gap.map(|g| g.resumed_at), &records);
@@ -270,10 +254,8 @@ impl Consumer {
                     ..ReadOptions::default()
                 };
                 let reads = (0..n).map(|p| {
-                    let at = next.get(&p).copied().unwrap_or(0);
-                    self.stream
-                        .read_with(p, ReadFrom::At(Position::new(p, at)), &options)
-                        .boxed()
+                    let at = next.get(&p).copied().unwrap_or(PartitionStart::Earliest);
+                    self.stream.read_start(p, at, &options).boxed()
                 });
                 let (first, _, _) = select_all(reads).await;
                 let records = first?;
@@ -295,8 +277,8 @@ impl Consumer {
         self.commit_state(&mut state).await
     }
 
-    /// Each partition's next sequence as this consumer sees it (fetched, maybe not committed).
-    pub async fn positions(&self) -> Result<BTreeMap<u32, u64>> {
+    /// Where each partition resumes as this consumer sees it (fetched, maybe not committed).
+    pub async fn positions(&self) -> Result<Checkpoint> {
         let mut state = self.state.lock().await;
         self.load(&mut state).await?;
         Ok(state.next.clone())

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::{Error, Result, Sequence};
 
 /// An event to write: payload bytes, an optional partition key, string headers and an
 /// optional event time.
@@ -87,15 +87,15 @@ pub struct Position {
     /// The partition.
     pub partition: u32,
     /// The sequence number, strictly increasing within the partition.
-    pub sequence: u64,
+    pub sequence: Sequence,
 }
 
 impl Position {
     /// A position.
-    pub fn new(partition: u32, sequence: u64) -> Self {
+    pub fn new(partition: u32, sequence: impl Into<Sequence>) -> Self {
         Position {
             partition,
-            sequence,
+            sequence: sequence.into(),
         }
     }
 }

@@ -35,20 +35,15 @@ impl ReadFrom {
         }
     }
 
-    fn start(&self) -> Result<PartitionStart> {
-        Ok(match *self {
+    /// Where the read starts within its partition.
+    pub fn start(&self) -> PartitionStart {
+        match *self {
             ReadFrom::Earliest => PartitionStart::Earliest,
             ReadFrom::Latest => PartitionStart::Latest,
             ReadFrom::At(p) => PartitionStart::At(p.sequence),
-            ReadFrom::After(p) => {
-                PartitionStart::At(p.sequence.checked_add(1).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "position {p} is the last possible one; nothing follows it"
-                    ))
-                })?)
-            }
+            ReadFrom::After(p) => PartitionStart::After(p.sequence),
             ReadFrom::AtTime(t) => PartitionStart::AtTime(t),
-        })
+        }
     }
 }
 
@@ -238,6 +233,16 @@ impl Stream {
                 "position in partition {p} given for a read of partition {partition}"
             )));
         }
+        self.read_start(partition, from.start(), options).await
+    }
+
+    /// Reads one partition from a start point within it.
+    pub(crate) async fn read_start(
+        &self,
+        partition: u32,
+        start: PartitionStart,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
         if partition >= self.inner.partitions {
             return Err(Error::InvalidArgument(format!(
                 "stream {:?} has no partition {partition} (it has {})",
@@ -246,7 +251,7 @@ impl Stream {
         }
         self.inner
             .backend
-            .read(&self.inner.name, partition, from.start()?, options)
+            .read(&self.inner.name, partition, start, options)
             .await
     }
 
@@ -255,21 +260,26 @@ impl Stream {
     /// after this call returns. The stream never ends by itself; it yields an error and ends
     /// if a read fails.
     pub async fn tail(&self, from: ReadFrom) -> Result<BoxStream<'static, Result<Record>>> {
-        let starts: Vec<(u32, ReadFrom)> = match from {
-            ReadFrom::At(p) | ReadFrom::After(p) => vec![(p.partition, from)],
+        if let Some(p) = from.partition() {
+            if p >= self.inner.partitions {
+                return Err(Error::InvalidArgument(format!(
+                    "stream {:?} has no partition {p} (it has {})",
+                    self.inner.name, self.inner.partitions
+                )));
+            }
+        }
+        let starts: Vec<(u32, PartitionStart)> = match from {
+            ReadFrom::At(p) | ReadFrom::After(p) => vec![(p.partition, from.start())],
             ReadFrom::Latest => {
                 let info = self.describe().await?;
                 info.partitions
                     .iter()
-                    .map(|p| {
-                        (
-                            p.partition,
-                            ReadFrom::At(Position::new(p.partition, p.next)),
-                        )
-                    })
+                    .map(|p| (p.partition, p.latest()))
                     .collect()
             }
-            _ => (0..self.inner.partitions).map(|p| (p, from)).collect(),
+            _ => (0..self.inner.partitions)
+                .map(|p| (p, from.start()))
+                .collect(),
         };
         let tails = starts
             .into_iter()
@@ -277,7 +287,11 @@ impl Stream {
         Ok(stream::select_all(tails).boxed())
     }
 
-    fn tail_partition(&self, partition: u32, from: ReadFrom) -> BoxStream<'static, Result<Record>> {
+    fn tail_partition(
+        &self,
+        partition: u32,
+        from: PartitionStart,
+    ) -> BoxStream<'static, Result<Record>> {
         let options = ReadOptions {
             wait: Some(Duration::from_secs(1)),
             ..ReadOptions::default()
@@ -288,11 +302,12 @@ impl Stream {
                 return None;
             }
             loop {
-                match stream.read_with(partition, from, &options).await {
+                match stream.read_start(partition, from, &options).await {
                     Ok(records) if records.is_empty() => continue,
                     Ok(records) => {
-                        let last = records.last()?.position;
-                        return Some((Ok(records), (stream, ReadFrom::After(last), false)));
+                        let last = records.last()?.position.sequence;
+                        let next = PartitionStart::After(last);
+                        return Some((Ok(records), (stream, next, false)));
                     }
                     Err(e) => return Some((Err(e), (stream, from, true))),
                 }

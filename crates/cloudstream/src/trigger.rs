@@ -20,7 +20,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::backend::ReadOptions;
+use crate::backend::{PartitionStart, ReadOptions};
 use crate::consumer::{read_from_checkpoint, resolve_positions, Gap, StartAt};
 use crate::{Error, ReadFrom, Record, Result, RetryPolicy, Stream};
 
@@ -232,7 +232,7 @@ impl Trigger {
             resolve_positions(&self.stream, &self.consumer, self.start).await?;
         // Pin where partitions without a checkpoint start, so a restart before the first
         // success resumes there rather than at a later "latest".
-        let unpinned: Vec<(u32, u64)> = positions
+        let unpinned: Vec<(u32, PartitionStart)> = positions
             .iter()
             .filter(|(p, _)| !checkpoint.contains_key(p))
             .map(|(&p, &n)| (p, n))
@@ -281,7 +281,7 @@ impl Trigger {
     async fn run_partition(
         &self,
         partition: u32,
-        mut next: u64,
+        mut next: PartitionStart,
         dlq: Option<Stream>,
         mut stop: watch::Receiver<bool>,
         counters: &Counters,
@@ -329,7 +329,7 @@ impl Trigger {
                     break;
                 }
                 match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
-                    Outcome::Done => next = last + 1,
+                    Outcome::Done => next = PartitionStart::After(last),
                     Outcome::Stopped => break,
                     Outcome::Fatal(e) => {
                         self.commit_final(partition, next, committed).await?;
@@ -354,7 +354,12 @@ impl Trigger {
         self.commit_final(partition, next, committed).await
     }
 
-    async fn commit_final(&self, partition: u32, next: u64, committed: u64) -> Result<()> {
+    async fn commit_final(
+        &self,
+        partition: u32,
+        next: PartitionStart,
+        committed: PartitionStart,
+    ) -> Result<()> {
         if next != committed {
             self.stream
                 .backend()
@@ -369,7 +374,7 @@ impl Trigger {
     async fn read_batch(
         &self,
         partition: u32,
-        at: u64,
+        at: PartitionStart,
         options: &ReadOptions,
     ) -> Result<(Vec<Record>, Option<Gap>)> {
         let (mut records, gap) =

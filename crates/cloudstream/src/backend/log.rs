@@ -14,11 +14,11 @@ use cloudstream_log::{BatchBuilder, Log, LogError, LogRecord, StreamLog};
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    Backend, Capabilities, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions, StreamConfig,
-    StreamInfo,
+    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions,
+    StreamConfig, StreamInfo,
 };
 use crate::event::{from_millis, to_millis};
-use crate::{Error, Event, Position, Record, Result};
+use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Largest event accepted by default (1 MiB, as Kinesis).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
@@ -65,6 +65,54 @@ fn log_error(stream: &str, partition: u32, e: LogError) -> Error {
         )),
         e => e.into(),
     }
+}
+
+/// The engine's offset for a start point that names one (`At`, `After`); `None` for those
+/// that need a lookup in the partition.
+fn offset_of(partition: u32, start: PartitionStart) -> Result<Option<u64>> {
+    let offset = |seq: Sequence| {
+        seq.as_u64().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "sequence {seq} of partition {partition} is larger than any the embedded engine assigns"
+            ))
+        })
+    };
+    Ok(match start {
+        PartitionStart::At(seq) => Some(offset(seq)?),
+        PartitionStart::After(seq) => Some(offset(seq)?.checked_add(1).ok_or_else(|| {
+            Error::InvalidArgument(format!("sequence {seq} is the last possible one"))
+        })?),
+        _ => None,
+    })
+}
+
+/// The engine's offset for any start point, looking up the partition where needed.
+async fn resolve_offset(
+    stream: &Arc<StreamLog>,
+    partition: u32,
+    start: PartitionStart,
+) -> Result<u64> {
+    if let Some(offset) = offset_of(partition, start)? {
+        return Ok(offset);
+    }
+    let s = stream.clone();
+    blocking(move || {
+        let p = s.partition(partition)?;
+        Ok(match start {
+            PartitionStart::Earliest => p.earliest_offset(),
+            PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
+            _ => p.next_offset(),
+        })
+    })
+    .await
+}
+
+/// The engine's checkpoint (partition → next offset) as resume points.
+fn resume_points(offsets: &BTreeMap<u32, u64>) -> Checkpoint {
+    offsets
+        .iter()
+        .map(|(&p, &next)| (p, PartitionStart::At(next.into())))
+        .collect()
 }
 
 fn to_record(partition: u32, r: LogRecord) -> Record {
@@ -136,8 +184,9 @@ impl LogBackend {
                     let s = p.stats();
                     PartitionInfo {
                         partition: s.partition,
-                        earliest: s.earliest_offset,
-                        next: s.next_offset,
+                        id: s.partition.to_string(),
+                        earliest: Some(s.earliest_offset.into()),
+                        next: Some(s.next_offset.into()),
                         bytes: Some(s.bytes),
                     }
                 })
@@ -151,6 +200,7 @@ impl LogBackend {
                     .join(stream.name())
                     .display()
             ),
+            details: BTreeMap::new(),
         }
     }
 }
@@ -165,6 +215,7 @@ impl Backend for LogBackend {
         Capabilities {
             replay_by_position: true,
             replay_by_time: true,
+            dense_sequences: true,
             server_side_checkpoints: true,
             durable: self.name == "local",
             max_record_bytes: self.max_record_bytes,
@@ -272,21 +323,7 @@ impl Backend for LogBackend {
         let mut end_rx = end.subscribe();
         let s = watchers.stream.clone();
         let name = stream.to_owned();
-        let from = match start {
-            PartitionStart::At(seq) => seq,
-            start => {
-                blocking(move || {
-                    let p = s.partition(partition)?;
-                    Ok(match start {
-                        PartitionStart::Earliest => p.earliest_offset(),
-                        PartitionStart::AtTime(t) => p.offset_for_time(to_millis(t))?,
-                        // `At` needs no lookup and was resolved above.
-                        PartitionStart::Latest | PartitionStart::At(_) => p.next_offset(),
-                    })
-                })
-                .await?
-            }
-        };
+        let from = resolve_offset(&s, partition, start).await?;
         let deadline = options.wait.map(|w| tokio::time::Instant::now() + w);
         loop {
             let s = watchers.stream.clone();
@@ -314,26 +351,26 @@ impl Backend for LogBackend {
         }
     }
 
-    async fn load_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-    ) -> Result<Option<BTreeMap<u32, u64>>> {
+    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
         Ok(self
             .stream(stream)?
             .checkpoints()
             .load(consumer)?
-            .map(|c| c.offsets))
+            .map(|c| resume_points(&c.offsets)))
     }
 
     async fn commit_checkpoint(
         &self,
         stream: &str,
         consumer: &str,
-        next: &[(u32, u64)],
+        resume: &[(u32, PartitionStart)],
     ) -> Result<()> {
         let s = self.stream(stream)?;
-        let (consumer, next) = (consumer.to_owned(), next.to_vec());
+        let mut next = Vec::with_capacity(resume.len());
+        for &(p, start) in resume {
+            next.push((p, resolve_offset(&s, p, start).await?));
+        }
+        let consumer = consumer.to_owned();
         blocking(move || {
             s.checkpoints().commit(&consumer, &next)?;
             Ok(())
@@ -366,8 +403,8 @@ impl Backend for LogBackend {
                     .sum();
                 ConsumerInfo {
                     name,
-                    committed: checkpoint.offsets,
-                    lag,
+                    committed: resume_points(&checkpoint.offsets),
+                    lag: Some(lag),
                 }
             })
             .collect())

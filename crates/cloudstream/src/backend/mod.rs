@@ -5,12 +5,14 @@
 mod log;
 
 use std::collections::BTreeMap;
-use std::fmt::Debug;
+use std::fmt::{self, Debug};
+use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use crate::{Event, Position, Record, Result};
+use crate::event::{from_millis, to_millis};
+use crate::{Error, Event, Position, Record, Result, Sequence};
 
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
 
@@ -38,12 +40,31 @@ impl Default for StreamConfig {
 pub struct PartitionInfo {
     /// The partition number.
     pub partition: u32,
-    /// Sequence of the oldest record still held.
-    pub earliest: u64,
-    /// Sequence the next record will get.
-    pub next: u64,
+    /// The provider's own name for it (a shard id, a directory).
+    pub id: String,
+    /// Sequence of the oldest record still held, when the provider tells.
+    pub earliest: Option<Sequence>,
+    /// Sequence the next record will get, when the provider numbers records densely.
+    pub next: Option<Sequence>,
     /// Bytes stored, when the backend knows.
     pub bytes: Option<u64>,
+}
+
+impl PartitionInfo {
+    /// "Latest" pinned to now: the end of the partition where the provider knows it, else
+    /// the current time (records appended from now on).
+    pub fn latest(&self) -> PartitionStart {
+        match self.next {
+            Some(next) => PartitionStart::At(next),
+            None => PartitionStart::AtTime(SystemTime::now()),
+        }
+    }
+
+    /// Records held, when the provider numbers records densely (the embedded engine).
+    pub fn records(&self) -> Option<u64> {
+        let (earliest, next) = (self.earliest?.as_u64()?, self.next?.as_u64()?);
+        Some(next.saturating_sub(earliest))
+    }
 }
 
 /// A stream as the backend sees it.
@@ -57,6 +78,8 @@ pub struct StreamInfo {
     pub partitions: Vec<PartitionInfo>,
     /// The provider's own name for the resource (a path, an ARN, a topic).
     pub resource: String,
+    /// What else the provider says about it (status, capacity mode, ...), by name.
+    pub details: BTreeMap<String, String>,
 }
 
 impl StreamInfo {
@@ -64,9 +87,9 @@ impl StreamInfo {
     pub fn horizon(&self) -> Duration {
         Duration::from_millis(self.horizon_ms)
     }
-    /// Records held across partitions.
-    pub fn records(&self) -> u64 {
-        self.partitions.iter().map(|p| p.next - p.earliest).sum()
+    /// Records held across partitions, when the provider can count them.
+    pub fn records(&self) -> Option<u64> {
+        self.partitions.iter().map(PartitionInfo::records).sum()
     }
 }
 
@@ -75,13 +98,18 @@ impl StreamInfo {
 pub struct ConsumerInfo {
     /// The consumer's name.
     pub name: String,
-    /// Partition → next sequence to read.
-    pub committed: BTreeMap<u32, u64>,
-    /// Records between the checkpoint and the end, summed over partitions.
-    pub lag: u64,
+    /// Partition → where the consumer resumes.
+    pub committed: Checkpoint,
+    /// Records between the checkpoint and the end, summed over partitions, when the provider
+    /// can count them.
+    pub lag: Option<u64>,
 }
 
-/// Where a read starts within one partition.
+/// Where a read starts within one partition; also what a checkpoint holds (where the
+/// consumer resumes).
+///
+/// Printed and parsed as `earliest`, `latest`, `at:SEQ`, `after:SEQ` or `time:MS` (ms since
+/// the Unix epoch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionStart {
     /// The oldest record held.
@@ -89,9 +117,60 @@ pub enum PartitionStart {
     /// After the newest record: only records written from now on.
     Latest,
     /// The record with this sequence.
-    At(u64),
+    At(Sequence),
+    /// The first record after this sequence.
+    After(Sequence),
     /// The first record appended at or after this time.
     AtTime(SystemTime),
+}
+
+/// A consumer's checkpoint: partition → where it resumes.
+pub type Checkpoint = BTreeMap<u32, PartitionStart>;
+
+impl fmt::Display for PartitionStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PartitionStart::Earliest => f.write_str("earliest"),
+            PartitionStart::Latest => f.write_str("latest"),
+            PartitionStart::At(s) => write!(f, "at:{s}"),
+            PartitionStart::After(s) => write!(f, "after:{s}"),
+            PartitionStart::AtTime(t) => write!(f, "time:{}", to_millis(*t)),
+        }
+    }
+}
+
+impl FromStr for PartitionStart {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::InvalidArgument(format!(
+                "{s:?} is not a partition start (earliest, latest, at:SEQ, after:SEQ or time:MS)"
+            ))
+        };
+        Ok(match s.split_once(':') {
+            None if s == "earliest" => PartitionStart::Earliest,
+            None if s == "latest" => PartitionStart::Latest,
+            Some(("at", seq)) => PartitionStart::At(seq.parse().map_err(|_| bad())?),
+            Some(("after", seq)) => PartitionStart::After(seq.parse().map_err(|_| bad())?),
+            Some(("time", ms)) => {
+                PartitionStart::AtTime(from_millis(ms.parse().map_err(|_| bad())?))
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl serde::Serialize for PartitionStart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PartitionStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Limits of one read.
@@ -122,6 +201,10 @@ pub struct Capabilities {
     pub replay_by_position: bool,
     /// Reads start at a time.
     pub replay_by_time: bool,
+    /// Sequences are 0, 1, 2, ... within a partition, so the end of a partition, record
+    /// counts, consumer lag and reads past the end (`BeyondEnd`) are known. Kinesis
+    /// sequence numbers have gaps, so there they are not.
+    pub dense_sequences: bool,
     /// Checkpoints are stored by the provider itself.
     pub server_side_checkpoints: bool,
     /// Data survives a restart of the process.
@@ -166,18 +249,15 @@ pub trait Backend: Debug + Send + Sync + 'static {
         start: PartitionStart,
         options: &ReadOptions,
     ) -> Result<Vec<Record>>;
-    /// A consumer's committed positions (partition → next sequence), if it ever committed.
-    async fn load_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-    ) -> Result<Option<BTreeMap<u32, u64>>>;
-    /// Durably sets the next sequence of the given partitions for a consumer.
+    /// A consumer's checkpoint (partition → where it resumes), if it ever committed.
+    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>>;
+    /// Durably sets where the given partitions resume for a consumer; other partitions keep
+    /// theirs.
     async fn commit_checkpoint(
         &self,
         stream: &str,
         consumer: &str,
-        next: &[(u32, u64)],
+        resume: &[(u32, PartitionStart)],
     ) -> Result<()>;
     /// Every consumer of a stream, with its lag.
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>>;

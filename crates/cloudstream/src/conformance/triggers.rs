@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{event, new_stream};
-use crate::{dlq_headers, Client, Event, ReadFrom, Record, RetryPolicy, StartAt, Stream};
+use crate::{dlq_headers, Client, Event, ReadFrom, Record, RetryPolicy, Sequence, StartAt, Stream};
 
 /// `on_event`: every record once, in order per partition, checkpoint moved.
 pub async fn triggers_deliver_every_event_in_order(client: &Client) {
@@ -44,7 +44,7 @@ pub async fn triggers_deliver_every_event_in_order(client: &Client) {
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), n);
     for p in 0..3 {
-        let seqs: Vec<u64> = seen
+        let seqs: Vec<Sequence> = seen
             .iter()
             .filter(|r| r.position.partition == p)
             .map(|r| r.position.sequence)
@@ -155,7 +155,7 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
     let stream = new_stream(client, "batches", 1).await;
     stream.send_batch((0..250).map(event).collect()).await;
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
-    let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let (sz, sn) = (sizes.clone(), seen.clone());
     let trigger = stream
         .on_batch("batcher", move |records| {
@@ -165,9 +165,11 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
                     return Err("batch holds poison".to_owned());
                 }
                 sz.lock().expect("lock").push(records.len());
-                sn.lock()
-                    .expect("lock")
-                    .extend(records.iter().map(|r| r.position.sequence));
+                sn.lock().expect("lock").extend(
+                    records
+                        .iter()
+                        .map(|r| String::from_utf8_lossy(r.payload()).into_owned()),
+                );
                 Ok(())
             }
         })
@@ -208,12 +210,9 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
         "full batches while records wait"
     );
     let seen = seen.lock().expect("lock").clone();
-    assert_eq!(
-        seen[..250],
-        (0..250).collect::<Vec<u64>>()[..],
-        "in order, once"
-    );
-    assert_eq!(seen[250..], [252], "after the dead-lettered batch");
+    let expected: Vec<String> = (0..250).map(|i| format!("event-{i}")).collect();
+    assert_eq!(seen[..250], expected[..], "in order, once");
+    assert_eq!(seen[250..], ["after"], "after the dead-lettered batch");
     assert_eq!(report.dead_lettered, 2, "the failing batch went whole");
     let dlq = client
         .stream(&format!("{}.dlq", stream.name()))

@@ -7,7 +7,8 @@ use std::time::Duration;
 use cloudstream_log::{Log, LogOptions, ManualClock, MemoryStorage, SyncPolicy};
 
 use super::LogBackend;
-use crate::{Client, Error, Event, Position, ReadFrom};
+use crate::backend::PartitionStart;
+use crate::{Client, Error, Event, Position, ReadFrom, Sequence};
 
 mod local {
     async fn make() -> (crate::Client, tempfile::TempDir) {
@@ -74,13 +75,13 @@ async fn expired_positions_are_errors_and_consumers_report_gaps() {
             earliest,
         }) => {
             assert_eq!(requested, Position::new(0, 0));
-            assert!(earliest.sequence > 0 && earliest.sequence <= fresh.sequence);
+            assert!(earliest.sequence > Sequence::ZERO && earliest.sequence <= fresh.sequence);
         }
         other => panic!("expected Expired, got {other:?}"),
     }
     let batch = reader.fetch().await.expect("fetch after gap");
     assert_eq!(batch.gaps.len(), 1, "gap reported");
-    assert_eq!(batch.gaps[0].from, 1);
+    assert_eq!(batch.gaps[0].from, PartitionStart::After(Sequence::ZERO));
     assert_eq!(batch.last().map(|r| r.position), Some(fresh));
     let earliest = stream.read(ReadFrom::Earliest, 1000).await.expect("read");
     assert_eq!(
