@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; .ci/run calls it).
 # Formatting, lints with warnings denied, every test of every crate (unit, conformance suite
-# on local:// and memory://, engine model/crash/corruption tests, CLI tests, doc tests),
-# and the examples compiled. Needs only cargo; nothing else to install.
+# on local://, memory:// and kinesis:// against kinesalite and moto, engine
+# model/crash/corruption tests, CLI tests, doc tests), and the examples compiled.
+# scripts/servers.sh installs (npm, PyPI) and starts the real servers first, and stops them
+# at the end; a server that does not come up fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build outside the clone so repeated runs (and CI on the same machine) reuse the build.
@@ -13,6 +15,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== servers"
+trap 'bash scripts/servers.sh stop' EXIT
+bash scripts/servers.sh start
 echo "== cargo test"
 # --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
 cargo test --workspace --locked -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log

@@ -1,11 +1,16 @@
 //! Durable consumer checkpoints: for each consumer of a stream, the next offset to read in
 //! each partition. One small file per consumer, replaced atomically (write, fsync, rename,
 //! fsync directory) and checked with a CRC on load.
+//!
+//! The value kept per partition is generic: the engine's own streams keep a `u64` offset;
+//! a client of another provider (Kinesis, whose sequence numbers are 56-digit decimals) can
+//! keep its checkpoints here too, as strings, with [`CheckpointStore::open_dir`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoContext;
@@ -15,25 +20,51 @@ use crate::{framed_file, Clock, Result, Storage};
 const MAGIC: &[u8; 8] = b"CSCKPT01";
 const EXT: &str = ".ckpt";
 
-/// A consumer's position: the next offset to read, per partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+/// A consumer's position: the next offset to read (or another resume point `V`), per
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint<V = u64> {
     /// Partition → next offset to read.
-    pub offsets: BTreeMap<u32, u64>,
+    pub offsets: BTreeMap<u32, V>,
     /// When the checkpoint was last written (ms since the Unix epoch).
     pub updated_ms: i64,
 }
 
+impl<V> Default for Checkpoint<V> {
+    fn default() -> Self {
+        Checkpoint {
+            offsets: BTreeMap::new(),
+            updated_ms: 0,
+        }
+    }
+}
+
 /// The checkpoints of one stream's consumers.
 #[derive(Debug)]
-pub struct CheckpointStore {
+pub struct CheckpointStore<V = u64> {
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    cache: Mutex<BTreeMap<String, Checkpoint>>,
+    cache: Mutex<BTreeMap<String, Checkpoint<V>>>,
 }
 
-impl CheckpointStore {
+impl<V: Clone + Serialize + DeserializeOwned> CheckpointStore<V> {
+    /// Opens (creating it if needed) a directory of checkpoints outside any engine stream,
+    /// for a provider whose records live elsewhere.
+    pub fn open_dir(
+        dir: PathBuf,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if !storage.exists(&dir) {
+            storage.create_dir_all(&dir).at(&dir)?;
+            if let Some(parent) = dir.parent() {
+                storage.sync_dir(parent).at(parent)?;
+            }
+        }
+        Self::open(dir, storage, clock)
+    }
+
     pub(crate) fn open(
         dir: PathBuf,
         storage: Arc<dyn Storage>,
@@ -56,23 +87,23 @@ impl CheckpointStore {
         })
     }
 
-    fn cache(&self) -> MutexGuard<'_, BTreeMap<String, Checkpoint>> {
+    fn cache(&self) -> MutexGuard<'_, BTreeMap<String, Checkpoint<V>>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The consumer's checkpoint, if it ever committed.
-    pub fn load(&self, consumer: &str) -> Result<Option<Checkpoint>> {
+    pub fn load(&self, consumer: &str) -> Result<Option<Checkpoint<V>>> {
         validate_name("consumer", consumer)?;
         Ok(self.cache().get(consumer).cloned())
     }
 
     /// Sets the next offset of the given partitions (others keep theirs) and makes it durable
     /// before returning.
-    pub fn commit(&self, consumer: &str, offsets: &[(u32, u64)]) -> Result<Checkpoint> {
+    pub fn commit(&self, consumer: &str, offsets: &[(u32, V)]) -> Result<Checkpoint<V>> {
         validate_name("consumer", consumer)?;
         let mut cache = self.cache();
         let mut checkpoint = cache.get(consumer).cloned().unwrap_or_default();
-        checkpoint.offsets.extend(offsets.iter().copied());
+        checkpoint.offsets.extend(offsets.iter().cloned());
         checkpoint.updated_ms = self.clock.now_ms();
         let file = format!("{consumer}{EXT}");
         framed_file::write(&*self.storage, &self.dir, &file, MAGIC, &checkpoint)?;
@@ -81,7 +112,7 @@ impl CheckpointStore {
     }
 
     /// Every consumer with a checkpoint.
-    pub fn list(&self) -> Vec<(String, Checkpoint)> {
+    pub fn list(&self) -> Vec<(String, Checkpoint<V>)> {
         self.cache()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

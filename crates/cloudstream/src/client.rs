@@ -24,6 +24,17 @@ pub async fn open(url: &str) -> Result<Client> {
                 .map_err(|e| Error::Unavailable(Box::new(e)))??
         }
         ProviderUrl::Memory { name, options } => open_memory(&name, options)?,
+        #[cfg(feature = "kinesis")]
+        ProviderUrl::Kinesis(options) => {
+            Arc::new(crate::backend::KinesisBackend::connect(options).await?)
+        }
+        #[cfg(not(feature = "kinesis"))]
+        ProviderUrl::Kinesis(_) => {
+            return Err(Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: "this build has no kinesis backend: enable the `kinesis` feature".into(),
+            })
+        }
     };
     Ok(Client::new(backend))
 }

@@ -4,11 +4,23 @@
 //! |---|---|
 //! | `local://DIR` (`local://./data`, `local:///var/lib/cs`) | embedded engine in `DIR` |
 //! | `memory://` or `memory://NAME` | embedded engine in memory; one per `NAME` per process |
+//! | `kinesis://[REGION]` | AWS Kinesis Data Streams (feature `kinesis`) |
 //!
 //! Options of `local://` go in the query string: `sync=always|interval|never`,
 //! `sync_interval_ms=100`, `segment_bytes=134217728`, `max_record_bytes=1048576`,
-//! `retention_check_ms=30000`. Cloud schemes (`kinesis://`, `pubsub://`, `kafka://`, ...) are
-//! recognised and refused with a clear error until their backend is built.
+//! `retention_check_ms=30000`.
+//!
+//! Options of `kinesis://` ([`KinesisOptions`]): `endpoint=http://127.0.0.1:4567` (a
+//! Kinesis-compatible server), `profile=NAME`, `access_key_id=...&secret_access_key=...`
+//! (else the usual AWS chain: environment, profile, SSO, instance role), `mode=provisioned|
+//! on-demand`, and where consumer checkpoints live: `checkpoints=dynamodb` (table
+//! `cloudstream-checkpoints`, created if missing), `checkpoints=dynamodb:TABLE`,
+//! `checkpoint_endpoint=URL` (DynamoDB elsewhere than Kinesis), or `checkpoints=local:DIR`
+//! (the embedded engine's checkpoint store, for local development). The region comes from
+//! the host part, else from the AWS chain.
+//!
+//! Other cloud schemes (`pubsub://`, `kafka://`, ...) are recognised and refused with a
+//! clear error until their backend is built.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +31,6 @@ use crate::{Error, Result};
 
 /// Schemes of providers planned but not in this build.
 const PLANNED: &[&str] = &[
-    "kinesis",
     "pubsub",
     "eventhubs",
     "kafka",
@@ -48,6 +59,49 @@ pub enum ProviderUrl {
         /// Engine settings from the query string.
         options: LocalOptions,
     },
+    /// `kinesis://[REGION]`: AWS Kinesis Data Streams.
+    Kinesis(KinesisOptions),
+}
+
+/// Where a Kinesis client keeps its consumers' checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointLocation {
+    /// A DynamoDB table, as the Kinesis Client Library keeps its leases.
+    DynamoDb {
+        /// The table (created on first use if missing).
+        table: String,
+        /// A DynamoDB endpoint other than the AWS default (or the Kinesis endpoint override).
+        endpoint: Option<String>,
+    },
+    /// The embedded engine's checkpoint store in a local directory.
+    Local(PathBuf),
+}
+
+/// How Kinesis streams are provisioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CapacityMode {
+    /// A fixed number of shards: one per partition (the default).
+    #[default]
+    Provisioned,
+    /// AWS scales shards itself; the stream has as many partitions as it has open shards.
+    OnDemand,
+}
+
+/// Settings of `kinesis://` from the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisOptions {
+    /// The region (the URL's host), else the AWS chain's.
+    pub region: Option<String>,
+    /// A Kinesis-compatible endpoint (kinesalite, moto, LocalStack), else AWS's.
+    pub endpoint: Option<String>,
+    /// A named AWS profile.
+    pub profile: Option<String>,
+    /// Static credentials: access key id and secret (and an optional session token).
+    pub credentials: Option<(String, String, Option<String>)>,
+    /// Capacity mode of the streams this client creates.
+    pub mode: CapacityMode,
+    /// Where consumer checkpoints live.
+    pub checkpoints: CheckpointLocation,
 }
 
 /// Settings of the embedded engine that a URL may carry.
@@ -107,6 +161,7 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
             name: location.trim_end_matches('/').to_owned(),
             options: local_options(url, query)?,
         }),
+        "kinesis" => Ok(ProviderUrl::Kinesis(kinesis_options(url, location, query)?)),
         s if PLANNED.contains(&s) => Err(invalid(
             url,
             format!(
@@ -115,9 +170,84 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
         )),
         s => Err(invalid(
             url,
-            format!("unknown scheme {s:?}; known: local, memory"),
+            format!("unknown scheme {s:?}; known: local, memory, kinesis"),
         )),
     }
+}
+
+fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOptions> {
+    let region = location.trim_end_matches('/');
+    let mut o = KinesisOptions {
+        region: (!region.is_empty()).then(|| region.to_owned()),
+        endpoint: None,
+        profile: None,
+        credentials: None,
+        mode: CapacityMode::Provisioned,
+        checkpoints: CheckpointLocation::DynamoDb {
+            table: "cloudstream-checkpoints".to_owned(),
+            endpoint: None,
+        },
+    };
+    let (mut key, mut secret, mut token, mut checkpoint_endpoint) = (None, None, None, None);
+    let mut checkpoints = "dynamodb".to_owned();
+    for (k, v) in ::url::form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        match &*k {
+            "endpoint" => o.endpoint = Some(v),
+            "profile" => o.profile = Some(v),
+            "access_key_id" => key = Some(v),
+            "secret_access_key" => secret = Some(v),
+            "session_token" => token = Some(v),
+            "checkpoints" => checkpoints = v,
+            "checkpoint_endpoint" => checkpoint_endpoint = Some(v),
+            "mode" => {
+                o.mode = match v.as_str() {
+                    "provisioned" => CapacityMode::Provisioned,
+                    "on-demand" => CapacityMode::OnDemand,
+                    other => {
+                        return Err(invalid(
+                            url,
+                            format!("mode must be provisioned or on-demand, got {other:?}"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    url,
+                    format!("unknown option {k:?}; known: endpoint, profile, access_key_id, secret_access_key, session_token, mode, checkpoints, checkpoint_endpoint"),
+                ))
+            }
+        }
+    }
+    o.credentials = match (key, secret) {
+        (Some(k), Some(s)) => Some((k, s, token)),
+        (None, None) => None,
+        _ => {
+            return Err(invalid(
+                url,
+                "access_key_id and secret_access_key go together",
+            ))
+        }
+    };
+    o.checkpoints = match checkpoints.split_once(':') {
+        None if checkpoints == "dynamodb" => CheckpointLocation::DynamoDb {
+            table: "cloudstream-checkpoints".to_owned(),
+            endpoint: checkpoint_endpoint,
+        },
+        Some(("dynamodb", table)) if !table.is_empty() => CheckpointLocation::DynamoDb {
+            table: table.to_owned(),
+            endpoint: checkpoint_endpoint,
+        },
+        Some(("local", dir)) if !dir.is_empty() => CheckpointLocation::Local(PathBuf::from(dir)),
+        _ => return Err(invalid(
+            url,
+            format!(
+                "checkpoints must be dynamodb, dynamodb:TABLE or local:DIR, got {checkpoints:?}"
+            ),
+        )),
+    };
+    Ok(o)
 }
 
 fn local_options(url: &str, query: &str) -> Result<LocalOptions> {
@@ -180,6 +310,17 @@ mod tests {
         assert!(
             matches!(parse_url("memory://")?, ProviderUrl::Memory { name, .. } if name.is_empty())
         );
+        let ProviderUrl::Kinesis(k) = parse_url(
+            "kinesis://eu-west-1?endpoint=http://127.0.0.1:4567&access_key_id=a&secret_access_key=b&checkpoints=local:/tmp/ck&mode=on-demand",
+        )?
+        else {
+            panic!("not kinesis")
+        };
+        assert_eq!(k.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(k.endpoint.as_deref(), Some("http://127.0.0.1:4567"));
+        assert_eq!(k.credentials, Some(("a".into(), "b".into(), None)));
+        assert_eq!(k.checkpoints, CheckpointLocation::Local("/tmp/ck".into()));
+        assert_eq!(k.mode, CapacityMode::OnDemand);
         Ok(())
     }
 
@@ -189,7 +330,10 @@ mod tests {
             ("nothing", "SCHEME://"),
             ("local://", "needs a directory"),
             ("ftp://x", "unknown scheme"),
-            ("kinesis://us-east-1", "not available in this build"),
+            ("pubsub://project", "not available in this build"),
+            ("kinesis://?mode=fast", "mode must be"),
+            ("kinesis://?access_key_id=a", "go together"),
+            ("kinesis://?checkpoints=s3", "checkpoints must be"),
             ("local://d?sync=sometimes", "sync must be"),
             ("local://d?segment_bytes=big", "whole number"),
             ("local://d?colour=red", "unknown option"),

@@ -2,6 +2,8 @@
 //! splitting, partitioning by key, consumers, triggers) is written once on top, in
 //! [`crate::Stream`].
 
+#[cfg(feature = "kinesis")]
+mod kinesis;
 mod log;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,8 @@ use async_trait::async_trait;
 use crate::event::{from_millis, to_millis};
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
+#[cfg(feature = "kinesis")]
+pub use self::kinesis::{KinesisBackend, KinesisMetrics};
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
 
 /// How a stream is created: its retention horizon and its number of partitions.
@@ -229,6 +233,11 @@ pub trait Backend: Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// What the backend can do.
     fn capabilities(&self) -> Capabilities;
+    /// Counters of what the backend had to retry or work around (throttling, failed records,
+    /// refreshed iterators), by name; empty where there is nothing to count.
+    fn metrics(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
     /// Creates a stream; [`crate::Error::StreamExists`] if it exists.
     async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo>;
     /// Describes a stream.

@@ -61,7 +61,7 @@ pub async fn triggers_deliver_every_event_in_order(client: &Client) {
 /// `on_event`: a failing record is retried, then dead-lettered with its error; the rest go on.
 pub async fn triggers_retry_then_dead_letter(client: &Client) {
     let stream = new_stream(client, "dlq", 1).await;
-    stream
+    let receipts = stream
         .send_batch(vec![
             Event::new("ok-1"),
             Event::new("poison").with_key("p"),
@@ -69,6 +69,7 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
             Event::new("ok-2"),
         ])
         .await;
+    let poison_at = receipts[1].as_ref().expect("sent").to_string();
     let flaky_failures = Arc::new(AtomicU32::new(0));
     let handled: Arc<Mutex<Vec<String>>> = Arc::default();
     let (h, f) = (handled.clone(), flaky_failures.clone());
@@ -132,7 +133,7 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
         headers
             .get(dlq_headers::SOURCE_POSITION)
             .map(String::as_str),
-        Some("0:1")
+        Some(poison_at.as_str())
     );
     assert_eq!(
         headers.get(dlq_headers::ATTEMPTS).map(String::as_str),

@@ -1,0 +1,345 @@
+//! Where Kinesis consumers keep their checkpoints. Kinesis itself stores none: the Kinesis
+//! Client Library keeps them in a DynamoDB table, and so does [`DynamoCheckpoints`]. For
+//! development without DynamoDB, [`LocalCheckpoints`] keeps them in the embedded engine's
+//! checkpoint store on local disk.
+//!
+//! A checkpoint holds, per partition, where the consumer resumes, as text
+//! (`after:49590338271490256608559692538361571095921575989136588898`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType, TableStatus,
+};
+use cloudstream_log::{CheckpointStore, FileStorage, SystemClock};
+use tokio::sync::OnceCell;
+
+use super::errors::{aws_error, AwsError};
+use crate::backend::{Checkpoint, PartitionStart};
+use crate::{Error, Result};
+
+/// A store of consumer checkpoints, per stream.
+#[async_trait]
+pub(super) trait Checkpoints: Debug + Send + Sync {
+    /// "dynamodb" or "local".
+    fn kind(&self) -> &'static str;
+    /// A consumer's checkpoint, if it ever committed.
+    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>>;
+    /// Sets where the given partitions resume; others keep theirs.
+    async fn commit(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()>;
+    /// Every consumer of a stream with its checkpoint.
+    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>>;
+    /// Forgets a consumer; returns whether it existed.
+    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool>;
+    /// Forgets every consumer of a stream.
+    async fn delete_stream(&self, stream: &str) -> Result<()> {
+        for (consumer, _) in self.list(stream).await? {
+            self.delete(stream, &consumer).await?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_resume(partition: &str, text: &str) -> Result<(u32, PartitionStart)> {
+    let p = partition.parse().map_err(|_| {
+        Error::Corrupt(format!("checkpoint names partition {partition:?}, not a number").into())
+    })?;
+    let at = text
+        .parse()
+        .map_err(|e| Error::Corrupt(format!("checkpoint of partition {p}: {e}").into()))?;
+    Ok((p, at))
+}
+
+/// Checkpoints in a DynamoDB table: one item per stream and consumer (hash key `stream`,
+/// range key `consumer`), one attribute `pN` per partition, and `updated_ms`.
+#[derive(Debug)]
+pub(super) struct DynamoCheckpoints {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    ready: OnceCell<()>,
+}
+
+impl DynamoCheckpoints {
+    pub(super) fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        DynamoCheckpoints {
+            client,
+            table,
+            ready: OnceCell::new(),
+        }
+    }
+
+    /// Creates the table on first use if it is missing, and waits until it is active.
+    async fn ready(&self) -> Result<()> {
+        self.ready
+            .get_or_try_init(|| async {
+                let key = |name: &str, kind| {
+                    KeySchemaElement::builder()
+                        .attribute_name(name)
+                        .key_type(kind)
+                        .build()
+                };
+                let attribute = |name: &str| {
+                    AttributeDefinition::builder()
+                        .attribute_name(name)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                };
+                let created = self
+                    .client
+                    .create_table()
+                    .table_name(&self.table)
+                    .key_schema(key("stream", KeyType::Hash).map_err(invalid)?)
+                    .key_schema(key("consumer", KeyType::Range).map_err(invalid)?)
+                    .attribute_definitions(attribute("stream").map_err(invalid)?)
+                    .attribute_definitions(attribute("consumer").map_err(invalid)?)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .send()
+                    .await;
+                match created.map_err(|e| aws_error(e, &self.table)) {
+                    Ok(_) | Err(AwsError::InUse(_)) => {}
+                    Err(e) => return Err(e.into_error()),
+                }
+                for _ in 0..600 {
+                    let table = self
+                        .client
+                        .describe_table()
+                        .table_name(&self.table)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(e, &self.table).into_error())?;
+                    let status = table.table().and_then(|t| t.table_status());
+                    if status == Some(&TableStatus::Active) {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(Error::Unavailable(
+                    format!("DynamoDB table {} did not become active", self.table).into(),
+                ))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    fn item_key(stream: &str, consumer: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("stream".to_owned(), AttributeValue::S(stream.to_owned())),
+            (
+                "consumer".to_owned(),
+                AttributeValue::S(consumer.to_owned()),
+            ),
+        ])
+    }
+
+    fn checkpoint(item: &HashMap<String, AttributeValue>) -> Result<Checkpoint> {
+        item.iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix('p')?, value.as_s().ok()?)))
+            .map(|(p, text)| parse_resume(p, text))
+            .collect()
+    }
+}
+
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+#[async_trait]
+impl Checkpoints for DynamoCheckpoints {
+    fn kind(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        self.ready().await?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(stream, consumer)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error(e, &self.table).into_error())?;
+        out.item().map(Self::checkpoint).transpose()
+    }
+
+    async fn commit(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        self.ready().await?;
+        let updated_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(stream, consumer)))
+            .expression_attribute_names("#u", "updated_ms")
+            .expression_attribute_values(":u", AttributeValue::N(updated_ms.to_string()));
+        let mut sets = vec!["#u = :u".to_owned()];
+        for (p, at) in resume {
+            sets.push(format!("#p{p} = :p{p}"));
+            update = update
+                .expression_attribute_names(format!("#p{p}"), format!("p{p}"))
+                .expression_attribute_values(format!(":p{p}"), AttributeValue::S(at.to_string()));
+        }
+        update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+            .map_err(|e| aws_error(e, &self.table).into_error())?;
+        Ok(())
+    }
+
+    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
+        self.ready().await?;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", "stream")
+                .expression_attribute_values(":s", AttributeValue::S(stream.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| aws_error(e, &self.table).into_error())?;
+            for item in page.items() {
+                if let Some(Ok(consumer)) = item.get("consumer").map(AttributeValue::as_s) {
+                    out.push((consumer.clone(), Self::checkpoint(item)?));
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
+        self.ready().await?;
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(stream, consumer)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| aws_error(e, &self.table).into_error())?;
+        Ok(out.attributes().is_some())
+    }
+}
+
+/// Checkpoints in the embedded engine's checkpoint store, one directory per stream under
+/// `root`: durable (written, fsynced, renamed) but only as shared as the disk is.
+#[derive(Debug)]
+pub(super) struct LocalCheckpoints {
+    root: PathBuf,
+    stores: Mutex<BTreeMap<String, Arc<CheckpointStore<String>>>>,
+}
+
+impl LocalCheckpoints {
+    pub(super) fn new(root: PathBuf) -> Self {
+        LocalCheckpoints {
+            root,
+            stores: Mutex::default(),
+        }
+    }
+
+    fn store(&self, stream: &str) -> Result<Arc<CheckpointStore<String>>> {
+        cloudstream_log::validate_name("stream", stream)?;
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = stores.get(stream) {
+            return Ok(store.clone());
+        }
+        let store = Arc::new(CheckpointStore::open_dir(
+            self.root.join(stream),
+            Arc::new(FileStorage),
+            Arc::new(SystemClock),
+        )?);
+        stores.insert(stream.to_owned(), store.clone());
+        Ok(store)
+    }
+
+    /// Runs `f` on the stream's store on the blocking pool (it fsyncs).
+    async fn with_store<T: Send + 'static>(
+        &self,
+        stream: &str,
+        f: impl FnOnce(&CheckpointStore<String>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store(stream)?;
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Unavailable(Box::new(e)))?
+    }
+}
+
+fn from_texts(offsets: &BTreeMap<u32, String>) -> Result<Checkpoint> {
+    offsets
+        .iter()
+        .map(|(p, text)| parse_resume(&p.to_string(), text))
+        .collect()
+}
+
+#[async_trait]
+impl Checkpoints for LocalCheckpoints {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        let consumer = consumer.to_owned();
+        let found = self
+            .with_store(stream, move |s| Ok(s.load(&consumer)?))
+            .await?;
+        found.map(|c| from_texts(&c.offsets)).transpose()
+    }
+
+    async fn commit(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        let consumer = consumer.to_owned();
+        let texts: Vec<(u32, String)> = resume.iter().map(|(p, at)| (*p, at.to_string())).collect();
+        self.with_store(stream, move |s| {
+            s.commit(&consumer, &texts)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
+        let all = self.with_store(stream, |s| Ok(s.list())).await?;
+        all.into_iter()
+            .map(|(name, c)| Ok((name, from_texts(&c.offsets)?)))
+            .collect()
+    }
+
+    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
+        let consumer = consumer.to_owned();
+        self.with_store(stream, move |s| Ok(s.delete(&consumer)?))
+            .await
+    }
+}

@@ -1,0 +1,913 @@
+//! `kinesis://`: AWS Kinesis Data Streams through the official AWS SDK for Rust.
+//!
+//! | cloudstream | Kinesis |
+//! |---|---|
+//! | stream | stream (`RetentionPeriodHours` = horizon, 24 h to 8760 h in whole hours) |
+//! | partition N | the N-th open shard, by starting hash key |
+//! | append to partition N | `PutRecords` with `ExplicitHashKey` = the shard's starting hash key |
+//! | sequence | the shard's sequence number (up to 56 digits; not dense) |
+//! | `Earliest` / `Latest` / `At` / `After` / `AtTime` | `TRIM_HORIZON` / `LATEST` / `AT_SEQUENCE_NUMBER` / `AFTER_SEQUENCE_NUMBER` / `AT_TIMESTAMP` |
+//! | consumer checkpoints | a DynamoDB table or a local directory ([`checkpoints`]) |
+//!
+//! Our partitioner picks the partition (so keys land where they do on every backend) and
+//! the explicit hash key pins the record to that shard. Shard iterators are cached per
+//! continuation point, so a consumer reading on from its last record makes one `GetRecords`
+//! call per read; an expired iterator is replaced and the read retried. Throttling
+//! (`ProvisionedThroughputExceeded`) and network failures are retried with backoff, and
+//! counted in [`KinesisMetrics`].
+
+mod checkpoints;
+mod envelope;
+mod errors;
+mod put;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_kinesis::primitives::{Blob, DateTime};
+use aws_sdk_kinesis::types::{
+    PutRecordsRequestEntry, ShardIteratorType, StreamMode, StreamModeDetails, StreamStatus,
+};
+use aws_sdk_kinesis::Client as KinesisClient;
+
+use self::checkpoints::{Checkpoints, DynamoCheckpoints, LocalCheckpoints};
+use self::errors::{aws_error, AwsError};
+use super::{
+    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions,
+    StreamConfig, StreamInfo,
+};
+use crate::url::{CapacityMode, CheckpointLocation, KinesisOptions};
+use crate::{Error, Event, Position, Record, Result, RetryPolicy, Sequence};
+
+/// Largest record Kinesis accepts (data and partition key).
+const MAX_RECORD: usize = 1024 * 1024;
+/// Room kept for the envelope of headers and event time within [`MAX_RECORD`].
+const ENVELOPE_ROOM: usize = 1024;
+/// Most records and bytes in one `PutRecords` call.
+const MAX_PUT_RECORDS: usize = 500;
+const MAX_PUT_BYTES: usize = 5 * 1024 * 1024;
+/// Most records one `GetRecords` call returns.
+const MAX_GET_RECORDS: usize = 10_000;
+/// Shard iterators live five minutes; cached ones are replaced a little before.
+const ITERATOR_TTL: Duration = Duration::from_secs(280);
+/// Most cached iterators.
+const ITERATOR_CACHE: usize = 4096;
+/// How long an `AT_TIMESTAMP` iterator request may take before the read scans instead.
+const AT_TIMESTAMP_WAIT: Duration = Duration::from_secs(3);
+/// Pause between polls of an empty shard (Kinesis allows five `GetRecords` per second).
+const POLL: Duration = Duration::from_millis(200);
+/// Empty pages a read walks past at once when the service says records lie further on;
+/// beyond that it returns (or waits), and the caller reads on from where it stopped.
+const MAX_EMPTY_PAGES: u32 = 5;
+
+/// Counters of what the backend had to retry: throttling is visible here, not only in logs.
+#[derive(Debug, Default)]
+pub struct KinesisMetrics {
+    /// Calls refused with `ProvisionedThroughputExceeded` or another throttling error.
+    pub throttled_calls: AtomicU64,
+    /// Records a `PutRecords` call did not take (and that were sent again).
+    pub failed_records: AtomicU64,
+    /// Records sent again to keep a key's order after an earlier record of it failed.
+    pub reordered_resends: AtomicU64,
+    /// Calls retried after a network failure or a 5xx.
+    pub transient_errors: AtomicU64,
+    /// Shard iterators replaced because they had expired.
+    pub iterator_refreshes: AtomicU64,
+}
+
+impl KinesisMetrics {
+    /// The counters by name, as [`Backend::metrics`] reports them.
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        [
+            ("kinesis_throttled_calls", &self.throttled_calls),
+            ("kinesis_failed_records", &self.failed_records),
+            ("kinesis_reordered_resends", &self.reordered_resends),
+            ("kinesis_transient_errors", &self.transient_errors),
+            ("kinesis_iterator_refreshes", &self.iterator_refreshes),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.load(Ordering::Relaxed)))
+        .collect()
+    }
+}
+
+/// One open shard: a partition.
+#[derive(Debug, Clone)]
+struct Shard {
+    id: String,
+    starting_hash_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct IteratorKey {
+    stream: String,
+    partition: u32,
+    start: String,
+}
+
+/// AWS Kinesis Data Streams as a backend.
+#[derive(Debug)]
+pub struct KinesisBackend {
+    client: KinesisClient,
+    mode: CapacityMode,
+    checkpoints: Arc<dyn Checkpoints>,
+    retry: RetryPolicy,
+    shards: Mutex<HashMap<String, Arc<Vec<Shard>>>>,
+    iterators: Mutex<HashMap<IteratorKey, (String, Instant)>>,
+    metrics: KinesisMetrics,
+}
+
+impl KinesisBackend {
+    /// Connects with the settings of a `kinesis://` URL: region, endpoint and credentials
+    /// from the URL, else from the AWS chain (environment, profile, SSO, instance role).
+    pub async fn connect(options: KinesisOptions) -> Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if let Some(region) = &options.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some((key, secret, token)) = &options.credentials {
+            loader = loader.credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                key,
+                secret,
+                token.clone(),
+                None,
+                "cloudstream-url",
+            ));
+        }
+        // No call may hang: a server that accepts a request and never answers is an error.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .build();
+        let mut config = loader.timeout_config(timeouts).load().await;
+        if config.region().is_none() {
+            if options.endpoint.is_none() {
+                return Err(Error::InvalidArgument(
+                    "no AWS region: name it in the URL (kinesis://us-east-1) or set AWS_REGION"
+                        .into(),
+                ));
+            }
+            // A local server (kinesalite, moto) answers whatever the region.
+            config = config
+                .into_builder()
+                .region(aws_config::Region::new("us-east-1"))
+                .build();
+        }
+        let mut kinesis = aws_sdk_kinesis::config::Builder::from(&config);
+        if let Some(endpoint) = &options.endpoint {
+            kinesis = kinesis.endpoint_url(endpoint);
+        }
+        let checkpoints: Arc<dyn Checkpoints> = match options.checkpoints {
+            CheckpointLocation::Local(dir) => Arc::new(LocalCheckpoints::new(dir)),
+            CheckpointLocation::DynamoDb { table, endpoint } => {
+                let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&config);
+                if let Some(endpoint) = endpoint.or(options.endpoint) {
+                    dynamo = dynamo.endpoint_url(endpoint);
+                }
+                let client = aws_sdk_dynamodb::Client::from_conf(dynamo.build());
+                Arc::new(DynamoCheckpoints::new(client, table))
+            }
+        };
+        Ok(KinesisBackend {
+            client: KinesisClient::from_conf(kinesis.build()),
+            mode: options.mode,
+            checkpoints,
+            retry: RetryPolicy {
+                max_attempts: 8,
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(5),
+            },
+            shards: Mutex::default(),
+            iterators: Mutex::default(),
+            metrics: KinesisMetrics::default(),
+        })
+    }
+
+    /// Counters of retried calls and records.
+    pub fn kinesis_metrics(&self) -> &KinesisMetrics {
+        &self.metrics
+    }
+
+    /// Makes every cached shard iterator `by` older, as if time had passed: for tests of
+    /// iterator expiry, which otherwise take five minutes.
+    #[doc(hidden)]
+    pub fn age_cached_iterators(&self, by: Duration) {
+        for (_, at) in self.lock_iterators().values_mut() {
+            *at = at.checked_sub(by).unwrap_or(*at);
+        }
+    }
+
+    /// Runs an AWS call, retrying throttling and transient failures with backoff.
+    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> std::result::Result<T, AwsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, AwsError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match f().await {
+                Err(e) if e.retryable() && attempt < self.retry.max_attempts => {
+                    let counter = match e {
+                        AwsError::Throttled(_) => &self.metrics.throttled_calls,
+                        _ => &self.metrics.transient_errors,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(what, attempt, error = ?e, "retrying Kinesis call");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the stream is `ACTIVE` (it is `CREATING` or `UPDATING` for a while).
+    async fn wait_active(&self, name: &str) -> Result<()> {
+        for _ in 0..1200 {
+            let summary = self
+                .call("DescribeStreamSummary", || async {
+                    self.client
+                        .describe_stream_summary()
+                        .stream_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(e, name))
+                })
+                .await
+                .map_err(AwsError::into_error)?;
+            let status = summary
+                .stream_description_summary()
+                .map(|s| s.stream_status().clone());
+            if status == Some(StreamStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(Error::Unavailable(
+            format!("Kinesis stream {name} did not become active").into(),
+        ))
+    }
+
+    /// The open shards of a stream, by starting hash key (cached).
+    async fn shards(&self, name: &str) -> Result<Arc<Vec<Shard>>> {
+        if let Some(shards) = self.lock_shards().get(name) {
+            return Ok(shards.clone());
+        }
+        let mut shards = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .call("ListShards", || async {
+                    let request = self.client.list_shards();
+                    let request = match &token {
+                        Some(t) => request.next_token(t),
+                        None => request.stream_name(name),
+                    };
+                    request.send().await.map_err(|e| aws_error(e, name))
+                })
+                .await
+                .map_err(AwsError::into_error)?;
+            for shard in page.shards() {
+                let open = shard
+                    .sequence_number_range()
+                    .is_some_and(|r| r.ending_sequence_number().is_none());
+                if let (true, Some(range)) = (open, shard.hash_key_range()) {
+                    shards.push(Shard {
+                        id: shard.shard_id().to_owned(),
+                        starting_hash_key: range.starting_hash_key().to_owned(),
+                    });
+                }
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        shards.sort_by_key(|s| (s.starting_hash_key.len(), s.starting_hash_key.clone()));
+        let shards = Arc::new(shards);
+        self.lock_shards().insert(name.to_owned(), shards.clone());
+        Ok(shards)
+    }
+
+    fn lock_shards(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Vec<Shard>>>> {
+        self.shards.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn shard(&self, stream: &str, partition: u32) -> Result<Shard> {
+        let shards = self.shards(stream).await?;
+        shards.get(partition as usize).cloned().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "stream {stream:?} has no partition {partition} (it has {})",
+                shards.len()
+            ))
+        })
+    }
+
+    /// Forgets what is cached about a stream (after it is deleted or not found).
+    fn forget(&self, stream: &str) {
+        self.lock_shards().remove(stream);
+        self.lock_iterators().retain(|k, _| k.stream != stream);
+    }
+
+    fn lock_iterators(&self) -> std::sync::MutexGuard<'_, HashMap<IteratorKey, (String, Instant)>> {
+        self.iterators.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cached_iterator(&self, key: &IteratorKey) -> Option<String> {
+        let mut cache = self.lock_iterators();
+        let (iterator, at) = cache.remove(key)?;
+        (at.elapsed() < ITERATOR_TTL).then_some(iterator)
+    }
+
+    fn cache_iterator(&self, key: IteratorKey, iterator: String, obtained: Instant) {
+        let mut cache = self.lock_iterators();
+        if cache.len() >= ITERATOR_CACHE {
+            cache.retain(|_, (_, at)| at.elapsed() < ITERATOR_TTL);
+            if cache.len() >= ITERATOR_CACHE {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (iterator, obtained));
+    }
+
+    /// A fresh shard iterator for a start point. A time still in the future starts at
+    /// `LATEST` (Kinesis refuses future timestamps); the read then skips records appended
+    /// before that time.
+    async fn new_iterator(
+        &self,
+        stream: &str,
+        shard: &Shard,
+        start: PartitionStart,
+    ) -> Result<String> {
+        let (kind, sequence, time) = match start {
+            PartitionStart::Earliest => (ShardIteratorType::TrimHorizon, None, None),
+            PartitionStart::Latest => (ShardIteratorType::Latest, None, None),
+            PartitionStart::At(s) => (ShardIteratorType::AtSequenceNumber, Some(s), None),
+            PartitionStart::After(s) => (ShardIteratorType::AfterSequenceNumber, Some(s), None),
+            PartitionStart::AtTime(t) if t >= SystemTime::now() => {
+                (ShardIteratorType::Latest, None, None)
+            }
+            PartitionStart::AtTime(t) => (
+                ShardIteratorType::AtTimestamp,
+                None,
+                Some(DateTime::from(t)),
+            ),
+        };
+        let get = |kind: ShardIteratorType, time: Option<DateTime>| {
+            self.call("GetShardIterator", move || {
+                let request = self
+                    .client
+                    .get_shard_iterator()
+                    .stream_name(stream)
+                    .shard_id(&shard.id)
+                    .shard_iterator_type(kind.clone())
+                    .set_starting_sequence_number(sequence.map(|s| s.to_string()))
+                    .set_timestamp(time);
+                async move { request.send().await.map_err(|e| aws_error(e, stream)) }
+            })
+        };
+        let out = match time {
+            // kinesalite never answers AT_TIMESTAMP when no record is that recent. Bound the
+            // wait, then scan from the trim horizon instead: slower, never wrong, since the
+            // read drops records older than the time asked for.
+            Some(_) => match tokio::time::timeout(AT_TIMESTAMP_WAIT, get(kind, time)).await {
+                Ok(out) => out,
+                Err(_) => {
+                    tracing::warn!(stream, shard = %shard.id, "AT_TIMESTAMP unanswered; scanning from TRIM_HORIZON");
+                    get(ShardIteratorType::TrimHorizon, None).await
+                }
+            },
+            None => get(kind, None).await,
+        }
+        .map_err(|e| self.stream_error(stream, e))?;
+        out.shard_iterator()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Backend("GetShardIterator returned no iterator".into()))
+    }
+
+    fn stream_error(&self, stream: &str, e: AwsError) -> Error {
+        if matches!(e, AwsError::NotFound(_)) {
+            self.forget(stream);
+        }
+        e.into_error()
+    }
+
+    /// One `PutRecords` call; returns each record's sequence number, or `None` if it failed.
+    async fn put_once(
+        &self,
+        stream: &str,
+        shard: &Shard,
+        entries: &[(bytes::Bytes, String)],
+    ) -> Result<Vec<Option<(String, String)>>> {
+        let records = entries
+            .iter()
+            .map(|(data, key)| {
+                PutRecordsRequestEntry::builder()
+                    .data(Blob::new(data.to_vec()))
+                    .partition_key(key)
+                    .explicit_hash_key(&shard.starting_hash_key)
+                    .build()
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = self
+            .call("PutRecords", || async {
+                self.client
+                    .put_records()
+                    .stream_name(stream)
+                    .set_records(Some(records.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(e, stream))
+            })
+            .await
+            .map_err(|e| self.stream_error(stream, e))?;
+        if out.records().len() != entries.len() {
+            return Err(Error::Backend(
+                format!(
+                    "PutRecords answered {} results for {} records",
+                    out.records().len(),
+                    entries.len()
+                )
+                .into(),
+            ));
+        }
+        Ok(out
+            .records()
+            .iter()
+            .map(|r| match (r.sequence_number(), r.error_code()) {
+                (Some(seq), None) => {
+                    Some((seq.to_owned(), r.shard_id().unwrap_or_default().to_owned()))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn to_record(partition: u32, r: &aws_sdk_kinesis::types::Record) -> Result<Record> {
+        let sequence: Sequence = r.sequence_number().parse().map_err(|e| {
+            Error::Backend(format!("Kinesis sent a sequence number we cannot read: {e}").into())
+        })?;
+        let append_time = r
+            .approximate_arrival_timestamp()
+            .and_then(|t| SystemTime::try_from(*t).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let data = bytes::Bytes::copy_from_slice(r.data().as_ref());
+        Ok(Record {
+            position: Position::new(partition, sequence),
+            append_time,
+            event: envelope::decode(data, r.partition_key().unwrap_or(envelope::UNKEYED)),
+        })
+    }
+}
+
+/// Retention in whole hours, within what Kinesis holds.
+fn retention_hours(horizon: Duration) -> Result<i32> {
+    let secs = horizon.as_secs();
+    if horizon.subsec_nanos() != 0 || !secs.is_multiple_of(3600) {
+        return Err(Error::InvalidArgument(format!(
+            "Kinesis keeps records for whole hours; {} is not",
+            humantime_hours(horizon)
+        )));
+    }
+    let hours = secs / 3600;
+    if !(24..=8760).contains(&hours) {
+        return Err(Error::InvalidArgument(format!(
+            "Kinesis retention is 24 to 8760 hours; {hours} hours asked"
+        )));
+    }
+    Ok(hours as i32)
+}
+
+fn humantime_hours(d: Duration) -> String {
+    format!("{:.3} hours", d.as_secs_f64() / 3600.0)
+}
+
+#[async_trait]
+impl Backend for KinesisBackend {
+    fn name(&self) -> &'static str {
+        "kinesis"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            replay_by_position: true,
+            replay_by_time: true,
+            dense_sequences: false,
+            server_side_checkpoints: self.checkpoints.kind() == "dynamodb",
+            durable: true,
+            max_record_bytes: MAX_RECORD - ENVELOPE_ROOM,
+            max_batch_records: MAX_PUT_RECORDS,
+            max_batch_bytes: MAX_PUT_BYTES,
+            max_partitions: 500,
+            horizon_range: (
+                Duration::from_secs(24 * 3600),
+                Duration::from_secs(8760 * 3600),
+            ),
+        }
+    }
+
+    fn metrics(&self) -> BTreeMap<String, u64> {
+        self.metrics.snapshot()
+    }
+
+    async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
+        let hours = retention_hours(config.horizon)?;
+        let shards = i32::try_from(config.partitions)
+            .map_err(|_| Error::InvalidArgument("too many partitions".into()))?;
+        self.forget(name);
+        self.call("CreateStream", || async {
+            let request = self.client.create_stream().stream_name(name);
+            let request = match self.mode {
+                CapacityMode::Provisioned => request.shard_count(shards),
+                CapacityMode::OnDemand => request.stream_mode_details(
+                    StreamModeDetails::builder()
+                        .stream_mode(StreamMode::OnDemand)
+                        .build()
+                        .map_err(|e| AwsError::Invalid(e.to_string()))?,
+                ),
+            };
+            request.send().await.map_err(|e| aws_error(e, name))
+        })
+        .await
+        .map_err(|e| match e {
+            AwsError::InUse(_) => Error::StreamExists {
+                stream: name.to_owned(),
+            },
+            e => e.into_error(),
+        })?;
+        self.wait_active(name).await?;
+        if hours != 24 {
+            self.call("IncreaseStreamRetentionPeriod", || async {
+                self.client
+                    .increase_stream_retention_period()
+                    .stream_name(name)
+                    .retention_period_hours(hours)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(e, name))
+            })
+            .await
+            .map_err(AwsError::into_error)?;
+            self.wait_active(name).await?;
+        }
+        self.describe_stream(name).await
+    }
+
+    async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
+        cloudstream_log::validate_name("stream", name)?;
+        let out = self
+            .call("DescribeStreamSummary", || async {
+                self.client
+                    .describe_stream_summary()
+                    .stream_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(e, name))
+            })
+            .await
+            .map_err(|e| self.stream_error(name, e))?;
+        let summary = out
+            .stream_description_summary()
+            .ok_or_else(|| Error::Backend("DescribeStreamSummary returned nothing".into()))?;
+        if summary.stream_status() == &StreamStatus::Deleting {
+            self.forget(name);
+            return Err(Error::StreamNotFound {
+                stream: name.to_owned(),
+            });
+        }
+        let shards = self.shards(name).await?;
+        let mut details = BTreeMap::from([
+            ("arn".to_owned(), summary.stream_arn().to_owned()),
+            (
+                "status".to_owned(),
+                summary.stream_status().as_str().to_owned(),
+            ),
+            (
+                "retention".to_owned(),
+                format!("{} hours", summary.retention_period_hours()),
+            ),
+            ("shards".to_owned(), shards.len().to_string()),
+            ("checkpoints".to_owned(), self.checkpoints.kind().to_owned()),
+        ]);
+        if let Some(mode) = summary.stream_mode_details() {
+            details.insert("mode".to_owned(), mode.stream_mode().as_str().to_owned());
+        }
+        Ok(StreamInfo {
+            name: name.to_owned(),
+            horizon_ms: u64::try_from(summary.retention_period_hours()).unwrap_or(0) * 3_600_000,
+            partitions: shards
+                .iter()
+                .enumerate()
+                .map(|(i, s)| PartitionInfo {
+                    partition: i as u32,
+                    id: s.id.clone(),
+                    earliest: None,
+                    next: None,
+                    bytes: None,
+                })
+                .collect(),
+            resource: summary.stream_arn().to_owned(),
+            details,
+        })
+    }
+
+    async fn list_streams(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = Vec::new();
+        loop {
+            let last = names.last().cloned();
+            let page = self
+                .call("ListStreams", || async {
+                    self.client
+                        .list_streams()
+                        .set_exclusive_start_stream_name(last.clone())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(e, "streams"))
+                })
+                .await
+                .map_err(AwsError::into_error)?;
+            names.extend(page.stream_names().iter().cloned());
+            if !page.has_more_streams() || page.stream_names().is_empty() {
+                return Ok(names);
+            }
+        }
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        cloudstream_log::validate_name("stream", name)?;
+        self.describe_stream(name).await?;
+        self.call("DeleteStream", || async {
+            self.client
+                .delete_stream()
+                .stream_name(name)
+                .enforce_consumer_deletion(true)
+                .send()
+                .await
+                .map_err(|e| aws_error(e, name))
+        })
+        .await
+        .map_err(|e| self.stream_error(name, e))?;
+        self.forget(name);
+        self.checkpoints.delete_stream(name).await?;
+        // Deletion is asynchronous: wait until the name is free again.
+        for _ in 0..600 {
+            let summary = self
+                .client
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .map_err(|e| aws_error(e, name));
+            match summary {
+                Err(AwsError::NotFound(_)) => return Ok(()),
+                Err(e) if !e.retryable() => return Err(e.into_error()),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        Err(Error::Unavailable(
+            format!("Kinesis stream {name} is still being deleted").into(),
+        ))
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        partition: u32,
+        events: &[Event],
+    ) -> Result<Vec<Position>> {
+        let shard = self.shard(stream, partition).await?;
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events {
+            let (data, key) = envelope::encode(event);
+            let size = data.len() + key.len();
+            if size > MAX_RECORD {
+                return Err(Error::RecordTooLarge {
+                    size: event.size(),
+                    max: MAX_RECORD - ENVELOPE_ROOM,
+                });
+            }
+            entries.push((data, key));
+        }
+        let keys: Vec<Option<&str>> = events.iter().map(|e| e.key.as_deref()).collect();
+        let mut receipts: Vec<Option<Sequence>> = vec![None; events.len()];
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            attempt += 1;
+            let batch: Vec<_> = pending.iter().map(|&i| entries[i].clone()).collect();
+            let results = self.put_once(stream, &shard, &batch).await?;
+            let mut failed = Vec::with_capacity(pending.len());
+            for (&i, result) in pending.iter().zip(&results) {
+                if let Some((seq, shard_id)) = result {
+                    if *shard_id != shard.id && !shard_id.is_empty() {
+                        self.forget(stream);
+                        return Err(Error::Backend(
+                            format!(
+                                "record went to shard {shard_id}, not {}: the stream was resharded",
+                                shard.id
+                            )
+                            .into(),
+                        ));
+                    }
+                    receipts[i] = Some(seq.parse()?);
+                }
+                failed.push(result.is_none());
+            }
+            let pending_keys: Vec<Option<&str>> = pending.iter().map(|&i| keys[i]).collect();
+            let again: Vec<usize> = put::to_resend(&pending_keys, &failed)
+                .into_iter()
+                .map(|j| pending[j])
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            let failures = failed.iter().filter(|&&f| f).count() as u64;
+            self.metrics
+                .failed_records
+                .fetch_add(failures, Ordering::Relaxed);
+            self.metrics
+                .reordered_resends
+                .fetch_add(again.len() as u64 - failures, Ordering::Relaxed);
+            if attempt >= self.retry.max_attempts {
+                return Err(Error::Unavailable(
+                    format!("{failures} records of a PutRecords call to {stream} still failed after {attempt} attempts").into(),
+                ));
+            }
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+            pending = again;
+        }
+        receipts
+            .into_iter()
+            .map(|r| {
+                r.map(|s| Position::new(partition, s))
+                    .ok_or_else(|| Error::Backend("a record got no sequence number".into()))
+            })
+            .collect()
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        partition: u32,
+        start: PartitionStart,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        let shard = self.shard(stream, partition).await?;
+        let key = |start: PartitionStart| IteratorKey {
+            stream: stream.to_owned(),
+            partition,
+            start: start.to_string(),
+        };
+        let reusable = start != PartitionStart::Latest;
+        let deadline = options.wait.map(|w| Instant::now() + w);
+        let limit = options.max_records.clamp(1, MAX_GET_RECORDS) as i32;
+        let mut obtained = Instant::now();
+        let mut iterator = match reusable
+            .then(|| self.cached_iterator(&key(start)))
+            .flatten()
+        {
+            Some(it) => it,
+            None => self.new_iterator(stream, &shard, start).await?,
+        };
+        let not_before = match start {
+            PartitionStart::AtTime(t) => Some(t),
+            _ => None,
+        };
+        let (mut refreshed, mut skipped) = (false, 0);
+        loop {
+            let got = self
+                .call("GetRecords", || async {
+                    self.client
+                        .get_records()
+                        .shard_iterator(&iterator)
+                        .limit(limit)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(e, stream))
+                })
+                .await;
+            let out = match got {
+                Ok(out) => out,
+                Err(AwsError::ExpiredIterator(_)) if !refreshed => {
+                    self.metrics
+                        .iterator_refreshes
+                        .fetch_add(1, Ordering::Relaxed);
+                    refreshed = true;
+                    obtained = Instant::now();
+                    iterator = self.new_iterator(stream, &shard, start).await?;
+                    continue;
+                }
+                Err(e) => return Err(self.stream_error(stream, e)),
+            };
+            let next = out.next_shard_iterator().map(str::to_owned);
+            if !out.records().is_empty() {
+                let mut records = Vec::with_capacity(out.records().len());
+                let mut bytes = 0;
+                let mut whole = true;
+                for r in out.records() {
+                    bytes += r.data().as_ref().len();
+                    if !records.is_empty() && bytes > options.max_bytes {
+                        whole = false;
+                        break;
+                    }
+                    let record = Self::to_record(partition, r)?;
+                    if not_before.is_none_or(|t| record.append_time >= t) {
+                        records.push(record);
+                    }
+                }
+                if records.is_empty() {
+                    if let Some(next) = next {
+                        iterator = next; // every record was older than the time asked for
+                        continue;
+                    }
+                }
+                if let (true, Some(next), Some(last)) = (whole, next, records.last()) {
+                    let after = PartitionStart::After(last.position.sequence);
+                    self.cache_iterator(key(after), next, obtained);
+                }
+                return Ok(records);
+            }
+            let Some(next) = next else {
+                return Ok(Vec::new()); // a closed shard, read to its end
+            };
+            iterator = next;
+            if out.millis_behind_latest().unwrap_or(0) > 0 && skipped < MAX_EMPTY_PAGES {
+                skipped += 1;
+                continue; // an empty stretch of the shard; records may lie further on
+            }
+            match deadline {
+                Some(d) if Instant::now() < d => {
+                    tokio::time::sleep(POLL.min(d - Instant::now())).await;
+                }
+                _ => {
+                    if reusable {
+                        self.cache_iterator(key(start), iterator, obtained);
+                    }
+                    return Ok(Vec::new());
+                }
+            }
+        }
+    }
+
+    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        self.checkpoints.load(stream, consumer).await
+    }
+
+    async fn commit_checkpoint(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        self.checkpoints.commit(stream, consumer, resume).await
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        self.describe_stream(stream).await?;
+        Ok(self
+            .checkpoints
+            .list(stream)
+            .await?
+            .into_iter()
+            .map(|(name, committed)| ConsumerInfo {
+                name,
+                committed,
+                lag: None,
+            })
+            .collect())
+    }
+
+    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        self.checkpoints.delete(stream, consumer).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_is_whole_hours_within_bounds() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(retention_hours(h(24)).ok(), Some(24));
+        assert_eq!(retention_hours(h(8760)).ok(), Some(8760));
+        for bad in [
+            h(23),
+            h(8761),
+            Duration::from_secs(90_000),
+            Duration::from_millis(1),
+        ] {
+            let err = retention_hours(bad).expect_err("refused").to_string();
+            assert!(err.contains("hours"), "{err}");
+        }
+    }
+}

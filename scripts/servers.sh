@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The real servers the backend tests run against, on loopback ports:
+#   kinesalite (Kinesis, npm)            127.0.0.1:4567
+#   moto_server (Kinesis + DynamoDB, PyPI) 127.0.0.1:4566
+#
+#   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
+#                              start every server, wait until each answers; fails if one
+#                              does not come up
+#   scripts/servers.sh stop    stop the servers this script started (by PID)
+#
+# Tools live in $CLOUDSTREAM_TOOLS (default ~/.cache/cloudstream/tools); logs and PIDs in
+# $CLOUDSTREAM_RUN (default /tmp/cloudstream-servers).
+set -euo pipefail
+TOOLS="${CLOUDSTREAM_TOOLS:-$HOME/.cache/cloudstream/tools}"
+RUN="${CLOUDSTREAM_RUN:-/tmp/cloudstream-servers}"
+mkdir -p "$TOOLS" "$RUN"
+
+install() {
+  if [ ! -f "$TOOLS/node_modules/kinesalite/package.json" ]; then
+    echo "== installing kinesalite (npm) into $TOOLS"
+    [ -f "$TOOLS/package.json" ] || echo '{"private":true}' >"$TOOLS/package.json"
+    (cd "$TOOLS" && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3)
+  fi
+  if ! command -v moto_server >/dev/null 2>&1; then
+    echo "== installing moto[server] (PyPI)"
+    python3 -m pip install --quiet 'moto[server]==5.*'
+  fi
+}
+
+# wait_for NAME PID URL: until URL answers HTTP, or fail if the process died or 60 s passed.
+wait_for() {
+  local name=$1 pid=$2 url=$3
+  for _ in $(seq 1 600); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$name exited before answering; its log:" >&2
+      cat "$RUN/$name.log" >&2
+      return 1
+    fi
+    if curl -s -o /dev/null --max-time 1 "$url" && kill -0 "$pid" 2>/dev/null; then
+      echo "== $name is up (pid $pid)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$name did not answer $url within 60 s" >&2
+  return 1
+}
+
+start() {
+  install
+  stop_quietly
+  (cd "$TOOLS" && exec node -e "require('kinesalite')({createStreamMs: 20, deleteStreamMs: 20, updateStreamMs: 20, shardLimit: 100000}).listen(4567, '127.0.0.1')") \
+    >"$RUN/kinesalite.log" 2>&1 &
+  echo $! >"$RUN/kinesalite.pid"
+  moto_server -H 127.0.0.1 -p 4566 >"$RUN/moto.log" 2>&1 &
+  echo $! >"$RUN/moto.pid"
+  wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
+  wait_for moto "$(cat "$RUN/moto.pid")" http://127.0.0.1:4566/moto-api/
+}
+
+stop_quietly() {
+  for pidfile in "$RUN"/*.pid; do
+    [ -e "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop_quietly ;;
+  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
