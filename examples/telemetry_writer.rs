@@ -21,7 +21,6 @@ async fn telemetry_writer(stream: &Stream, event: Value) -> cloudstream::Result<
 
 #[tokio::main]
 async fn main() -> cloudstream::Result<()> {
-    let url = cloudstream::url_from_env();
     let count: u64 = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
@@ -32,13 +31,12 @@ async fn main() -> cloudstream::Result<()> {
         telemetry_writer(&stream, reading).await?;
     }
     let info = stream.describe().await?;
-    let held = info.records().map_or_else(
-        || "a count the provider does not report".to_owned(),
-        |n| n.to_string(),
-    );
+    let held = info
+        .records()
+        .map_or_else(String::new, |n| format!("; it now holds {n} records"));
     println!(
-        "TelemetryWriter: sent {count} events to {} ({url}); it now holds {held} records",
-        info.name
+        "TelemetryWriter: sent {count} events to {} ({}){held}",
+        info.name, info.resource
     );
     Ok(())
 }

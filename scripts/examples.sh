@@ -7,8 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CLOUDSTREAM_URL="${CLOUDSTREAM_URL:-local://./cloudstream-data}"
 export READ_ALL_IDLE_SECS="${READ_ALL_IDLE_SECS:-2}"
-cargo build --release --quiet --examples -p cloudstream
-bin=${CARGO_TARGET_DIR:-target}/release/examples
+# CLOUDSTREAM_EXAMPLES_PROFILE=debug reuses the test build instead of a release build.
+profile="${CLOUDSTREAM_EXAMPLES_PROFILE:-release}"
+if [ "$profile" = release ]; then
+  cargo build --release --quiet --examples -p cloudstream
+else
+  cargo build --quiet --examples -p cloudstream
+fi
+bin=${CARGO_TARGET_DIR:-target}/$profile/examples
 echo "== provider: $CLOUDSTREAM_URL"
 "$bin/telemetry_writer" "${1:-200}"
 "$bin/telemetry_reader"

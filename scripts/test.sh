@@ -25,6 +25,17 @@ echo "== docs (broken intra-doc links denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features cloudstream/conformance
 echo "== examples compile"
 cargo build --workspace --examples --locked
+echo "== the spec's three examples, unchanged, on every provider (only the URL differs)"
+examples_dir=$(mktemp -d)
+aws="access_key_id=test&secret_access_key=test"
+for url in \
+  "local://$examples_dir/local" \
+  "kinesis://us-east-1?endpoint=http://127.0.0.1:4567&$aws&checkpoints=local:$examples_dir/kinesalite" \
+  "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb"; do
+  CLOUDSTREAM_EXAMPLES_PROFILE=debug CLOUDSTREAM_URL="$url" READ_ALL_IDLE_SECS=1 \
+    bash scripts/examples.sh 40
+done
+rm -rf "$examples_dir"
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' /tmp/cloudstream-test.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' /tmp/cloudstream-test.log | awk '{s+=$1} END {print s+0}')
 if [ "$passed" -eq 0 ]; then

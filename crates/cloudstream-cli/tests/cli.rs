@@ -256,3 +256,44 @@ fn send_from_a_slow_stdin_does_not_wait_for_a_full_batch() {
         "a line sat in the batch buffer while stdin stayed open"
     );
 }
+
+/// Provisioning a real Kinesis stream from the CLI (against kinesalite, which
+/// `scripts/test.sh` starts): `create` makes the resource, `describe` shows Kinesis's own
+/// view of it (ARN, retention, shards), `delete` removes it.
+#[test]
+fn provisions_a_kinesis_stream() {
+    let cli = Cli::new();
+    let endpoint =
+        std::env::var("CLOUDSTREAM_KINESALITE").unwrap_or_else(|_| "http://127.0.0.1:4567".into());
+    let url = format!(
+        "kinesis://us-east-1?endpoint={endpoint}&access_key_id=test&secret_access_key=test&checkpoints=local:{}",
+        cli.dir.path().join("checkpoints").display()
+    );
+    let name = format!("TelemetryIngest-{}", std::process::id());
+    let with_url = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--url".to_owned(), url.clone()]);
+        all
+    };
+    let run = |args: &[&str]| {
+        let args = with_url(args);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli.ok(&refs)
+    };
+    run(&["create", &name, "--horizon", "48h", "--partitions", "2"]);
+    let described = run(&["describe", &name]);
+    for expected in [
+        "arn:aws:kinesis:us-east-1:",
+        "48 hours",
+        "ACTIVE",
+        "shardId-000000000000",
+        "shardId-000000000001",
+    ] {
+        assert!(described.contains(expected), "{expected} in:\n{described}");
+    }
+    run(&["send", &name, "hello", "--key", "k"]);
+    let read = run(&["read", &name]);
+    assert!(read.contains("hello"), "{read}");
+    run(&["delete", &name]);
+    assert!(!run(&["list"]).lines().any(|l| l == name));
+}

@@ -240,12 +240,14 @@ fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOpti
             endpoint: checkpoint_endpoint,
         },
         Some(("local", dir)) if !dir.is_empty() => CheckpointLocation::Local(PathBuf::from(dir)),
-        _ => return Err(invalid(
-            url,
-            format!(
+        _ => {
+            return Err(invalid(
+                url,
+                format!(
                 "checkpoints must be dynamodb, dynamodb:TABLE or local:DIR, got {checkpoints:?}"
             ),
-        )),
+            ))
+        }
     };
     Ok(o)
 }

@@ -586,7 +586,6 @@ impl Backend for KinesisBackend {
         }
         let shards = self.shards(name).await?;
         let mut details = BTreeMap::from([
-            ("arn".to_owned(), summary.stream_arn().to_owned()),
             (
                 "status".to_owned(),
                 summary.stream_status().as_str().to_owned(),
