@@ -902,7 +902,7 @@ mod tests {
         for bad in [
             h(23),
             h(8761),
-            Duration::from_secs(90_000),
+            Duration::from_secs(90_060),
             Duration::from_millis(1),
         ] {
             let err = retention_hours(bad).expect_err("refused").to_string();
