@@ -20,7 +20,7 @@ trap 'bash scripts/servers.sh stop' EXIT
 bash scripts/servers.sh start
 echo "== cargo test"
 # --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
-cargo test --workspace --locked -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
+cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
 echo "== docs (broken intra-doc links denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features cloudstream/conformance
 echo "== examples compile"
