@@ -166,7 +166,7 @@ fn errors_are_clear_and_exit_nonzero() {
         .fails(&["create", "x", "--horizon", "soon"])
         .contains("horizon"));
     assert!(cli
-        .fails(&["read", "x", "--url", "kinesis://us-east-1"])
+        .fails(&["read", "x", "--url", "pubsub://project"])
         .contains("not available in this build"));
     cli.ok(&["create", "s"]);
     assert!(cli.fails(&["create", "s"]).contains("already exists"));

@@ -3,7 +3,14 @@
 //! A consumer reads every partition from its checkpoint. Fetching the next batch first
 //! commits everything the previous fetches returned, like Kafka's auto-commit on poll: a
 //! crash between two fetches redelivers the last batch (at-least-once), never skips it.
+//!
+//! Several processes can share one consumer name as a group: each calls
+//! [`Consumer::member`] with its own id, and then reads only the partitions it holds a lease
+//! on ([`crate::lease`]). Members never read the same partition at once; a member that stops
+//! fetching loses its partitions when its leases expire, and the next holder resumes at the
+//! group's checkpoint, so what the lost member fetched but never committed is delivered again.
 
+use std::collections::BTreeSet;
 use std::ops::Deref;
 use std::time::{Duration, SystemTime};
 
@@ -11,6 +18,7 @@ use futures::future::{select_all, FutureExt};
 use tokio::sync::Mutex;
 
 use crate::backend::{Checkpoint, PartitionStart, ReadOptions};
+use crate::lease;
 use crate::{Error, Record, Result, Stream};
 
 /// Where a consumer without a checkpoint starts.
@@ -67,6 +75,15 @@ struct State {
     next: Positions,
     committed: Positions,
     turn: u32,
+    /// In a group: the partitions this member holds leases on.
+    held: BTreeSet<u32>,
+}
+
+/// A consumer's identity within its group.
+#[derive(Debug, Clone)]
+struct Membership {
+    member: String,
+    ttl: Duration,
 }
 
 /// A named reader of all partitions of a stream with durable checkpoints.
@@ -77,6 +94,7 @@ pub struct Consumer {
     start: StartAt,
     max_records: usize,
     wait: Option<Duration>,
+    membership: Option<Membership>,
     state: Mutex<State>,
 }
 
@@ -164,8 +182,29 @@ impl Consumer {
             start: StartAt::Earliest,
             max_records: 1000,
             wait: None,
+            membership: None,
             state: Mutex::default(),
         }
+    }
+
+    /// Joins the consumer group of this name as member `id`: the members share the stream's
+    /// partitions through leases, each reading only the ones it holds, and each fetch renews
+    /// them. Leases last 10 s unless [`Consumer::lease_ttl`] says otherwise.
+    pub fn member(mut self, id: impl Into<String>) -> Self {
+        self.membership = Some(Membership {
+            member: id.into(),
+            ttl: Duration::from_secs(10),
+        });
+        self
+    }
+
+    /// How long a member's leases outlive its last fetch (default 10 s). A member must fetch
+    /// more often than this to keep its partitions.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        if let Some(m) = &mut self.membership {
+            m.ttl = ttl;
+        }
+        self
     }
 
     /// Where to start when the consumer has no checkpoint yet (default: earliest).
@@ -194,11 +233,44 @@ impl Consumer {
     async fn load(&self, state: &mut State) -> Result<()> {
         if !state.loaded {
             cloudstream_log::validate_name("consumer", &self.name)?;
-            (state.committed, state.next) =
-                resolve_positions(&self.stream, &self.name, self.start).await?;
+            match &self.membership {
+                // A member learns positions as it gains partitions.
+                Some(m) => cloudstream_log::validate_name("member", &m.member)?,
+                None => {
+                    (state.committed, state.next) =
+                        resolve_positions(&self.stream, &self.name, self.start).await?
+                }
+            }
             state.loaded = true;
         }
         Ok(())
+    }
+
+    /// The partitions to read: all of them, or in a group those this member holds after a
+    /// round of the lease protocol (run after committing, since it may give partitions back).
+    async fn partitions(&self, state: &mut State) -> Result<Vec<u32>> {
+        let Some(m) = &self.membership else {
+            return Ok((0..self.stream.partitions()).collect());
+        };
+        let change =
+            lease::balance(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await?;
+        for p in change.lost.iter().chain(&change.released) {
+            state.next.remove(p);
+            state.committed.remove(p);
+        }
+        if !change.gained.is_empty() {
+            let (committed, next) = resolve_positions(&self.stream, &self.name, self.start).await?;
+            for p in change.gained {
+                if let Some(&at) = next.get(&p) {
+                    state.next.insert(p, at);
+                }
+                match committed.get(&p) {
+                    Some(&c) => state.committed.insert(p, c),
+                    None => state.committed.remove(&p),
+                };
+            }
+        }
+        Ok(state.held.iter().copied().collect())
     }
 
     async fn commit_state(&self, state: &mut State) -> Result<()> {
@@ -226,15 +298,16 @@ impl Consumer {
         let mut state = self.state.lock().await;
         self.load(&mut state).await?;
         self.commit_state(&mut state).await?;
+        let partitions = self.partitions(&mut state).await?;
         let mut next = state.next.clone();
         let mut batch = Batch::default();
-        let n = self.stream.partitions();
+        let n = partitions.len() as u32;
         for i in 0..n {
             let remaining = self.max_records - batch.records.len();
             if remaining == 0 {
                 break;
             }
-            let p = (state.turn + i) % n;
+            let p = partitions[((state.turn + i) % n) as usize];
             let options = ReadOptions {
                 max_records: remaining,
                 ..ReadOptions::default()
@@ -246,14 +319,19 @@ impl Consumer {
             batch.gaps.extend(gap);
             batch.records.extend(records);
         }
-        if batch.records.is_empty() {
+        if batch.records.is_empty() && partitions.is_empty() {
+            // A member without partitions yet: pause instead of spinning, then report nothing.
+            if let Some(wait) = self.wait {
+                tokio::time::sleep(wait).await;
+            }
+        } else if batch.records.is_empty() {
             if let Some(wait) = self.wait {
                 let options = ReadOptions {
                     max_records: self.max_records,
                     wait: Some(wait),
                     ..ReadOptions::default()
                 };
-                let reads = (0..n).map(|p| {
+                let reads = partitions.iter().map(|&p| {
                     let at = next.get(&p).copied().unwrap_or(PartitionStart::Earliest);
                     self.stream.read_start(p, at, &options).boxed()
                 });

@@ -45,6 +45,7 @@ pub mod conformance;
 mod consumer;
 mod error;
 mod event;
+mod lease;
 mod partitioner;
 mod retry;
 mod sequence;

@@ -18,6 +18,7 @@ use super::{
     StreamConfig, StreamInfo,
 };
 use crate::event::{from_millis, to_millis};
+use crate::lease::MemoryLeases;
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Largest event accepted by default (1 MiB, as Kinesis).
@@ -32,6 +33,7 @@ pub struct LogBackend {
     log: Arc<Log>,
     max_record_bytes: usize,
     watchers: Mutex<HashMap<String, Watchers>>,
+    leases: MemoryLeases,
 }
 
 /// The end offset of each partition of one open stream, as watch channels.
@@ -136,6 +138,7 @@ impl LogBackend {
             log: Arc::new(log),
             max_record_bytes,
             watchers: Mutex::default(),
+            leases: MemoryLeases::default(),
         }
     }
 
@@ -218,6 +221,7 @@ impl Backend for LogBackend {
             dense_sequences: true,
             server_side_checkpoints: true,
             durable: self.name == "local",
+            leases: true,
             max_record_bytes: self.max_record_bytes,
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_bytes: MAX_BATCH_BYTES,
@@ -258,6 +262,7 @@ impl Backend for LogBackend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        self.leases.forget_stream(name);
         Ok(())
     }
 
@@ -414,6 +419,29 @@ impl Backend for LogBackend {
         let s = self.stream(stream)?;
         let consumer = consumer.to_owned();
         blocking(move || Ok(s.checkpoints().delete(&consumer)?)).await
+    }
+
+    // One process owns a data directory (its LOCK file), so leases live in its memory.
+    async fn lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.stream(stream)?;
+        Ok(self.leases.take(stream, consumer, name, member, ttl))
+    }
+
+    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+        self.leases.release(stream, consumer, name, member);
+        Ok(())
+    }
+
+    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+        self.stream(stream)?;
+        Ok(self.leases.live(stream, consumer))
     }
 }
 

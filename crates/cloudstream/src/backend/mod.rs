@@ -213,6 +213,8 @@ pub struct Capabilities {
     pub server_side_checkpoints: bool,
     /// Data survives a restart of the process.
     pub durable: bool,
+    /// Consumer groups can share partitions through leases ([`Backend::lease`]).
+    pub leases: bool,
     /// Largest event (payload, key and headers).
     pub max_record_bytes: usize,
     /// Most events in one append call.
@@ -272,4 +274,37 @@ pub trait Backend: Debug + Send + Sync + 'static {
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>>;
     /// Forgets a consumer; returns whether it existed.
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool>;
+    /// Takes or renews lease `name` of consumer group `consumer` for `member`, until `ttl`
+    /// from now; returns whether `member` holds it afterwards (false: another member holds
+    /// it and it has not expired). See [`crate::Consumer::member`].
+    async fn lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let _ = (stream, consumer, name, member, ttl);
+        Err(Error::Unsupported {
+            operation: "consumer-group leases",
+            backend: self.name(),
+        })
+    }
+    /// Gives lease `name` back, if `member` holds it.
+    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+        let _ = (stream, consumer, name, member);
+        Err(Error::Unsupported {
+            operation: "consumer-group leases",
+            backend: self.name(),
+        })
+    }
+    /// The unexpired leases of consumer group `consumer`: lease name → member.
+    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+        let _ = (stream, consumer);
+        Err(Error::Unsupported {
+            operation: "consumer-group leases",
+            backend: self.name(),
+        })
+    }
 }

@@ -1,5 +1,7 @@
 //! Named consumers with implicit checkpoints (Stream-04).
 
+use std::time::Duration;
+
 use super::{event, new_stream};
 use crate::{Client, Error, StartAt};
 
@@ -85,4 +87,82 @@ pub async fn uncommitted_batches_are_redelivered(client: &Client) {
             .is_empty(),
         "explicit commit is durable"
     );
+}
+
+/// Consumer groups: members share the partitions through leases, never read the same
+/// partition at once, and a member that stops renewing loses its partitions, whose
+/// uncommitted records go to the member that takes them over.
+pub async fn consumer_groups_share_partitions_through_leases(client: &Client) {
+    let stream = new_stream(client, "group", 4).await;
+    let keyed = |i: usize| event(i).with_key(format!("device-{i}"));
+    stream.send_batch((0..40).map(keyed).collect()).await;
+    if !client.backend().capabilities().leases {
+        let refused = stream.consumer("g").member("a").fetch().await;
+        assert!(
+            matches!(refused, Err(Error::Unsupported { .. })),
+            "{refused:?}"
+        );
+        return;
+    }
+    let ttl = Duration::from_millis(1500);
+    let member = |id: &str| {
+        stream
+            .consumer("g")
+            .member(id)
+            .lease_ttl(ttl)
+            .max_records(1000)
+    };
+    let a = member("a");
+    let alone = a.fetch().await.expect("fetch");
+    assert_eq!(alone.len(), 40, "a lone member reads every partition");
+    assert_eq!(a.positions().await.expect("positions").len(), 4);
+    let b = member("b");
+    assert!(
+        b.fetch().await.expect("fetch").is_empty(),
+        "every partition is leased to a"
+    );
+    // a commits, sees two members, and gives back the partitions above its fair share.
+    assert!(a.fetch().await.expect("fetch").is_empty());
+    assert!(
+        b.fetch().await.expect("fetch").is_empty(),
+        "b resumes at a's checkpoint"
+    );
+    let (held_a, held_b) = (
+        a.positions().await.expect("positions"),
+        b.positions().await.expect("positions"),
+    );
+    assert_eq!(
+        (held_a.len(), held_b.len()),
+        (2, 2),
+        "{held_a:?} {held_b:?}"
+    );
+    assert!(held_a.keys().all(|p| !held_b.contains_key(p)), "disjoint");
+    stream.send_batch((40..80).map(keyed).collect()).await;
+    let (got_a, got_b) = (
+        a.fetch().await.expect("fetch"),
+        b.fetch().await.expect("fetch"),
+    );
+    let mut seen: Vec<_> = got_a
+        .iter()
+        .chain(got_b.iter())
+        .map(|r| r.position)
+        .collect();
+    assert_eq!(seen.len(), 40, "each new record to exactly one member");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 40);
+    assert!(got_a
+        .iter()
+        .all(|r| held_a.contains_key(&r.position.partition)));
+    // b stops without committing: once its leases expire, a takes its partitions over and
+    // gets b's uncommitted records again.
+    let uncommitted: Vec<_> = got_b.iter().map(|r| r.position).collect();
+    drop(b);
+    a.commit().await.expect("commit");
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    let taken_over = a.fetch().await.expect("fetch");
+    assert_eq!(a.positions().await.expect("positions").len(), 4);
+    let again: Vec<_> = taken_over.iter().map(|r| r.position).collect();
+    assert_eq!(again.len(), uncommitted.len(), "b's batch redelivered");
+    assert!(uncommitted.iter().all(|p| again.contains(p)));
 }

@@ -82,7 +82,8 @@ macro_rules! conformance_tests {
             create_describe_list_delete, bad_input_is_refused, send_and_read_back,
             send_batch_has_per_event_results, large_batches_are_split, reads_are_deterministic,
             keys_choose_partitions, unknown_streams_are_errors, consumers_checkpoint_implicitly,
-            uncommitted_batches_are_redelivered, waits_wake_on_new_records,
+            uncommitted_batches_are_redelivered, consumer_groups_share_partitions_through_leases,
+            waits_wake_on_new_records,
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics);
     };

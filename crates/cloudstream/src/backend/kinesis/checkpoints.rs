@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 
 use super::errors::{aws_error, AwsError};
 use crate::backend::{Checkpoint, PartitionStart};
+use crate::lease::MemoryLeases;
 use crate::{Error, Result};
 
 /// A store of consumer checkpoints, per stream.
@@ -42,13 +43,28 @@ pub(super) trait Checkpoints: Debug + Send + Sync {
     async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>>;
     /// Forgets a consumer; returns whether it existed.
     async fn delete(&self, stream: &str, consumer: &str) -> Result<bool>;
-    /// Forgets every consumer of a stream.
-    async fn delete_stream(&self, stream: &str) -> Result<()> {
-        for (consumer, _) in self.list(stream).await? {
-            self.delete(stream, &consumer).await?;
-        }
-        Ok(())
-    }
+    /// Forgets every consumer (and lease) of a stream.
+    async fn delete_stream(&self, stream: &str) -> Result<()>;
+    /// Takes or renews a consumer-group lease; whether `member` holds it afterwards.
+    async fn lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool>;
+    /// Gives a lease back, if `member` holds it.
+    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()>;
+    /// The unexpired leases of a group: name → member.
+    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }
 
 fn parse_resume(partition: &str, text: &str) -> Result<(u32, PartitionStart)> {
@@ -62,7 +78,10 @@ fn parse_resume(partition: &str, text: &str) -> Result<(u32, PartitionStart)> {
 }
 
 /// Checkpoints in a DynamoDB table: one item per stream and consumer (hash key `stream`,
-/// range key `consumer`), one attribute `pN` per partition, and `updated_ms`.
+/// range key `consumer`), one attribute `pN` per partition, and `updated_ms`. Leases of a
+/// consumer group are items of the same table with range key `CONSUMER#LEASE` (consumer
+/// names cannot hold `#`), attributes `owner` and `expires_ms`, taken by conditional writes.
+/// Expiry compares wall clocks, so members' clocks must agree to well within a lease's TTL.
 #[derive(Debug)]
 pub(super) struct DynamoCheckpoints {
     client: aws_sdk_dynamodb::Client,
@@ -142,6 +161,43 @@ impl DynamoCheckpoints {
         ])
     }
 
+    /// Every item of a stream, or those whose range key starts with `prefix`.
+    async fn items(
+        &self,
+        stream: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        self.ready().await?;
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_names("#s", "stream")
+                .expression_attribute_values(":s", AttributeValue::S(stream.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            query = match prefix {
+                Some(prefix) => query
+                    .key_condition_expression("#s = :s AND begins_with(#c, :p)")
+                    .expression_attribute_names("#c", "consumer")
+                    .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned())),
+                None => query.key_condition_expression("#s = :s"),
+            };
+            let page = query
+                .send()
+                .await
+                .map_err(|e| aws_error(e, &self.table).into_error())?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     fn checkpoint(item: &HashMap<String, AttributeValue>) -> Result<Checkpoint> {
         item.iter()
             .filter_map(|(name, value)| Some((name.strip_prefix('p')?, value.as_s().ok()?)))
@@ -181,9 +237,7 @@ impl Checkpoints for DynamoCheckpoints {
         resume: &[(u32, PartitionStart)],
     ) -> Result<()> {
         self.ready().await?;
-        let updated_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let updated_ms = now_ms();
         let mut update = self
             .client
             .update_item()
@@ -207,32 +261,15 @@ impl Checkpoints for DynamoCheckpoints {
     }
 
     async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
-        self.ready().await?;
         let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", "stream")
-                .expression_attribute_values(":s", AttributeValue::S(stream.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| aws_error(e, &self.table).into_error())?;
-            for item in page.items() {
-                if let Some(Ok(consumer)) = item.get("consumer").map(AttributeValue::as_s) {
-                    out.push((consumer.clone(), Self::checkpoint(item)?));
+        for item in self.items(stream, None).await? {
+            if let Some(Ok(consumer)) = item.get("consumer").map(AttributeValue::as_s) {
+                if !consumer.contains('#') {
+                    out.push((consumer.clone(), Self::checkpoint(&item)?));
                 }
             }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
@@ -248,14 +285,98 @@ impl Checkpoints for DynamoCheckpoints {
             .map_err(|e| aws_error(e, &self.table).into_error())?;
         Ok(out.attributes().is_some())
     }
+
+    async fn delete_stream(&self, stream: &str) -> Result<()> {
+        for item in self.items(stream, None).await? {
+            if let Some(Ok(key)) = item.get("consumer").map(AttributeValue::as_s) {
+                self.delete(stream, key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.ready().await?;
+        let now = now_ms();
+        let taken = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(stream, &format!("{group}#{name}"))))
+            .update_expression("SET #o = :m, #e = :e")
+            .condition_expression("attribute_not_exists(#o) OR #o = :m OR #e < :now")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#e", "expires_ms")
+            .expression_attribute_values(":m", AttributeValue::S(member.to_owned()))
+            .expression_attribute_values(
+                ":e",
+                AttributeValue::N((now + ttl.as_millis()).to_string()),
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| aws_error(e, &self.table));
+        match taken {
+            Ok(_) => Ok(true),
+            Err(AwsError::ConditionFailed(_)) => Ok(false),
+            Err(e) => Err(e.into_error()),
+        }
+    }
+
+    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()> {
+        self.ready().await?;
+        let released = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::item_key(stream, &format!("{group}#{name}"))))
+            .condition_expression("#o = :m")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":m", AttributeValue::S(member.to_owned()))
+            .send()
+            .await
+            .map_err(|e| aws_error(e, &self.table));
+        match released {
+            Ok(_) | Err(AwsError::ConditionFailed(_)) => Ok(()),
+            Err(e) => Err(e.into_error()),
+        }
+    }
+
+    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
+        let prefix = format!("{group}#");
+        let now = now_ms();
+        let mut live = BTreeMap::new();
+        for item in self.items(stream, Some(&prefix)).await? {
+            let (Some(Ok(key)), Some(Ok(owner)), Some(Ok(expires))) = (
+                item.get("consumer").map(AttributeValue::as_s),
+                item.get("owner").map(AttributeValue::as_s),
+                item.get("expires_ms").map(AttributeValue::as_n),
+            ) else {
+                continue;
+            };
+            if expires.parse::<u128>().is_ok_and(|e| e > now) {
+                live.insert(key[prefix.len()..].to_owned(), owner.clone());
+            }
+        }
+        Ok(live)
+    }
 }
 
 /// Checkpoints in the embedded engine's checkpoint store, one directory per stream under
-/// `root`: durable (written, fsynced, renamed) but only as shared as the disk is.
+/// `root`: durable (written, fsynced, renamed) but only as shared as the disk is. Leases
+/// live in this process's memory: for development, with the group's members in one process.
 #[derive(Debug)]
 pub(super) struct LocalCheckpoints {
     root: PathBuf,
     stores: Mutex<BTreeMap<String, Arc<CheckpointStore<String>>>>,
+    leases: MemoryLeases,
 }
 
 impl LocalCheckpoints {
@@ -263,6 +384,7 @@ impl LocalCheckpoints {
         LocalCheckpoints {
             root,
             stores: Mutex::default(),
+            leases: MemoryLeases::default(),
         }
     }
 
@@ -341,5 +463,33 @@ impl Checkpoints for LocalCheckpoints {
         let consumer = consumer.to_owned();
         self.with_store(stream, move |s| Ok(s.delete(&consumer)?))
             .await
+    }
+
+    async fn delete_stream(&self, stream: &str) -> Result<()> {
+        for (consumer, _) in self.list(stream).await? {
+            self.delete(stream, &consumer).await?;
+        }
+        self.leases.forget_stream(stream);
+        Ok(())
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        Ok(self.leases.take(stream, group, name, member, ttl))
+    }
+
+    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()> {
+        self.leases.release(stream, group, name, member);
+        Ok(())
+    }
+
+    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.leases.live(stream, group))
     }
 }

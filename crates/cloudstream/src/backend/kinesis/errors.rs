@@ -22,6 +22,8 @@ pub(super) enum AwsError {
     InUse(String),
     /// The request was refused as invalid.
     Invalid(String),
+    /// A conditional write found the item in another state (DynamoDB).
+    ConditionFailed(String),
     /// Anything else.
     Other(String),
 }
@@ -55,6 +57,7 @@ where
         Some("ExpiredIteratorException") => AwsError::ExpiredIterator(text),
         Some("ResourceNotFoundException") => AwsError::NotFound(resource.to_owned()),
         Some("ResourceInUseException") => AwsError::InUse(text),
+        Some("ConditionalCheckFailedException") => AwsError::ConditionFailed(text),
         Some("InvalidArgumentException" | "ValidationException" | "ValidationError") => {
             AwsError::Invalid(e.message().unwrap_or(&text).to_owned())
         }
@@ -78,9 +81,10 @@ impl AwsError {
             AwsError::NotFound(stream) => Error::StreamNotFound { stream },
             AwsError::Invalid(m) => Error::InvalidArgument(m),
             AwsError::Throttled(m) | AwsError::Transient(m) => Error::Unavailable(m.into()),
-            AwsError::ExpiredIterator(m) | AwsError::InUse(m) | AwsError::Other(m) => {
-                Error::Backend(m.into())
-            }
+            AwsError::ExpiredIterator(m)
+            | AwsError::InUse(m)
+            | AwsError::ConditionFailed(m)
+            | AwsError::Other(m) => Error::Backend(m.into()),
         }
     }
 }

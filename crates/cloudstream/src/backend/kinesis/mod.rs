@@ -30,7 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{
-    PutRecordsRequestEntry, ShardIteratorType, StreamMode, StreamModeDetails, StreamStatus,
+    PutRecordsRequestEntry, ShardIteratorType, StreamDescriptionSummary, StreamMode,
+    StreamModeDetails, StreamStatus,
 };
 use aws_sdk_kinesis::Client as KinesisClient;
 
@@ -229,24 +230,28 @@ impl KinesisBackend {
         }
     }
 
+    /// `DescribeStreamSummary`, retried when throttled.
+    async fn summary(&self, name: &str) -> std::result::Result<StreamDescriptionSummary, AwsError> {
+        let out = self
+            .call("DescribeStreamSummary", || async {
+                self.client
+                    .describe_stream_summary()
+                    .stream_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(e, name))
+            })
+            .await?;
+        out.stream_description_summary()
+            .cloned()
+            .ok_or_else(|| AwsError::Other("DescribeStreamSummary returned nothing".into()))
+    }
+
     /// Waits until the stream is `ACTIVE` (it is `CREATING` or `UPDATING` for a while).
     async fn wait_active(&self, name: &str) -> Result<()> {
         for _ in 0..1200 {
-            let summary = self
-                .call("DescribeStreamSummary", || async {
-                    self.client
-                        .describe_stream_summary()
-                        .stream_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error(e, name))
-                })
-                .await
-                .map_err(AwsError::into_error)?;
-            let status = summary
-                .stream_description_summary()
-                .map(|s| s.stream_status().clone());
-            if status == Some(StreamStatus::Active) {
+            let summary = self.summary(name).await.map_err(AwsError::into_error)?;
+            if summary.stream_status() == &StreamStatus::Active {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -504,6 +509,7 @@ impl Backend for KinesisBackend {
             dense_sequences: false,
             server_side_checkpoints: self.checkpoints.kind() == "dynamodb",
             durable: true,
+            leases: true,
             max_record_bytes: MAX_RECORD - ENVELOPE_ROOM,
             max_batch_records: MAX_PUT_RECORDS,
             max_batch_bytes: MAX_PUT_BYTES,
@@ -564,20 +570,10 @@ impl Backend for KinesisBackend {
 
     async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
         cloudstream_log::validate_name("stream", name)?;
-        let out = self
-            .call("DescribeStreamSummary", || async {
-                self.client
-                    .describe_stream_summary()
-                    .stream_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| aws_error(e, name))
-            })
+        let summary = self
+            .summary(name)
             .await
             .map_err(|e| self.stream_error(name, e))?;
-        let summary = out
-            .stream_description_summary()
-            .ok_or_else(|| Error::Backend("DescribeStreamSummary returned nothing".into()))?;
         if summary.stream_status() == &StreamStatus::Deleting {
             self.forget(name);
             return Err(Error::StreamNotFound {
@@ -659,14 +655,7 @@ impl Backend for KinesisBackend {
         self.checkpoints.delete_stream(name).await?;
         // Deletion is asynchronous: wait until the name is free again.
         for _ in 0..600 {
-            let summary = self
-                .client
-                .describe_stream_summary()
-                .stream_name(name)
-                .send()
-                .await
-                .map_err(|e| aws_error(e, name));
-            match summary {
+            match self.summary(name).await {
                 Err(AwsError::NotFound(_)) => return Ok(()),
                 Err(e) if !e.retryable() => return Err(e.into_error()),
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -887,6 +876,29 @@ impl Backend for KinesisBackend {
 
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
         self.checkpoints.delete(stream, consumer).await
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.checkpoints
+            .lease(stream, consumer, name, member, ttl)
+            .await
+    }
+
+    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+        self.checkpoints
+            .release(stream, consumer, name, member)
+            .await
+    }
+
+    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+        self.checkpoints.leases(stream, consumer).await
     }
 }
 
