@@ -239,3 +239,22 @@ async fn stale_iterators_are_replaced() {
         receipts[5..]
     );
 }
+
+/// `mode=on-demand` creates an on-demand stream; its partitions are the shards AWS gave it.
+#[tokio::test]
+async fn on_demand_streams_take_the_shards_aws_gives() {
+    require_server(&endpoint("CLOUDSTREAM_MOTO", "http://127.0.0.1:4566")).await;
+    let url = format!("{}&mode=on-demand", moto_url());
+    let client = cloudstream::open(&url).await.expect("open");
+    let s = stream(&client, "ondemand", 1).await;
+    let info = s.describe().await.expect("describe");
+    assert_eq!(
+        info.details.get("mode").map(String::as_str),
+        Some("ON_DEMAND")
+    );
+    assert_eq!(info.partitions.len() as u32, s.partitions());
+    assert!(s.partitions() >= 1);
+    let receipt = s.send(Event::new("x").with_key("k")).await.expect("send");
+    let back = s.read(ReadFrom::At(receipt), 1).await.expect("read");
+    assert_eq!(back[0].payload().as_ref(), b"x");
+}
