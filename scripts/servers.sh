@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real servers the backend tests run against, on loopback ports:
-#   kinesalite (Kinesis, npm)            127.0.0.1:4567
+#   kinesalite (Kinesis, npm)              127.0.0.1:4567
 #   moto_server (Kinesis + DynamoDB, PyPI) 127.0.0.1:4566
+#   Google's Pub/Sub emulator (gcloud)     127.0.0.1:8085
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -24,6 +25,11 @@ install() {
   if ! command -v moto_server >/dev/null 2>&1; then
     echo "== installing moto[server] (PyPI)"
     python3 -m pip install --quiet 'moto[server]==5.*'
+  fi
+  if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
+    echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"
+    apt-get install -y -qq google-cloud-cli-pubsub-emulator >/dev/null ||
+      (apt-get update -qq && apt-get install -y -qq google-cloud-cli-pubsub-emulator >/dev/null)
   fi
 }
 
@@ -54,14 +60,21 @@ start() {
   echo $! >"$RUN/kinesalite.pid"
   moto_server -H 127.0.0.1 -p 4566 >"$RUN/moto.log" 2>&1 &
   echo $! >"$RUN/moto.pid"
+  rm -rf "$RUN/pubsub-data" && mkdir -p "$RUN/pubsub-data"
+  # setsid: the emulator is a gcloud wrapper around a Java server; stop kills the group.
+  setsid gcloud beta emulators pubsub start --host-port=127.0.0.1:8085 --project=test-project \
+    --data-dir="$RUN/pubsub-data" >"$RUN/pubsub.log" 2>&1 &
+  echo $! >"$RUN/pubsub.pid"
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
   wait_for moto "$(cat "$RUN/moto.pid")" http://127.0.0.1:4566/moto-api/
+  wait_for pubsub "$(cat "$RUN/pubsub.pid")" http://127.0.0.1:8085/
 }
 
 stop_quietly() {
   for pidfile in "$RUN"/*.pid; do
     [ -e "$pidfile" ] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null || true
+    # The process group first (the Pub/Sub emulator's Java child), then the process.
+    kill -- -"$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
   done
 }

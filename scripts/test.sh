@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; .ci/run calls it).
 # Formatting, lints with warnings denied, every test of every crate (unit, conformance suite
-# on local://, memory:// and kinesis:// against kinesalite and moto, engine
+# on local://, memory://, kinesis:// against kinesalite and moto, pubsub:// against Google's
+# emulator, engine
 # model/crash/corruption tests, CLI tests, doc tests), and the examples compiled.
 # scripts/servers.sh installs (npm, PyPI) and starts the real servers first, and stops them
 # at the end; a server that does not come up fails the run.
@@ -31,7 +32,8 @@ aws="access_key_id=test&secret_access_key=test"
 for url in \
   "local://$examples_dir/local" \
   "kinesis://us-east-1?endpoint=http://127.0.0.1:4567&$aws&checkpoints=local:$examples_dir/kinesalite" \
-  "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb"; do
+  "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb" \
+  "pubsub://test-project?endpoint=http://127.0.0.1:8085"; do
   CLOUDSTREAM_EXAMPLES_PROFILE=debug CLOUDSTREAM_URL="$url" READ_ALL_IDLE_SECS=1 \
     bash scripts/examples.sh 40
 done

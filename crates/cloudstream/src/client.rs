@@ -35,6 +35,17 @@ pub async fn open(url: &str) -> Result<Client> {
                 reason: "this build has no kinesis backend: enable the `kinesis` feature".into(),
             })
         }
+        #[cfg(feature = "pubsub")]
+        ProviderUrl::PubSub(options) => {
+            Arc::new(crate::backend::PubSubBackend::connect(options).await?)
+        }
+        #[cfg(not(feature = "pubsub"))]
+        ProviderUrl::PubSub(_) => {
+            return Err(Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: "this build has no pubsub backend: enable the `pubsub` feature".into(),
+            })
+        }
     };
     Ok(Client::new(backend))
 }

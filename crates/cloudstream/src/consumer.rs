@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::{select_all, FutureExt};
 use tokio::sync::Mutex;
 
-use crate::backend::{Checkpoint, PartitionStart, ReadOptions};
+use crate::backend::{Acker, Checkpoint, PartitionStart, ReadOptions};
 use crate::lease;
 use crate::{Error, Record, Result, Stream};
 
@@ -77,7 +77,14 @@ struct State {
     turn: u32,
     /// In a group: the partitions this member holds leases on.
     held: BTreeSet<u32>,
+    /// With a subscription (Pub/Sub): what the last fetch delivered, acknowledged by the next
+    /// fetch or `commit()`, given back (redelivered) if the handle is dropped first.
+    pending: Vec<Acker>,
 }
+
+/// How long a fetch through a subscription waits for a first record when no wait is set:
+/// a subscription has no "nothing more right now" answer, only a wait that ends.
+const SUBSCRIPTION_WAIT: Duration = Duration::from_secs(1);
 
 /// A consumer's identity within its group.
 #[derive(Debug, Clone)]
@@ -290,12 +297,49 @@ impl Consumer {
         Ok(())
     }
 
+    /// Fetches through the provider's subscription: acknowledges the previous fetch, then
+    /// pulls the next records.
+    async fn fetch_subscribed(&self, state: &mut State) -> Result<Batch> {
+        cloudstream_log::validate_name("consumer", &self.name)?;
+        if self.membership.is_some() {
+            return Err(Error::Unsupported {
+                operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())",
+                backend: self.stream.backend().name(),
+            });
+        }
+        let Some(subscriptions) = self.stream.backend().subscriptions() else {
+            return Ok(Batch::default());
+        };
+        state.pending.drain(..).for_each(Acker::ack);
+        let wait = self.wait.unwrap_or(SUBSCRIPTION_WAIT);
+        let deliveries = subscriptions
+            .pull(
+                self.stream.name(),
+                &self.name,
+                self.start,
+                self.max_records,
+                wait,
+            )
+            .await?;
+        let (records, acks) = deliveries.into_iter().map(|d| (d.record, d.ack)).unzip();
+        state.pending = acks;
+        Ok(Batch {
+            records,
+            gaps: Vec::new(),
+        })
+    }
+
     /// Commits the previous fetches, then returns the next batch across all partitions.
     ///
     /// Positions move only when the whole fetch succeeds: a fetch that fails, or is dropped
-    /// before it completes, hands out nothing and so acknowledges nothing.
+    /// before it completes, hands out nothing and so acknowledges nothing. Through a
+    /// subscription (Pub/Sub), committing is acknowledging, and a fetch without a
+    /// [`Consumer::wait`] waits up to one second for a first record.
     pub async fn fetch(&self) -> Result<Batch> {
         let mut state = self.state.lock().await;
+        if self.stream.backend().subscriptions().is_some() {
+            return self.fetch_subscribed(&mut state).await;
+        }
         self.load(&mut state).await?;
         self.commit_state(&mut state).await?;
         let partitions = self.partitions(&mut state).await?;
@@ -348,9 +392,13 @@ impl Consumer {
         Ok(batch)
     }
 
-    /// Commits everything fetched so far, durably.
+    /// Commits everything fetched so far, durably (through a subscription: acknowledges it).
     pub async fn commit(&self) -> Result<()> {
         let mut state = self.state.lock().await;
+        if self.stream.backend().subscriptions().is_some() {
+            state.pending.drain(..).for_each(Acker::ack);
+            return Ok(());
+        }
         self.load(&mut state).await?;
         self.commit_state(&mut state).await
     }
@@ -358,6 +406,9 @@ impl Consumer {
     /// Where each partition resumes as this consumer sees it (fetched, maybe not committed).
     pub async fn positions(&self) -> Result<Checkpoint> {
         let mut state = self.state.lock().await;
+        if self.stream.backend().subscriptions().is_some() {
+            return Ok(Checkpoint::new()); // the subscription keeps them, server-side
+        }
         self.load(&mut state).await?;
         Ok(state.next.clone())
     }

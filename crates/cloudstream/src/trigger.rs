@@ -20,7 +20,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::backend::{PartitionStart, ReadOptions};
+use crate::backend::{Acker, Checkpoint, PartitionStart, ReadOptions};
 use crate::consumer::{read_from_checkpoint, resolve_positions, Gap, StartAt};
 use crate::{Error, ReadFrom, Record, Result, RetryPolicy, Stream};
 
@@ -228,32 +228,30 @@ impl Trigger {
             }
             None => None,
         };
-        let (checkpoint, positions) =
-            resolve_positions(&self.stream, &self.consumer, self.start).await?;
-        // Pin where partitions without a checkpoint start, so a restart before the first
-        // success resumes there rather than at a later "latest".
-        let unpinned: Vec<(u32, PartitionStart)> = positions
-            .iter()
-            .filter(|(p, _)| !checkpoint.contains_key(p))
-            .map(|(&p, &n)| (p, n))
-            .collect();
-        if !unpinned.is_empty() {
-            self.stream
-                .backend()
-                .commit_checkpoint(self.stream.name(), &self.consumer, &unpinned)
-                .await?;
-        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let this = Arc::new(self);
-        let mut tasks: FuturesUnordered<_> = positions
-            .into_iter()
-            .map(|(p, next)| {
+        let mut tasks: FuturesUnordered<_> = FuturesUnordered::new();
+        if let Some(subscriptions) = this.stream.backend().subscriptions() {
+            // The subscription pins the start: what is published from now on is kept for
+            // this consumer, even if the trigger stops before it pulls.
+            subscriptions
+                .subscribe(this.stream.name(), &this.consumer, this.start)
+                .await?;
+            // One puller: the subscription spreads records and keeps each key in order.
+            let (this, dlq, stop, counters) = (this.clone(), dlq, stop_rx, counters.clone());
+            tasks.push(tokio::spawn(async move {
+                this.run_subscription(dlq, stop, &counters).await
+            }));
+        } else {
+            for (p, next) in this.pinned_positions().await? {
                 let (this, dlq, stop, counters) =
                     (this.clone(), dlq.clone(), stop_rx.clone(), counters.clone());
-                tokio::spawn(async move { this.run_partition(p, next, dlq, stop, &counters).await })
-            })
-            .collect();
+                tasks.push(tokio::spawn(async move {
+                    this.run_partition(p, next, dlq, stop, &counters).await
+                }));
+            }
+        }
         let joined = |done: std::result::Result<Result<()>, tokio::task::JoinError>| match done {
             Ok(r) => r,
             Err(e) => Err(Error::Backend(Box::new(e))),
@@ -276,6 +274,84 @@ impl Trigger {
             failed_attempts: counters.failed_attempts.load(Ordering::Relaxed),
             dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
         })
+    }
+
+    /// Where each partition starts: its checkpoint, or the start point, which is committed
+    /// so that a restart before the first success resumes there rather than at a later
+    /// "latest".
+    async fn pinned_positions(&self) -> Result<Checkpoint> {
+        let (checkpoint, positions) =
+            resolve_positions(&self.stream, &self.consumer, self.start).await?;
+        let unpinned: Vec<(u32, PartitionStart)> = positions
+            .iter()
+            .filter(|(p, _)| !checkpoint.contains_key(p))
+            .map(|(&p, &n)| (p, n))
+            .collect();
+        if !unpinned.is_empty() {
+            self.stream
+                .backend()
+                .commit_checkpoint(self.stream.name(), &self.consumer, &unpinned)
+                .await?;
+        }
+        Ok(positions)
+    }
+
+    /// Runs the handler on what the consumer's subscription delivers (Pub/Sub): a record (or
+    /// batch) is acknowledged once handled or dead-lettered; on shutdown, what is in hand and
+    /// not done is given back for redelivery.
+    async fn run_subscription(
+        &self,
+        dlq: Option<Stream>,
+        mut stop: watch::Receiver<bool>,
+        counters: &Counters,
+    ) -> Result<()> {
+        let Some(subscriptions) = self.stream.backend().subscriptions() else {
+            return Ok(());
+        };
+        let mut failures = 0;
+        while !*stop.borrow() {
+            let pulled = tokio::select! {
+                r = subscriptions.pull(self.stream.name(), &self.consumer, self.start, self.batch_size, self.max_wait) => r,
+                _ = stop.changed() => break,
+            };
+            let deliveries = match pulled {
+                Ok(deliveries) => {
+                    failures = 0;
+                    deliveries
+                }
+                Err(e) if permanent(&e) => return Err(e),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(stream = self.stream.name(), error = %e, "pull failed; retrying");
+                    if sleep_or_stop(self.retry.backoff(failures), &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let (records, acks): (Vec<Record>, Vec<Acker>) =
+                deliveries.into_iter().map(|d| (d.record, d.ack)).unzip();
+            let units: Vec<(Vec<Record>, Vec<Acker>)> = if self.deliver.per_batch() {
+                vec![(records, acks)]
+            } else {
+                records
+                    .into_iter()
+                    .zip(acks)
+                    .map(|(r, a)| (vec![r], vec![a]))
+                    .collect()
+            };
+            for (unit, acks) in units {
+                if *stop.borrow() || unit.is_empty() {
+                    break;
+                }
+                match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
+                    Outcome::Done => acks.into_iter().for_each(Acker::ack),
+                    Outcome::Stopped => break,
+                    Outcome::Fatal(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn run_partition(

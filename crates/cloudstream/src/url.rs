@@ -31,7 +31,6 @@ use crate::{Error, Result};
 
 /// Schemes of providers planned but not in this build.
 const PLANNED: &[&str] = &[
-    "pubsub",
     "eventhubs",
     "kafka",
     "pulsar",
@@ -61,6 +60,23 @@ pub enum ProviderUrl {
     },
     /// `kinesis://[REGION]`: AWS Kinesis Data Streams.
     Kinesis(KinesisOptions),
+    /// `pubsub://PROJECT`: Google Cloud Pub/Sub.
+    PubSub(PubSubOptions),
+}
+
+/// Settings of `pubsub://PROJECT` from the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubOptions {
+    /// The Google Cloud project.
+    pub project: String,
+    /// A Pub/Sub-compatible endpoint (the emulator), else `PUBSUB_EMULATOR_HOST`, else Google's.
+    pub endpoint: Option<String>,
+    /// Seconds a delivered message stays leased before redelivery (`ack_deadline_s`, 10 to
+    /// 600; default 30). The client extends it while the record is in hand.
+    pub ack_deadline_secs: i32,
+    /// Deliveries before a message goes to the dead-letter topic `STREAM.dlq`
+    /// (`max_delivery_attempts`, 5 to 100; default 5).
+    pub max_delivery_attempts: i32,
 }
 
 /// Where a Kinesis client keeps its consumers' checkpoints.
@@ -162,6 +178,7 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
             options: local_options(url, query)?,
         }),
         "kinesis" => Ok(ProviderUrl::Kinesis(kinesis_options(url, location, query)?)),
+        "pubsub" => Ok(ProviderUrl::PubSub(pubsub_options(url, location, query)?)),
         s if PLANNED.contains(&s) => Err(invalid(
             url,
             format!(
@@ -170,7 +187,7 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
         )),
         s => Err(invalid(
             url,
-            format!("unknown scheme {s:?}; known: local, memory, kinesis"),
+            format!("unknown scheme {s:?}; known: local, memory, kinesis, pubsub"),
         )),
     }
 }
@@ -249,6 +266,47 @@ fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOpti
             ))
         }
     };
+    Ok(o)
+}
+
+fn pubsub_options(url: &str, location: &str, query: &str) -> Result<PubSubOptions> {
+    let project = location.trim_end_matches('/');
+    if project.is_empty() {
+        return Err(invalid(
+            url,
+            "pubsub:// needs a project, e.g. pubsub://my-project",
+        ));
+    }
+    let mut o = PubSubOptions {
+        project: project.to_owned(),
+        endpoint: None,
+        ack_deadline_secs: 30,
+        max_delivery_attempts: 5,
+    };
+    let ranged = |k: &str, v: &str, lo: i32, hi: i32| -> Result<i32> {
+        v.parse()
+            .ok()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    url,
+                    format!("{k} must be a whole number from {lo} to {hi}, got {v:?}"),
+                )
+            })
+    };
+    for (k, v) in ::url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "endpoint" => o.endpoint = Some(v.into_owned()),
+            "ack_deadline_s" => o.ack_deadline_secs = ranged(&k, &v, 10, 600)?,
+            "max_delivery_attempts" => o.max_delivery_attempts = ranged(&k, &v, 5, 100)?,
+            _ => return Err(invalid(
+                url,
+                format!(
+                    "unknown option {k:?}; known: endpoint, ack_deadline_s, max_delivery_attempts"
+                ),
+            )),
+        }
+    }
     Ok(o)
 }
 
@@ -332,7 +390,9 @@ mod tests {
             ("nothing", "SCHEME://"),
             ("local://", "needs a directory"),
             ("ftp://x", "unknown scheme"),
-            ("pubsub://project", "not available in this build"),
+            ("kafka://broker", "not available in this build"),
+            ("pubsub://", "needs a project"),
+            ("pubsub://p?ack_deadline_s=5", "from 10 to 600"),
             ("kinesis://?mode=fast", "mode must be"),
             ("kinesis://?access_key_id=a", "go together"),
             ("kinesis://?checkpoints=s3", "checkpoints must be"),

@@ -219,6 +219,7 @@ impl Backend for LogBackend {
             replay_by_position: true,
             replay_by_time: true,
             dense_sequences: true,
+            consumers_see_history: true,
             server_side_checkpoints: true,
             durable: self.name == "local",
             leases: true,

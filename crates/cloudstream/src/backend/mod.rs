@@ -5,6 +5,8 @@
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod log;
+#[cfg(feature = "pubsub")]
+mod pubsub;
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Debug};
@@ -19,6 +21,8 @@ use crate::{Error, Event, Position, Record, Result, Sequence};
 #[cfg(feature = "kinesis")]
 pub use self::kinesis::{KinesisBackend, KinesisMetrics};
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
+#[cfg(feature = "pubsub")]
+pub use self::pubsub::PubSubBackend;
 
 /// How a stream is created: its retention horizon and its number of partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +213,9 @@ pub struct Capabilities {
     /// counts, consumer lag and reads past the end (`BeyondEnd`) are known. Kinesis
     /// sequence numbers have gaps, so there they are not.
     pub dense_sequences: bool,
+    /// A new consumer can start at the oldest record held. Pub/Sub cannot: a subscription
+    /// receives what is published after it exists.
+    pub consumers_see_history: bool,
     /// Checkpoints are stored by the provider itself.
     pub server_side_checkpoints: bool,
     /// Data survives a restart of the process.
@@ -235,6 +242,11 @@ pub trait Backend: Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// What the backend can do.
     fn capabilities(&self) -> Capabilities;
+    /// Consumers served by the provider's own subscriptions, acknowledged record by record
+    /// (Pub/Sub), instead of reads from a checkpoint; `None` where consumers read by position.
+    fn subscriptions(&self) -> Option<&dyn Subscriptions> {
+        None
+    }
     /// Counters of what the backend had to retry or work around (throttling, failed records,
     /// refreshed iterators), by name; empty where there is nothing to count.
     fn metrics(&self) -> BTreeMap<String, u64> {
@@ -307,4 +319,72 @@ pub trait Backend: Debug + Send + Sync + 'static {
             backend: self.name(),
         })
     }
+}
+
+/// Acknowledges one delivered record, or gives it back. Dropped without either, it gives the
+/// record back, so the provider delivers it again.
+pub struct Acker(Option<Box<dyn FnOnce(bool) + Send>>);
+
+impl Acker {
+    /// An acker calling `f(true)` to acknowledge and `f(false)` to give back.
+    pub fn new(f: Box<dyn FnOnce(bool) + Send>) -> Self {
+        Acker(Some(f))
+    }
+
+    /// Acknowledges: the record is done and is not delivered again.
+    pub fn ack(mut self) {
+        if let Some(f) = self.0.take() {
+            f(true);
+        }
+    }
+
+    /// Gives the record back for redelivery.
+    pub fn nack(mut self) {
+        if let Some(f) = self.0.take() {
+            f(false);
+        }
+    }
+}
+
+impl Drop for Acker {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(false);
+        }
+    }
+}
+
+impl Debug for Acker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Acker")
+    }
+}
+
+/// A record delivered through a subscription, with the means to acknowledge it.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The record.
+    pub record: Record,
+    /// Acknowledges or gives back the record.
+    pub ack: Acker,
+}
+
+/// Consumers as subscriptions the provider tracks (see [`Backend::subscriptions`]).
+#[async_trait]
+pub trait Subscriptions: Send + Sync {
+    /// Creates consumer `consumer`'s subscription if it does not exist yet, starting at
+    /// `start`: from then on it retains what is published, whether or not anyone pulls.
+    async fn subscribe(&self, stream: &str, consumer: &str, start: crate::StartAt) -> Result<()>;
+    /// Up to `max` records for consumer `consumer` of `stream`, waiting up to `wait` for the
+    /// first; the consumer's subscription is created on first use, starting at `start`.
+    /// Records stay leased to this process (their deadline extended) until acknowledged or
+    /// given back.
+    async fn pull(
+        &self,
+        stream: &str,
+        consumer: &str,
+        start: crate::StartAt,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>>;
 }

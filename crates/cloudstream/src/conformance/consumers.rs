@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use super::{event, new_stream};
+use super::{event, new_stream, subscribe_first};
 use crate::{Client, Error, StartAt};
 
 /// Stream-04: fetching the next batch commits the previous one; names are independent;
 /// checkpoints are durable across handles.
 pub async fn consumers_checkpoint_implicitly(client: &Client) {
     let stream = new_stream(client, "consumer", 2).await;
+    subscribe_first(&stream, "telemetry-reader").await;
+    subscribe_first(&stream, "other").await;
     stream.send_batch((0..30).map(event).collect()).await;
     let reader = stream.consumer("telemetry-reader").max_records(10);
     let mut seen = Vec::new();
@@ -43,9 +45,20 @@ pub async fn consumers_checkpoint_implicitly(client: &Client) {
     );
     // Another name starts from the beginning.
     let other = stream.consumer("other").max_records(1000);
-    assert_eq!(other.fetch().await.expect("fetch").len(), 30);
+    let mut from_start = 0;
+    loop {
+        let batch = other.fetch().await.expect("fetch");
+        if batch.is_empty() {
+            break;
+        }
+        from_start += batch.len();
+    }
+    assert_eq!(from_start, 30);
     // A consumer starting at Latest sees only new records.
-    let late = stream.consumer("late").start_at(StartAt::Latest);
+    let late = stream
+        .consumer("late")
+        .start_at(StartAt::Latest)
+        .wait(Duration::from_secs(3));
     assert!(late.fetch().await.expect("fetch").is_empty());
     stream.send(event(99)).await.expect("send");
     let batch = late.fetch().await.expect("fetch");

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
-use crate::{Client, Event, ReadFrom, Record, Stream};
+use crate::{Client, Consumer, Event, ReadFrom, Record, Stream};
 
 mod consumers;
 mod lifecycle;
@@ -41,11 +41,13 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}-{nanos}", std::process::id())
 }
 
+/// A new stream with `partitions` partitions, or as many as the provider has (Pub/Sub: 1).
 pub(crate) async fn new_stream(client: &Client, prefix: &str, partitions: u32) -> Stream {
+    let max = client.backend().capabilities().max_partitions;
     client
         .stream(&unique_name(prefix))
         .horizon(Duration::from_secs(48 * 3600))
-        .partitions(partitions)
+        .partitions(partitions.min(max))
         .create()
         .await
         .expect("create stream")
@@ -53,6 +55,76 @@ pub(crate) async fn new_stream(client: &Client, prefix: &str, partitions: u32) -
 
 pub(crate) fn event(i: usize) -> Event {
     Event::new(format!("event-{i}")).with_header("n", i.to_string())
+}
+
+/// [`event`] with key `k`: order is promised per key on every provider (Pub/Sub orders
+/// nothing else), so tests of order send keyed events.
+pub(crate) fn keyed(i: usize) -> Event {
+    event(i).with_key("k")
+}
+
+/// Makes sure consumer `name` exists before events it must see are sent: a no-op where
+/// consumers start at the oldest record, a first fetch (which subscribes) where a consumer
+/// sees only what is published after it exists (Pub/Sub).
+pub(crate) async fn subscribe_first(stream: &Stream, name: &str) {
+    if !stream.backend().capabilities().consumers_see_history {
+        stream
+            .consumer(name)
+            .wait(Duration::from_millis(10))
+            .fetch()
+            .await
+            .expect("subscribe");
+    }
+}
+
+/// How a test sees what a stream holds: reads from the oldest record where the provider
+/// replays, else a consumer subscribed before the events were sent. Create it before sending.
+pub(crate) struct Witness {
+    stream: Stream,
+    consumer: Option<Consumer>,
+}
+
+impl Witness {
+    pub(crate) async fn new(stream: &Stream) -> Witness {
+        let replay = stream.backend().capabilities().replay_by_position;
+        let consumer = if replay {
+            None
+        } else {
+            subscribe_first(stream, "conformance-witness").await;
+            Some(
+                stream
+                    .consumer("conformance-witness")
+                    .wait(Duration::from_secs(10)),
+            )
+        };
+        Witness {
+            stream: stream.clone(),
+            consumer,
+        }
+    }
+
+    /// The records of `partition` in order; where delivery is asynchronous, waits until
+    /// `expected` of them arrived (or none arrives for a while).
+    pub(crate) async fn all(&self, partition: u32, expected: usize) -> Vec<Record> {
+        let Some(consumer) = &self.consumer else {
+            return read_all(&self.stream, partition).await;
+        };
+        let mut out: Vec<Record> = Vec::new();
+        while out.len() < expected {
+            let batch = consumer.fetch().await.expect("fetch");
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(
+                batch
+                    .records
+                    .into_iter()
+                    .filter(|r| r.position.partition == partition),
+            );
+        }
+        consumer.commit().await.expect("commit");
+        out
+    }
 }
 
 pub(crate) async fn read_all(stream: &Stream, partition: u32) -> Vec<Record> {

@@ -2,13 +2,22 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{event, new_stream};
+use super::{event, new_stream, subscribe_first};
 use crate::backend::ReadOptions;
 use crate::{Client, Error, Event, Position, ReadFrom, Sequence, StartAt};
 
 /// Stream-03: the same start gives the same records; every start point means what it says.
 pub async fn reads_are_deterministic(client: &Client) {
     let stream = new_stream(client, "determinism", 1).await;
+    let caps = client.backend().capabilities();
+    if !caps.replay_by_position {
+        let refused = stream.read(ReadFrom::Earliest, 20).await;
+        assert!(
+            matches!(refused, Err(Error::Unsupported { .. })),
+            "{refused:?}"
+        );
+        return;
+    }
     let results = stream.send_batch((0..50).map(event).collect()).await;
     let receipts: Vec<Position> = results.into_iter().map(|r| r.expect("sent")).collect();
     let a = stream.read(ReadFrom::Earliest, 20).await.expect("read");
@@ -41,7 +50,6 @@ pub async fn reads_are_deterministic(client: &Client) {
         .await
         .expect("read at end");
     assert!(end.is_empty());
-    let caps = client.backend().capabilities();
     if caps.replay_by_time {
         let t = a[0].append_time;
         let by_time = stream
@@ -79,8 +87,28 @@ pub async fn reads_are_deterministic(client: &Client) {
 
 /// Long-poll reads and `tail` wake up when a record arrives.
 pub async fn waits_wake_on_new_records(client: &Client) {
-    use futures::StreamExt;
     let stream = new_stream(client, "wait", 2).await;
+    if stream.backend().capabilities().replay_by_position {
+        reads_and_tails_wake(&stream).await;
+    }
+    subscribe_first(&stream, "waiter").await;
+    let consumer = stream
+        .consumer("waiter")
+        .start_at(StartAt::Latest)
+        .wait(Duration::from_secs(10));
+    assert!(consumer.positions().await.is_ok());
+    let writer = stream.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.send(Event::new("later")).await.expect("send");
+    });
+    let batch = consumer.fetch().await.expect("fetch");
+    assert_eq!(batch.len(), 1);
+}
+
+/// A long-poll read and `tail` wake up when a record arrives.
+async fn reads_and_tails_wake(stream: &crate::Stream) {
+    use futures::StreamExt;
     let mut tail = stream.tail(ReadFrom::Latest).await.expect("tail");
     let writer = stream.clone();
     let send = tokio::spawn(async move {
@@ -103,16 +131,4 @@ pub async fn waits_wake_on_new_records(client: &Client) {
         .await
         .expect("tail timed out");
     assert_eq!(tailed.expect("item").expect("record").position, receipt);
-    let consumer = stream
-        .consumer("waiter")
-        .start_at(StartAt::Latest)
-        .wait(Duration::from_secs(10));
-    assert!(consumer.positions().await.is_ok());
-    let writer = stream.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        writer.send(Event::new("later")).await.expect("send");
-    });
-    let batch = consumer.fetch().await.expect("fetch");
-    assert_eq!(batch.len(), 1);
 }

@@ -4,12 +4,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{event, new_stream};
-use crate::{dlq_headers, Client, Event, ReadFrom, Record, RetryPolicy, Sequence, StartAt, Stream};
+use super::{event, keyed, new_stream, subscribe_first, Witness};
+use crate::{dlq_headers, Client, Event, Record, RetryPolicy, StartAt, Stream};
 
 /// `on_event`: every record once, in order per partition, checkpoint moved.
 pub async fn triggers_deliver_every_event_in_order(client: &Client) {
     let stream = new_stream(client, "trigger", 3).await;
+    subscribe_first(&stream, "ReadAll").await;
     let n = 300;
     let events: Vec<Event> = (0..n)
         .map(|i| event(i).with_key(format!("k{}", i % 7)))
@@ -43,15 +44,16 @@ pub async fn triggers_deliver_every_event_in_order(client: &Client) {
     assert_eq!(report.handled, n as u64);
     let seen = seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), n);
-    for p in 0..3 {
-        let seqs: Vec<Sequence> = seen
+    for k in 0..7 {
+        let key = format!("k{k}");
+        let order: Vec<usize> = seen
             .iter()
-            .filter(|r| r.position.partition == p)
-            .map(|r| r.position.sequence)
+            .filter(|r| r.event.key.as_deref() == Some(key.as_str()))
+            .map(|r| r.event.headers["n"].parse().expect("n"))
             .collect();
         assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "partition {p} out of order"
+            order.windows(2).all(|w| w[0] < w[1]),
+            "key {key} out of order"
         );
     }
     let after = stream.consumer("ReadAll").fetch().await.expect("fetch");
@@ -61,12 +63,20 @@ pub async fn triggers_deliver_every_event_in_order(client: &Client) {
 /// `on_event`: a failing record is retried, then dead-lettered with its error; the rest go on.
 pub async fn triggers_retry_then_dead_letter(client: &Client) {
     let stream = new_stream(client, "dlq", 1).await;
+    let dlq = client
+        .stream(&format!("{}.dlq", stream.name()))
+        .horizon(Duration::from_secs(48 * 3600))
+        .create()
+        .await
+        .expect("create dlq");
+    let dead_letters = Witness::new(&dlq).await;
+    subscribe_first(&stream, "worker").await;
     let receipts = stream
         .send_batch(vec![
-            Event::new("ok-1"),
+            Event::new("ok-1").with_key("p"),
             Event::new("poison").with_key("p"),
-            Event::new("flaky"),
-            Event::new("ok-2"),
+            Event::new("flaky").with_key("p"),
+            Event::new("ok-2").with_key("p"),
         ])
         .await;
     let poison_at = receipts[1].as_ref().expect("sent").to_string();
@@ -111,12 +121,7 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
     assert_eq!(report.handled, 3);
     assert_eq!(report.dead_lettered, 1);
     assert_eq!(report.failed_attempts, 4, "3 for poison, 1 for flaky");
-    let dlq = client
-        .stream(&format!("{}.dlq", stream.name()))
-        .open()
-        .await
-        .expect("dlq exists");
-    let dead = dlq.read(ReadFrom::Earliest, 10).await.expect("read dlq");
+    let dead = dead_letters.all(0, 1).await;
     assert_eq!(dead.len(), 1);
     let headers = &dead[0].event.headers;
     assert_eq!(dead[0].payload().as_ref(), b"poison");
@@ -154,7 +159,15 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
 /// partial batch after `max_wait`, and a failing batch dead-lettered whole.
 pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
     let stream = new_stream(client, "batches", 1).await;
-    stream.send_batch((0..250).map(event).collect()).await;
+    let dlq = client
+        .stream(&format!("{}.dlq", stream.name()))
+        .horizon(Duration::from_secs(48 * 3600))
+        .create()
+        .await
+        .expect("create dlq");
+    let dead_letters = Witness::new(&dlq).await;
+    subscribe_first(&stream, "batcher").await;
+    stream.send_batch((0..250).map(keyed).collect()).await;
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let (sz, sn) = (sizes.clone(), seen.clone());
@@ -196,10 +209,16 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
         };
         wait_for(250).await;
         writer
-            .send_batch(vec![Event::new("poison"), Event::new("x")])
+            .send_batch(vec![
+                Event::new("poison").with_key("k"),
+                Event::new("x").with_key("k"),
+            ])
             .await;
         tokio::time::sleep(Duration::from_millis(800)).await;
-        writer.send(Event::new("after")).await.expect("send");
+        writer
+            .send(Event::new("after").with_key("k"))
+            .await
+            .expect("send");
         wait_for(251).await;
     };
     let report = trigger.run_until(shutdown).await.expect("run");
@@ -215,15 +234,7 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
     assert_eq!(seen[..250], expected[..], "in order, once");
     assert_eq!(seen[250..], ["after"], "after the dead-lettered batch");
     assert_eq!(report.dead_lettered, 2, "the failing batch went whole");
-    let dlq = client
-        .stream(&format!("{}.dlq", stream.name()))
-        .open()
-        .await
-        .expect("dlq");
-    assert_eq!(
-        dlq.read(ReadFrom::Earliest, 10).await.expect("read").len(),
-        2
-    );
+    assert_eq!(dead_letters.all(0, 2).await.len(), 2);
 }
 
 /// A trigger starting at `Latest` pins that start: records sent while it is down are
@@ -265,9 +276,9 @@ pub async fn triggers_pin_their_start_and_survive_panics(client: &Client) {
     run(stream.clone(), seen.clone(), 0).await;
     stream
         .send_batch(vec![
-            Event::new("while-down"),
-            Event::new("panic"),
-            Event::new("after-panic"),
+            Event::new("while-down").with_key("k"),
+            Event::new("panic").with_key("k"),
+            Event::new("after-panic").with_key("k"),
         ])
         .await;
     let report = run(stream.clone(), seen.clone(), 2).await;

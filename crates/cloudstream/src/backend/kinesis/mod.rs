@@ -507,6 +507,7 @@ impl Backend for KinesisBackend {
             replay_by_position: true,
             replay_by_time: true,
             dense_sequences: false,
+            consumers_see_history: true,
             server_side_checkpoints: self.checkpoints.kind() == "dynamodb",
             durable: true,
             leases: true,

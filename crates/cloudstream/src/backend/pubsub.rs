@@ -1,0 +1,669 @@
+//! `pubsub://PROJECT`: Google Cloud Pub/Sub through the official `google-cloud-pubsub` crate.
+//!
+//! | cloudstream | Pub/Sub |
+//! |---|---|
+//! | stream | topic `projects/P/topics/NAME`, message retention = horizon (10 min to 31 days) |
+//! | partitions | one: Pub/Sub has none; order comes from ordering keys |
+//! | event key | ordering key (subscriptions deliver a key's messages in order) |
+//! | headers, event time | message attributes (`cloudstream-time` for the event time) |
+//! | position | partition 0 and the numeric message id (an identifier, not a read position) |
+//! | consumer | subscription `NAME~CONSUMER`, created on the first fetch, ordered, never expiring, with a dead-letter policy to topic `NAME.dlq` |
+//! | implicit checkpoint | acknowledging the previous fetch's messages |
+//!
+//! What Pub/Sub cannot do is said in [`Capabilities`]: there is no read by position or time
+//! (`replay_by_position` and `replay_by_time` are false; `read` is `Unsupported`), a new
+//! consumer sees what is published after its subscription exists (`consumers_see_history`
+//! is false), and the provider numbers nothing densely.
+//!
+//! The admin calls (topics, subscriptions) go over REST, publishing and the streaming pull
+//! over gRPC. Against the emulator (`endpoint=` or `PUBSUB_EMULATOR_HOST`), credentials are
+//! anonymous; otherwise Application Default Credentials apply.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use google_cloud_gax::error::rpc::Code;
+use google_cloud_gax::paginator::ItemPaginator as _;
+use google_cloud_pubsub::client::{
+    BasePublisher, Publisher, Subscriber, SubscriptionAdmin, TopicAdmin,
+};
+use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, Message};
+use google_cloud_pubsub::subscriber::handler::Handler;
+use google_cloud_pubsub::subscriber::MessageStream;
+
+use super::{
+    Backend, Capabilities, Checkpoint, ConsumerInfo, Delivery, PartitionInfo, PartitionStart,
+    ReadOptions, StreamConfig, StreamInfo, Subscriptions,
+};
+use crate::event::{from_millis, to_millis};
+use crate::url::PubSubOptions;
+use crate::{Error, Event, Position, Record, Result, Sequence};
+
+/// Attribute carrying an event's time (ms since the Unix epoch).
+const TIME_ATTRIBUTE: &str = "cloudstream-time";
+/// Largest message Pub/Sub takes is 10 MB; room is kept for attributes and key.
+const MAX_RECORD: usize = 10_000_000 - 64 * 1024;
+/// Most messages and bytes in one publish request.
+const MAX_BATCH_RECORDS: usize = 1000;
+const MAX_BATCH_BYTES: usize = 9_000_000;
+/// After the first message of a pull, how long to wait for more to arrive.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// Google Cloud Pub/Sub as a backend.
+pub struct PubSubBackend {
+    project: String,
+    options: PubSubOptions,
+    topics: TopicAdmin,
+    subscriptions: SubscriptionAdmin,
+    base: BasePublisher,
+    subscriber: Subscriber,
+    publishers: Mutex<HashMap<String, Publisher>>,
+    pulls: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Pulled>>>>,
+}
+
+/// A subscription's streaming pull, forwarded by a task of its own so that a pull that
+/// times out never cancels the stream midway, and the time before which its messages are
+/// skipped (acknowledged unseen).
+struct Pulled {
+    rx: tokio::sync::mpsc::Receiver<google_cloud_pubsub::Result<(Message, Handler)>>,
+    not_before: Option<SystemTime>,
+}
+
+/// Subscription label holding the consumer's start time (ms since the Unix epoch) for
+/// `StartAt::Latest` and `StartAt::AtTime`: messages published before it are skipped.
+const NOT_BEFORE_LABEL: &str = "cloudstream-not-before";
+
+/// Forwards a message stream into a channel until the stream ends or nobody listens.
+async fn forward(
+    mut messages: MessageStream,
+    tx: tokio::sync::mpsc::Sender<google_cloud_pubsub::Result<(Message, Handler)>>,
+) {
+    while let Some(item) = messages.next().await {
+        if tx.send(item).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl std::fmt::Debug for PubSubBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSubBackend")
+            .field("project", &self.project)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Pub/Sub error as the crate's error; `what` names the topic or subscription.
+fn pubsub_error(e: &google_cloud_pubsub::Error, what: &str) -> Error {
+    let code = e.status().map(|s| s.code);
+    let http = e.http_status_code();
+    if code == Some(Code::NotFound) || http == Some(404) {
+        return Error::StreamNotFound {
+            stream: what.to_owned(),
+        };
+    }
+    if code == Some(Code::AlreadyExists) || http == Some(409) {
+        return Error::StreamExists {
+            stream: what.to_owned(),
+        };
+    }
+    let message = format!("{what}: {e}");
+    match code {
+        Some(Code::InvalidArgument) => Error::InvalidArgument(message),
+        Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted) => {
+            Error::Unavailable(message.into())
+        }
+        Some(Code::Unimplemented) => Error::Unsupported {
+            operation: "this call on this Pub/Sub server",
+            backend: "pubsub",
+        },
+        _ => Error::Backend(message.into()),
+    }
+}
+
+fn builder_error(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("cannot build a Pub/Sub client: {e}").into())
+}
+
+impl PubSubBackend {
+    /// Connects with the settings of a `pubsub://` URL.
+    pub async fn connect(options: PubSubOptions) -> Result<Self> {
+        let endpoint = options.endpoint.clone().or_else(|| {
+            std::env::var("PUBSUB_EMULATOR_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .map(|h| {
+                    if h.starts_with("http") {
+                        h
+                    } else {
+                        format!("http://{h}")
+                    }
+                })
+        });
+        macro_rules! build {
+            ($builder:expr) => {{
+                let b = $builder;
+                match &endpoint {
+                    Some(e) => {
+                        b.with_endpoint(e.clone())
+                            .with_credentials(
+                                google_cloud_auth::credentials::anonymous::Builder::new().build(),
+                            )
+                            .build()
+                            .await
+                    }
+                    None => b.build().await,
+                }
+                .map_err(builder_error)?
+            }};
+        }
+        Ok(PubSubBackend {
+            project: format!("projects/{}", options.project),
+            topics: build!(TopicAdmin::builder()),
+            subscriptions: build!(SubscriptionAdmin::builder()),
+            base: build!(BasePublisher::builder()),
+            subscriber: build!(Subscriber::builder()),
+            options,
+            publishers: Mutex::default(),
+            pulls: tokio::sync::Mutex::default(),
+        })
+    }
+
+    fn topic(&self, stream: &str) -> String {
+        format!("{}/topics/{stream}", self.project)
+    }
+
+    fn subscription(&self, stream: &str, consumer: &str) -> String {
+        format!("{}/subscriptions/{stream}~{consumer}", self.project)
+    }
+
+    fn publisher(&self, stream: &str) -> Publisher {
+        let topic = self.topic(stream);
+        let mut all = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(topic.clone())
+            .or_insert_with(|| {
+                self.base
+                    .publisher(topic)
+                    .set_message_count_threshold(MAX_BATCH_RECORDS as u32)
+                    .set_delay_threshold(Duration::from_millis(1))
+                    .build()
+            })
+            .clone()
+    }
+
+    /// The topic's subscriptions made by this crate: consumer name → subscription path.
+    async fn consumers_of(&self, stream: &str) -> Result<BTreeMap<String, String>> {
+        let prefix = format!("{}/subscriptions/{stream}~", self.project);
+        let mut names = self
+            .topics
+            .list_topic_subscriptions()
+            .set_topic(self.topic(stream))
+            .by_item();
+        let mut out = BTreeMap::new();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(|e| pubsub_error(&e, stream))?;
+            if let Some(consumer) = name.strip_prefix(&prefix) {
+                out.insert(consumer.to_owned(), name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the consumer's subscription if it does not exist: ordered, never expiring,
+    /// dead-lettering to `STREAM.dlq` after `max_delivery_attempts`, and starting at `start`:
+    /// `Earliest` seeks back over the topic's retention (a server that cannot seek an ordered
+    /// subscription, like the emulator, hands a new subscription the retained messages
+    /// itself); `Latest` and `AtTime` record their time in a label, and older messages are
+    /// skipped. Returns that time, if any.
+    async fn ensure_subscription(
+        &self,
+        stream: &str,
+        consumer: &str,
+        start: crate::StartAt,
+    ) -> Result<Option<SystemTime>> {
+        let name = self.subscription(stream, consumer);
+        match self
+            .subscriptions
+            .get_subscription()
+            .set_subscription(&name)
+            .send()
+            .await
+        {
+            Ok(s) => {
+                let not_before = s
+                    .labels
+                    .get(NOT_BEFORE_LABEL)
+                    .and_then(|ms| ms.parse().ok());
+                return Ok(not_before.map(from_millis));
+            }
+            Err(e) if matches!(pubsub_error(&e, stream), Error::StreamNotFound { .. }) => {}
+            Err(e) => return Err(pubsub_error(&e, &name)),
+        }
+        let now = SystemTime::now();
+        let not_before = match start {
+            crate::StartAt::Earliest => None,
+            crate::StartAt::Latest => Some(now),
+            crate::StartAt::AtTime(t) => Some(t),
+        };
+        let topic = self.describe_topic(stream).await?;
+        let dlq = format!("{stream}.dlq");
+        let dlq_topic = self.topic(&dlq);
+        let created = self
+            .topics
+            .create_topic()
+            .set_name(&dlq_topic)
+            .set_or_clear_message_retention_duration(topic.message_retention_duration)
+            .send()
+            .await;
+        match created.map_err(|e| pubsub_error(&e, &dlq)) {
+            Ok(_) | Err(Error::StreamExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let created = self
+            .subscriptions
+            .create_subscription()
+            .set_name(&name)
+            .set_topic(self.topic(stream))
+            .set_ack_deadline_seconds(self.options.ack_deadline_secs)
+            .set_enable_message_ordering(true)
+            .set_expiration_policy(ExpirationPolicy::new())
+            .set_dead_letter_policy(
+                DeadLetterPolicy::new()
+                    .set_dead_letter_topic(dlq_topic)
+                    .set_max_delivery_attempts(self.options.max_delivery_attempts),
+            )
+            .set_labels(not_before.map(|t| (NOT_BEFORE_LABEL.to_owned(), to_millis(t).to_string())))
+            .send()
+            .await;
+        match created.map_err(|e| pubsub_error(&e, &name)) {
+            Ok(_) | Err(Error::StreamExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let horizon = topic
+            .message_retention_duration
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        let back_to = not_before.unwrap_or(now - horizon).min(now);
+        let time = google_cloud_wkt::Timestamp::try_from(back_to)
+            .map_err(|e| Error::InvalidArgument(format!("start time: {e}")))?;
+        let sought = self
+            .subscriptions
+            .seek()
+            .set_subscription(&name)
+            .set_time(time)
+            .send()
+            .await;
+        if let Err(e) = sought {
+            tracing::debug!(subscription = %name, error = %e, "seek refused; the server's own start applies");
+        }
+        Ok(not_before)
+    }
+
+    async fn describe_topic(&self, stream: &str) -> Result<google_cloud_pubsub::model::Topic> {
+        cloudstream_log::validate_name("stream", stream)?;
+        self.topics
+            .get_topic()
+            .set_topic(self.topic(stream))
+            .send()
+            .await
+            .map_err(|e| pubsub_error(&e, stream))
+    }
+
+    /// The consumer's message stream (one per process and consumer, shared by its handles).
+    async fn pull_stream(
+        &self,
+        stream: &str,
+        consumer: &str,
+        start: crate::StartAt,
+    ) -> Result<Arc<tokio::sync::Mutex<Pulled>>> {
+        let name = self.subscription(stream, consumer);
+        let mut pulls = self.pulls.lock().await;
+        if let Some(s) = pulls.get(&name) {
+            return Ok(s.clone());
+        }
+        let not_before = self.ensure_subscription(stream, consumer, start).await?;
+        let lease = Duration::from_secs(u64::from(self.options.ack_deadline_secs.max(10) as u32));
+        let messages = self
+            .subscriber
+            .subscribe(name.clone())
+            .set_max_lease_extension(lease)
+            .set_max_outstanding_messages(10_000i64)
+            .build();
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(forward(messages, tx));
+        let shared = Arc::new(tokio::sync::Mutex::new(Pulled { rx, not_before }));
+        pulls.insert(name, shared.clone());
+        Ok(shared)
+    }
+
+    fn to_record(message: Message) -> Result<Record> {
+        let sequence: Sequence = message.message_id.parse().map_err(|e| {
+            Error::Backend(format!("Pub/Sub message id is not numeric: {e}").into())
+        })?;
+        let append_time = message
+            .publish_time
+            .and_then(|t| SystemTime::try_from(t).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut headers: BTreeMap<String, String> = message.attributes.into_iter().collect();
+        let time = headers
+            .remove(TIME_ATTRIBUTE)
+            .and_then(|ms| ms.parse().ok())
+            .map(from_millis);
+        Ok(Record {
+            position: Position::new(0, sequence),
+            append_time,
+            event: Event {
+                payload: message.data,
+                key: (!message.ordering_key.is_empty()).then_some(message.ordering_key),
+                headers,
+                time,
+            },
+        })
+    }
+}
+
+fn handler_acker(handler: Handler) -> Box<dyn FnOnce(bool) + Send> {
+    Box::new(move |ack| if ack { handler.ack() } else { handler.nack() })
+}
+
+#[async_trait]
+impl Subscriptions for PubSubBackend {
+    async fn subscribe(&self, stream: &str, consumer: &str, start: crate::StartAt) -> Result<()> {
+        cloudstream_log::validate_name("consumer", consumer)?;
+        self.pull_stream(stream, consumer, start).await.map(|_| ())
+    }
+    async fn pull(
+        &self,
+        stream: &str,
+        consumer: &str,
+        start: crate::StartAt,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>> {
+        cloudstream_log::validate_name("consumer", consumer)?;
+        let pulled = self.pull_stream(stream, consumer, start).await?;
+        let mut pulled = pulled.lock().await;
+        let not_before = pulled.not_before;
+        let messages = &mut pulled.rx;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while out.len() < max {
+            let until = if out.is_empty() {
+                deadline
+            } else {
+                tokio::time::Instant::now() + LINGER
+            };
+            let next = match tokio::time::timeout_at(until, messages.recv()).await {
+                Err(_) => break,
+                Ok(Some(next)) => next,
+                Ok(None) => {
+                    // The stream ended (a permanent error was reported before): start over.
+                    drop(pulled);
+                    self.pulls
+                        .lock()
+                        .await
+                        .remove(&self.subscription(stream, consumer));
+                    return Err(Error::Unavailable(
+                        format!("the pull of {stream}~{consumer} ended; fetch again").into(),
+                    ));
+                }
+            };
+            let (message, handler) = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    // The client ends a stream after such an error: the next pull opens a
+                    // new one; what this pull took and does not return is redelivered.
+                    drop(pulled);
+                    self.pulls
+                        .lock()
+                        .await
+                        .remove(&self.subscription(stream, consumer));
+                    return Err(Error::Unavailable(
+                        format!("the pull of {stream}~{consumer} failed: {e}").into(),
+                    ));
+                }
+            };
+            let published = message
+                .publish_time
+                .and_then(|t| SystemTime::try_from(t).ok());
+            if let (Some(t), Some(published)) = (not_before, published) {
+                if published < t {
+                    handler.ack(); // before this consumer's start
+                    continue;
+                }
+            }
+            out.push(Delivery {
+                record: Self::to_record(message)?,
+                ack: super::Acker::new(handler_acker(handler)),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Backend for PubSubBackend {
+    fn name(&self) -> &'static str {
+        "pubsub"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            replay_by_position: false,
+            replay_by_time: false,
+            dense_sequences: false,
+            consumers_see_history: false,
+            server_side_checkpoints: true,
+            durable: true,
+            leases: false,
+            max_record_bytes: MAX_RECORD,
+            max_batch_records: MAX_BATCH_RECORDS,
+            max_batch_bytes: MAX_BATCH_BYTES,
+            max_partitions: 1,
+            horizon_range: (
+                Duration::from_secs(10 * 60),
+                Duration::from_secs(31 * 24 * 3600),
+            ),
+        }
+    }
+
+    fn subscriptions(&self) -> Option<&dyn Subscriptions> {
+        Some(self)
+    }
+
+    async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
+        cloudstream_log::validate_name("stream", name)?;
+        let retention = google_cloud_wkt::Duration::try_from(config.horizon)
+            .map_err(|e| Error::InvalidArgument(format!("horizon: {e}")))?;
+        self.topics
+            .create_topic()
+            .set_name(self.topic(name))
+            .set_message_retention_duration(retention)
+            .send()
+            .await
+            .map_err(|e| pubsub_error(&e, name))?;
+        self.describe_stream(name).await
+    }
+
+    async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
+        let topic = self.describe_topic(name).await?;
+        let horizon = topic
+            .message_retention_duration
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or_default();
+        let consumers = self.consumers_of(name).await?;
+        let details = BTreeMap::from([
+            ("retention".to_owned(), format!("{} s", horizon.as_secs())),
+            ("subscriptions".to_owned(), consumers.len().to_string()),
+        ]);
+        Ok(StreamInfo {
+            name: name.to_owned(),
+            horizon_ms: horizon.as_millis() as u64,
+            partitions: vec![PartitionInfo {
+                partition: 0,
+                id: topic.name.clone(),
+                earliest: None,
+                next: None,
+                bytes: None,
+            }],
+            resource: topic.name,
+            details,
+        })
+    }
+
+    async fn list_streams(&self) -> Result<Vec<String>> {
+        let prefix = format!("{}/topics/", self.project);
+        let mut topics = self
+            .topics
+            .list_topics()
+            .set_project(&self.project)
+            .by_item();
+        let mut out = Vec::new();
+        while let Some(topic) = topics.next().await {
+            let topic = topic.map_err(|e| pubsub_error(&e, &self.project))?;
+            if let Some(name) = topic.name.strip_prefix(&prefix) {
+                out.push(name.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        self.describe_topic(name).await?;
+        for consumer in self.consumers_of(name).await?.into_keys() {
+            self.delete_consumer(name, &consumer).await?;
+        }
+        self.topics
+            .delete_topic()
+            .set_topic(self.topic(name))
+            .send()
+            .await
+            .map_err(|e| pubsub_error(&e, name))?;
+        self.publishers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.topic(name));
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        partition: u32,
+        events: &[Event],
+    ) -> Result<Vec<Position>> {
+        if partition != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "stream {stream:?} has no partition {partition} (it has 1)"
+            )));
+        }
+        cloudstream_log::validate_name("stream", stream)?;
+        let publisher = self.publisher(stream);
+        let pending: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let mut attributes: Vec<(String, String)> = event
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if let Some(t) = event.time {
+                    attributes.push((TIME_ATTRIBUTE.to_owned(), to_millis(t).to_string()));
+                }
+                let message = Message::new()
+                    .set_data(event.payload.clone())
+                    .set_attributes(attributes)
+                    .set_ordering_key(event.key.clone().unwrap_or_default());
+                publisher.publish(message)
+            })
+            .collect();
+        let mut receipts = Vec::with_capacity(events.len());
+        let mut failure = None;
+        for (event, result) in events.iter().zip(futures::future::join_all(pending).await) {
+            match result {
+                Ok(id) => receipts.push(Position::new(0, id.parse::<Sequence>()?)),
+                Err(e) => {
+                    if let Some(key) = &event.key {
+                        publisher.resume_publish(key.clone());
+                    }
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        match failure {
+            None => Ok(receipts),
+            Some(google_cloud_pubsub::error::PublishError::Rpc(e)) => Err(pubsub_error(&e, stream)),
+            Some(e) => Err(Error::Unavailable(
+                format!("publish to {stream}: {e}").into(),
+            )),
+        }
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        _partition: u32,
+        _start: PartitionStart,
+        _options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        self.describe_topic(stream).await?;
+        Err(Error::Unsupported {
+            operation: "reading by position or time (Pub/Sub delivers through subscriptions: use a consumer)",
+            backend: "pubsub",
+        })
+    }
+
+    async fn load_checkpoint(&self, _stream: &str, _consumer: &str) -> Result<Option<Checkpoint>> {
+        Err(Error::Unsupported {
+            operation: "checkpoints (a Pub/Sub subscription acknowledges instead)",
+            backend: "pubsub",
+        })
+    }
+
+    async fn commit_checkpoint(
+        &self,
+        _stream: &str,
+        _consumer: &str,
+        _resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        Err(Error::Unsupported {
+            operation: "checkpoints (a Pub/Sub subscription acknowledges instead)",
+            backend: "pubsub",
+        })
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        self.describe_topic(stream).await?;
+        Ok(self
+            .consumers_of(stream)
+            .await?
+            .into_keys()
+            .map(|name| ConsumerInfo {
+                name,
+                committed: Checkpoint::new(),
+                lag: None,
+            })
+            .collect())
+    }
+
+    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        let name = self.subscription(stream, consumer);
+        self.pulls.lock().await.remove(&name);
+        match self
+            .subscriptions
+            .delete_subscription()
+            .set_subscription(&name)
+            .send()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) => match pubsub_error(&e, &name) {
+                Error::StreamNotFound { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
