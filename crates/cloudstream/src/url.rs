@@ -5,6 +5,7 @@
 //! | `local://DIR` (`local://./data`, `local:///var/lib/cs`) | embedded engine in `DIR` |
 //! | `memory://` or `memory://NAME` | embedded engine in memory; one per `NAME` per process |
 //! | `kinesis://[REGION]` | AWS Kinesis Data Streams (feature `kinesis`) |
+//! | `pubsub://PROJECT` | Google Cloud Pub/Sub (feature `pubsub`), options in [`PubSubOptions`] |
 //!
 //! Options of `local://` go in the query string: `sync=always|interval|never`,
 //! `sync_interval_ms=100`, `segment_bytes=134217728`, `max_record_bytes=1048576`,
@@ -19,7 +20,7 @@
 //! (the embedded engine's checkpoint store, for local development). The region comes from
 //! the host part, else from the AWS chain.
 //!
-//! Other cloud schemes (`pubsub://`, `kafka://`, ...) are recognised and refused with a
+//! Other cloud schemes (`eventhubs://`, `kafka://`, ...) are recognised and refused with a
 //! clear error until their backend is built.
 
 use std::path::PathBuf;
@@ -299,12 +300,13 @@ fn pubsub_options(url: &str, location: &str, query: &str) -> Result<PubSubOption
             "endpoint" => o.endpoint = Some(v.into_owned()),
             "ack_deadline_s" => o.ack_deadline_secs = ranged(&k, &v, 10, 600)?,
             "max_delivery_attempts" => o.max_delivery_attempts = ranged(&k, &v, 5, 100)?,
-            _ => return Err(invalid(
-                url,
-                format!(
-                    "unknown option {k:?}; known: endpoint, ack_deadline_s, max_delivery_attempts"
-                ),
-            )),
+            _ => {
+                let known = "endpoint, ack_deadline_s, max_delivery_attempts";
+                return Err(invalid(
+                    url,
+                    format!("unknown option {k:?}; known: {known}"),
+                ));
+            }
         }
     }
     Ok(o)
