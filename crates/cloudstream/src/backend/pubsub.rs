@@ -339,6 +339,17 @@ impl PubSubBackend {
         Ok(shared)
     }
 
+    /// Forgets a consumer's streaming pull after it ended or failed (the client library ends
+    /// a stream after an error it deems permanent), so the next pull opens a new one; what
+    /// the failed pull took and did not return is redelivered.
+    async fn restart_pull(&self, stream: &str, consumer: &str, what: String) -> Error {
+        self.pulls
+            .lock()
+            .await
+            .remove(&self.subscription(stream, consumer));
+        Error::Unavailable(format!("the pull of {stream}~{consumer} {what}; fetch again").into())
+    }
+
     fn to_record(message: Message) -> Result<Record> {
         let sequence: Sequence = message.message_id.parse().map_err(|e| {
             Error::Backend(format!("Pub/Sub message id is not numeric: {e}").into())
@@ -400,30 +411,17 @@ impl Subscriptions for PubSubBackend {
                 Err(_) => break,
                 Ok(Some(next)) => next,
                 Ok(None) => {
-                    // The stream ended (a permanent error was reported before): start over.
                     drop(pulled);
-                    self.pulls
-                        .lock()
-                        .await
-                        .remove(&self.subscription(stream, consumer));
-                    return Err(Error::Unavailable(
-                        format!("the pull of {stream}~{consumer} ended; fetch again").into(),
-                    ));
+                    return Err(self.restart_pull(stream, consumer, "ended".into()).await);
                 }
             };
             let (message, handler) = match next {
                 Ok(next) => next,
                 Err(e) => {
-                    // The client ends a stream after such an error: the next pull opens a
-                    // new one; what this pull took and does not return is redelivered.
                     drop(pulled);
-                    self.pulls
-                        .lock()
-                        .await
-                        .remove(&self.subscription(stream, consumer));
-                    return Err(Error::Unavailable(
-                        format!("the pull of {stream}~{consumer} failed: {e}").into(),
-                    ));
+                    return Err(self
+                        .restart_pull(stream, consumer, format!("failed: {e}"))
+                        .await);
                 }
             };
             let published = message

@@ -7,6 +7,17 @@ use std::time::Duration;
 use super::{event, keyed, new_stream, subscribe_first, Witness};
 use crate::{dlq_headers, Client, Event, Record, RetryPolicy, StartAt, Stream};
 
+/// Creates the dead-letter stream of `stream` and a witness of what reaches it.
+async fn dead_letter_witness(client: &Client, stream: &Stream) -> Witness {
+    let dlq = client
+        .stream(&format!("{}.dlq", stream.name()))
+        .horizon(Duration::from_secs(48 * 3600))
+        .create()
+        .await
+        .expect("create dlq");
+    Witness::new(&dlq).await
+}
+
 /// `on_event`: every record once, in order per partition, checkpoint moved.
 pub async fn triggers_deliver_every_event_in_order(client: &Client) {
     let stream = new_stream(client, "trigger", 3).await;
@@ -63,13 +74,7 @@ pub async fn triggers_deliver_every_event_in_order(client: &Client) {
 /// `on_event`: a failing record is retried, then dead-lettered with its error; the rest go on.
 pub async fn triggers_retry_then_dead_letter(client: &Client) {
     let stream = new_stream(client, "dlq", 1).await;
-    let dlq = client
-        .stream(&format!("{}.dlq", stream.name()))
-        .horizon(Duration::from_secs(48 * 3600))
-        .create()
-        .await
-        .expect("create dlq");
-    let dead_letters = Witness::new(&dlq).await;
+    let dead_letters = dead_letter_witness(client, &stream).await;
     subscribe_first(&stream, "worker").await;
     let receipts = stream
         .send_batch(vec![
@@ -159,13 +164,7 @@ pub async fn triggers_retry_then_dead_letter(client: &Client) {
 /// partial batch after `max_wait`, and a failing batch dead-lettered whole.
 pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
     let stream = new_stream(client, "batches", 1).await;
-    let dlq = client
-        .stream(&format!("{}.dlq", stream.name()))
-        .horizon(Duration::from_secs(48 * 3600))
-        .create()
-        .await
-        .expect("create dlq");
-    let dead_letters = Witness::new(&dlq).await;
+    let dead_letters = dead_letter_witness(client, &stream).await;
     subscribe_first(&stream, "batcher").await;
     stream.send_batch((0..250).map(keyed).collect()).await;
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
