@@ -102,6 +102,7 @@ pub struct Consumer {
     max_records: usize,
     wait: Option<Duration>,
     membership: Option<Membership>,
+    lease_ttl: Duration,
     state: Mutex<State>,
 }
 
@@ -190,6 +191,7 @@ impl Consumer {
             max_records: 1000,
             wait: None,
             membership: None,
+            lease_ttl: Duration::from_secs(10),
             state: Mutex::default(),
         }
     }
@@ -200,7 +202,7 @@ impl Consumer {
     pub fn member(mut self, id: impl Into<String>) -> Self {
         self.membership = Some(Membership {
             member: id.into(),
-            ttl: Duration::from_secs(10),
+            ttl: self.lease_ttl,
         });
         self
     }
@@ -208,10 +210,24 @@ impl Consumer {
     /// How long a member's leases outlive its last fetch (default 10 s). A member must fetch
     /// more often than this to keep its partitions.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         if let Some(m) = &mut self.membership {
             m.ttl = ttl;
         }
         self
+    }
+
+    /// In a group, renews this member's leases and forgets the partitions it lost (another
+    /// member took them after they expired), so it never commits over the new holder.
+    async fn renew(&self, state: &mut State) -> Result<()> {
+        let Some(m) = &self.membership else {
+            return Ok(());
+        };
+        for p in lease::renew(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await? {
+            state.next.remove(&p);
+            state.committed.remove(&p);
+        }
+        Ok(())
     }
 
     /// Where to start when the consumer has no checkpoint yet (default: earliest).
@@ -341,6 +357,7 @@ impl Consumer {
             return self.fetch_subscribed(&mut state).await;
         }
         self.load(&mut state).await?;
+        self.renew(&mut state).await?;
         self.commit_state(&mut state).await?;
         let partitions = self.partitions(&mut state).await?;
         let mut next = state.next.clone();
@@ -400,6 +417,7 @@ impl Consumer {
             return Ok(());
         }
         self.load(&mut state).await?;
+        self.renew(&mut state).await?;
         self.commit_state(&mut state).await
     }
 

@@ -102,6 +102,35 @@ pub(crate) struct Change {
     pub(crate) released: Vec<u32>,
 }
 
+/// Renews `member`'s heartbeat and the leases of the partitions it holds; returns (and
+/// removes from `held`) those another member took after they expired.
+pub(crate) async fn renew(
+    stream: &Stream,
+    group: &str,
+    member: &str,
+    ttl: Duration,
+    held: &mut BTreeSet<u32>,
+) -> Result<Vec<u32>> {
+    let backend = stream.backend();
+    let name = stream.name();
+    backend
+        .lease(name, group, &member_lease(member), member, ttl)
+        .await?;
+    let mut lost = Vec::new();
+    for &p in held.iter() {
+        if !backend
+            .lease(name, group, &partition_lease(p), member, ttl)
+            .await?
+        {
+            lost.push(p);
+        }
+    }
+    for p in &lost {
+        held.remove(p);
+    }
+    Ok(lost)
+}
+
 /// One round of the group protocol for `member`, which holds `held`. The caller must have
 /// committed everything it fetched from `held` before calling, since partitions above the
 /// fair share are given back here.
@@ -114,21 +143,10 @@ pub(crate) async fn balance(
 ) -> Result<Change> {
     let backend = stream.backend();
     let name = stream.name();
-    backend
-        .lease(name, group, &member_lease(member), member, ttl)
-        .await?;
-    let mut change = Change::default();
-    for &p in held.iter() {
-        if !backend
-            .lease(name, group, &partition_lease(p), member, ttl)
-            .await?
-        {
-            change.lost.push(p);
-        }
-    }
-    for p in &change.lost {
-        held.remove(p);
-    }
+    let mut change = Change {
+        lost: renew(stream, group, member, ttl, held).await?,
+        ..Change::default()
+    };
     let live = backend.leases(name, group).await?;
     let members = live
         .keys()

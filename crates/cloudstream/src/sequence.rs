@@ -1,9 +1,10 @@
 //! [`Sequence`]: a record's number within its partition, wide enough for every provider.
 //!
 //! The embedded engine numbers records 0, 1, 2, ... in a `u64`. Kinesis hands out decimal
-//! sequence numbers of up to 56 digits (its API allows 129), Pub/Sub numeric message ids.
-//! One 256-bit unsigned integer (every number of up to 77 decimal digits) holds all of them, stays `Copy`,
-//! and orders the way the provider does.
+//! sequence numbers of 56 digits in practice (its API pattern allows up to 129; one longer
+//! than 2^256 is refused with a clear error, never truncated), Pub/Sub numeric message ids.
+//! One 256-bit unsigned integer holds them, stays `Copy`, and orders as the provider does
+//! where the provider orders them (Pub/Sub message ids are identifiers, not an order).
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -14,8 +15,9 @@ use crate::{Error, Result};
 /// A record's sequence number within its partition: an unsigned integer of up to 256 bits,
 /// printed and parsed in decimal.
 ///
-/// Sequences increase strictly within a partition; they need not be contiguous (Kinesis
-/// leaves gaps), so the only arithmetic a caller should rely on is comparison.
+/// Where sequences are read positions (the engine, Kinesis) they increase strictly within a
+/// partition; they need not be contiguous (Kinesis leaves gaps), so the only arithmetic a
+/// caller should rely on is comparison.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Sequence {
     /// Limbs, most significant first, so the derived comparison of the array is numeric.

@@ -48,6 +48,8 @@ const MAX_RECORD: usize = 10_000_000 - 64 * 1024;
 /// Most messages and bytes in one publish request.
 const MAX_BATCH_RECORDS: usize = 1000;
 const MAX_BATCH_BYTES: usize = 9_000_000;
+/// Messages a consumer's streaming pull holds (leased) ahead of its fetches.
+const MAX_OUTSTANDING: i64 = 1000;
 /// After the first message of a pull, how long to wait for more to arrive.
 const LINGER: Duration = Duration::from_millis(20);
 
@@ -297,7 +299,13 @@ impl PubSubBackend {
             .send()
             .await;
         if let Err(e) = sought {
-            tracing::debug!(subscription = %name, error = %e, "seek refused; the server's own start applies");
+            // The emulator cannot seek ordered subscriptions (and hands new ones the retained
+            // messages itself); anywhere else a refused seek means missed history: say so.
+            if self.options.endpoint.is_some() {
+                tracing::debug!(subscription = %name, error = %e, "seek refused; the server's own start applies");
+            } else {
+                tracing::warn!(subscription = %name, error = %e, "seek refused: this consumer starts at its creation, not at the topic's oldest retained message");
+            }
         }
         Ok(not_before)
     }
@@ -330,7 +338,7 @@ impl PubSubBackend {
             .subscriber
             .subscribe(name.clone())
             .set_max_lease_extension(lease)
-            .set_max_outstanding_messages(10_000i64)
+            .set_max_outstanding_messages(MAX_OUTSTANDING)
             .build();
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(forward(messages, tx));
@@ -419,9 +427,14 @@ impl Subscriptions for PubSubBackend {
                 Ok(next) => next,
                 Err(e) => {
                     drop(pulled);
-                    return Err(self
-                        .restart_pull(stream, consumer, format!("failed: {e}"))
-                        .await);
+                    let why = format!("failed: {e}");
+                    let restarted = self.restart_pull(stream, consumer, why).await;
+                    // An error a retry cannot fix (a deleted subscription, no permission) is
+                    // reported as itself; others as `Unavailable`, to fetch again.
+                    return Err(match pubsub_error(&e, stream) {
+                        Error::Backend(_) | Error::Unavailable(_) => restarted,
+                        permanent => permanent,
+                    });
                 }
             };
             let published = message

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -102,44 +102,24 @@ impl DynamoCheckpoints {
     async fn ready(&self) -> Result<()> {
         self.ready
             .get_or_try_init(|| async {
-                let key = |name: &str, kind| {
-                    KeySchemaElement::builder()
-                        .attribute_name(name)
-                        .key_type(kind)
-                        .build()
-                };
-                let attribute = |name: &str| {
-                    AttributeDefinition::builder()
-                        .attribute_name(name)
-                        .attribute_type(ScalarAttributeType::S)
-                        .build()
-                };
-                let created = self
-                    .client
-                    .create_table()
-                    .table_name(&self.table)
-                    .key_schema(key("stream", KeyType::Hash).map_err(invalid)?)
-                    .key_schema(key("consumer", KeyType::Range).map_err(invalid)?)
-                    .attribute_definitions(attribute("stream").map_err(invalid)?)
-                    .attribute_definitions(attribute("consumer").map_err(invalid)?)
-                    .billing_mode(BillingMode::PayPerRequest)
-                    .send()
-                    .await;
-                match created.map_err(|e| aws_error(e, &self.table)) {
-                    Ok(_) | Err(AwsError::InUse(_)) => {}
-                    Err(e) => return Err(e.into_error()),
-                }
                 for _ in 0..600 {
-                    let table = self
+                    let described = self
                         .client
                         .describe_table()
                         .table_name(&self.table)
                         .send()
                         .await
-                        .map_err(|e| aws_error(e, &self.table).into_error())?;
-                    let status = table.table().and_then(|t| t.table_status());
-                    if status == Some(&TableStatus::Active) {
-                        return Ok(());
+                        .map_err(|e| aws_error(e, &self.table));
+                    match described {
+                        Ok(t)
+                            if t.table().and_then(|t| t.table_status())
+                                == Some(&TableStatus::Active) =>
+                        {
+                            return Ok(());
+                        }
+                        Ok(_) => {}
+                        Err(AwsError::NotFound(_)) => self.create_table().await?,
+                        Err(e) => return Err(e.into_error()),
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -149,6 +129,37 @@ impl DynamoCheckpoints {
             })
             .await
             .map(|_| ())
+    }
+
+    /// Creates the table: hash key `stream`, range key `consumer`, on-demand billing.
+    async fn create_table(&self) -> Result<()> {
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .key_schema(key("stream", KeyType::Hash).map_err(invalid)?)
+            .key_schema(key("consumer", KeyType::Range).map_err(invalid)?)
+            .attribute_definitions(attribute("stream").map_err(invalid)?)
+            .attribute_definitions(attribute("consumer").map_err(invalid)?)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created.map_err(|e| aws_error(e, &self.table)) {
+            Ok(_) | Err(AwsError::InUse(_)) => Ok(()),
+            Err(e) => Err(e.into_error()),
+        }
     }
 
     fn item_key(stream: &str, consumer: &str) -> HashMap<String, AttributeValue> {
@@ -237,26 +248,31 @@ impl Checkpoints for DynamoCheckpoints {
         resume: &[(u32, PartitionStart)],
     ) -> Result<()> {
         self.ready().await?;
-        let updated_ms = now_ms();
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::item_key(stream, consumer)))
-            .expression_attribute_names("#u", "updated_ms")
-            .expression_attribute_values(":u", AttributeValue::N(updated_ms.to_string()));
-        let mut sets = vec!["#u = :u".to_owned()];
-        for (p, at) in resume {
-            sets.push(format!("#p{p} = :p{p}"));
-            update = update
-                .expression_attribute_names(format!("#p{p}"), format!("p{p}"))
-                .expression_attribute_values(format!(":p{p}"), AttributeValue::S(at.to_string()));
+        // An update expression holds at most 4 KB: 100 partitions per call.
+        for chunk in resume.chunks(100) {
+            let mut update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::item_key(stream, consumer)))
+                .expression_attribute_names("#u", "updated_ms")
+                .expression_attribute_values(":u", AttributeValue::N(now_ms().to_string()));
+            let mut sets = vec!["#u = :u".to_owned()];
+            for (p, at) in chunk {
+                sets.push(format!("#p{p} = :p{p}"));
+                update = update
+                    .expression_attribute_names(format!("#p{p}"), format!("p{p}"))
+                    .expression_attribute_values(
+                        format!(":p{p}"),
+                        AttributeValue::S(at.to_string()),
+                    );
+            }
+            update
+                .update_expression(format!("SET {}", sets.join(", ")))
+                .send()
+                .await
+                .map_err(|e| aws_error(e, &self.table).into_error())?;
         }
-        update
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await
-            .map_err(|e| aws_error(e, &self.table).into_error())?;
         Ok(())
     }
 
@@ -380,12 +396,30 @@ pub(super) struct LocalCheckpoints {
 }
 
 impl LocalCheckpoints {
-    pub(super) fn new(root: PathBuf) -> Self {
-        LocalCheckpoints {
-            root,
+    /// The store of directory `root`, shared by every client of this process that names it
+    /// (so their leases and cached checkpoints agree).
+    pub(super) fn shared(root: PathBuf) -> Result<Arc<Self>> {
+        type Registry = Mutex<HashMap<PathBuf, Weak<LocalCheckpoints>>>;
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        std::fs::create_dir_all(&root).map_err(|e| Error::Backend(Box::new(e)))?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| Error::Backend(Box::new(e)))?;
+        let mut all = REGISTRY
+            .get_or_init(Registry::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = all.get(&root).and_then(Weak::upgrade) {
+            return Ok(store);
+        }
+        let store = Arc::new(LocalCheckpoints {
+            root: root.clone(),
             stores: Mutex::default(),
             leases: MemoryLeases::default(),
-        }
+        });
+        all.retain(|_, w| w.strong_count() > 0);
+        all.insert(root, Arc::downgrade(&store));
+        Ok(store)
     }
 
     fn store(&self, stream: &str) -> Result<Arc<CheckpointStore<String>>> {

@@ -115,6 +115,8 @@ struct IteratorKey {
 pub struct KinesisBackend {
     client: KinesisClient,
     mode: CapacityMode,
+    /// A Kinesis-compatible server at an endpoint override (kinesalite, moto), not AWS.
+    local_server: bool,
     checkpoints: Arc<dyn Checkpoints>,
     retry: RetryPolicy,
     shards: Mutex<HashMap<String, Arc<Vec<Shard>>>>,
@@ -166,10 +168,14 @@ impl KinesisBackend {
         if let Some(endpoint) = &options.endpoint {
             kinesis = kinesis.endpoint_url(endpoint);
         }
+        let local_server = options.endpoint.is_some();
         let checkpoints: Arc<dyn Checkpoints> = match options.checkpoints {
-            CheckpointLocation::Local(dir) => Arc::new(LocalCheckpoints::new(dir)),
+            CheckpointLocation::Local(dir) => LocalCheckpoints::shared(dir)?,
             CheckpointLocation::DynamoDb { table, endpoint } => {
-                let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&config);
+                // The SDK's standard retries (throttling, 5xx, timeouts) for checkpoint and
+                // lease calls; Kinesis calls retry through `call`, which counts them.
+                let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&config)
+                    .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5));
                 if let Some(endpoint) = endpoint.or(options.endpoint) {
                     dynamo = dynamo.endpoint_url(endpoint);
                 }
@@ -180,6 +186,7 @@ impl KinesisBackend {
         Ok(KinesisBackend {
             client: KinesisClient::from_conf(kinesis.build()),
             mode: options.mode,
+            local_server,
             checkpoints,
             retry: RetryPolicy {
                 max_attempts: 8,
@@ -380,17 +387,17 @@ impl KinesisBackend {
             })
         };
         let out = match time {
-            // kinesalite never answers AT_TIMESTAMP when no record is that recent. Bound the
-            // wait, then scan from the trim horizon instead: slower, never wrong, since the
-            // read drops records older than the time asked for.
-            Some(_) => match tokio::time::timeout(AT_TIMESTAMP_WAIT, get(kind, time)).await {
+            // kinesalite never answers AT_TIMESTAMP when no record is that recent. On a local
+            // server, bound the wait, then scan from the trim horizon instead: slower, never
+            // wrong, since the read drops records older than the time asked for.
+            Some(_) if self.local_server => match tokio::time::timeout(AT_TIMESTAMP_WAIT, get(kind, time)).await {
                 Ok(out) => out,
                 Err(_) => {
                     tracing::warn!(stream, shard = %shard.id, "AT_TIMESTAMP unanswered; scanning from TRIM_HORIZON");
                     get(ShardIteratorType::TrimHorizon, None).await
                 }
             },
-            None => get(kind, None).await,
+            _ => get(kind, time).await,
         }
         .map_err(|e| self.stream_error(stream, e))?;
         out.shard_iterator()
@@ -826,7 +833,13 @@ impl Backend for KinesisBackend {
                 return Ok(records);
             }
             let Some(next) = next else {
-                return Ok(Vec::new()); // a closed shard, read to its end
+                // The shard was closed by a split or merge (AWS reshards on-demand streams
+                // itself). Its records continue in child shards this backend does not follow:
+                // say so rather than return nothing forever.
+                self.forget(stream);
+                return Err(Error::Backend(
+                    format!("shard {} of {stream} is closed: the stream was resharded, and cloudstream does not follow resharding", shard.id).into(),
+                ));
             };
             iterator = next;
             if out.millis_behind_latest().unwrap_or(0) > 0 && skipped < MAX_EMPTY_PAGES {
