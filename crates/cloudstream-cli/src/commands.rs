@@ -10,7 +10,9 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::args::{Cli, Command};
-use crate::output::{emit, parse_from, print_record};
+use cloudstream::wire::parse_from;
+
+use crate::output::{emit, print_record};
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
     if let Command::Bench { dir, out, seconds } = cli.command {

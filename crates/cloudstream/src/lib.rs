@@ -53,6 +53,7 @@ mod sequence;
 mod stream;
 mod trigger;
 pub mod url;
+pub mod wire;
 
 pub use client::{open, url_from_env, Client, StreamBuilder, DEFAULT_URL};
 pub use consumer::{Batch, Consumer, Gap, StartAt};

@@ -1,0 +1,112 @@
+//! The JSON forms of records and start points, shared by the command line and the HTTP
+//! server so that both speak the same shapes.
+//!
+//! A record is `{"position": "0:42", "partition": 0, "sequence": 42, "append_time":
+//! RFC3339, "key": ..., "headers": {...}, "event_time": RFC3339?, "payload": TEXT}`, with
+//! `payload_base64` instead of `payload` when the payload is not UTF-8. A start point is
+//! `earliest`, `latest`, `P:S`, `after:P:S` or `time:RFC3339`.
+
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::{Error, Position, ReadFrom, Record, Result};
+
+/// A record as JSON: the payload as text when it is UTF-8, else base64 in `payload_base64`.
+pub fn record_json(r: &Record) -> Value {
+    let mut v = json!({
+        "position": r.position,
+        "partition": r.position.partition,
+        "sequence": r.position.sequence,
+        "append_time": rfc3339(r.append_time),
+        "key": r.event.key,
+        "headers": r.event.headers,
+    });
+    if let Some(t) = r.event.time {
+        v["event_time"] = json!(rfc3339(t));
+    }
+    match std::str::from_utf8(&r.event.payload) {
+        Ok(text) => v["payload"] = json!(text),
+        Err(_) => v["payload_base64"] = json!(base64_encode(&r.event.payload)),
+    }
+    v
+}
+
+/// A time as RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Standard base64 with padding.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Bytes from standard base64; a clear `InvalidArgument` otherwise.
+pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| Error::InvalidArgument(format!("not base64: {e}")))
+}
+
+/// Parses a start point: `earliest`, `latest`, `P:S`, `after:P:S`, `time:RFC3339`.
+pub fn parse_from(s: &str) -> Result<ReadFrom> {
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "{s:?} is not a start point: use earliest, latest, P:S, after:P:S or time:RFC3339"
+        ))
+    };
+    Ok(match s {
+        "earliest" => ReadFrom::Earliest,
+        "latest" => ReadFrom::Latest,
+        _ => {
+            if let Some(p) = s.strip_prefix("after:") {
+                ReadFrom::After(p.parse::<Position>()?)
+            } else if let Some(t) = s.strip_prefix("time:") {
+                let t = humantime::parse_rfc3339_weak(t).map_err(|e| {
+                    Error::InvalidArgument(format!("{t:?} is not an RFC 3339 time: {e}"))
+                })?;
+                ReadFrom::AtTime(t)
+            } else {
+                ReadFrom::At(s.parse::<Position>().map_err(|_| bad())?)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(raw.as_bytes()), enc);
+            assert_eq!(base64_decode(enc).expect("valid"), raw.as_bytes());
+        }
+        assert!(base64_decode("not base64!").is_err());
+    }
+
+    #[test]
+    fn start_points_parse() -> Result<()> {
+        assert_eq!(parse_from("earliest")?, ReadFrom::Earliest);
+        assert_eq!(parse_from("2:7")?, ReadFrom::At(Position::new(2, 7)));
+        assert_eq!(
+            parse_from("after:0:1")?,
+            ReadFrom::After(Position::new(0, 1))
+        );
+        assert!(matches!(
+            parse_from("time:2026-11-24T10:00:00Z")?,
+            ReadFrom::AtTime(_)
+        ));
+        assert!(parse_from("yesterday").is_err());
+        Ok(())
+    }
+}
