@@ -110,6 +110,12 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Serve the REST API (/v1) over the provider, until Ctrl-C.
+    Serve {
+        /// Address to listen on (loopback by default).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+    },
     /// Benchmark the embedded engine against raw fdatasync on the same disk.
     Bench {
         /// Directory to benchmark in (default: a temporary directory under the current one).

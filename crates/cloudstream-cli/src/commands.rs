@@ -150,6 +150,20 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             reader.commit().await?;
             Ok(())
         }
+        Command::Serve { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            eprintln!(
+                "serving {} on http://{} (Ctrl-C to stop)",
+                client.backend().name(),
+                listener.local_addr()?
+            );
+            let router = cloudstream_server::router(client, cloudstream_server::Limits::default());
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            cloudstream_server::serve(listener, router, shutdown).await?;
+            Ok(())
+        }
         Command::Bench { .. } => unreachable!("handled above"),
     }
 }

@@ -63,3 +63,9 @@ pub use retry::RetryPolicy;
 pub use sequence::Sequence;
 pub use stream::{ReadFrom, Stream};
 pub use trigger::{dlq_headers, Trigger, TriggerReport};
+
+/// Checks a stream or consumer name (`kind` is "stream" or "consumer"): 1 to 128 letters,
+/// digits, `_`, `.` and `-`, not `.` or `..`; [`Error::InvalidName`] otherwise.
+pub fn validate_name(kind: &'static str, name: &str) -> Result<()> {
+    Ok(cloudstream_log::validate_name(kind, name)?)
+}

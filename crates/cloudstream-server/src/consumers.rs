@@ -1,0 +1,92 @@
+//! Named consumers over HTTP: fetch commits what the previous fetch returned, as in the
+//! library; the server keeps one consumer handle per stream and name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::Json;
+use cloudstream::wire::record_json;
+use cloudstream::Consumer;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{ApiError, State};
+
+/// Longest long-poll a fetch may ask for.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// The query of a fetch: how many records, and how long to wait for a first one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FetchQuery {
+    max: Option<usize>,
+    wait_ms: Option<u64>,
+}
+
+async fn handle(
+    state: &State,
+    stream: &str,
+    consumer: &str,
+    query: &FetchQuery,
+) -> Result<Arc<Consumer>, ApiError> {
+    cloudstream::validate_name("consumer", consumer)?;
+    let key = (stream.to_owned(), consumer.to_owned());
+    if let Some(c) = state
+        .consumers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+    {
+        return Ok(c.clone());
+    }
+    let handle = state.client.stream(stream).open().await?.consumer(consumer);
+    let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let handle = Arc::new(handle.max_records(max).wait(wait));
+    let mut all = state.consumers.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(all.entry(key).or_insert(handle).clone())
+}
+
+pub(crate) async fn fetch(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let query = query?.0;
+    let handle = handle(&state, &stream, &consumer, &query).await?;
+    let batch = handle.fetch().await?;
+    let records: Vec<Value> = batch.records.iter().map(record_json).collect();
+    let gaps: Vec<Value> = batch
+        .gaps
+        .iter()
+        .map(|g| json!({ "partition": g.partition, "from": g.from.to_string(), "resumed_at": g.resumed_at.to_string() }))
+        .collect();
+    Ok(Json(json!({ "records": records, "gaps": gaps })))
+}
+
+pub(crate) async fn commit(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let query = FetchQuery {
+        max: None,
+        wait_ms: None,
+    };
+    handle(&state, &stream, &consumer, &query)
+        .await?
+        .commit()
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn list(
+    state: State,
+    Path(stream): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.client.stream(&stream).open().await?;
+    let consumers = state.client.backend().list_consumers(&stream).await?;
+    Ok(Json(json!({ "consumers": consumers })))
+}

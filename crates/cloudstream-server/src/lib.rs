@@ -1,0 +1,123 @@
+//! # cloudstream-server
+//!
+//! The streaming endpoint of the Cloud Stream spec: "a device/user writing to a real-time
+//! streaming system would simply write to the REST API endpoint exposed by the service". A
+//! versioned REST API (`/v1`) over any cloudstream provider: the embedded engine by default,
+//! so the same server is also a gateway in front of Kinesis or Pub/Sub.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness |
+//! | `GET /v1/streams` | stream names |
+//! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
+//! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
+//! | `DELETE /v1/streams/{name}` | delete |
+//! | `POST /v1/streams/{name}/events` | send one event |
+//! | `POST /v1/streams/{name}/events/batch` | send a JSON array of events; one result each |
+//! | `GET /v1/streams/{name}/records?from=&partition=&max=` | deterministic read |
+//! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=` | next batch; commits the previous one |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/commit` | commit what was fetched |
+//!
+//! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]).
+
+mod consumers;
+mod error;
+mod events;
+mod streams;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use cloudstream::{Client, Consumer};
+
+pub use error::ApiError;
+
+/// Limits that protect the server from oversized requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body (default 16 MiB).
+    pub max_body_bytes: usize,
+    /// Most events in one batch request (default 10,000).
+    pub max_batch_events: usize,
+    /// Most records one read or fetch returns (default 10,000).
+    pub max_records: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_batch_events: 10_000,
+            max_records: 10_000,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) client: Client,
+    pub(crate) limits: Limits,
+    /// One consumer handle per (stream, consumer), so that a fetch commits what the previous
+    /// fetch of that consumer returned, across requests.
+    pub(crate) consumers: Mutex<HashMap<(String, String), Arc<Consumer>>>,
+}
+
+pub(crate) type State = axum::extract::State<Arc<AppState>>;
+
+/// The API over `client`'s provider.
+pub fn router(client: Client, limits: Limits) -> Router {
+    let state = Arc::new(AppState {
+        client,
+        limits,
+        consumers: Mutex::default(),
+    });
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/v1/streams", get(streams::list))
+        .route(
+            "/v1/streams/{name}",
+            put(streams::create)
+                .get(streams::describe)
+                .delete(streams::delete),
+        )
+        .route("/v1/streams/{name}/events", post(events::send))
+        .route("/v1/streams/{name}/events/batch", post(events::send_batch))
+        .route("/v1/streams/{name}/records", get(events::read))
+        .route("/v1/streams/{name}/consumers", get(consumers::list))
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/fetch",
+            post(consumers::fetch),
+        )
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/commit",
+            post(consumers::commit),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_route",
+                "no such route; see the routes of /v1 in the README",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

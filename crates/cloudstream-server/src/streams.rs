@@ -1,0 +1,82 @@
+//! Creating, listing, describing and deleting streams.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{ApiError, State};
+
+/// The body of `PUT /v1/streams/{name}`; both fields optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateStream {
+    /// Retention horizon, as `48h`, `30m`, `7days` (default 24 h).
+    horizon: Option<String>,
+    /// Number of partitions (default 1).
+    partitions: Option<u32>,
+}
+
+pub(crate) async fn list(state: State) -> Result<Json<Value>, ApiError> {
+    let streams = state.client.list_streams().await?;
+    Ok(Json(json!({ "streams": streams })))
+}
+
+pub(crate) async fn create(
+    state: State,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body = body?;
+    let spec: CreateStream = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateStream::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_json",
+                format!("not a stream spec: {e}"),
+            )
+        })?
+    };
+    let horizon = match &spec.horizon {
+        None => Duration::from_secs(24 * 3600),
+        Some(text) => humantime::parse_duration(text).map_err(|e| {
+            ApiError::bad_request(format!("horizon {text:?} is not a duration like 48h: {e}"))
+        })?,
+    };
+    let stream = state
+        .client
+        .stream(&name)
+        .horizon(horizon)
+        .partitions(spec.partitions.unwrap_or(1))
+        .create()
+        .await?;
+    let info = stream.describe().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "stream": info }))))
+}
+
+pub(crate) async fn describe(
+    state: State,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let stream = state.client.stream(&name).open().await?;
+    let info = stream.describe().await?;
+    let consumers = state.client.backend().list_consumers(&name).await?;
+    Ok(Json(json!({ "stream": info, "consumers": consumers })))
+}
+
+pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.client.delete_stream(&name).await?;
+    state
+        .consumers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(stream, _), _| *stream != name);
+    Ok(StatusCode::NO_CONTENT)
+}

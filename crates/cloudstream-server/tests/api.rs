@@ -1,0 +1,281 @@
+//! The API through a real HTTP client against a real server on a loopback port, over the
+//! embedded engine in memory: every route, and every error as a status with a JSON body.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+struct Server {
+    base: String,
+    http: Client,
+}
+
+async fn start() -> Server {
+    let client = cloudstream::open("memory://").await.expect("open memory");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let limits = cloudstream_server::Limits {
+        max_batch_events: 100,
+        max_body_bytes: 2 * 1024 * 1024,
+        ..cloudstream_server::Limits::default()
+    };
+    let router = cloudstream_server::router(client, limits);
+    tokio::spawn(cloudstream_server::serve(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+    Server {
+        base: format!("http://{addr}"),
+        http: Client::new(),
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when empty).
+    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(self.http.get(self.url(path))).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(self.http.post(self.url(path)).json(&body)).await
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("(no error code)")
+}
+
+#[tokio::test]
+async fn streams_are_created_described_listed_and_deleted() {
+    let s = start().await;
+    let (status, _) = s.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s
+        .call(
+            s.http
+                .put(s.url("/v1/streams/TelemetryIngest"))
+                .json(&json!({"horizon": "48h", "partitions": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["stream"]["horizon_ms"], 48 * 3600 * 1000);
+    assert_eq!(
+        body["stream"]["partitions"].as_array().map(Vec::len),
+        Some(2)
+    );
+    let (status, body) = s
+        .call(s.http.put(s.url("/v1/streams/TelemetryIngest")))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "stream_exists")
+    );
+    let (_, body) = s.get("/v1/streams").await;
+    assert_eq!(body["streams"], json!(["TelemetryIngest"]));
+    let (status, body) = s.get("/v1/streams/TelemetryIngest").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["stream"]["name"], "TelemetryIngest");
+    for (path, body, code) in [
+        ("/v1/streams/bad%20name", json!({}), "invalid_name"),
+        ("/v1/streams/x", json!({"horizon": "soon"}), "bad_request"),
+        (
+            "/v1/streams/x",
+            json!({"partitions": 0}),
+            "invalid_argument",
+        ),
+        ("/v1/streams/x", json!({"colour": "red"}), "bad_json"),
+    ] {
+        let (status, got) = s.call(s.http.put(s.url(path)).json(&body)).await;
+        assert_eq!(
+            (status, error_code(&got)),
+            (StatusCode::BAD_REQUEST, code),
+            "{path} {body}"
+        );
+    }
+    let (status, _) = s
+        .call(s.http.delete(s.url("/v1/streams/TelemetryIngest")))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = s
+        .call(s.http.delete(s.url("/v1/streams/TelemetryIngest")))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "stream_not_found")
+    );
+    let (status, body) = s.get("/v1/nowhere").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "no_route")
+    );
+}
+
+#[tokio::test]
+async fn events_are_sent_one_by_one_and_in_batches_and_read_back() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/t"))).await;
+    let (status, body) = s
+        .post(
+            "/v1/streams/t/events",
+            json!({"payload": {"device": 7, "temp": 21.5}, "key": "7", "headers": {"ce_type": "reading"}, "event_time": "2026-11-24T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["position"], "0:0");
+    let (status, body) = s
+        .post("/v1/streams/t/events", json!({"payload_base64": "AP8="}))
+        .await;
+    assert_eq!(
+        (status, &body["position"]),
+        (StatusCode::CREATED, &json!("0:1"))
+    );
+    let (status, body) = s
+        .post(
+            "/v1/streams/t/events/batch",
+            json!([
+                {"payload": "a"},
+                {"nonsense": true},
+                {"payload": "x".repeat(1024 * 1024 + 1)},
+                {"payload": "b", "key": "k"}
+            ]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results[0]["position"], "0:2");
+    assert_eq!(error_code(&results[1]), "bad_request");
+    assert_eq!(error_code(&results[2]), "record_too_large");
+    assert_eq!(results[3]["position"], "0:3");
+    let (status, body) = s.get("/v1/streams/t/records?from=earliest&max=10").await;
+    assert_eq!(status, StatusCode::OK);
+    let records = body["records"].as_array().expect("records");
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[0]["payload"], r#"{"device":7,"temp":21.5}"#);
+    assert_eq!(records[0]["key"], "7");
+    assert_eq!(records[0]["headers"]["ce_type"], "reading");
+    assert_eq!(records[0]["event_time"], "2026-11-24T10:00:00.000Z");
+    assert_eq!(records[1]["payload_base64"], "AP8=");
+    let (_, body) = s.get("/v1/streams/t/records?from=after:0:2").await;
+    assert_eq!(body["records"][0]["position"], "0:3");
+    for (path, status, code) in [
+        (
+            "/v1/streams/t/records?from=yesterday",
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+        ),
+        (
+            "/v1/streams/t/records?max=many",
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+        (
+            "/v1/streams/t/records?from=0:99",
+            StatusCode::BAD_REQUEST,
+            "beyond_end",
+        ),
+        (
+            "/v1/streams/nope/records",
+            StatusCode::NOT_FOUND,
+            "stream_not_found",
+        ),
+    ] {
+        let (got, body) = s.get(path).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{path}");
+    }
+    let (status, body) = s
+        .call(
+            s.http
+                .post(s.url("/v1/streams/t/events"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_json")
+    );
+    let (status, body) = s
+        .post(
+            "/v1/streams/t/events",
+            json!({"payload": "a", "payload_base64": "AA=="}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"payload": i.to_string()}))
+        .collect();
+    let (status, body) = s.post("/v1/streams/t/events/batch", json!(too_many)).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large")
+    );
+    let huge = json!([{ "payload": "x".repeat(3 * 1024 * 1024) }]);
+    let (status, body) = s.post("/v1/streams/t/events/batch", huge).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    );
+}
+
+#[tokio::test]
+async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/t"))).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"payload": format!("e{i}")}))
+        .collect();
+    s.post("/v1/streams/t/events/batch", json!(events)).await;
+    let fetch = "/v1/streams/t/consumers/reader/fetch?max=3";
+    let (status, first) = s.post(fetch, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["records"].as_array().map(Vec::len), Some(3));
+    let (_, second) = s.post(fetch, Value::Null).await;
+    assert_eq!(
+        second["records"][0]["payload"], "e3",
+        "the first batch was committed"
+    );
+    let (status, _) = s
+        .post("/v1/streams/t/consumers/reader/commit", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s.get("/v1/streams/t/consumers").await;
+    assert_eq!(body["consumers"][0]["name"], "reader");
+    assert_eq!(body["consumers"][0]["lag"], 0);
+    let (_, body) = s.get("/v1/streams/t").await;
+    assert_eq!(body["consumers"][0]["lag"], 0);
+    let (status, body) = s
+        .post("/v1/streams/t/consumers/bad%2Fname/fetch", Value::Null)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_name")
+    );
+    let (status, body) = s
+        .post("/v1/streams/none/consumers/reader/fetch", Value::Null)
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "stream_not_found")
+    );
+}
