@@ -15,6 +15,7 @@
 //! | `POST /v1/streams/{name}/events` | send one event |
 //! | `POST /v1/streams/{name}/events/batch` | send a JSON array of events; one result each |
 //! | `GET /v1/streams/{name}/records?from=&partition=&max=` | deterministic read |
+//! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=` | next batch; commits the previous one |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/commit` | commit what was fetched |
@@ -25,6 +26,7 @@ mod consumers;
 mod error;
 mod events;
 mod streams;
+mod tail;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -91,6 +93,7 @@ pub fn router(client: Client, limits: Limits) -> Router {
         .route("/v1/streams/{name}/events", post(events::send))
         .route("/v1/streams/{name}/events/batch", post(events::send_batch))
         .route("/v1/streams/{name}/records", get(events::read))
+        .route("/v1/streams/{name}/tail", get(tail::tail))
         .route("/v1/streams/{name}/consumers", get(consumers::list))
         .route(
             "/v1/streams/{name}/consumers/{consumer}/fetch",

@@ -279,3 +279,130 @@ async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
         (StatusCode::NOT_FOUND, "stream_not_found")
     );
 }
+
+/// Reads Server-Sent Events from `response` until at least `n` record events arrived;
+/// returns their ids and data. `text` keeps a partly received event for the next call.
+async fn sse_records(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    n: usize,
+) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("chunk")
+            .expect("stream open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                    .map(|v| v.trim().to_owned())
+            };
+            if field("event").as_deref() == Some("record") {
+                let data = field("data").expect("data");
+                out.push((
+                    field("id").expect("id"),
+                    serde_json::from_str(&data).expect("json"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn tail_streams_live_and_resumes_with_last_event_id() {
+    let s = start().await;
+    s.call(
+        s.http
+            .put(s.url("/v1/streams/live"))
+            .json(&json!({"partitions": 2})),
+    )
+    .await;
+    s.post("/v1/streams/live/events", json!({"payload": "old"}))
+        .await;
+    let mut response = s
+        .http
+        .get(s.url("/v1/streams/live/tail"))
+        .send()
+        .await
+        .expect("tail");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream",
+        "Server-Sent Events"
+    );
+    let events: Vec<Value> = (0..4)
+        .map(|i| json!({"payload": format!("new-{i}"), "key": format!("k{i}")}))
+        .collect();
+    s.post("/v1/streams/live/events/batch", json!(events)).await;
+    let got = sse_records(&mut response, &mut String::new(), 4).await;
+    let mut payloads: Vec<&str> = got
+        .iter()
+        .filter_map(|(_, r)| r["payload"].as_str())
+        .collect();
+    payloads.sort_unstable();
+    assert_eq!(
+        payloads,
+        ["new-0", "new-1", "new-2", "new-3"],
+        "only what came after"
+    );
+    drop(response);
+    // Reconnect with the id of the second event: the events after it in each partition it
+    // names come again, and nothing before.
+    let (resume_id, _) = got[1].clone();
+    s.post(
+        "/v1/streams/live/events",
+        json!({"payload": "later", "key": "k0"}),
+    )
+    .await;
+    let mut resumed = s
+        .http
+        .get(s.url("/v1/streams/live/tail?from=earliest"))
+        .header("last-event-id", &resume_id)
+        .send()
+        .await
+        .expect("resume");
+    let (mut again, mut text) = (Vec::new(), String::new());
+    while !again
+        .iter()
+        .any(|(_, r): &(String, Value)| r["payload"] == "later")
+    {
+        assert!(again.len() < 10, "the new event never came: {again:?}");
+        again.extend(sse_records(&mut resumed, &mut text, 1).await);
+    }
+    let positions: Vec<&str> = again
+        .iter()
+        .filter_map(|(_, r)| r["position"].as_str())
+        .collect();
+    let seen_before: Vec<&str> = resume_id.split(',').collect();
+    for p in &positions {
+        for before in &seen_before {
+            let (bp, bs) = before.split_once(':').expect("P:S");
+            let (pp, ps) = p.split_once(':').expect("P:S");
+            if bp == pp {
+                assert!(
+                    ps.parse::<u64>().expect("seq") > bs.parse::<u64>().expect("seq"),
+                    "{p} is after {before}"
+                );
+            }
+        }
+    }
+    let (status, body) = s
+        .call(
+            s.http
+                .get(s.url("/v1/streams/live/tail"))
+                .header("last-event-id", "garbage"),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_argument")
+    );
+}

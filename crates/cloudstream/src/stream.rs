@@ -260,7 +260,22 @@ impl Stream {
     /// after this call returns. The stream never ends by itself; it yields an error and ends
     /// if a read fails.
     pub async fn tail(&self, from: ReadFrom) -> Result<BoxStream<'static, Result<Record>>> {
-        if let Some(p) = from.partition() {
+        self.tail_resuming(from, &[]).await
+    }
+
+    /// [`Stream::tail`], resuming: each partition named in `seen` continues after that
+    /// position instead of at `from` (how a reconnecting client, such as an SSE client with
+    /// `Last-Event-ID`, picks up where it left off).
+    pub async fn tail_resuming(
+        &self,
+        from: ReadFrom,
+        seen: &[Position],
+    ) -> Result<BoxStream<'static, Result<Record>>> {
+        for p in from
+            .partition()
+            .into_iter()
+            .chain(seen.iter().map(|s| s.partition))
+        {
             if p >= self.inner.partitions {
                 return Err(Error::InvalidArgument(format!(
                     "stream {:?} has no partition {p} (it has {})",
@@ -268,7 +283,7 @@ impl Stream {
                 )));
             }
         }
-        let starts: Vec<(u32, PartitionStart)> = match from {
+        let mut starts: Vec<(u32, PartitionStart)> = match from {
             ReadFrom::At(p) | ReadFrom::After(p) => vec![(p.partition, from.start())],
             ReadFrom::Latest => {
                 let info = self.describe().await?;
@@ -281,6 +296,13 @@ impl Stream {
                 .map(|p| (p, from.start()))
                 .collect(),
         };
+        for position in seen {
+            let after = PartitionStart::After(position.sequence);
+            match starts.iter_mut().find(|(p, _)| *p == position.partition) {
+                Some(start) => start.1 = after,
+                None => starts.push((position.partition, after)),
+            }
+        }
         let tails = starts
             .into_iter()
             .map(|(p, from)| self.tail_partition(p, from));

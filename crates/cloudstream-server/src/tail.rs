@@ -1,0 +1,69 @@
+//! Live tail as Server-Sent Events: `GET /v1/streams/{name}/tail?from=latest` streams every
+//! record as it arrives (`event: record`, `data:` the record's JSON). Each event's `id` is
+//! the last position seen in every partition so far (`0:41,1:17`), so a client that
+//! reconnects with `Last-Event-ID` resumes right after what it saw, in every partition.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use cloudstream::wire::{parse_from, record_json};
+use cloudstream::Position;
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+
+use crate::{ApiError, State};
+
+/// The query of a tail: where to start (default `latest`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TailQuery {
+    from: Option<String>,
+}
+
+/// The positions in a `Last-Event-ID` header (`0:41,1:17`).
+fn seen_positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(Vec::new());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("Last-Event-ID is not text"))?;
+    text.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim().parse::<Position>().map_err(ApiError::from))
+        .collect()
+}
+
+pub(crate) async fn tail(
+    state: State,
+    Path(name): Path<String>,
+    query: Result<Query<TailQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let from = parse_from(query?.0.from.as_deref().unwrap_or("latest"))?;
+    let seen = seen_positions(&headers)?;
+    let stream = state.client.stream(&name).open().await?;
+    let records = stream.tail_resuming(from, &seen).await?;
+    let mut cursor: BTreeMap<u32, Position> = seen.into_iter().map(|p| (p.partition, p)).collect();
+    let events = records.map(move |record| {
+        let event = match record {
+            Ok(record) => {
+                cursor.insert(record.position.partition, record.position);
+                let id: Vec<String> = cursor.values().map(Position::to_string).collect();
+                SseEvent::default()
+                    .id(id.join(","))
+                    .event("record")
+                    .data(record_json(&record).to_string())
+            }
+            Err(e) => SseEvent::default()
+                .event("error")
+                .data(ApiError::from(e).body().to_string()),
+        };
+        Ok(event)
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
