@@ -58,6 +58,11 @@ pub(crate) async fn fetch(
     let query = query?.0;
     let handle = handle(&state, &stream, &consumer, &query).await?;
     let batch = handle.fetch().await?;
+    state.metrics.events_out(
+        &stream,
+        batch.records.len() as u64,
+        crate::events::payload_bytes(&batch.records),
+    );
     let records: Vec<Value> = batch.records.iter().map(record_json).collect();
     let gaps: Vec<Value> = batch
         .gaps

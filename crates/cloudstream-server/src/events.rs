@@ -58,8 +58,10 @@ pub(crate) async fn send(
     body: Result<Json<EventIn>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let event = body?.0.into_event()?;
+    let bytes = event.payload.len() as u64;
     let stream = state.client.stream(&name).open().await?;
     let receipt = stream.send(event).await?;
+    state.metrics.events_in(&name, 1, bytes);
     Ok((StatusCode::CREATED, Json(json!({ "position": receipt }))))
 }
 
@@ -91,7 +93,15 @@ pub(crate) async fn send_batch(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let mut sent = stream.send_batch(good).await.into_iter();
+    let sizes: Vec<u64> = good.iter().map(|e| e.payload.len() as u64).collect();
+    let outcomes = stream.send_batch(good).await;
+    let (count, bytes) = outcomes
+        .iter()
+        .zip(&sizes)
+        .filter(|(r, _)| r.is_ok())
+        .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
+    state.metrics.events_in(&name, count, bytes);
+    let mut sent = outcomes.into_iter();
     let results: Vec<Value> = parsed
         .into_iter()
         .map(|p| match p {
@@ -126,6 +136,14 @@ pub(crate) async fn read(
     let stream = state.client.stream(&name).open().await?;
     let partition = query.partition.or(from.partition()).unwrap_or(0);
     let records = stream.read_partition(partition, from, max).await?;
+    state
+        .metrics
+        .events_out(&name, records.len() as u64, payload_bytes(&records));
     let records: Vec<Value> = records.iter().map(record_json).collect();
     Ok(Json(json!({ "records": records })))
+}
+
+/// Payload bytes of some records, for the metrics.
+pub(crate) fn payload_bytes(records: &[cloudstream::Record]) -> u64 {
+    records.iter().map(|r| r.event.payload.len() as u64).sum()
 }

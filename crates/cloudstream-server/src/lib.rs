@@ -8,6 +8,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | liveness |
+//! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, provider counters |
 //! | `GET /v1/streams` | stream names |
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
 //! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
@@ -25,6 +26,7 @@
 mod consumers;
 mod error;
 mod events;
+mod metrics;
 mod streams;
 mod tail;
 
@@ -67,6 +69,7 @@ pub(crate) struct AppState {
     /// One consumer handle per (stream, consumer), so that a fetch commits what the previous
     /// fetch of that consumer returned, across requests.
     pub(crate) consumers: Mutex<HashMap<(String, String), Arc<Consumer>>>,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
@@ -77,8 +80,10 @@ pub fn router(client: Client, limits: Limits) -> Router {
         client,
         limits,
         consumers: Mutex::default(),
+        metrics: metrics::Metrics::default(),
     });
     Router::new()
+        .route("/metrics", get(metrics::render))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
@@ -111,6 +116,10 @@ pub fn router(client: Client, limits: Limits) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

@@ -49,9 +49,12 @@ pub(crate) async fn tail(
     let stream = state.client.stream(&name).open().await?;
     let records = stream.tail_resuming(from, &seen).await?;
     let mut cursor: BTreeMap<u32, Position> = seen.into_iter().map(|p| (p.partition, p)).collect();
+    let shared = state.0.clone();
     let events = records.map(move |record| {
         let event = match record {
             Ok(record) => {
+                let bytes = record.event.payload.len() as u64;
+                shared.metrics.events_out(&name, 1, bytes);
                 cursor.insert(record.position.partition, record.position);
                 let id: Vec<String> = cursor.values().map(Position::to_string).collect();
                 SseEvent::default()

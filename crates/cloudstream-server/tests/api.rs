@@ -406,3 +406,43 @@ async fn tail_streams_live_and_resumes_with_last_event_id() {
         (StatusCode::BAD_REQUEST, "invalid_argument")
     );
 }
+
+#[tokio::test]
+async fn metrics_count_requests_events_and_lag_in_prometheus_format() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/m"))).await;
+    s.post("/v1/streams/m/events", json!({"payload": "abc"}))
+        .await;
+    s.post(
+        "/v1/streams/m/events/batch",
+        json!([{"payload": "de"}, {"payload": "x".repeat(1024 * 1024 + 1)}]),
+    )
+    .await;
+    s.get("/v1/streams/m/records").await;
+    s.post("/v1/streams/m/consumers/c/fetch?max=1", Value::Null)
+        .await;
+    s.post("/v1/streams/m/consumers/c/commit", Value::Null)
+        .await;
+    let response = s.http.get(s.url("/metrics")).send().await.expect("metrics");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("text")
+        .starts_with("text/plain"));
+    let text = response.text().await.expect("body");
+    for line in [
+        r#"cloudstream_events_in_total{stream="m"} 2"#,
+        r#"cloudstream_bytes_in_total{stream="m"} 5"#,
+        r#"cloudstream_events_out_total{stream="m"} 3"#,
+        r#"cloudstream_http_requests_total{route="/v1/streams/{name}/events",status="201"} 1"#,
+        r#"cloudstream_http_requests_total{route="/v1/streams/{name}",status="201"} 1"#,
+        r#"cloudstream_http_request_duration_seconds_count{route="/v1/streams/{name}/records"} 1"#,
+        r#"cloudstream_consumer_lag{stream="m",consumer="c"} 1"#,
+        "# TYPE cloudstream_http_request_duration_seconds histogram",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from:\n{text}"
+        );
+    }
+}

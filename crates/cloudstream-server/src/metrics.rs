@@ -1,0 +1,215 @@
+//! `/metrics` in the Prometheus text format: requests and their latency per route and
+//! status, events and bytes in and out per stream, consumer lag (where the provider knows
+//! it), and the provider's own counters (throttled calls, failed records, ...).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::{AppState, State};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Flow {
+    events: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    flow_in: BTreeMap<String, Flow>,
+    flow_out: BTreeMap<String, Flow>,
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    tables: Mutex<Tables>,
+}
+
+impl Metrics {
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts events written to a stream.
+    pub(crate) fn events_in(&self, stream: &str, events: u64, bytes: u64) {
+        let mut t = self.tables();
+        let flow = t.flow_in.entry(stream.to_owned()).or_default();
+        flow.events += events;
+        flow.bytes += bytes;
+    }
+
+    /// Counts records handed out (reads, fetches, tails).
+    pub(crate) fn events_out(&self, stream: &str, events: u64, bytes: u64) {
+        let mut t = self.tables();
+        let flow = t.flow_out.entry(stream.to_owned()).or_default();
+        flow.events += events;
+        flow.bytes += bytes;
+    }
+
+    fn request(&self, route: &str, status: u16, seconds: f64) {
+        let mut t = self.tables();
+        *t.requests.entry((route.to_owned(), status)).or_default() += 1;
+        let h = t.latency.entry(route.to_owned()).or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+}
+
+/// Middleware: times every request and counts it by route template and status.
+pub(crate) async fn track(state: State, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let seconds = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .request(&route, response.status().as_u16(), seconds);
+    response
+}
+
+/// `GET /metrics`.
+pub(crate) async fn render(state: State) -> Response {
+    let text = render_text(&state).await;
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn render_text(state: &Arc<AppState>) -> String {
+    let mut out = String::new();
+    {
+        let t = state.metrics.tables();
+        header(
+            &mut out,
+            "cloudstream_http_requests_total",
+            "counter",
+            "HTTP requests by route and status.",
+        );
+        for ((route, status), n) in &t.requests {
+            let _ = writeln!(
+                out,
+                "cloudstream_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "cloudstream_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by route.",
+        );
+        for (route, h) in &t.latency {
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(out, "cloudstream_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
+            }
+            let _ = writeln!(out, "cloudstream_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "cloudstream_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "cloudstream_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        for (name, help, table, pick) in [
+            (
+                "cloudstream_events_in_total",
+                "Events written, by stream.",
+                &t.flow_in,
+                0,
+            ),
+            (
+                "cloudstream_bytes_in_total",
+                "Payload bytes written, by stream.",
+                &t.flow_in,
+                1,
+            ),
+            (
+                "cloudstream_events_out_total",
+                "Records handed out (reads, fetches, tails), by stream.",
+                &t.flow_out,
+                0,
+            ),
+            (
+                "cloudstream_bytes_out_total",
+                "Payload bytes handed out, by stream.",
+                &t.flow_out,
+                1,
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            for (stream, flow) in table {
+                let n = if pick == 0 { flow.events } else { flow.bytes };
+                let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {n}");
+            }
+        }
+    }
+    header(
+        &mut out,
+        "cloudstream_consumer_lag",
+        "gauge",
+        "Records between a consumer's checkpoint and the end, where the provider counts them.",
+    );
+    if let Ok(streams) = state.client.list_streams().await {
+        for stream in streams {
+            let Ok(consumers) = state.client.backend().list_consumers(&stream).await else {
+                continue;
+            };
+            for c in consumers {
+                if let Some(lag) = c.lag {
+                    let _ = writeln!(
+                        out,
+                        "cloudstream_consumer_lag{{stream=\"{stream}\",consumer=\"{}\"}} {lag}",
+                        c.name
+                    );
+                }
+            }
+        }
+    }
+    header(
+        &mut out,
+        "cloudstream_backend_events_total",
+        "counter",
+        "The provider's own counters (throttled calls, failed records, refreshed iterators).",
+    );
+    for (name, n) in state.client.backend().metrics() {
+        let _ = writeln!(
+            out,
+            "cloudstream_backend_events_total{{counter=\"{name}\"}} {n}"
+        );
+    }
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
