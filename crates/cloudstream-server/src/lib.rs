@@ -27,6 +27,7 @@ mod consumers;
 mod error;
 mod events;
 mod metrics;
+mod protect;
 mod streams;
 mod tail;
 
@@ -49,6 +50,11 @@ pub struct Limits {
     pub max_batch_events: usize,
     /// Most records one read or fetch returns (default 10,000).
     pub max_records: usize,
+    /// Longest a request may take, long polls included (default 60 s; a fetch waits at most
+    /// 30 s). A live tail is not bounded by it.
+    pub request_timeout: std::time::Duration,
+    /// Most requests served at once; more get 503 `overloaded` (default 1,024).
+    pub max_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -57,6 +63,8 @@ impl Default for Limits {
             max_body_bytes: 16 * 1024 * 1024,
             max_batch_events: 10_000,
             max_records: 10_000,
+            request_timeout: std::time::Duration::from_secs(60),
+            max_in_flight: 1024,
         }
     }
 }
@@ -70,6 +78,7 @@ pub(crate) struct AppState {
     /// fetch of that consumer returned, across requests.
     pub(crate) consumers: Mutex<HashMap<(String, String), Arc<Consumer>>>,
     pub(crate) metrics: metrics::Metrics,
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
@@ -81,8 +90,11 @@ pub fn router(client: Client, limits: Limits) -> Router {
         limits,
         consumers: Mutex::default(),
         metrics: metrics::Metrics::default(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
     });
-    Router::new()
+    // The live tail streams for as long as the client listens: no request deadline.
+    let tail = Router::new().route("/v1/streams/{name}/tail", get(tail::tail));
+    let bounded = Router::new()
         .route("/metrics", get(metrics::render))
         .route(
             "/healthz",
@@ -98,7 +110,6 @@ pub fn router(client: Client, limits: Limits) -> Router {
         .route("/v1/streams/{name}/events", post(events::send))
         .route("/v1/streams/{name}/events/batch", post(events::send_batch))
         .route("/v1/streams/{name}/records", get(events::read))
-        .route("/v1/streams/{name}/tail", get(tail::tail))
         .route("/v1/streams/{name}/consumers", get(consumers::list))
         .route(
             "/v1/streams/{name}/consumers/{consumer}/fetch",
@@ -108,6 +119,12 @@ pub fn router(client: Client, limits: Limits) -> Router {
             "/v1/streams/{name}/consumers/{consumer}/commit",
             post(consumers::commit),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            protect::guard,
+        ));
+    bounded
+        .merge(tail)
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -10,16 +10,20 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(cloudstream_server::Limits {
+        max_batch_events: 100,
+        max_body_bytes: 2 * 1024 * 1024,
+        ..cloudstream_server::Limits::default()
+    })
+    .await
+}
+
+async fn start_with(limits: cloudstream_server::Limits) -> Server {
     let client = cloudstream::open("memory://").await.expect("open memory");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let limits = cloudstream_server::Limits {
-        max_batch_events: 100,
-        max_body_bytes: 2 * 1024 * 1024,
-        ..cloudstream_server::Limits::default()
-    };
     let router = cloudstream_server::router(client, limits);
     tokio::spawn(cloudstream_server::serve(
         listener,
@@ -445,4 +449,37 @@ async fn metrics_count_requests_events_and_lag_in_prometheus_format() {
             "{line} missing from:\n{text}"
         );
     }
+}
+
+/// A request that outlives the deadline ends with 408, and requests beyond the in-flight cap
+/// get 503: both with a JSON body.
+#[tokio::test]
+async fn slow_and_excess_requests_are_refused() {
+    let s = start_with(cloudstream_server::Limits {
+        request_timeout: std::time::Duration::from_millis(300),
+        max_in_flight: 1,
+        ..cloudstream_server::Limits::default()
+    })
+    .await;
+    s.call(s.http.put(s.url("/v1/streams/quiet"))).await;
+    let slow = "/v1/streams/quiet/consumers/c/fetch?wait_ms=5000";
+    let (status, body) = s.post(slow, Value::Null).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::REQUEST_TIMEOUT, "timeout")
+    );
+    let long = s.http.post(s.url(slow)).send();
+    let busy = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        s.get("/v1/streams").await
+    };
+    let (held, (status, body)) = tokio::join!(long, busy);
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+    );
+    assert_eq!(
+        held.expect("response").status(),
+        StatusCode::REQUEST_TIMEOUT
+    );
 }
