@@ -1,5 +1,8 @@
 //! Named consumers over HTTP: fetch commits what the previous fetch returned, as in the
-//! library; the server keeps one consumer handle per stream and name.
+//! library; the server keeps one consumer handle per stream, name and member. With
+//! `member=ID`, clients fetching under one name form a consumer group: each reads only the
+//! partitions it holds a lease on, and a member that stops fetching for `lease_ms` loses
+//! them to the others, which get its uncommitted records again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,12 +21,15 @@ use crate::{ApiError, State};
 /// Longest long-poll a fetch may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// The query of a fetch: how many records, and how long to wait for a first one.
-#[derive(Debug, Deserialize)]
+/// The query of a fetch: how many records, how long to wait for a first one, and the
+/// member of a consumer group with its lease time.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FetchQuery {
     max: Option<usize>,
     wait_ms: Option<u64>,
+    member: Option<String>,
+    lease_ms: Option<u64>,
 }
 
 async fn handle(
@@ -33,7 +39,14 @@ async fn handle(
     query: &FetchQuery,
 ) -> Result<Arc<Consumer>, ApiError> {
     cloudstream::validate_name("consumer", consumer)?;
-    let key = (stream.to_owned(), consumer.to_owned());
+    if let Some(member) = &query.member {
+        cloudstream::validate_name("member", member)?;
+    }
+    let key = (
+        stream.to_owned(),
+        consumer.to_owned(),
+        query.member.clone().unwrap_or_default(),
+    );
     if let Some(c) = state
         .consumers
         .lock()
@@ -45,7 +58,12 @@ async fn handle(
     let handle = state.client.stream(stream).open().await?.consumer(consumer);
     let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
-    let handle = Arc::new(handle.max_records(max).wait(wait));
+    let mut handle = handle.max_records(max).wait(wait);
+    if let Some(member) = &query.member {
+        let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
+        handle = handle.lease_ttl(lease).member(member.clone());
+    }
+    let handle = Arc::new(handle);
     let mut all = state.consumers.lock().unwrap_or_else(|e| e.into_inner());
     Ok(all.entry(key).or_insert(handle).clone())
 }
@@ -75,11 +93,9 @@ pub(crate) async fn fetch(
 pub(crate) async fn commit(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
+    query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let query = FetchQuery {
-        max: None,
-        wait_ms: None,
-    };
+    let query = query?.0;
     handle(&state, &stream, &consumer, &query)
         .await?
         .commit()

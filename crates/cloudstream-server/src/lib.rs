@@ -18,8 +18,8 @@
 //! | `GET /v1/streams/{name}/records?from=&partition=&max=` | deterministic read |
 //! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
-//! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=` | next batch; commits the previous one |
-//! | `POST /v1/streams/{name}/consumers/{consumer}/commit` | commit what was fetched |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=&member=&lease_ms=` | next batch; commits the previous one; `member` joins a consumer group sharing partitions through leases |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/commit?member=` | commit what was fetched |
 //!
 //! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]).
 
@@ -76,7 +76,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     /// One consumer handle per (stream, consumer), so that a fetch commits what the previous
     /// fetch of that consumer returned, across requests.
-    pub(crate) consumers: Mutex<HashMap<(String, String), Arc<Consumer>>>,
+    /// Keyed by stream, consumer and member ("" outside a group).
+    pub(crate) consumers: Mutex<HashMap<(String, String, String), Arc<Consumer>>>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }

@@ -77,6 +77,6 @@ pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<Sta
         .consumers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|(stream, _), _| *stream != name);
+        .retain(|(stream, _, _), _| *stream != name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -483,3 +483,77 @@ async fn slow_and_excess_requests_are_refused() {
         StatusCode::REQUEST_TIMEOUT
     );
 }
+
+/// Two clients fetching as members of one consumer never read the same partition at once,
+/// and when one stops renewing its leases the other takes its partitions over and gets its
+/// uncommitted records again.
+#[tokio::test]
+async fn consumer_group_members_share_partitions_over_http() {
+    let s = start().await;
+    s.call(
+        s.http
+            .put(s.url("/v1/streams/g"))
+            .json(&json!({"partitions": 4})),
+    )
+    .await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
+        .collect();
+    s.post("/v1/streams/g/events/batch", json!(events)).await;
+    let fetch = |member: &str| {
+        format!("/v1/streams/g/consumers/group/fetch?member={member}&lease_ms=1000&max=1000")
+    };
+    let (status, alone) = s.post(&fetch("a"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{alone}");
+    assert_eq!(alone["records"].as_array().map(Vec::len), Some(40));
+    let (_, b_first) = s.post(&fetch("b"), Value::Null).await;
+    assert_eq!(
+        b_first["records"].as_array().map(Vec::len),
+        Some(0),
+        "a holds every partition"
+    );
+    s.post(&fetch("a"), Value::Null).await; // commits, gives back half
+    s.post(&fetch("b"), Value::Null).await; // takes the free half
+    let more: Vec<Value> = (40..80)
+        .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
+        .collect();
+    s.post("/v1/streams/g/events/batch", json!(more)).await;
+    let (_, got_a) = s.post(&fetch("a"), Value::Null).await;
+    let (_, got_b) = s.post(&fetch("b"), Value::Null).await;
+    let partitions = |v: &Value| -> std::collections::BTreeSet<u64> {
+        v["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["partition"].as_u64())
+            .collect()
+    };
+    let (pa, pb) = (partitions(&got_a), partitions(&got_b));
+    assert!(pa.is_disjoint(&pb), "{pa:?} {pb:?}");
+    let count = |v: &Value| v["records"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        count(&got_a) + count(&got_b),
+        40,
+        "each new record to one member"
+    );
+    // b goes silent without committing; after its lease, a gets b's records again.
+    s.post("/v1/streams/g/consumers/group/commit?member=a", Value::Null)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (_, taken_over) = s.post(&fetch("a"), Value::Null).await;
+    assert_eq!(
+        count(&taken_over),
+        count(&got_b),
+        "b's uncommitted batch redelivered"
+    );
+    let (status, body) = s
+        .post(
+            "/v1/streams/g/consumers/group/fetch?member=bad%2Fid",
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_name")
+    );
+}
