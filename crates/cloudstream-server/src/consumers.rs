@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::Json;
+use cloudstream::backend::Checkpoint;
 use cloudstream::wire::record_json;
 use cloudstream::Consumer;
 use serde::Deserialize;
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
 use crate::{ApiError, State};
 
 /// Longest long-poll a fetch may ask for.
-const MAX_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The query of a fetch: how many records, how long to wait for a first one, and the
 /// member of a consumer group with its lease time.
@@ -110,4 +111,65 @@ pub(crate) async fn list(
     state.client.stream(&stream).open().await?;
     let consumers = state.client.backend().list_consumers(&stream).await?;
     Ok(Json(json!({ "consumers": consumers })))
+}
+
+/// `GET .../consumers/{consumer}/checkpoint`: where the consumer resumes in each partition
+/// (`{"checkpoint": {"0": "after:41"}}`), `null` if it never committed.
+pub(crate) async fn checkpoint(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    cloudstream::validate_name("consumer", &consumer)?;
+    state.client.stream(&stream).open().await?;
+    let checkpoint = state
+        .client
+        .backend()
+        .load_checkpoint(&stream, &consumer)
+        .await?;
+    Ok(Json(json!({ "checkpoint": checkpoint })))
+}
+
+/// `PUT .../consumers/{consumer}/checkpoint` with `{"0": "after:41", "1": "at:7"}`: sets
+/// where the consumer resumes in the partitions given; the others keep theirs.
+pub(crate) async fn set_checkpoint(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+    body: Result<Json<Checkpoint>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let resume: Vec<_> = body?.0.into_iter().collect();
+    cloudstream::validate_name("consumer", &consumer)?;
+    let handle = state.client.stream(&stream).open().await?;
+    if let Some((p, _)) = resume.iter().find(|(p, _)| *p >= handle.partitions()) {
+        return Err(ApiError::bad_request(format!(
+            "stream {stream:?} has no partition {p} (it has {})",
+            handle.partitions()
+        )));
+    }
+    state
+        .client
+        .backend()
+        .commit_checkpoint(&stream, &consumer, &resume)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE .../consumers/{consumer}`: forgets the consumer and its checkpoint;
+/// `{"existed": bool}`.
+pub(crate) async fn delete(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    cloudstream::validate_name("consumer", &consumer)?;
+    state.client.stream(&stream).open().await?;
+    let existed = state
+        .client
+        .backend()
+        .delete_consumer(&stream, &consumer)
+        .await?;
+    state
+        .consumers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(s, c, _), _| !(*s == stream && *c == consumer));
+    Ok(Json(json!({ "existed": existed })))
 }

@@ -1,5 +1,7 @@
 //! Every failure as a 4xx or 5xx with a JSON body that says what was wrong:
-//! `{"error": {"code": "stream_not_found", "message": "stream \"x\" does not exist"}}`.
+//! `{"error": {"code": "stream_not_found", "message": "stream \"x\" does not exist",
+//! "details": {"stream": "x"}}}`; the codes and details of library errors are those of
+//! [`cloudstream::wire`], so the `http://` client backend rebuilds the same error.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +14,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -21,6 +24,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
             message: message.into(),
+            details: None,
         }
     }
 
@@ -30,33 +34,29 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
 
     /// The error's JSON body (also used for per-event results of a batch).
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = &self.details {
+            error["details"] = details.clone();
+        }
+        json!({ "error": error })
     }
 }
 
 impl From<cloudstream::Error> for ApiError {
     fn from(e: cloudstream::Error) -> Self {
-        use cloudstream::Error as E;
-        let (status, code) = match &e {
-            E::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
-            E::InvalidArgument(_) | E::InvalidUrl { .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_argument")
-            }
-            E::StreamNotFound { .. } => (StatusCode::NOT_FOUND, "stream_not_found"),
-            E::StreamExists { .. } => (StatusCode::CONFLICT, "stream_exists"),
-            E::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large"),
-            E::Expired { .. } => (StatusCode::GONE, "expired"),
-            E::BeyondEnd { .. } => (StatusCode::BAD_REQUEST, "beyond_end"),
-            E::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
-            E::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        ApiError::new(status, code, e.to_string())
+        let (status, code) = cloudstream::wire::error_status(&e);
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: e.to_string(),
+            details: cloudstream::wire::error_details(&e),
+        }
     }
 }
 

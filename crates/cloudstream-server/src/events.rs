@@ -1,63 +1,30 @@
 //! Sending events (one, or a batch with one result each) and deterministic reads.
 
-use std::collections::BTreeMap;
-
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::Json;
-use cloudstream::wire::{base64_decode, parse_from, record_json};
-use cloudstream::Event;
+use std::time::Duration;
+
+use cloudstream::backend::ReadOptions;
+use cloudstream::wire::{parse_from, record_json, EventJson};
+use cloudstream::{Event, ReadFrom};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{ApiError, State};
 
-/// An event in a request: `payload` (a string is stored as its text, any other JSON value
-/// as JSON with `content-type: application/json`) or `payload_base64` for raw bytes, plus
-/// an optional key, headers and event time (RFC 3339).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct EventIn {
-    payload: Option<Value>,
-    payload_base64: Option<String>,
-    key: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    event_time: Option<String>,
-}
-
-impl EventIn {
-    fn into_event(self) -> Result<Event, ApiError> {
-        let mut event = match (self.payload, self.payload_base64) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request(
-                    "give payload or payload_base64, not both",
-                ))
-            }
-            (None, None) => return Err(ApiError::bad_request("an event needs a payload")),
-            (Some(Value::String(text)), None) => Event::new(text),
-            (Some(value), None) => Event::json(&value)?,
-            (None, Some(b64)) => Event::new(base64_decode(&b64)?),
-        };
-        event.key = self.key;
-        event.headers.extend(self.headers);
-        if let Some(t) = self.event_time {
-            let time = humantime::parse_rfc3339_weak(&t).map_err(|e| {
-                ApiError::bad_request(format!("event_time {t:?} is not an RFC 3339 time: {e}"))
-            })?;
-            event.time = Some(time);
-        }
-        Ok(event)
-    }
+/// An event from its JSON form; what is wrong with it is a 400.
+fn event(json: EventJson) -> Result<Event, ApiError> {
+    Ok(json.into_event()?)
 }
 
 pub(crate) async fn send(
     state: State,
     Path(name): Path<String>,
-    body: Result<Json<EventIn>, JsonRejection>,
+    body: Result<Json<EventJson>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let event = body?.0.into_event()?;
+    let event = event(body?.0)?;
     let bytes = event.payload.len() as u64;
     let stream = state.client.stream(&name).open().await?;
     let receipt = stream.send(event).await?;
@@ -71,22 +38,15 @@ pub(crate) async fn send_batch(
     body: Result<Json<Vec<Value>>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let items = body?.0;
-    let max = state.limits.max_batch_events;
-    if items.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("{} events in one batch; at most {max}", items.len()),
-        ));
-    }
+    check_batch(&state, items.len())?;
     let stream = state.client.stream(&name).open().await?;
     // Each item is checked alone, so one bad event fails alone.
     let parsed: Vec<Result<Event, ApiError>> = items
         .into_iter()
         .map(|item| {
-            serde_json::from_value::<EventIn>(item)
+            serde_json::from_value::<EventJson>(item)
                 .map_err(|e| ApiError::bad_request(format!("not an event: {e}")))
-                .and_then(EventIn::into_event)
+                .and_then(event)
         })
         .collect();
     let good: Vec<Event> = parsed
@@ -116,13 +76,59 @@ pub(crate) async fn send_batch(
     Ok(Json(json!({ "results": results })))
 }
 
-/// The query of a read: where to start, which partition, how many.
+/// `POST /v1/streams/{name}/partitions/{partition}/events`: a JSON array of events
+/// appended, in order, to one partition, all or nothing (the primitive the `http://` client
+/// backend writes with); 201 with one position per event.
+pub(crate) async fn append(
+    state: State,
+    Path((name, partition)): Path<(String, u32)>,
+    body: Result<Json<Vec<EventJson>>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let items = body?.0;
+    check_batch(&state, items.len())?;
+    let events = items
+        .into_iter()
+        .map(event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let stream = state.client.stream(&name).open().await?;
+    if partition >= stream.partitions() {
+        return Err(ApiError::bad_request(format!(
+            "stream {name:?} has no partition {partition} (it has {})",
+            stream.partitions()
+        )));
+    }
+    let bytes = events.iter().map(|e| e.payload.len() as u64).sum();
+    let count = events.len() as u64;
+    let positions = stream.backend().append(&name, partition, &events).await?;
+    state.metrics.events_in(&name, count, bytes);
+    Ok((StatusCode::CREATED, Json(json!({ "positions": positions }))))
+}
+
+/// A batch over the limit is a 413.
+fn check_batch(state: &State, events: usize) -> Result<(), ApiError> {
+    let max = state.limits.max_batch_events;
+    if events > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("{events} events in one batch; at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The query of a read: where to start (`from`, a start point of the stream, or `start`, a
+/// start point within `partition`), how many records and bytes at most, and how long to
+/// wait for a first record.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReadQuery {
     from: Option<String>,
+    start: Option<String>,
     partition: Option<u32>,
     max: Option<usize>,
+    max_bytes: Option<usize>,
+    wait_ms: Option<u64>,
 }
 
 pub(crate) async fn read(
@@ -131,11 +137,23 @@ pub(crate) async fn read(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let query = query?.0;
-    let from = parse_from(query.from.as_deref().unwrap_or("earliest"))?;
-    let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
-    let stream = state.client.stream(&name).open().await?;
+    let from = match (&query.from, &query.start) {
+        (Some(_), Some(_)) => return Err(ApiError::bad_request("give from or start, not both")),
+        (_, Some(start)) => ReadFrom::within(query.partition.unwrap_or(0), start.parse()?),
+        (from, None) => parse_from(from.as_deref().unwrap_or("earliest"))?,
+    };
     let partition = query.partition.or(from.partition()).unwrap_or(0);
-    let records = stream.read_partition(partition, from, max).await?;
+    let defaults = ReadOptions::default();
+    let options = ReadOptions {
+        max_records: query.max.unwrap_or(100).clamp(1, state.limits.max_records),
+        max_bytes: query.max_bytes.unwrap_or(defaults.max_bytes).max(1),
+        wait: query
+            .wait_ms
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms).min(crate::consumers::MAX_WAIT)),
+    };
+    let stream = state.client.stream(&name).open().await?;
+    let records = stream.read_with(partition, from, &options).await?;
     state
         .metrics
         .events_out(&name, records.len() as u64, payload_bytes(&records));

@@ -9,23 +9,30 @@
 //! |---|---|
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, provider counters |
+//! | `GET /v1/capabilities` | the provider's name and what it can do |
 //! | `GET /v1/streams` | stream names |
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
 //! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
 //! | `DELETE /v1/streams/{name}` | delete |
 //! | `POST /v1/streams/{name}/events` | send one event |
 //! | `POST /v1/streams/{name}/events/batch` | send a JSON array of events; one result each |
-//! | `GET /v1/streams/{name}/records?from=&partition=&max=` | deterministic read |
+//! | `POST /v1/streams/{name}/partitions/{p}/events` | append a JSON array of events to one partition, all or nothing |
+//! | `GET /v1/streams/{name}/records?from=&start=&partition=&max=&max_bytes=&wait_ms=` | deterministic read |
 //! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=&member=&lease_ms=` | next batch; commits the previous one; `member` joins a consumer group sharing partitions through leases |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/commit?member=` | commit what was fetched |
+//! | `DELETE /v1/streams/{name}/consumers/{consumer}` | forget a consumer |
+//! | `GET`, `PUT /v1/streams/{name}/consumers/{consumer}/checkpoint` | where the consumer resumes, per partition |
+//! | `GET /v1/streams/{name}/consumers/{consumer}/leases` | a consumer group's leases |
+//! | `PUT`, `DELETE /v1/streams/{name}/consumers/{consumer}/leases/{lease}?member=&ttl_ms=` | take, renew or give back a lease |
 //!
 //! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]).
 
 mod consumers;
 mod error;
 mod events;
+mod leases;
 mod metrics;
 mod protect;
 mod streams;
@@ -35,7 +42,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use cloudstream::{Client, Consumer};
 
@@ -101,6 +108,7 @@ pub fn router(client: Client, limits: Limits) -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
         )
+        .route("/v1/capabilities", get(streams::capabilities))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",
@@ -110,8 +118,28 @@ pub fn router(client: Client, limits: Limits) -> Router {
         )
         .route("/v1/streams/{name}/events", post(events::send))
         .route("/v1/streams/{name}/events/batch", post(events::send_batch))
+        .route(
+            "/v1/streams/{name}/partitions/{partition}/events",
+            post(events::append),
+        )
         .route("/v1/streams/{name}/records", get(events::read))
         .route("/v1/streams/{name}/consumers", get(consumers::list))
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}",
+            delete(consumers::delete),
+        )
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/checkpoint",
+            get(consumers::checkpoint).put(consumers::set_checkpoint),
+        )
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/leases",
+            get(leases::list),
+        )
+        .route(
+            "/v1/streams/{name}/consumers/{consumer}/leases/{lease}",
+            put(leases::take).delete(leases::release),
+        )
         .route(
             "/v1/streams/{name}/consumers/{consumer}/fetch",
             post(consumers::fetch),

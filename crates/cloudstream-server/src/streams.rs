@@ -22,6 +22,12 @@ pub(crate) struct CreateStream {
     partitions: Option<u32>,
 }
 
+/// `GET /v1/capabilities`: the provider behind the server and what it can do.
+pub(crate) async fn capabilities(state: State) -> Json<Value> {
+    let backend = state.client.backend();
+    Json(json!({ "backend": backend.name(), "capabilities": backend.capabilities() }))
+}
+
 pub(crate) async fn list(state: State) -> Result<Json<Value>, ApiError> {
     let streams = state.client.list_streams().await?;
     Ok(Json(json!({ "streams": streams })))

@@ -224,7 +224,7 @@ async fn events_are_sent_one_by_one_and_in_batches_and_read_back() {
         .await;
     assert_eq!(
         (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "bad_request")
+        (StatusCode::BAD_REQUEST, "invalid_argument")
     );
     let too_many: Vec<Value> = (0..101)
         .map(|i| json!({"payload": i.to_string()}))

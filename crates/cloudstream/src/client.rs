@@ -46,6 +46,17 @@ pub async fn open(url: &str) -> Result<Client> {
                 reason: "this build has no pubsub backend: enable the `pubsub` feature".into(),
             })
         }
+        #[cfg(feature = "http")]
+        ProviderUrl::Http(options) => {
+            Arc::new(crate::backend::HttpBackend::connect(options).await?)
+        }
+        #[cfg(not(feature = "http"))]
+        ProviderUrl::Http(_) => {
+            return Err(Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: "this build has no http client backend: enable the `http` feature".into(),
+            })
+        }
     };
     Ok(Client::new(backend))
 }

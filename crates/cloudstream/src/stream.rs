@@ -35,6 +35,17 @@ impl ReadFrom {
         }
     }
 
+    /// The start point `start` of partition `partition`, as a start point of the stream.
+    pub fn within(partition: u32, start: PartitionStart) -> ReadFrom {
+        match start {
+            PartitionStart::Earliest => ReadFrom::Earliest,
+            PartitionStart::Latest => ReadFrom::Latest,
+            PartitionStart::At(s) => ReadFrom::At(Position::new(partition, s)),
+            PartitionStart::After(s) => ReadFrom::After(Position::new(partition, s)),
+            PartitionStart::AtTime(t) => ReadFrom::AtTime(t),
+        }
+    }
+
     /// Where the read starts within its partition.
     pub fn start(&self) -> PartitionStart {
         match *self {

@@ -31,15 +31,7 @@ use cloudstream_log::SyncPolicy;
 use crate::{Error, Result};
 
 /// Schemes of providers planned but not in this build.
-const PLANNED: &[&str] = &[
-    "eventhubs",
-    "kafka",
-    "pulsar",
-    "nats",
-    "redis",
-    "http",
-    "https",
-];
+const PLANNED: &[&str] = &["eventhubs", "kafka", "pulsar", "nats", "redis"];
 
 /// A parsed provider URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +55,24 @@ pub enum ProviderUrl {
     Kinesis(KinesisOptions),
     /// `pubsub://PROJECT`: Google Cloud Pub/Sub.
     PubSub(PubSubOptions),
+    /// `http://HOST:PORT` or `https://...`: a remote `cloudstream serve`.
+    Http(HttpOptions),
+}
+
+/// Settings of `http://HOST:PORT[/PREFIX]` (or `https://`) from the URL: a remote
+/// `cloudstream serve`, through its REST API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// The server's base URL, without the query (`http://127.0.0.1:7070`).
+    pub base: String,
+    /// Bearer token sent with every request (`token=`, else `CLOUDSTREAM_TOKEN`).
+    pub token: Option<String>,
+    /// Longest a request may take, besides the wait of a long poll (`timeout_ms`, default
+    /// 30 s).
+    pub timeout: Duration,
+    /// A PEM certificate to trust besides the system's, for a server with its own
+    /// certificate authority (`ca_file=PATH`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Settings of `pubsub://PROJECT` from the URL.
@@ -180,6 +190,9 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
         }),
         "kinesis" => Ok(ProviderUrl::Kinesis(kinesis_options(url, location, query)?)),
         "pubsub" => Ok(ProviderUrl::PubSub(pubsub_options(url, location, query)?)),
+        "http" | "https" => Ok(ProviderUrl::Http(http_options(
+            url, scheme, location, query,
+        )?)),
         s if PLANNED.contains(&s) => Err(invalid(
             url,
             format!(
@@ -188,7 +201,7 @@ pub fn parse_url(url: &str) -> Result<ProviderUrl> {
         )),
         s => Err(invalid(
             url,
-            format!("unknown scheme {s:?}; known: local, memory, kinesis, pubsub"),
+            format!("unknown scheme {s:?}; known: local, memory, kinesis, pubsub, http, https"),
         )),
     }
 }
@@ -267,6 +280,44 @@ fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOpti
             ))
         }
     };
+    Ok(o)
+}
+
+fn http_options(url: &str, scheme: &str, location: &str, query: &str) -> Result<HttpOptions> {
+    let base = format!("{scheme}://{}", location.trim_end_matches('/'));
+    ::url::Url::parse(&base)
+        .ok()
+        .filter(|u| u.host_str().is_some_and(|h| !h.is_empty()))
+        .ok_or_else(|| invalid(url, "expected http://HOST:PORT, e.g. http://127.0.0.1:7070"))?;
+    let mut o = HttpOptions {
+        base,
+        token: std::env::var("CLOUDSTREAM_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        timeout: Duration::from_secs(30),
+        ca_file: None,
+    };
+    for (k, v) in ::url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "token" => o.token = Some(v.into_owned()),
+            "ca_file" => o.ca_file = Some(PathBuf::from(&*v)),
+            "timeout_ms" => {
+                let ms: u64 = v.parse().ok().filter(|&ms| ms > 0).ok_or_else(|| {
+                    invalid(
+                        url,
+                        format!("timeout_ms must be a positive whole number, got {v:?}"),
+                    )
+                })?;
+                o.timeout = Duration::from_millis(ms);
+            }
+            _ => {
+                return Err(invalid(
+                    url,
+                    format!("unknown option {k:?}; known: token, timeout_ms, ca_file"),
+                ))
+            }
+        }
+    }
     Ok(o)
 }
 

@@ -2,6 +2,8 @@
 //! splitting, partitioning by key, consumers, triggers) is written once on top, in
 //! [`crate::Stream`].
 
+#[cfg(feature = "http")]
+mod http;
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod log;
@@ -18,6 +20,8 @@ use async_trait::async_trait;
 use crate::event::{from_millis, to_millis};
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
+#[cfg(feature = "http")]
+pub use self::http::HttpBackend;
 #[cfg(feature = "kinesis")]
 pub use self::kinesis::{KinesisBackend, KinesisMetrics};
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
@@ -44,7 +48,7 @@ impl Default for StreamConfig {
 }
 
 /// One partition as the backend sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionInfo {
     /// The partition number.
     pub partition: u32,
@@ -76,7 +80,7 @@ impl PartitionInfo {
 }
 
 /// A stream as the backend sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StreamInfo {
     /// The stream's name.
     pub name: String,
@@ -102,7 +106,7 @@ impl StreamInfo {
 }
 
 /// A consumer's committed position and how far behind it is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConsumerInfo {
     /// The consumer's name.
     pub name: String,
@@ -203,7 +207,8 @@ impl Default for ReadOptions {
 }
 
 /// What a backend can do, so callers (and the conformance suite) know what to expect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// In JSON (`GET /v1/capabilities` of the server) the horizon range is in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Capabilities {
     /// Reads start at any retained sequence number.
     pub replay_by_position: bool,
@@ -231,7 +236,30 @@ pub struct Capabilities {
     /// Most partitions per stream.
     pub max_partitions: u32,
     /// Shortest and longest horizon the provider can hold.
+    #[serde(rename = "horizon_range_ms", with = "range_ms")]
     pub horizon_range: (Duration, Duration),
+}
+
+/// A pair of durations as milliseconds, for [`Capabilities::horizon_range`].
+mod range_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        range: &(Duration, Duration),
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        (ms(range.0), ms(range.1)).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<(Duration, Duration), D::Error> {
+        let (low, high) = <(u64, u64)>::deserialize(d)?;
+        Ok((Duration::from_millis(low), Duration::from_millis(high)))
+    }
 }
 
 /// The primitives a provider implements. Use [`crate::Client`] and [`crate::Stream`] rather

@@ -4,34 +4,20 @@
 //! A record is `{"position": "0:42", "partition": 0, "sequence": 42, "append_time":
 //! RFC3339, "key": ..., "headers": {...}, "event_time": RFC3339?, "payload": TEXT}`, with
 //! `payload_base64` instead of `payload` when the payload is not UTF-8. A start point is
-//! `earliest`, `latest`, `P:S`, `after:P:S` or `time:RFC3339`.
+//! `earliest`, `latest`, `P:S`, `after:P:S` or `time:RFC3339`. Errors travel as
+//! `{"error": {"code", "message", "details"}}` ([`error_status`], [`error_from_body`]).
 
 use std::time::SystemTime;
 
+mod errors;
+mod event;
+
 use base64::Engine as _;
-use serde_json::{json, Value};
 
-use crate::{Error, Position, ReadFrom, Record, Result};
+pub use errors::{error_details, error_from_body, error_status};
+pub use event::{record_from_json, record_json, EventJson};
 
-/// A record as JSON: the payload as text when it is UTF-8, else base64 in `payload_base64`.
-pub fn record_json(r: &Record) -> Value {
-    let mut v = json!({
-        "position": r.position,
-        "partition": r.position.partition,
-        "sequence": r.position.sequence,
-        "append_time": rfc3339(r.append_time),
-        "key": r.event.key,
-        "headers": r.event.headers,
-    });
-    if let Some(t) = r.event.time {
-        v["event_time"] = json!(rfc3339(t));
-    }
-    match std::str::from_utf8(&r.event.payload) {
-        Ok(text) => v["payload"] = json!(text),
-        Err(_) => v["payload_base64"] = json!(base64_encode(&r.event.payload)),
-    }
-    v
-}
+use crate::{Error, Position, ReadFrom, Result};
 
 /// A time as RFC 3339 with milliseconds, UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -64,10 +50,7 @@ pub fn parse_from(s: &str) -> Result<ReadFrom> {
             if let Some(p) = s.strip_prefix("after:") {
                 ReadFrom::After(p.parse::<Position>()?)
             } else if let Some(t) = s.strip_prefix("time:") {
-                let t = humantime::parse_rfc3339_weak(t).map_err(|e| {
-                    Error::InvalidArgument(format!("{t:?} is not an RFC 3339 time: {e}"))
-                })?;
-                ReadFrom::AtTime(t)
+                ReadFrom::AtTime(event::parse_time("time", t)?)
             } else {
                 ReadFrom::At(s.parse::<Position>().map_err(|_| bad())?)
             }

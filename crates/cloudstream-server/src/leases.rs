@@ -1,0 +1,78 @@
+//! Consumer-group leases over HTTP: the server's provider keeps them (in the server's
+//! memory for the embedded engine, in DynamoDB for Kinesis), so members in different
+//! processes share one consumer group through the `http://` client backend.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::{ApiError, State};
+
+/// Longest lease one request may take.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Who takes or gives back a lease, and for how long.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeaseQuery {
+    member: String,
+    ttl_ms: Option<u64>,
+}
+
+/// `PUT .../leases/{lease}?member=&ttl_ms=`: takes or renews the lease for `member`;
+/// `{"held": bool}` (false: another member holds it and it has not expired).
+pub(crate) async fn take(
+    state: State,
+    Path((stream, consumer, lease)): Path<(String, String, String)>,
+    query: Result<Query<LeaseQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let query = query?.0;
+    check(&state, &stream, &consumer, &query.member).await?;
+    let ttl = Duration::from_millis(query.ttl_ms.unwrap_or(10_000))
+        .clamp(Duration::from_millis(1), MAX_TTL);
+    let held = state
+        .client
+        .backend()
+        .lease(&stream, &consumer, &lease, &query.member, ttl)
+        .await?;
+    Ok(Json(json!({ "held": held })))
+}
+
+/// `DELETE .../leases/{lease}?member=`: gives the lease back if `member` holds it.
+pub(crate) async fn release(
+    state: State,
+    Path((stream, consumer, lease)): Path<(String, String, String)>,
+    query: Result<Query<LeaseQuery>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let query = query?.0;
+    check(&state, &stream, &consumer, &query.member).await?;
+    state
+        .client
+        .backend()
+        .release(&stream, &consumer, &lease, &query.member)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET .../leases`: the unexpired leases, `{"leases": {lease: member}}`.
+pub(crate) async fn list(
+    state: State,
+    Path((stream, consumer)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    cloudstream::validate_name("consumer", &consumer)?;
+    state.client.stream(&stream).open().await?;
+    let leases = state.client.backend().leases(&stream, &consumer).await?;
+    Ok(Json(json!({ "leases": leases })))
+}
+
+async fn check(state: &State, stream: &str, consumer: &str, member: &str) -> Result<(), ApiError> {
+    cloudstream::validate_name("consumer", consumer)?;
+    cloudstream::validate_name("member", member)?;
+    state.client.stream(stream).open().await?;
+    Ok(())
+}

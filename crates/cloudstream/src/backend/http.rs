@@ -1,0 +1,333 @@
+//! `http://HOST:PORT` (and `https://`): a remote `cloudstream serve`, through its REST API.
+//!
+//! Every backend primitive is one request to the server's `/v1` routes, so the whole library
+//! (consumers with their checkpoints, consumer groups, triggers, tails) runs unchanged in
+//! front of a server, and the server runs it against whatever provider it was given:
+//!
+//! | primitive | request |
+//! |---|---|
+//! | capabilities | `GET /v1/capabilities` (once, on connect) |
+//! | create / describe / list / delete | `PUT`, `GET`, `GET /v1/streams`, `DELETE /v1/streams/{s}` |
+//! | append | `POST /v1/streams/{s}/partitions/{p}/events` (all or nothing) |
+//! | read | `GET /v1/streams/{s}/records?partition=&start=&max=&max_bytes=&wait_ms=` |
+//! | checkpoints | `GET` / `PUT /v1/streams/{s}/consumers/{c}/checkpoint` |
+//! | consumers | `GET /v1/streams/{s}/consumers`, `DELETE /v1/streams/{s}/consumers/{c}` |
+//! | leases | `PUT` / `DELETE /v1/streams/{s}/consumers/{c}/leases/{l}`, `GET .../leases` |
+//!
+//! Errors come back as the variant the server's provider returned ([`crate::wire`]); a server
+//! that cannot be reached is [`Error::Unavailable`]. Events travel exactly: payloads as
+//! base64, event times to the nanosecond.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::{
+    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionStart, ReadOptions, StreamConfig,
+    StreamInfo,
+};
+use crate::url::HttpOptions;
+use crate::wire::{error_from_body, record_from_json, EventJson};
+use crate::{Error, Event, Position, Record, Result};
+
+/// The client backend of a remote `cloudstream serve`.
+#[derive(Debug)]
+pub struct HttpBackend {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    token: Option<String>,
+    timeout: Duration,
+    capabilities: Capabilities,
+}
+
+/// The body of `GET /v1/capabilities`.
+#[derive(serde::Deserialize)]
+struct Remote {
+    capabilities: Capabilities,
+}
+
+impl HttpBackend {
+    /// Connects to the server and asks what its provider can do.
+    pub async fn connect(options: HttpOptions) -> Result<Self> {
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: options.base.clone(),
+            reason,
+        };
+        let base = reqwest::Url::parse(&options.base).map_err(|e| invalid(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if let Some(path) = &options.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| invalid(format!("cannot read ca_file {}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| invalid(format!("ca_file {} is not PEM: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| invalid(e.to_string()))?;
+        let mut backend = HttpBackend {
+            http,
+            base,
+            token: options.token,
+            timeout: options.timeout,
+            capabilities: Capabilities {
+                replay_by_position: false,
+                replay_by_time: false,
+                dense_sequences: false,
+                consumers_see_history: false,
+                server_side_checkpoints: true,
+                durable: false,
+                leases: false,
+                max_record_bytes: 0,
+                max_batch_records: 0,
+                max_batch_bytes: 0,
+                max_partitions: 0,
+                horizon_range: (Duration::ZERO, Duration::ZERO),
+            },
+        };
+        let remote: Remote = backend.call(Method::GET, &["capabilities"], |r| r).await?;
+        backend.capabilities = Capabilities {
+            // Checkpoints live in the server, whatever its provider does with them.
+            server_side_checkpoints: true,
+            ..remote.capabilities
+        };
+        Ok(backend)
+    }
+
+    /// `base/v1/segments...`, each segment escaped.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::InvalidUrl {
+                url: self.base.to_string(),
+                reason: "cannot be a base URL".into(),
+            })?
+            .pop_if_empty()
+            .push("v1")
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// Sends a request built by `build` and decodes its JSON answer; an error status
+    /// becomes the [`Error`] its body names.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<T> {
+        let body = self.send(method, segments, build).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            Error::Backend(format!("the server answered with an unexpected body: {e}").into())
+        })
+    }
+
+    /// Sends a request; the body of a 2xx answer, else the error it stands for.
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        build: impl FnOnce(RequestBuilder) -> RequestBuilder,
+    ) -> Result<bytes::Bytes> {
+        let mut request = self
+            .http
+            .request(method, self.url(segments)?)
+            .timeout(self.timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = build(request).send().await.map_err(unavailable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unavailable)?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Err(error_from_body(status.as_u16(), &value))
+    }
+}
+
+/// A request that did not get an answer: the server is down or unreachable.
+fn unavailable(e: reqwest::Error) -> Error {
+    Error::Unavailable(Box::new(e))
+}
+
+#[derive(serde::Deserialize)]
+struct StreamBody {
+    stream: StreamInfo,
+}
+
+#[async_trait]
+impl Backend for HttpBackend {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities.clone()
+    }
+
+    async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
+        let spec = json!({
+            "horizon": format!("{}ms", config.horizon.as_millis()),
+            "partitions": config.partitions,
+        });
+        let body: StreamBody = self
+            .call(Method::PUT, &["streams", name], |r| r.json(&spec))
+            .await?;
+        Ok(body.stream)
+    }
+
+    async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
+        let body: StreamBody = self.call(Method::GET, &["streams", name], |r| r).await?;
+        Ok(body.stream)
+    }
+
+    async fn list_streams(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Streams {
+            streams: Vec<String>,
+        }
+        let body: Streams = self.call(Method::GET, &["streams"], |r| r).await?;
+        Ok(body.streams)
+    }
+
+    async fn delete_stream(&self, name: &str) -> Result<()> {
+        self.send(Method::DELETE, &["streams", name], |r| r).await?;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        stream: &str,
+        partition: u32,
+        events: &[Event],
+    ) -> Result<Vec<Position>> {
+        #[derive(serde::Deserialize)]
+        struct Appended {
+            positions: Vec<Position>,
+        }
+        let events: Vec<EventJson> = events.iter().map(EventJson::exact).collect();
+        let p = partition.to_string();
+        let body: Appended = self
+            .call(
+                Method::POST,
+                &["streams", stream, "partitions", &p, "events"],
+                |r| r.json(&events),
+            )
+            .await?;
+        Ok(body.positions)
+    }
+
+    async fn read(
+        &self,
+        stream: &str,
+        partition: u32,
+        start: PartitionStart,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        #[derive(serde::Deserialize)]
+        struct Records {
+            records: Vec<Value>,
+        }
+        let wait = options.wait.unwrap_or(Duration::ZERO);
+        let query = [
+            ("partition", partition.to_string()),
+            ("start", start.to_string()),
+            ("max", options.max_records.to_string()),
+            ("max_bytes", options.max_bytes.to_string()),
+            ("wait_ms", wait.as_millis().to_string()),
+        ];
+        let body: Records = self
+            .call(Method::GET, &["streams", stream, "records"], |r| {
+                r.query(&query).timeout(self.timeout + wait)
+            })
+            .await?;
+        body.records.into_iter().map(record_from_json).collect()
+    }
+
+    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            checkpoint: Option<Checkpoint>,
+        }
+        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
+        let body: Saved = self.call(Method::GET, &path, |r| r).await?;
+        Ok(body.checkpoint)
+    }
+
+    async fn commit_checkpoint(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        let resume: Checkpoint = resume.iter().copied().collect();
+        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
+        self.send(Method::PUT, &path, |r| r.json(&resume)).await?;
+        Ok(())
+    }
+
+    async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
+        #[derive(serde::Deserialize)]
+        struct Consumers {
+            consumers: Vec<ConsumerInfo>,
+        }
+        let body: Consumers = self
+            .call(Method::GET, &["streams", stream, "consumers"], |r| r)
+            .await?;
+        Ok(body.consumers)
+    }
+
+    async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Deleted {
+            existed: bool,
+        }
+        let path = ["streams", stream, "consumers", consumer];
+        let body: Deleted = self.call(Method::DELETE, &path, |r| r).await?;
+        Ok(body.existed)
+    }
+
+    async fn lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Held {
+            held: bool,
+        }
+        let path = ["streams", stream, "consumers", consumer, "leases", name];
+        let query = [
+            ("member", member.to_owned()),
+            ("ttl_ms", ttl.as_millis().to_string()),
+        ];
+        let body: Held = self.call(Method::PUT, &path, |r| r.query(&query)).await?;
+        Ok(body.held)
+    }
+
+    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+        let path = ["streams", stream, "consumers", consumer, "leases", name];
+        self.send(Method::DELETE, &path, |r| r.query(&[("member", member)]))
+            .await?;
+        Ok(())
+    }
+
+    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+        #[derive(serde::Deserialize)]
+        struct Leases {
+            leases: BTreeMap<String, String>,
+        }
+        let path = ["streams", stream, "consumers", consumer, "leases"];
+        let body: Leases = self.call(Method::GET, &path, |r| r).await?;
+        Ok(body.leases)
+    }
+}

@@ -1,0 +1,175 @@
+//! Errors over HTTP, both ways: every [`Error`] has an HTTP status, a stable code and, where
+//! it carries figures (sizes, positions), a `details` object, so that the client backend
+//! (`http://`) rebuilds the same variant the server's provider returned.
+//!
+//! The body is `{"error": {"code": "stream_not_found", "message": "...", "details": {...}}}`.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{json, Value};
+
+use crate::{Error, Position};
+
+/// The HTTP status and the stable code of an error.
+pub fn error_status(e: &Error) -> (u16, &'static str) {
+    match e {
+        Error::InvalidName { .. } => (400, "invalid_name"),
+        Error::InvalidArgument(_) | Error::InvalidUrl { .. } => (400, "invalid_argument"),
+        Error::StreamNotFound { .. } => (404, "stream_not_found"),
+        Error::StreamExists { .. } => (409, "stream_exists"),
+        Error::RecordTooLarge { .. } => (413, "record_too_large"),
+        Error::Expired { .. } => (410, "expired"),
+        Error::BeyondEnd { .. } => (400, "beyond_end"),
+        Error::Unsupported { .. } => (501, "unsupported"),
+        Error::Unavailable(_) => (503, "unavailable"),
+        Error::Corrupt(_) => (500, "corrupt"),
+        Error::Backend(_) => (500, "internal"),
+    }
+}
+
+/// The figures an error carries, for the `details` of its body.
+pub fn error_details(e: &Error) -> Option<Value> {
+    Some(match e {
+        Error::InvalidName { kind, name, reason } => {
+            json!({ "kind": kind, "name": name, "reason": reason })
+        }
+        Error::InvalidArgument(reason) => json!({ "reason": reason }),
+        Error::StreamNotFound { stream } | Error::StreamExists { stream } => {
+            json!({ "stream": stream })
+        }
+        Error::RecordTooLarge { size, max } => json!({ "size": size, "max": max }),
+        Error::Expired {
+            requested,
+            earliest,
+        } => json!({ "requested": requested, "earliest": earliest }),
+        Error::BeyondEnd { requested, next } => json!({ "requested": requested, "next": next }),
+        Error::Unsupported { operation, backend } => {
+            json!({ "operation": operation, "backend": backend })
+        }
+        _ => return None,
+    })
+}
+
+/// The message of a remote error, as the source of the error rebuilt from it.
+#[derive(Debug)]
+struct Remote(String);
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Remote {}
+
+/// The error an HTTP error response stands for: the variant its code and details name,
+/// else by status (503 is `Unavailable`, other 5xx `Backend`, 4xx `InvalidArgument`).
+pub fn error_from_body(status: u16, body: &Value) -> Error {
+    let error = &body["error"];
+    let code = error["code"].as_str().unwrap_or("");
+    let message = error["message"]
+        .as_str()
+        .map_or_else(|| format!("HTTP status {status}"), str::to_owned);
+    let d = &error["details"];
+    let text = |name: &str| d[name].as_str().map(str::to_owned);
+    let number = |name: &str| d[name].as_u64().and_then(|n| usize::try_from(n).ok());
+    let position = |name: &str| text(name).and_then(|p| p.parse::<Position>().ok());
+    let rebuilt = match code {
+        "invalid_name" => text("name").map(|name| Error::InvalidName {
+            kind: intern(&text("kind").unwrap_or_default()),
+            name,
+            reason: intern(&text("reason").unwrap_or_default()),
+        }),
+        "invalid_argument" => text("reason").map(Error::InvalidArgument),
+        "stream_not_found" => text("stream").map(|stream| Error::StreamNotFound { stream }),
+        "stream_exists" => text("stream").map(|stream| Error::StreamExists { stream }),
+        "record_too_large" => number("size")
+            .zip(number("max"))
+            .map(|(size, max)| Error::RecordTooLarge { size, max }),
+        "expired" => {
+            position("requested")
+                .zip(position("earliest"))
+                .map(|(requested, earliest)| Error::Expired {
+                    requested,
+                    earliest,
+                })
+        }
+        "beyond_end" => position("requested")
+            .zip(position("next"))
+            .map(|(requested, next)| Error::BeyondEnd { requested, next }),
+        "unsupported" => text("operation").map(|operation| Error::Unsupported {
+            operation: intern(&operation),
+            backend: intern(&text("backend").unwrap_or_default()),
+        }),
+        _ => None,
+    };
+    rebuilt.unwrap_or_else(|| match status {
+        503 | 429 => Error::Unavailable(Box::new(Remote(message))),
+        500.. => Error::Backend(Box::new(Remote(message))),
+        _ => Error::InvalidArgument(message),
+    })
+}
+
+/// A `'static` copy of a short name from the server (an operation, a backend, a reason).
+/// Each distinct text is kept once for the life of the process; the set is bounded by the
+/// server's vocabulary.
+fn intern(text: &str) -> &'static str {
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(name) = names.get(text) {
+        return name;
+    }
+    let name: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    names.insert(name);
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(e: Error) -> Error {
+        let (status, code) = error_status(&e);
+        let body = json!({ "error": { "code": code, "message": e.to_string(), "details": error_details(&e) } });
+        error_from_body(status, &body)
+    }
+
+    #[test]
+    fn errors_keep_their_variant_over_http() {
+        let p = Position::new(1, 5);
+        for e in [
+            Error::StreamNotFound { stream: "s".into() },
+            Error::StreamExists { stream: "s".into() },
+            Error::RecordTooLarge { size: 10, max: 5 },
+            Error::Expired {
+                requested: p,
+                earliest: p,
+            },
+            Error::BeyondEnd {
+                requested: p,
+                next: p,
+            },
+            Error::Unsupported {
+                operation: "reads",
+                backend: "pubsub",
+            },
+            Error::InvalidName {
+                kind: "stream",
+                name: "a/b".into(),
+                reason: "bad",
+            },
+            Error::InvalidArgument("x".into()),
+        ] {
+            let back = round_trip(e.replicate());
+            assert_eq!(back.to_string(), e.to_string());
+        }
+        assert!(matches!(
+            round_trip(Error::Unavailable("down".into())),
+            Error::Unavailable(_)
+        ));
+    }
+}
