@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 # Build outside the clone so repeated runs (and CI on the same machine) reuse the build.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cloudstream/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental compilation only pays off for edits in place; in CI it costs gigabytes of disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export RUST_BACKTRACE=1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

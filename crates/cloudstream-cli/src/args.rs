@@ -24,6 +24,43 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The options of `cloudstream serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Where webhook registrations are kept across restarts (default: `server/` inside a
+    /// local:// data directory; in memory for other providers).
+    #[arg(long)]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// A tokens file (`SHA256-HEX SCOPE STREAMS` per line; see `cloudstream token`): every
+    /// request then needs a bearer token with the scope it asks for.
+    #[arg(long)]
+    pub(crate) tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Longest a client may take to send a request's headers (and finish TLS).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) header_timeout: Duration,
+    /// Longest a request may take (a live tail excepted).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) request_timeout: Duration,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub(crate) max_body_bytes: usize,
+    /// Most events in one batch request.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) max_batch_events: usize,
+    /// Most requests served at once; more get 503.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) max_in_flight: usize,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create a stream.
@@ -110,11 +147,17 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Serve the REST API (/v1) over the provider, until Ctrl-C.
-    Serve {
-        /// Address to listen on (loopback by default).
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: std::net::SocketAddr,
+    /// Serve the REST API (/v1) over the provider, until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Make a bearer token for `serve --tokens`: prints the token (give it to the client)
+    /// and the line to add to the tokens file (only its SHA-256 is stored).
+    Token {
+        /// What the token may do: read, write or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// Streams it may do it on: names, `prefix*` patterns or `*`, comma-separated.
+        #[arg(long, default_value = "*")]
+        streams: String,
     },
     /// Benchmark the embedded engine against raw fdatasync on the same disk.
     Bench {

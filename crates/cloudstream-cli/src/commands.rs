@@ -15,8 +15,10 @@ use cloudstream::wire::parse_from;
 use crate::output::{emit, print_record};
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
-    if let Command::Bench { dir, out, seconds } = cli.command {
-        return crate::bench::run(dir, out, seconds).await;
+    match cli.command {
+        Command::Bench { dir, out, seconds } => return crate::bench::run(dir, out, seconds).await,
+        Command::Token { scope, streams } => return crate::serve::token(&scope, &streams),
+        _ => {}
     }
     let client = cloudstream::open(&cli.url)
         .await
@@ -150,21 +152,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             reader.commit().await?;
             Ok(())
         }
-        Command::Serve { listen } => {
-            let listener = tokio::net::TcpListener::bind(listen).await?;
-            eprintln!(
-                "serving {} on http://{} (Ctrl-C to stop)",
-                client.backend().name(),
-                listener.local_addr()?
-            );
-            let router = cloudstream_server::router(client, cloudstream_server::Limits::default());
-            let shutdown = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
-            cloudstream_server::serve(listener, router, shutdown).await?;
-            Ok(())
-        }
-        Command::Bench { .. } => unreachable!("handled above"),
+        Command::Serve(args) => crate::serve::run(client, &cli.url, args).await,
+        Command::Bench { .. } | Command::Token { .. } => unreachable!("handled above"),
     }
 }
 

@@ -56,7 +56,7 @@ async fn handle(
     {
         return Ok(c.clone());
     }
-    let handle = state.client.stream(stream).open().await?.consumer(consumer);
+    let handle = state.stream(stream).await?.consumer(consumer);
     let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
     let mut handle = handle.max_records(max).wait(wait);
@@ -108,7 +108,7 @@ pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.client.stream(&stream).open().await?;
+    state.stream(&stream).await?;
     let consumers = state.client.backend().list_consumers(&stream).await?;
     Ok(Json(json!({ "consumers": consumers })))
 }
@@ -120,7 +120,7 @@ pub(crate) async fn checkpoint(
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
-    state.client.stream(&stream).open().await?;
+    state.stream(&stream).await?;
     let checkpoint = state
         .client
         .backend()
@@ -138,7 +138,7 @@ pub(crate) async fn set_checkpoint(
 ) -> Result<StatusCode, ApiError> {
     let resume: Vec<_> = body?.0.into_iter().collect();
     cloudstream::validate_name("consumer", &consumer)?;
-    let handle = state.client.stream(&stream).open().await?;
+    let handle = state.stream(&stream).await?;
     if let Some((p, _)) = resume.iter().find(|(p, _)| *p >= handle.partitions()) {
         return Err(ApiError::bad_request(format!(
             "stream {stream:?} has no partition {p} (it has {})",
@@ -160,7 +160,7 @@ pub(crate) async fn delete(
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
-    state.client.stream(&stream).open().await?;
+    state.stream(&stream).await?;
     let existed = state
         .client
         .backend()

@@ -26,7 +26,7 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let event = event(body?.0)?;
     let bytes = event.payload.len() as u64;
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     let receipt = stream.send(event).await?;
     state.metrics.events_in(&name, 1, bytes);
     Ok((StatusCode::CREATED, Json(json!({ "position": receipt }))))
@@ -39,7 +39,7 @@ pub(crate) async fn send_batch(
 ) -> Result<Json<Value>, ApiError> {
     let items = body?.0;
     check_batch(&state, items.len())?;
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     // Each item is checked alone, so one bad event fails alone.
     let parsed: Vec<Result<Event, ApiError>> = items
         .into_iter()
@@ -90,7 +90,7 @@ pub(crate) async fn append(
         .into_iter()
         .map(event)
         .collect::<Result<Vec<_>, _>>()?;
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     if partition >= stream.partitions() {
         return Err(ApiError::bad_request(format!(
             "stream {name:?} has no partition {partition} (it has {})",
@@ -152,7 +152,7 @@ pub(crate) async fn read(
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms).min(crate::consumers::MAX_WAIT)),
     };
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     let records = stream.read_with(partition, from, &options).await?;
     state
         .metrics

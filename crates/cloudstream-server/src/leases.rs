@@ -65,7 +65,7 @@ pub(crate) async fn list(
     Path((stream, consumer)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
-    state.client.stream(&stream).open().await?;
+    state.stream(&stream).await?;
     let leases = state.client.backend().leases(&stream, &consumer).await?;
     Ok(Json(json!({ "leases": leases })))
 }
@@ -73,6 +73,6 @@ pub(crate) async fn list(
 async fn check(state: &State, stream: &str, consumer: &str, member: &str) -> Result<(), ApiError> {
     cloudstream::validate_name("consumer", consumer)?;
     cloudstream::validate_name("member", member)?;
-    state.client.stream(stream).open().await?;
+    state.stream(stream).await?;
     Ok(())
 }

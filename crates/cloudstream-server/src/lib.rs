@@ -26,27 +26,41 @@
 //! | `GET`, `PUT /v1/streams/{name}/consumers/{consumer}/checkpoint` | where the consumer resumes, per partition |
 //! | `GET /v1/streams/{name}/consumers/{consumer}/leases` | a consumer group's leases |
 //! | `PUT`, `DELETE /v1/streams/{name}/consumers/{consumer}/leases/{lease}?member=&ttl_ms=` | take, renew or give back a lease |
+//! | `PUT /v1/streams/{name}/webhooks/{id}` | register (201) or replace (200) a webhook trigger: `{"url": "http://...", "batch_size": 1, "max_attempts": 5, ...}` |
+//! | `GET /v1/streams/{name}/webhooks` | the stream's webhooks, with what each delivered |
+//! | `GET /v1/streams/{name}/webhooks/{id}` | one webhook |
+//! | `DELETE /v1/streams/{name}/webhooks/{id}` | stop a webhook and delete its consumer |
 //!
 //! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]).
+//!
+//! [`router`] builds the API with webhooks kept in memory; [`Server::open`] builds it with
+//! webhooks persisted in a state directory and started again by the next server, and
+//! [`Server::shutdown`] stops them once the router is no longer served.
 
+mod auth;
 mod consumers;
 mod error;
 mod events;
 mod leases;
+mod listen;
 mod metrics;
 mod protect;
 mod streams;
 mod tail;
+mod webhooks;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use cloudstream::{Client, Consumer};
+use cloudstream::{Client, Consumer, Stream};
 
+pub use auth::{token_hash, Scope, Tokens};
 pub use error::ApiError;
+pub use listen::{serve_with, tls_config, ServeOptions};
 
 /// Limits that protect the server from oversized requests.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +90,19 @@ impl Default for Limits {
     }
 }
 
+/// How a [`Server`] is set up besides its provider.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Request limits.
+    pub limits: Limits,
+    /// Where webhook registrations are kept across restarts (created if missing); in memory
+    /// only when `None`.
+    pub state_dir: Option<PathBuf>,
+    /// Bearer tokens the server accepts; every request but `/healthz`, `/metrics` and
+    /// `/v1/openapi.json` needs one when set. Open to anyone when `None`.
+    pub tokens: Option<Tokens>,
+}
+
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct AppState {
@@ -87,19 +114,124 @@ pub(crate) struct AppState {
     pub(crate) consumers: Mutex<HashMap<(String, String, String), Arc<Consumer>>>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// The webhook triggers: their registrations and running tasks.
+    pub(crate) webhooks: webhooks::Webhooks,
+    /// The accepted tokens, when the server checks them.
+    pub(crate) tokens: Option<Tokens>,
+    /// Stream handles opened once and kept: the handle's partitioner spreads unkeyed events
+    /// round-robin across requests, and a request does not describe the stream again.
+    streams: Mutex<HashMap<String, Stream>>,
+}
+
+impl AppState {
+    /// The handle of stream `name`; `stream_not_found` if there is none.
+    pub(crate) async fn stream(&self, name: &str) -> Result<Stream, ApiError> {
+        if let Some(stream) = self.lock_streams().get(name) {
+            return Ok(stream.clone());
+        }
+        let stream = self.client.stream(name).open().await?;
+        Ok(self
+            .lock_streams()
+            .entry(name.to_owned())
+            .or_insert(stream)
+            .clone())
+    }
+
+    /// Drops the kept handle of stream `name` (deleted or created again).
+    pub(crate) fn forget_stream(&self, name: &str) {
+        self.lock_streams().remove(name);
+    }
+
+    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stream>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
 
-/// The API over `client`'s provider.
+/// The API over `client`'s provider, with webhooks kept in memory only: they are lost with
+/// the server, and their tasks stop (without being waited for) once the router and every
+/// clone of it are dropped. Use [`Server::open`] to keep them across restarts and to stop
+/// them deterministically.
 pub fn router(client: Client, limits: Limits) -> Router {
-    let state = Arc::new(AppState {
+    let webhooks = webhooks::Webhooks::in_memory(client.clone());
+    let config = Config {
+        limits,
+        ..Config::default()
+    };
+    build(app_state(client, config, webhooks))
+}
+
+/// A server's API and the webhook triggers running behind it.
+///
+/// ```no_run
+/// # async fn run(client: cloudstream::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let config = cloudstream_server::Config {
+///     state_dir: Some("./cloudstream-state".into()),
+///     ..Default::default()
+/// };
+/// let server = cloudstream_server::Server::open(client, config).await?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7070").await?;
+/// let shutdown = async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// };
+/// cloudstream_server::serve(listener, server.router(), shutdown).await?;
+/// server.shutdown().await; // stops the webhooks, each committing what it delivered
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Server {
+    router: Router,
+    state: Arc<AppState>,
+}
+
+impl Server {
+    /// The API over `client`'s provider. With a [`Config::state_dir`] (created if missing), webhook
+    /// registrations are kept in `state_dir/webhooks.json` and every one registered there is
+    /// started now; without one they live in memory only. An unreadable or corrupt
+    /// `webhooks.json` is an error.
+    pub async fn open(client: Client, config: Config) -> Result<Server, cloudstream::Error> {
+        let webhooks = webhooks::Webhooks::open(client.clone(), config.state_dir.clone()).await?;
+        let state = app_state(client, config, webhooks);
+        Ok(Server {
+            router: build(state.clone()),
+            state,
+        })
+    }
+
+    /// The routes, to give to [`serve`] or [`serve_with`] (a cheap clone).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Stops every webhook trigger and waits until each has finished the batch in hand and
+    /// committed its checkpoint. Call it once the router is no longer served and before the
+    /// server (and the provider with it) is dropped. Registrations stay in the state
+    /// directory; registering a webhook afterwards fails (503 `shutting_down`).
+    pub async fn shutdown(&self) {
+        self.state.webhooks.shutdown().await;
+    }
+}
+
+/// What the handlers share.
+fn app_state(client: Client, config: Config, webhooks: webhooks::Webhooks) -> Arc<AppState> {
+    let limits = config.limits;
+    Arc::new(AppState {
         client,
         limits,
+        tokens: config.tokens,
         consumers: Mutex::default(),
         metrics: metrics::Metrics::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
-    });
+        webhooks,
+        streams: Mutex::default(),
+    })
+}
+
+/// The routes over `state`.
+fn build(state: Arc<AppState>) -> Router {
+    let limits = state.limits;
     // The live tail streams for as long as the client listens: no request deadline.
     let tail = Router::new().route("/v1/streams/{name}/tail", get(tail::tail));
     let bounded = Router::new()
@@ -148,6 +280,13 @@ pub fn router(client: Client, limits: Limits) -> Router {
             "/v1/streams/{name}/consumers/{consumer}/commit",
             post(consumers::commit),
         )
+        .route("/v1/streams/{name}/webhooks", get(webhooks::list))
+        .route(
+            "/v1/streams/{name}/webhooks/{id}",
+            put(webhooks::register)
+                .get(webhooks::describe)
+                .delete(webhooks::delete),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             protect::guard,
@@ -164,18 +303,21 @@ pub fn router(client: Client, limits: Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            auth::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` over plain HTTP until `shutdown` completes; see
+/// [`serve_with`] for TLS and the header deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeOptions::default(), shutdown).await
 }

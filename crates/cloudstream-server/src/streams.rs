@@ -28,8 +28,15 @@ pub(crate) async fn capabilities(state: State) -> Json<Value> {
     Json(json!({ "backend": backend.name(), "capabilities": backend.capabilities() }))
 }
 
-pub(crate) async fn list(state: State) -> Result<Json<Value>, ApiError> {
-    let streams = state.client.list_streams().await?;
+/// `GET /v1/streams`: every stream, or with tokens, those the token has a grant on.
+pub(crate) async fn list(
+    state: State,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> Result<Json<Value>, ApiError> {
+    let mut streams = state.client.list_streams().await?;
+    if let Some(axum::Extension(principal)) = principal {
+        streams.retain(|s| principal.sees(s));
+    }
     Ok(Json(json!({ "streams": streams })))
 }
 
@@ -56,6 +63,7 @@ pub(crate) async fn create(
             ApiError::bad_request(format!("horizon {text:?} is not a duration like 48h: {e}"))
         })?,
     };
+    state.forget_stream(&name);
     let stream = state
         .client
         .stream(&name)
@@ -71,7 +79,7 @@ pub(crate) async fn describe(
     state: State,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     let info = stream.describe().await?;
     let consumers = state.client.backend().list_consumers(&name).await?;
     Ok(Json(json!({ "stream": info, "consumers": consumers })))
@@ -79,10 +87,13 @@ pub(crate) async fn describe(
 
 pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.client.delete_stream(&name).await?;
+    state.forget_stream(&name);
     state
         .consumers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|(stream, _, _), _| *stream != name);
+    // Its webhooks' consumers went with it; stop and forget the webhooks too.
+    state.webhooks.forget_stream(&name).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,7 +46,7 @@ pub(crate) async fn tail(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let from = parse_from(query?.0.from.as_deref().unwrap_or("latest"))?;
     let seen = seen_positions(&headers)?;
-    let stream = state.client.stream(&name).open().await?;
+    let stream = state.stream(&name).await?;
     let records = stream.tail_resuming(from, &seen).await?;
     let mut cursor: BTreeMap<u32, Position> = seen.into_iter().map(|p| (p.partition, p)).collect();
     let shared = state.0.clone();

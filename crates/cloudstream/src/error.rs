@@ -74,6 +74,13 @@ pub enum Error {
         /// Which backend.
         backend: &'static str,
     },
+    /// The provider does not know the caller: no credentials, or unknown ones (a remote
+    /// server's 401).
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The caller's credentials do not allow this operation (a remote server's 403).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
     /// Stored data failed its integrity checks.
     #[error("corrupt data: {0}")]
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -141,6 +148,8 @@ impl Error {
                 next: *next,
             },
             Error::Unsupported { operation, backend } => Error::Unsupported { operation, backend },
+            Error::Unauthenticated(m) => Error::Unauthenticated(m.clone()),
+            Error::Forbidden(m) => Error::Forbidden(m.clone()),
             Error::Corrupt(e) => Error::Corrupt(message(e.as_ref())),
             Error::Unavailable(e) => Error::Unavailable(message(e.as_ref())),
             Error::Backend(e) => Error::Backend(message(e.as_ref())),

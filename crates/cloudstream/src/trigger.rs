@@ -276,6 +276,21 @@ impl Trigger {
         })
     }
 
+    /// Fixes where the trigger starts, now, without running it: creates its subscription, or
+    /// commits the start point of every partition that has no checkpoint yet. [`Trigger::run_until`]
+    /// does this itself; call it first so that every event sent from now on reaches the
+    /// handler, however late the trigger starts.
+    pub async fn pin_start(&self) -> Result<()> {
+        match self.stream.backend().subscriptions() {
+            Some(subscriptions) => {
+                subscriptions
+                    .subscribe(self.stream.name(), &self.consumer, self.start)
+                    .await
+            }
+            None => self.pinned_positions().await.map(|_| ()),
+        }
+    }
+
     /// Where each partition starts: its checkpoint, or the start point, which is committed
     /// so that a restart before the first success resumes there rather than at a later
     /// "latest".

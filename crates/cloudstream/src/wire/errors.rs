@@ -23,6 +23,8 @@ pub fn error_status(e: &Error) -> (u16, &'static str) {
         Error::BeyondEnd { .. } => (400, "beyond_end"),
         Error::Unsupported { .. } => (501, "unsupported"),
         Error::Unavailable(_) => (503, "unavailable"),
+        Error::Unauthenticated(_) => (401, "unauthorized"),
+        Error::Forbidden(_) => (403, "forbidden"),
         Error::Corrupt(_) => (500, "corrupt"),
         Error::Backend(_) => (500, "internal"),
     }
@@ -64,7 +66,8 @@ impl std::fmt::Display for Remote {
 impl std::error::Error for Remote {}
 
 /// The error an HTTP error response stands for: the variant its code and details name,
-/// else by status (503 is `Unavailable`, other 5xx `Backend`, 4xx `InvalidArgument`).
+/// else by status (401 `Unauthenticated`, 403 `Forbidden`, 503 `Unavailable`, other 5xx
+/// `Backend`, other 4xx `InvalidArgument`).
 pub fn error_from_body(status: u16, body: &Value) -> Error {
     let error = &body["error"];
     let code = error["code"].as_str().unwrap_or("");
@@ -105,6 +108,8 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
         _ => None,
     };
     rebuilt.unwrap_or_else(|| match status {
+        401 => Error::Unauthenticated(message),
+        403 => Error::Forbidden(message),
         503 | 429 => Error::Unavailable(Box::new(Remote(message))),
         500.. => Error::Backend(Box::new(Remote(message))),
         _ => Error::InvalidArgument(message),

@@ -1,0 +1,102 @@
+//! `cloudstream serve`: the REST endpoint over the provider of `--url`, and `cloudstream
+//! token`, which makes the bearer tokens it can require.
+
+use anyhow::{bail, Context, Result};
+use cloudstream::url::{parse_url, ProviderUrl};
+use cloudstream::Client;
+use cloudstream_server::{Config, Limits, ServeOptions, Server, Tokens};
+
+use crate::args::ServeArgs;
+
+pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()> {
+    let state_dir = args.state_dir.or_else(|| match parse_url(url) {
+        // Beside the engine's own directories, so nothing lands outside the data directory.
+        Ok(ProviderUrl::Local { path, .. }) => Some(path.join("server")),
+        _ => None,
+    });
+    if state_dir.is_none() {
+        eprintln!("note: webhook registrations are kept in memory; give --state-dir to keep them across restarts");
+    }
+    let tokens = match &args.tokens {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read tokens file {}", path.display()))?;
+            let tokens = Tokens::parse(&text)
+                .map_err(|e| anyhow::anyhow!("tokens file {}: {e}", path.display()))?;
+            if tokens.is_empty() {
+                bail!("tokens file {} holds no token", path.display());
+            }
+            Some(tokens)
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(cloudstream_server::tls_config(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    let config = Config {
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_batch_events: args.max_batch_events,
+            request_timeout: args.request_timeout,
+            max_in_flight: args.max_in_flight,
+            ..Limits::default()
+        },
+        state_dir,
+        tokens,
+    };
+    let backend = client.backend().name();
+    let server = Server::open(client, config).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!(
+        "serving {backend} on {scheme}://{} (Ctrl-C to stop)",
+        listener.local_addr()?
+    );
+    let options = ServeOptions {
+        tls,
+        header_timeout: Some(args.header_timeout),
+    };
+    cloudstream_server::serve_with(listener, server.router(), options, stopped()).await?;
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Prints a new random token and its tokens-file line.
+pub(crate) fn token(scope: &str, streams: &str) -> Result<()> {
+    if !matches!(scope, "read" | "write" | "admin") {
+        bail!("--scope must be read, write or admin, not {scope:?}");
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = std::iter::once("cst_".to_owned())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect();
+    let line = format!(
+        "{} {scope} {streams}",
+        cloudstream_server::token_hash(&token)
+    );
+    Tokens::parse(&line).map_err(anyhow::Error::msg)?;
+    println!("token: {token}");
+    println!("tokens file line: {line}");
+    Ok(())
+}

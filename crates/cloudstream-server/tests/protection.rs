@@ -1,0 +1,276 @@
+//! Protection through real clients against a real listener: bearer tokens with scopes
+//! (through reqwest and through the `http://` client backend), TLS with a certificate made
+//! for the test, and the deadline on a request's headers.
+
+use std::time::Duration;
+
+use cloudstream_server::{token_hash, Config, ServeOptions, Server, Tokens};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DEVICE: &str = "device-token";
+const READER: &str = "reader-token";
+const ADMIN: &str = "admin-token";
+
+fn tokens() -> Tokens {
+    let file = format!(
+        "{} write telemetry\n{} read telemetry,audit*\n{} admin *\n",
+        token_hash(DEVICE),
+        token_hash(READER),
+        token_hash(ADMIN)
+    );
+    Tokens::parse(&file).expect("tokens file")
+}
+
+/// A server over a fresh in-memory engine; returns its address.
+async fn start(config: Config, options: ServeOptions) -> std::net::SocketAddr {
+    let client = cloudstream::open("memory://").await.expect("open memory");
+    let server = Server::open(client, config).await.expect("server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _keep = server.clone();
+        cloudstream_server::serve_with(listener, server.router(), options, std::future::pending())
+            .await
+    });
+    addr
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = http.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (status, body)
+}
+
+#[tokio::test]
+async fn tokens_grant_scopes_per_stream() {
+    let config = Config {
+        tokens: Some(tokens()),
+        ..Config::default()
+    };
+    let addr = start(config, ServeOptions::default()).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    use reqwest::Method as M;
+
+    // Open routes stay open.
+    let (status, _) = call(&http, M::GET, url("/healthz"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // No token, or an unknown one: 401 with a JSON body and a challenge.
+    let response = http.get(url("/v1/streams")).send().await.expect("send");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["www-authenticate"].to_str().ok(),
+        Some("Bearer")
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = call(&http, M::GET, url("/v1/streams"), Some("wrong"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Only admin creates streams.
+    for (token, expected) in [(DEVICE, 403), (READER, 403), (ADMIN, 201)] {
+        let (status, body) = call(
+            &http,
+            M::PUT,
+            url("/v1/streams/telemetry"),
+            Some(token),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status.as_u16(), expected, "{token}: {body}");
+        if expected == 403 {
+            assert_eq!(body["error"]["code"], "forbidden");
+        }
+    }
+    call(
+        &http,
+        M::PUT,
+        url("/v1/streams/other"),
+        Some(ADMIN),
+        Some(json!({})),
+    )
+    .await;
+
+    // The device writes but does not read; the reader reads but does not write.
+    let event = json!({"payload": "21.5"});
+    let events = url("/v1/streams/telemetry/events");
+    let records = url("/v1/streams/telemetry/records");
+    let (status, _) = call(
+        &http,
+        M::POST,
+        events.clone(),
+        Some(DEVICE),
+        Some(event.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(&http, M::GET, records.clone(), Some(DEVICE), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = call(&http, M::GET, records, Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["records"][0]["payload"], "21.5");
+    let (status, _) = call(&http, M::POST, events, Some(READER), Some(event.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // A grant covers only its streams; listing shows only those.
+    let (status, _) = call(
+        &http,
+        M::POST,
+        url("/v1/streams/other/events"),
+        Some(DEVICE),
+        Some(event),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, body) = call(&http, M::GET, url("/v1/streams"), Some(DEVICE), None).await;
+    assert_eq!(body["streams"], json!(["telemetry"]));
+    let (_, body) = call(&http, M::GET, url("/v1/streams"), Some(ADMIN), None).await;
+    assert_eq!(body["streams"], json!(["other", "telemetry"]));
+
+    // The client backend carries the token from its URL.
+    let device = cloudstream::open(&format!("http://{addr}?token={DEVICE}"))
+        .await
+        .expect("open as device");
+    let stream = device
+        .stream("telemetry")
+        .open()
+        .await
+        .expect("open stream");
+    stream
+        .send(cloudstream::Event::new("22.0"))
+        .await
+        .expect("device sends");
+    let err = stream
+        .read(cloudstream::ReadFrom::Earliest, 10)
+        .await
+        .expect_err("device cannot read");
+    assert!(matches!(err, cloudstream::Error::Forbidden(_)), "{err:?}");
+    let err = cloudstream::open(&format!("http://{addr}?token=wrong"))
+        .await
+        .expect_err("unknown token");
+    assert!(
+        matches!(err, cloudstream::Error::Unauthenticated(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn tls_serves_https_with_the_given_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let options = ServeOptions {
+        tls: Some(cloudstream_server::tls_config(&cert_path, &key_path).expect("tls config")),
+        header_timeout: None,
+    };
+    let addr = start(Config::default(), options).await;
+    let port = addr.port();
+
+    let trusted = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("pem"),
+        )
+        .build()
+        .expect("client");
+    let response = trusted
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .expect("https request");
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A client that does not trust the certificate is refused; plain HTTP gets no answer.
+    let untrusted = reqwest::Client::new();
+    assert!(untrusted
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .is_err());
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_err());
+
+    // The client backend over https, trusting the certificate through ca_file.
+    let client = cloudstream::open(&format!(
+        "https://localhost:{port}?ca_file={}",
+        cert_path.display()
+    ))
+    .await
+    .expect("open https://");
+    let stream = client.stream("secure").create().await.expect("create");
+    let receipt = stream
+        .send(cloudstream::Event::new("sealed"))
+        .await
+        .expect("send");
+    let records = stream
+        .read(cloudstream::ReadFrom::At(receipt), 1)
+        .await
+        .expect("read");
+    assert_eq!(&records[0].event.payload[..], b"sealed");
+    let bad = cloudstream::open(&format!(
+        "https://localhost:{port}?ca_file={}",
+        dir.path().join("missing.pem").display()
+    ))
+    .await
+    .expect_err("missing ca file");
+    assert!(
+        matches!(bad, cloudstream::Error::InvalidUrl { .. }),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_trickling_headers_is_cut_off() {
+    let options = ServeOptions {
+        tls: None,
+        header_timeout: Some(Duration::from_millis(300)),
+    };
+    let addr = start(Config::default(), options).await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // Never finishes its headers: the server closes the connection after the deadline.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf))
+        .await
+        .expect("the server closed the connection within 5 s");
+    assert!(read.is_err() || !String::from_utf8_lossy(&buf).contains("200 OK"));
+
+    // A prompt client on another connection is served.
+    let mut quick = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    quick.read_to_string(&mut answer).await.expect("read");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -1,0 +1,620 @@
+//! Webhook triggers end to end: a real server on a loopback port over the embedded engine on
+//! disk, POSTing to a real HTTP receiver on another loopback port that records what it is
+//! sent and fails on demand. Waits poll with a deadline rather than sleep.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// How long a test waits for something that should happen.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it returns something, failing the test after [`DEADLINE`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the receiver saw.
+#[derive(Debug, Default)]
+struct Received {
+    /// Bodies of the POSTs it answered 200, in order.
+    bodies: Vec<Value>,
+    /// The `cloudstream-stream` and `cloudstream-webhook` headers of those POSTs.
+    headers: Vec<(String, String)>,
+    /// POSTs it answered 500.
+    failed: usize,
+    /// How many POSTs to answer 500 before answering 200 again; `usize::MAX`: all of them.
+    fail_next: usize,
+}
+
+/// A webhook receiver on a loopback port.
+#[derive(Debug, Clone)]
+struct Receiver {
+    url: String,
+    state: Arc<Mutex<Received>>,
+}
+
+async fn hook(
+    State(state): State<Arc<Mutex<Received>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    let mut received = state.lock().expect("receiver lock");
+    if received.fail_next > 0 {
+        if received.fail_next != usize::MAX {
+            received.fail_next -= 1;
+        }
+        received.failed += 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let pair = (header("cloudstream-stream"), header("cloudstream-webhook"));
+    received.headers.push(pair);
+    received.bodies.push(body);
+    StatusCode::OK
+}
+
+impl Receiver {
+    /// A receiver that answers 500 to the first `fail_next` POSTs.
+    async fn start(fail_next: usize) -> Receiver {
+        let state = Arc::new(Mutex::new(Received {
+            fail_next,
+            ..Received::default()
+        }));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Received> {
+        self.state.lock().expect("receiver lock")
+    }
+
+    /// The payloads of every record delivered (answered 200), in order.
+    fn payloads(&self) -> Vec<String> {
+        self.lock()
+            .bodies
+            .iter()
+            .flat_map(|body| body["records"].as_array().cloned().unwrap_or_default())
+            .map(|record| record["payload"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn failed(&self) -> usize {
+        self.lock().failed
+    }
+}
+
+/// A cloudstream server on a loopback port, over the engine in a directory.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    server: cloudstream_server::Server,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a server over `local://data`, with webhooks kept in `state` if given.
+async fn start(data: &Path, state: Option<PathBuf>) -> Api {
+    let url = format!("local://{}", data.display());
+    // A previous server's engine may still be closing (its lock not yet released).
+    let deadline = Instant::now() + DEADLINE;
+    let client = loop {
+        match cloudstream::open(&url).await {
+            Ok(client) => break client,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("opening {url}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("open {url}: {e}"),
+        }
+    };
+    let config = cloudstream_server::Config {
+        state_dir: state,
+        ..Default::default()
+    };
+    let server = cloudstream_server::Server::open(client, config)
+        .await
+        .expect("open server");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(cloudstream_server::serve(
+        listener,
+        server.router(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        server,
+        stop,
+        task,
+    }
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when empty).
+    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(self.http.get(self.url(path))).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(self.http.put(self.url(path)).json(&body)).await
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(self.http.delete(self.url(path))).await
+    }
+
+    async fn create_stream(&self, name: &str) {
+        let (status, body) = self
+            .call(self.http.put(self.url(&format!("/v1/streams/{name}"))))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn send(&self, stream: &str, payload: &str) {
+        let (status, body) = self
+            .call(
+                self.http
+                    .post(self.url(&format!("/v1/streams/{stream}/events")))
+                    .json(&json!({ "payload": payload })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// The webhook's view once `check` holds for it.
+    async fn view_when(
+        &self,
+        stream: &str,
+        id: &str,
+        what: &str,
+        check: fn(&Value) -> bool,
+    ) -> Value {
+        let path = format!("/v1/streams/{stream}/webhooks/{id}");
+        let path = path.as_str();
+        eventually(what, move || async move {
+            let (status, view) = self.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            check(&view).then_some(view)
+        })
+        .await
+    }
+
+    /// Stops the server as a command line would: graceful shutdown of the HTTP server, then
+    /// the webhooks (each commits what it delivered), then drops it with the engine.
+    async fn stop(self) {
+        let Api {
+            http,
+            server,
+            stop,
+            task,
+            ..
+        } = self;
+        drop(http);
+        let _ = stop.send(());
+        tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("the server stops")
+            .expect("server task")
+            .expect("serve");
+        server.shutdown().await;
+        drop(server);
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("(no error code)")
+}
+
+#[tokio::test]
+async fn a_webhook_delivers_every_event_in_order() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), Some(state.path().to_owned())).await;
+    let receiver = Receiver::start(0).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    assert_eq!(view["id"], "billing");
+    assert_eq!(view["stream"], "orders");
+    assert_eq!(view["url"], receiver.url);
+    assert_eq!(view["batch_size"], 1);
+    assert_eq!(view["max_attempts"], 5);
+    assert_eq!(view["backoff_ms"], 200);
+    assert_eq!(view["dead_letter"], "orders.dlq");
+    assert_eq!(view["start"], "latest");
+    assert_eq!(view["timeout_ms"], 10_000);
+    assert_eq!(view["delivered"], 0);
+    assert_eq!(view["last_error"], Value::Null);
+
+    for i in 1..=5 {
+        api.send("orders", &format!("e{i}")).await;
+    }
+    let r = &receiver;
+    let payloads = eventually("5 deliveries", move || async move {
+        let payloads = r.payloads();
+        (payloads.len() >= 5).then_some(payloads)
+    })
+    .await;
+    assert_eq!(payloads, ["e1", "e2", "e3", "e4", "e5"]);
+    {
+        let received = receiver.lock();
+        assert_eq!(
+            received.bodies.len(),
+            5,
+            "batch_size 1: one POST per record"
+        );
+        for (body, headers) in received.bodies.iter().zip(&received.headers) {
+            assert_eq!(body["stream"], "orders");
+            assert_eq!(body["webhook"], "billing");
+            assert_eq!(body["records"][0]["partition"], 0);
+            assert!(body["records"][0]["position"].is_string(), "{body}");
+            assert_eq!(headers, &("orders".to_owned(), "billing".to_owned()));
+        }
+    }
+    let view = api
+        .view_when("orders", "billing", "delivered = 5", |v| {
+            v["delivered"] == 5
+        })
+        .await;
+    assert_eq!(view["failed_attempts"], 0);
+    assert_eq!(view["dead_lettered"], 0);
+
+    // The webhook is a consumer of the stream, and its registration is on disk.
+    let (_, body) = api.get("/v1/streams/orders/consumers").await;
+    let consumers: Vec<&str> = body["consumers"]
+        .as_array()
+        .expect("consumers")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert!(consumers.contains(&"webhook-billing"), "{body}");
+    let file = std::fs::read(state.path().join("webhooks.json")).expect("webhooks.json");
+    let file: Value = serde_json::from_slice(&file).expect("webhooks.json is JSON");
+    assert_eq!(file["webhooks"][0]["id"], "billing", "{file}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_every_record_once_it_recovers() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    let receiver = Receiver::start(2).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url, "backoff_ms": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    for i in 1..=3 {
+        api.send("orders", &format!("e{i}")).await;
+    }
+    let view = api
+        .view_when("orders", "billing", "delivered = 3", |v| {
+            v["delivered"] == 3
+        })
+        .await;
+    assert_eq!(
+        receiver.payloads(),
+        ["e1", "e2", "e3"],
+        "each once, in order"
+    );
+    assert_eq!(receiver.failed(), 2);
+    assert!(view["failed_attempts"].as_u64() >= Some(2), "{view}");
+    assert_eq!(view["dead_lettered"], 0);
+    let error = view["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("500"), "{view}");
+    let (_, dlq) = api
+        .get("/v1/streams/orders.dlq/records?from=earliest")
+        .await;
+    assert_eq!(
+        dlq["records"],
+        json!([]),
+        "nothing was dead-lettered: {dlq}"
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_failing_every_attempt_goes_to_the_dead_letter_stream() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    let receiver = Receiver::start(usize::MAX).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url, "max_attempts": 2, "backoff_ms": 10 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    api.send("orders", "boom").await;
+    let a = &api;
+    let dead = eventually("a dead letter", move || async move {
+        let (status, body) = a.get("/v1/streams/orders.dlq/records?from=earliest").await;
+        let records = body["records"].as_array().cloned().unwrap_or_default();
+        (status == StatusCode::OK && !records.is_empty()).then_some(records)
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["payload"], "boom");
+    let headers = &dead[0]["headers"];
+    assert_eq!(headers["cloudstream-dlq-source-stream"], "orders");
+    assert_eq!(headers["cloudstream-dlq-attempts"], "2");
+    let error = headers["cloudstream-dlq-error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("500"), "{headers}");
+    let view = api
+        .view_when("orders", "billing", "dead_lettered = 1", |v| {
+            v["dead_lettered"] == 1
+        })
+        .await;
+    assert_eq!(view["failed_attempts"], 2);
+    assert_eq!(view["delivered"], 0);
+    assert_eq!(receiver.failed(), 2);
+
+    // Delivery goes on after a dead letter.
+    receiver.lock().fail_next = 0;
+    api.send("orders", "fine").await;
+    api.view_when("orders", "billing", "delivered = 1", |v| {
+        v["delivered"] == 1
+    })
+    .await;
+    assert_eq!(receiver.payloads(), ["fine"]);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_survive_a_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start(0).await;
+
+    let api = start(data.path(), Some(state.path().to_owned())).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url, "batch_size": 10, "max_wait_ms": 20 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    api.send("orders", "before").await;
+    api.view_when("orders", "billing", "delivered = 1", |v| {
+        v["delivered"] == 1
+    })
+    .await;
+    api.stop().await;
+
+    let api = start(data.path(), Some(state.path().to_owned())).await;
+    let (status, view) = api.get("/v1/streams/orders/webhooks/billing").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "registered again from webhooks.json: {view}"
+    );
+    assert_eq!(view["url"], receiver.url);
+    assert_eq!(view["batch_size"], 10);
+    api.send("orders", "after").await;
+    let r = &receiver;
+    let payloads = eventually("the event sent after the restart", move || async move {
+        let payloads = r.payloads();
+        payloads.iter().any(|p| p == "after").then_some(payloads)
+    })
+    .await;
+    // At least once for every event. The first server stopped gracefully, committing what
+    // it had delivered, so "before" is not delivered again; after a crash it could be.
+    let count = |wanted: &str| payloads.iter().filter(|p| *p == wanted).count();
+    assert_eq!(count("before"), 1, "{payloads:?}");
+    assert_eq!(count("after"), 1, "{payloads:?}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn webhooks_are_listed_replaced_deleted_and_checked() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), Some(state.path().to_owned())).await;
+    let receiver = Receiver::start(0).await;
+    api.create_stream("orders").await;
+    let url = receiver.url.as_str();
+
+    let (status, _) = api
+        .put("/v1/streams/orders/webhooks/a", json!({ "url": url }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/a",
+            json!({ "url": url, "batch_size": 50, "dead_letter": false, "start": "earliest" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "replaced: {view}");
+    assert_eq!(view["batch_size"], 50);
+    assert_eq!(view["dead_letter"], false);
+    assert_eq!(view["start"], "earliest");
+    let (status, _) = api
+        .put(
+            "/v1/streams/orders/webhooks/b",
+            json!({ "url": url, "dead_letter": "orders-failed" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = api.get("/v1/streams/orders/webhooks").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = body["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(body["webhooks"][1]["dead_letter"], "orders-failed");
+
+    // Bad specs and names are 400s with JSON bodies; a missing stream is a 404.
+    for (body, code) in [
+        (json!({ "url": "ftp://example.com/x" }), "bad_request"),
+        (json!({ "url": "not a url" }), "bad_request"),
+        (json!({ "url": url, "batch_size": 0 }), "bad_request"),
+        (json!({ "url": url, "max_attempts": 0 }), "bad_request"),
+        (
+            json!({ "url": url, "dead_letter": "orders" }),
+            "bad_request",
+        ),
+        (json!({ "url": url, "dead_letter": 7 }), "bad_request"),
+        (json!({ "url": url, "start": "middle" }), "bad_json"),
+        (json!({ "url": url, "colour": "red" }), "bad_json"),
+        (json!({}), "bad_json"),
+    ] {
+        let (status, got) = api.put("/v1/streams/orders/webhooks/c", body.clone()).await;
+        assert_eq!(
+            (status, error_code(&got)),
+            (StatusCode::BAD_REQUEST, code),
+            "{body}: {got}"
+        );
+    }
+    let (status, got) = api
+        .put(
+            "/v1/streams/orders/webhooks/bad%20id",
+            json!({ "url": url }),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::BAD_REQUEST, "invalid_name"),
+        "{got}"
+    );
+    let (status, got) = api
+        .put("/v1/streams/nowhere/webhooks/a", json!({ "url": url }))
+        .await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::NOT_FOUND, "stream_not_found"),
+        "{got}"
+    );
+    let (status, got) = api.get("/v1/streams/nowhere/webhooks").await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::NOT_FOUND, "stream_not_found"),
+        "{got}"
+    );
+    let (status, got) = api.get("/v1/streams/orders/webhooks/c").await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::NOT_FOUND, "webhook_not_found"),
+        "{got}"
+    );
+
+    // Delete: 204, then 404 for GET and for DELETE again; the consumer goes with it.
+    let (status, _) = api.delete("/v1/streams/orders/webhooks/a").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, got) = api.get("/v1/streams/orders/webhooks/a").await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::NOT_FOUND, "webhook_not_found"),
+        "{got}"
+    );
+    let (status, got) = api.delete("/v1/streams/orders/webhooks/a").await;
+    assert_eq!(
+        (status, error_code(&got)),
+        (StatusCode::NOT_FOUND, "webhook_not_found"),
+        "{got}"
+    );
+    let (_, body) = api.get("/v1/streams/orders/consumers").await;
+    let consumers = body["consumers"].as_array().expect("consumers");
+    assert!(
+        !consumers.iter().any(|c| c["name"] == "webhook-a"),
+        "{body}"
+    );
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("webhooks.json")).expect("webhooks.json"),
+    )
+    .expect("JSON");
+    let ids: Vec<&str> = file["webhooks"]
+        .as_array()
+        .expect("webhooks")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["b"]);
+
+    // Deleting the stream deletes its webhooks.
+    let (status, _) = api.delete("/v1/streams/orders").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let file: Value = serde_json::from_slice(
+        &std::fs::read(state.path().join("webhooks.json")).expect("webhooks.json"),
+    )
+    .expect("JSON");
+    assert_eq!(file["webhooks"], json!([]), "{file}");
+    api.create_stream("orders").await;
+    let (status, body) = api.get("/v1/streams/orders/webhooks").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "webhooks": [] })));
+    api.stop().await;
+}
