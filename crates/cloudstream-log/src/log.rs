@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::IoContext;
 use crate::name::validate_name;
 use crate::stream::{StreamConfig, StreamLog};
-use crate::{Clock, FileStorage, LogError, Result, Storage, SystemClock};
+use crate::{Clock, FileStorage, LatencyHistogram, LogError, Result, Storage, SystemClock};
 
 /// When appends are acknowledged relative to fdatasync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,8 @@ pub struct LogOptions {
     /// How often a background thread enforces retention; `None` leaves it to
     /// [`Log::enforce_retention`]. Default: every 30 s.
     pub retention_check: Option<Duration>,
+    /// Where every partition records how long its fdatasync calls take. Default: a new one.
+    pub sync_latency: Arc<LatencyHistogram>,
 }
 
 impl Default for LogOptions {
@@ -55,6 +57,7 @@ impl Default for LogOptions {
             segment_bytes: 128 * 1024 * 1024,
             index_interval_bytes: 4096,
             retention_check: Some(Duration::from_secs(30)),
+            sync_latency: Arc::default(),
         }
     }
 }
@@ -204,6 +207,11 @@ impl Log {
             .get(name)
             .cloned()
             .ok_or_else(|| LogError::StreamNotFound(name.to_owned()))
+    }
+
+    /// How long fdatasync has taken, over every partition since the log was opened.
+    pub fn sync_latency(&self) -> crate::LatencySnapshot {
+        self.inner.options.sync_latency.snapshot()
     }
 
     /// The names of all streams, sorted.

@@ -149,6 +149,7 @@ impl StreamLog {
             segment_bytes: options.segment_bytes,
             segment_max_age_ms: meta.config.segment_max_age_ms(),
             index_interval: options.index_interval_bytes,
+            sync_latency: options.sync_latency.clone(),
         };
         let partitions = (0..meta.config.partitions)
             .map(|p| Partition::open(p, &partition_dir(dir, p), config.clone()))

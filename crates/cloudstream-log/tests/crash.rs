@@ -37,6 +37,7 @@ fn log_options() -> LogOptions {
         segment_bytes: 64 * 1024,
         index_interval_bytes: 4096,
         retention_check: None,
+        ..LogOptions::default()
     }
 }
 

@@ -24,8 +24,9 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// The query of a fetch: how many records, how long to wait for a first one, and the
 /// member of a consumer group with its lease time.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FetchQuery {
     max: Option<usize>,
     wait_ms: Option<u64>,
@@ -69,6 +70,15 @@ async fn handle(
     Ok(all.entry(key).or_insert(handle).clone())
 }
 
+#[utoipa::path(
+    post, path = "/v1/streams/{name}/consumers/{consumer}/fetch", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
+    responses(
+        (status = 200, description = "The next batch; the previous one is committed", body = crate::openapi::Fetched),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn fetch(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
@@ -91,6 +101,15 @@ pub(crate) async fn fetch(
     Ok(Json(json!({ "records": records, "gaps": gaps })))
 }
 
+#[utoipa::path(
+    post, path = "/v1/streams/{name}/consumers/{consumer}/commit", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
+    responses(
+        (status = 204, description = "What was fetched is committed"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn commit(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
@@ -104,6 +123,15 @@ pub(crate) async fn commit(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/consumers", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "Consumers with their checkpoints and lag", body = crate::openapi::Consumers),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
@@ -115,6 +143,15 @@ pub(crate) async fn list(
 
 /// `GET .../consumers/{consumer}/checkpoint`: where the consumer resumes in each partition
 /// (`{"checkpoint": {"0": "after:41"}}`), `null` if it never committed.
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/consumers/{consumer}/checkpoint", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
+    responses(
+        (status = 200, description = "Where the consumer resumes", body = crate::openapi::CheckpointBody),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn checkpoint(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
@@ -131,6 +168,16 @@ pub(crate) async fn checkpoint(
 
 /// `PUT .../consumers/{consumer}/checkpoint` with `{"0": "after:41", "1": "at:7"}`: sets
 /// where the consumer resumes in the partitions given; the others keep theirs.
+#[utoipa::path(
+    put, path = "/v1/streams/{name}/consumers/{consumer}/checkpoint", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
+    request_body(content = std::collections::BTreeMap<String, cloudstream::backend::PartitionStart>, description = "Partition → where it resumes", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Committed"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn set_checkpoint(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
@@ -155,6 +202,15 @@ pub(crate) async fn set_checkpoint(
 
 /// `DELETE .../consumers/{consumer}`: forgets the consumer and its checkpoint;
 /// `{"existed": bool}`.
+#[utoipa::path(
+    delete, path = "/v1/streams/{name}/consumers/{consumer}", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
+    responses(
+        (status = 200, description = "Forgotten", body = crate::openapi::Existed),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn delete(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,

@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::openapi::{ErrorBody, ErrorDetail};
+
 /// An API failure: a status, a stable machine-readable code and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
@@ -40,11 +42,22 @@ impl ApiError {
 
     /// The error's JSON body (also used for per-event results of a batch).
     pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = &self.details {
-            error["details"] = details.clone();
+        serde_json::to_value(self.error_body()).unwrap_or_else(|_| json!({}))
+    }
+
+    /// The error's body as its documented type.
+    pub(crate) fn error_body(&self) -> ErrorBody {
+        let details = match &self.details {
+            Some(serde_json::Value::Object(map)) => Some(map.clone().into_iter().collect()),
+            _ => None,
+        };
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message.clone(),
+                details,
+            },
         }
-        json!({ "error": error })
     }
 }
 
@@ -73,7 +86,12 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(e: axum::extract::rejection::BytesRejection) -> Self {
-        ApiError::new(e.status(), "bad_body", e.body_text())
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(e.status(), code, e.body_text())
     }
 }
 

@@ -1,7 +1,9 @@
 //! Sending events (one, or a batch with one result each) and deterministic reads.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::Json;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use cloudstream::{Event, ReadFrom};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::openapi::{BatchResult, BatchResults, Sent};
 use crate::{ApiError, State};
 
 /// An event from its JSON form; what is wrong with it is a 400.
@@ -19,36 +22,64 @@ fn event(json: EventJson) -> Result<Event, ApiError> {
     Ok(json.into_event()?)
 }
 
+#[utoipa::path(
+    post, path = "/v1/streams/{name}/events", tag = "events",
+    params(("name" = String, Path, description = "Stream name")),
+    request_body(
+        description = "One event: its JSON form, a CloudEvent (structured, or binary with ce-* headers), or raw bytes with cloudstream-key, cloudstream-event-time and cloudstream-header-NAME headers",
+        content(
+            (cloudstream::wire::EventJson = "application/json"),
+            (Object = "application/cloudevents+json"),
+            (Vec<u8> = "application/octet-stream")
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored durably", body = crate::openapi::Sent),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn send(
     state: State,
     Path(name): Path<String>,
-    body: Result<Json<EventJson>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let event = event(body?.0)?;
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    let event = crate::ingest::event(&headers, &body?)?;
     let bytes = event.payload.len() as u64;
     let stream = state.stream(&name).await?;
-    let receipt = stream.send(event).await?;
+    let position = stream.send(event).await?;
     state.metrics.events_in(&name, 1, bytes);
-    Ok((StatusCode::CREATED, Json(json!({ "position": receipt }))))
+    Ok((StatusCode::CREATED, Json(Sent { position })))
 }
 
+#[utoipa::path(
+    post, path = "/v1/streams/{name}/events/batch", tag = "events",
+    params(("name" = String, Path, description = "Stream name")),
+    request_body(
+        description = "Events: a JSON array, NDJSON (one event per line), or a JSON array of structured CloudEvents",
+        content(
+            (Vec<cloudstream::wire::EventJson> = "application/json"),
+            (String = "application/x-ndjson"),
+            (Vec<Object> = "application/cloudevents-batch+json")
+        )
+    ),
+    responses(
+        (status = 200, description = "One result per event, in order", body = crate::openapi::BatchResults),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn send_batch(
     state: State,
     Path(name): Path<String>,
-    body: Result<Json<Vec<Value>>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let items = body?.0;
-    check_batch(&state, items.len())?;
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchResults>, ApiError> {
+    // Each event is checked alone, so one bad event fails alone.
+    let parsed = crate::ingest::batch(&headers, &body?)?;
+    check_batch(&state, parsed.len())?;
     let stream = state.stream(&name).await?;
-    // Each item is checked alone, so one bad event fails alone.
-    let parsed: Vec<Result<Event, ApiError>> = items
-        .into_iter()
-        .map(|item| {
-            serde_json::from_value::<EventJson>(item)
-                .map_err(|e| ApiError::bad_request(format!("not an event: {e}")))
-                .and_then(event)
-        })
-        .collect();
     let good: Vec<Event> = parsed
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
@@ -62,23 +93,33 @@ pub(crate) async fn send_batch(
         .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
     state.metrics.events_in(&name, count, bytes);
     let mut sent = outcomes.into_iter();
-    let results: Vec<Value> = parsed
+    let results = parsed
         .into_iter()
         .map(|p| match p {
-            Err(e) => e.body(),
+            Err(e) => BatchResult::Failed(e.error_body()),
             Ok(_) => match sent.next() {
-                Some(Ok(position)) => json!({ "position": position }),
-                Some(Err(e)) => ApiError::from(e).body(),
-                None => ApiError::bad_request("no result").body(),
+                Some(Ok(position)) => BatchResult::Sent(Sent { position }),
+                Some(Err(e)) => BatchResult::Failed(ApiError::from(e).error_body()),
+                None => BatchResult::Failed(ApiError::bad_request("no result").error_body()),
             },
         })
         .collect();
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchResults { results }))
 }
 
 /// `POST /v1/streams/{name}/partitions/{partition}/events`: a JSON array of events
 /// appended, in order, to one partition, all or nothing (the primitive the `http://` client
 /// backend writes with); 201 with one position per event.
+#[utoipa::path(
+    post, path = "/v1/streams/{name}/partitions/{partition}/events", tag = "events",
+    params(("name" = String, Path, description = "Stream name"), ("partition" = u32, Path, description = "Partition")),
+    request_body(content = Vec<cloudstream::wire::EventJson>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Every event stored, in order", body = crate::openapi::Appended),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn append(
     state: State,
     Path((name, partition)): Path<(String, u32)>,
@@ -120,8 +161,9 @@ fn check_batch(state: &State, events: usize) -> Result<(), ApiError> {
 /// The query of a read: where to start (`from`, a start point of the stream, or `start`, a
 /// start point within `partition`), how many records and bytes at most, and how long to
 /// wait for a first record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReadQuery {
     from: Option<String>,
     start: Option<String>,
@@ -131,6 +173,15 @@ pub(crate) struct ReadQuery {
     wait_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/records", tag = "events",
+    params(("name" = String, Path, description = "Stream name"), ReadQuery),
+    responses(
+        (status = 200, description = "Records in order", body = crate::openapi::Records),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn read(
     state: State,
     Path(name): Path<String>,

@@ -17,8 +17,9 @@ use crate::{ApiError, State};
 const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// Who takes or gives back a lease, and for how long.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LeaseQuery {
     member: String,
     ttl_ms: Option<u64>,
@@ -26,6 +27,15 @@ pub(crate) struct LeaseQuery {
 
 /// `PUT .../leases/{lease}?member=&ttl_ms=`: takes or renews the lease for `member`;
 /// `{"held": bool}` (false: another member holds it and it has not expired).
+#[utoipa::path(
+    put, path = "/v1/streams/{name}/consumers/{consumer}/leases/{lease}", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), ("lease" = String, Path, description = "Lease name"), LeaseQuery),
+    responses(
+        (status = 200, description = "Whether the member holds the lease", body = crate::openapi::Held),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn take(
     state: State,
     Path((stream, consumer, lease)): Path<(String, String, String)>,
@@ -44,6 +54,15 @@ pub(crate) async fn take(
 }
 
 /// `DELETE .../leases/{lease}?member=`: gives the lease back if `member` holds it.
+#[utoipa::path(
+    delete, path = "/v1/streams/{name}/consumers/{consumer}/leases/{lease}", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), ("lease" = String, Path, description = "Lease name"), LeaseQuery),
+    responses(
+        (status = 204, description = "Given back"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn release(
     state: State,
     Path((stream, consumer, lease)): Path<(String, String, String)>,
@@ -60,6 +79,15 @@ pub(crate) async fn release(
 }
 
 /// `GET .../leases`: the unexpired leases, `{"leases": {lease: member}}`.
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/consumers/{consumer}/leases", tag = "consumers",
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
+    responses(
+        (status = 200, description = "Unexpired leases", body = crate::openapi::LeasesBody),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn list(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, provider counters |
+//! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API |
 //! | `GET /v1/capabilities` | the provider's name and what it can do |
 //! | `GET /v1/streams` | stream names |
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
@@ -41,9 +42,11 @@ mod auth;
 mod consumers;
 mod error;
 mod events;
+mod ingest;
 mod leases;
 mod listen;
 mod metrics;
+mod openapi;
 mod protect;
 mod streams;
 mod tail;
@@ -236,10 +239,8 @@ fn build(state: Arc<AppState>) -> Router {
     let tail = Router::new().route("/v1/streams/{name}/tail", get(tail::tail));
     let bounded = Router::new()
         .route("/metrics", get(metrics::render))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(openapi::health))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/capabilities", get(streams::capabilities))
         .route("/v1/streams", get(streams::list))
         .route(

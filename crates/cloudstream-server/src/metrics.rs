@@ -97,6 +97,15 @@ pub(crate) async fn track(state: State, request: Request, next: Next) -> Respons
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get, path = "/metrics", tag = "meta",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    ),
+    security(())
+)]
 pub(crate) async fn render(state: State) -> Response {
     let text = render_text(&state).await;
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
@@ -125,19 +134,15 @@ async fn render_text(state: &Arc<AppState>) -> String {
             "HTTP request latency by route.",
         );
         for (route, h) in &t.latency {
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "cloudstream_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {n}");
-            }
-            let _ = writeln!(out, "cloudstream_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(
-                out,
-                "cloudstream_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "cloudstream_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                h.count
+            let cumulative = BUCKETS.iter().copied().zip(h.counts);
+            let labels = format!("route=\"{route}\"");
+            histogram(
+                &mut out,
+                "cloudstream_http_request_duration_seconds",
+                &labels,
+                cumulative,
+                h.count,
+                h.sum,
             );
         }
         for (name, help, table, pick) in [
@@ -197,6 +202,27 @@ async fn render_text(state: &Arc<AppState>) -> String {
     }
     header(
         &mut out,
+        "cloudstream_backend_latency_seconds",
+        "histogram",
+        "How long the provider's own operations take (the engine's fdatasync).",
+    );
+    for (op, snapshot) in state.client.backend().latencies() {
+        let cumulative = snapshot
+            .cumulative
+            .iter()
+            .map(|(bound, n)| (bound.as_secs_f64(), *n));
+        let labels = format!("op=\"{op}\"");
+        histogram(
+            &mut out,
+            "cloudstream_backend_latency_seconds",
+            &labels,
+            cumulative,
+            snapshot.count,
+            snapshot.total.as_secs_f64(),
+        );
+    }
+    header(
+        &mut out,
         "cloudstream_backend_events_total",
         "counter",
         "The provider's own counters (throttled calls, failed records, refreshed iterators).",
@@ -208,6 +234,23 @@ async fn render_text(state: &Arc<AppState>) -> String {
         );
     }
     out
+}
+
+/// One histogram's lines: a bucket per bound (cumulative counts), `+Inf`, sum and count.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    cumulative: impl Iterator<Item = (f64, u64)>,
+    count: u64,
+    sum: f64,
+) {
+    for (bound, n) in cumulative {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::{ApiError, State};
 
 /// The body of `PUT /v1/streams/{name}`; both fields optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateStream {
     /// Retention horizon, as `48h`, `30m`, `7days` (default 24 h).
@@ -23,12 +23,28 @@ pub(crate) struct CreateStream {
 }
 
 /// `GET /v1/capabilities`: the provider behind the server and what it can do.
+#[utoipa::path(
+    get, path = "/v1/capabilities", tag = "streams",
+    responses(
+        (status = 200, description = "The provider and what it can do", body = crate::openapi::CapabilitiesBody),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn capabilities(state: State) -> Json<Value> {
     let backend = state.client.backend();
     Json(json!({ "backend": backend.name(), "capabilities": backend.capabilities() }))
 }
 
 /// `GET /v1/streams`: every stream, or with tokens, those the token has a grant on.
+#[utoipa::path(
+    get, path = "/v1/streams", tag = "streams",
+    responses(
+        (status = 200, description = "Stream names (with tokens: those the token has a grant on)", body = crate::openapi::StreamList),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn list(
     state: State,
     principal: Option<axum::Extension<crate::auth::Principal>>,
@@ -40,6 +56,16 @@ pub(crate) async fn list(
     Ok(Json(json!({ "streams": streams })))
 }
 
+#[utoipa::path(
+    put, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    request_body(content = Option<CreateStream>, description = "Horizon and partitions; both optional", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = crate::openapi::StreamCreated),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn create(
     state: State,
     Path(name): Path<String>,
@@ -75,6 +101,15 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "stream": info }))))
 }
 
+#[utoipa::path(
+    get, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "Partitions, extent and consumers with their lag", body = crate::openapi::StreamDescription),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn describe(
     state: State,
     Path(name): Path<String>,
@@ -85,6 +120,15 @@ pub(crate) async fn describe(
     Ok(Json(json!({ "stream": info, "consumers": consumers })))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/streams/{name}", tag = "streams",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 204, description = "Deleted, with its records and consumers"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.client.delete_stream(&name).await?;
     state.forget_stream(&name);

@@ -18,8 +18,9 @@ use serde::Deserialize;
 use crate::{ApiError, State};
 
 /// The query of a tail: where to start (default `latest`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TailQuery {
     from: Option<String>,
 }
@@ -38,6 +39,15 @@ fn seen_positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
         .collect()
 }
 
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/tail", tag = "events",
+    params(("name" = String, Path, description = "Stream name"), TailQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after these positions (0:41,1:17)")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: record`, `data:` a record, `id:` the last position seen per partition", content_type = "text/event-stream"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn tail(
     state: State,
     Path(name): Path<String>,

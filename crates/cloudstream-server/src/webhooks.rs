@@ -83,7 +83,7 @@ fn consumer_name(id: &str) -> String {
 }
 
 /// Where a webhook without a checkpoint starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Start {
     /// The oldest record held.
@@ -143,7 +143,7 @@ impl Spec {
 ///
 /// `dead_letter` is a stream name, `false` (no dead-letter stream: records that fail every
 /// attempt are dropped and logged), or absent, `null` or `true` for `<stream>.dlq`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SpecIn {
     /// An `http://` or `https://` URL.
@@ -873,6 +873,17 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
 }
 
 /// `PUT /v1/streams/{name}/webhooks/{id}`: registers (201) or replaces (200) a webhook.
+#[utoipa::path(
+    put, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
+    request_body(content = SpecIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = crate::openapi::WebhookBody),
+        (status = 200, description = "Replaced", body = crate::openapi::WebhookBody),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn register(
     state: State,
     Path((stream, id)): Path<(String, String)>,
@@ -895,6 +906,15 @@ pub(crate) async fn register(
 }
 
 /// `GET /v1/streams/{name}/webhooks`: `{"webhooks": [view, ...]}`.
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/webhooks", tag = "webhooks",
+    params(("name" = String, Path, description = "Stream name")),
+    responses(
+        (status = 200, description = "The stream's webhooks", body = crate::openapi::Webhooks),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
@@ -904,6 +924,15 @@ pub(crate) async fn list(
 }
 
 /// `GET /v1/streams/{name}/webhooks/{id}`: the webhook's view.
+#[utoipa::path(
+    get, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "The webhook", body = crate::openapi::WebhookBody),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn describe(
     state: State,
     Path((stream, id)): Path<(String, String)>,
@@ -912,6 +941,15 @@ pub(crate) async fn describe(
 }
 
 /// `DELETE /v1/streams/{name}/webhooks/{id}`: stops the webhook and deletes its consumer.
+#[utoipa::path(
+    delete, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 204, description = "Stopped, its consumer deleted"),
+        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
+        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+    )
+)]
 pub(crate) async fn delete(
     state: State,
     Path((stream, id)): Path<(String, String)>,

@@ -1,6 +1,8 @@
 //! The API through a real HTTP client against a real server on a loopback port, over the
 //! embedded engine in memory: every route, and every error as a status with a JSON body.
 
+mod support;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
@@ -41,17 +43,10 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request; returns the status and the JSON body (`null` when empty).
+    /// Sends a request; returns the status and the JSON body (`null` when empty), both
+    /// checked against the served OpenAPI document.
     async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        };
-        (status, body)
+        support::send(&self.http, request).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -443,10 +438,22 @@ async fn metrics_count_requests_events_and_lag_in_prometheus_format() {
         r#"cloudstream_http_request_duration_seconds_count{route="/v1/streams/{name}/records"} 1"#,
         r#"cloudstream_consumer_lag{stream="m",consumer="c"} 1"#,
         "# TYPE cloudstream_http_request_duration_seconds histogram",
+        "# TYPE cloudstream_backend_latency_seconds histogram",
     ] {
         assert!(
             text.lines().any(|l| l == line),
             "{line} missing from:\n{text}"
+        );
+    }
+    // The engine's fsync latency, bucket by bucket.
+    for prefix in [
+        r#"cloudstream_backend_latency_seconds_bucket{op="fsync",le="0.001"} "#,
+        r#"cloudstream_backend_latency_seconds_bucket{op="fsync",le="+Inf"} "#,
+        r#"cloudstream_backend_latency_seconds_count{op="fsync"} "#,
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(prefix)),
+            "{prefix} missing from:\n{text}"
         );
     }
 }
@@ -555,5 +562,181 @@ async fn consumer_group_members_share_partitions_over_http() {
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::BAD_REQUEST, "invalid_name")
+    );
+}
+
+#[tokio::test]
+async fn events_arrive_as_raw_bytes_cloudevents_and_ndjson() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/ce"))).await;
+    let send = |request: reqwest::RequestBuilder| s.call(request);
+    let events = s.url("/v1/streams/ce/events");
+
+    // Raw bytes, with key, event time and headers as HTTP headers.
+    let (status, body) = send(
+        s.http
+            .post(&events)
+            .header("content-type", "application/octet-stream")
+            .header("cloudstream-key", "device-7")
+            .header("cloudstream-event-time", "2026-11-24T10:00:00.250Z")
+            .header("cloudstream-header-unit", "celsius")
+            .body(vec![0xff_u8, 0x00, 0x2a]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A CloudEvent in structured mode, with JSON data and the partitioning extension.
+    let (status, body) = send(
+        s.http
+            .post(&events)
+            .header("content-type", "application/cloudevents+json")
+            .body(
+                json!({
+                    "specversion": "1.0", "id": "e-1", "source": "/devices/7",
+                    "type": "telemetry.reading", "datacontenttype": "application/json",
+                    "time": "2026-11-24T10:00:01Z", "partitionkey": "device-7",
+                    "data": {"temp": 21.5}
+                })
+                .to_string(),
+            ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A CloudEvent in binary mode: attributes as ce-* headers, the body as data.
+    let (status, body) = send(
+        s.http
+            .post(&events)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "e-2")
+            .header("ce-source", "/devices/8")
+            .header("ce-type", "telemetry.note")
+            .header("content-type", "text/plain")
+            .body("door open"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A CloudEvent without its id is refused, saying so.
+    let (status, body) = send(
+        s.http
+            .post(&events)
+            .header("ce-specversion", "1.0")
+            .header("ce-source", "/x")
+            .header("ce-type", "t")
+            .body("x"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("id"),
+        "{body}"
+    );
+
+    let (_, read) = s.get("/v1/streams/ce/records?from=earliest").await;
+    let records = read["records"].as_array().expect("records");
+    assert_eq!(records.len(), 3, "{read}");
+    assert_eq!(records[0]["payload_base64"], "/wAq");
+    assert_eq!(records[0]["key"], "device-7");
+    assert_eq!(records[0]["headers"], json!({"unit": "celsius"}));
+    assert_eq!(records[0]["event_time"], "2026-11-24T10:00:00.250Z");
+    assert_eq!(records[1]["payload"], r#"{"temp":21.5}"#);
+    assert_eq!(records[1]["key"], "device-7");
+    assert_eq!(records[1]["headers"]["ce_id"], "e-1");
+    assert_eq!(records[1]["headers"]["ce_type"], "telemetry.reading");
+    assert_eq!(records[1]["headers"]["content-type"], "application/json");
+    assert_eq!(records[1]["event_time"], "2026-11-24T10:00:01.000Z");
+    assert_eq!(records[2]["payload"], "door open");
+    assert_eq!(records[2]["headers"]["ce_source"], "/devices/8");
+    assert_eq!(records[2]["headers"]["content-type"], "text/plain");
+
+    // NDJSON batches: one result per line, a bad line failing alone.
+    let batch = s.url("/v1/streams/ce/events/batch");
+    let (status, body) = send(
+        s.http
+            .post(&batch)
+            .header("content-type", "application/x-ndjson")
+            .body("{\"payload\": \"a\"}\n\n{\"payload\": 1, \"oops\": true}\n{\"payload\": \"c\", \"key\": \"k\"}\n"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert!(results[0]["position"].is_string() && results[2]["position"].is_string());
+    assert_eq!(error_code(&results[1]), "bad_request");
+    // A batch of structured CloudEvents.
+    let (status, body) = send(
+        s.http
+            .post(&batch)
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(
+                json!([
+                    {"specversion": "1.0", "id": "b-1", "source": "/s", "type": "t", "data": "one"},
+                    {"specversion": "0.3", "id": "b-2", "source": "/s", "type": "t", "data": "two"}
+                ])
+                .to_string(),
+            ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["results"][0]["position"].is_string(), "{body}");
+    assert_eq!(error_code(&body["results"][1]), "bad_request");
+    // Any other batch body is a 415 that names the types accepted.
+    let (status, body) = send(
+        s.http
+            .post(&batch)
+            .header("content-type", "text/csv")
+            .body("a,b"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_code(&body), "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let s = start().await;
+    let (status, doc) = s.get("/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+        ("/v1/capabilities", "get"),
+        ("/v1/streams", "get"),
+        ("/v1/streams/{name}", "put"),
+        ("/v1/streams/{name}", "delete"),
+        ("/v1/streams/{name}/events", "post"),
+        ("/v1/streams/{name}/events/batch", "post"),
+        ("/v1/streams/{name}/partitions/{partition}/events", "post"),
+        ("/v1/streams/{name}/records", "get"),
+        ("/v1/streams/{name}/tail", "get"),
+        ("/v1/streams/{name}/consumers/{consumer}/fetch", "post"),
+        ("/v1/streams/{name}/consumers/{consumer}/checkpoint", "put"),
+        (
+            "/v1/streams/{name}/consumers/{consumer}/leases/{lease}",
+            "put",
+        ),
+        ("/v1/streams/{name}/webhooks/{id}", "put"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    // A response that drifts from the document is caught: a describe body with an extra
+    // field fails the check the whole suite relies on.
+    let (_, mut described) = s.get("/v1/streams").await;
+    described["surprise"] = json!(1);
+    let drifted = std::panic::catch_unwind(|| {
+        support::check(&doc, "GET", "/v1/streams", StatusCode::OK, &described)
+    });
+    assert!(
+        drifted.is_err(),
+        "an undocumented field passed the schema check"
     );
 }

@@ -2,6 +2,8 @@
 //! (through reqwest and through the `http://` client backend), TLS with a certificate made
 //! for the test, and the deadline on a request's headers.
 
+mod support;
+
 use std::time::Duration;
 
 use cloudstream_server::{token_hash, Config, ServeOptions, Server, Tokens};
@@ -53,15 +55,7 @@ async fn call(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-    };
-    (status, body)
+    support::send(http, request).await
 }
 
 #[tokio::test]

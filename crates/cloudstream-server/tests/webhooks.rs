@@ -2,6 +2,8 @@
 //! disk, POSTing to a real HTTP receiver on another loopback port that records what it is
 //! sent and fails on demand. Waits poll with a deadline rather than sleep.
 
+mod support;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -178,17 +180,10 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    /// Sends a request; returns the status and the JSON body (`null` when empty).
+    /// Sends a request; returns the status and the JSON body (`null` when empty), both
+    /// checked against the served OpenAPI document.
     async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        };
-        (status, body)
+        support::send(&self.http, request).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {

@@ -47,6 +47,8 @@ mod consumer;
 mod error;
 mod event;
 mod lease;
+#[cfg(feature = "openapi")]
+mod openapi;
 mod partitioner;
 mod retry;
 mod sequence;

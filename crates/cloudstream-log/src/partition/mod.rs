@@ -26,6 +26,7 @@ pub(crate) struct PartitionConfig {
     pub(crate) segment_bytes: u64,
     pub(crate) segment_max_age_ms: i64,
     pub(crate) index_interval: u64,
+    pub(crate) sync_latency: Arc<crate::LatencyHistogram>,
 }
 
 /// What an acknowledged append got.
@@ -83,6 +84,7 @@ impl PartitionShared {
         }
     }
     pub(crate) fn record_sync(&self, took: Duration) {
+        self.config.sync_latency.record(took);
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.sync_nanos
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);

@@ -29,6 +29,7 @@ pub(crate) fn options(storage: Arc<dyn Storage>, clock: Arc<ManualClock>) -> Log
         segment_bytes: 4096,
         index_interval_bytes: 512,
         retention_check: None,
+        ..LogOptions::default()
     }
 }
 

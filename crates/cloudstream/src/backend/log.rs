@@ -214,6 +214,10 @@ impl Backend for LogBackend {
         self.name
     }
 
+    fn latencies(&self) -> std::collections::BTreeMap<String, super::LatencySnapshot> {
+        std::collections::BTreeMap::from([("fsync".to_owned(), self.log.sync_latency())])
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             replay_by_position: true,

@@ -27,6 +27,7 @@ pub use self::kinesis::{KinesisBackend, KinesisMetrics};
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::PubSubBackend;
+pub use cloudstream_log::LatencySnapshot;
 
 /// How a stream is created: its retention horizon and its number of partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,7 @@ impl Default for StreamConfig {
 
 /// One partition as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartitionInfo {
     /// The partition number.
     pub partition: u32,
@@ -81,6 +83,7 @@ impl PartitionInfo {
 
 /// A stream as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamInfo {
     /// The stream's name.
     pub name: String,
@@ -107,10 +110,12 @@ impl StreamInfo {
 
 /// A consumer's committed position and how far behind it is.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConsumerInfo {
     /// The consumer's name.
     pub name: String,
     /// Partition → where the consumer resumes.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, PartitionStart>))]
     pub committed: Checkpoint,
     /// Records between the checkpoint and the end, summed over partitions, when the provider
     /// can count them.
@@ -209,6 +214,7 @@ impl Default for ReadOptions {
 /// What a backend can do, so callers (and the conformance suite) know what to expect.
 /// In JSON (`GET /v1/capabilities` of the server) the horizon range is in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     /// Reads start at any retained sequence number.
     pub replay_by_position: bool,
@@ -237,6 +243,7 @@ pub struct Capabilities {
     pub max_partitions: u32,
     /// Shortest and longest horizon the provider can hold.
     #[serde(rename = "horizon_range_ms", with = "range_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<u64>))]
     pub horizon_range: (Duration, Duration),
 }
 
@@ -278,6 +285,11 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// Counters of what the backend had to retry or work around (throttling, failed records,
     /// refreshed iterators), by name; empty where there is nothing to count.
     fn metrics(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+    /// Latency histograms of what the backend waits on (the engine's fdatasync), by name;
+    /// empty where there is nothing to time.
+    fn latencies(&self) -> BTreeMap<String, LatencySnapshot> {
         BTreeMap::new()
     }
     /// Creates a stream; [`crate::Error::StreamExists`] if it exists.

@@ -13,6 +13,7 @@ use crate::{Error, Event, Position, Record, Result};
 /// as JSON with `content-type: application/json`) or `payload_base64` for raw bytes, plus
 /// an optional key, headers and event time (RFC 3339).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventJson {
     /// The payload as text or JSON.
@@ -69,7 +70,7 @@ impl EventJson {
 }
 
 /// A time from RFC 3339; `InvalidArgument` naming `field` otherwise.
-pub(crate) fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime> {
+pub fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime> {
     humantime::parse_rfc3339_weak(text).map_err(|e| {
         Error::InvalidArgument(format!("{field} {text:?} is not an RFC 3339 time: {e}"))
     })

@@ -15,7 +15,7 @@ mod event;
 use base64::Engine as _;
 
 pub use errors::{error_details, error_from_body, error_status};
-pub use event::{record_from_json, record_json, EventJson};
+pub use event::{parse_time, record_from_json, record_json, EventJson};
 
 use crate::{Error, Position, ReadFrom, Result};
 

@@ -1,0 +1,296 @@
+//! The OpenAPI document of the API, served at `GET /v1/openapi.json` and generated from the
+//! handlers' `#[utoipa::path]` annotations and the body types below. The schema test of the
+//! API suite checks every response the tests get against it.
+//!
+//! The response types here describe bodies the handlers build; each is checked against the
+//! real responses by that test, and unknown fields are refused there (`additionalProperties:
+//! false`), so the document cannot drift from what the server sends.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use cloudstream::backend::{Capabilities, Checkpoint, ConsumerInfo, PartitionStart, StreamInfo};
+use cloudstream::{Position, Sequence};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cloudstream",
+        description = "Named, retained, replayable event streams over any provider: the REST endpoint of the Cloud Stream spec.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        health,
+        document,
+        crate::streams::capabilities,
+        crate::streams::list,
+        crate::streams::create,
+        crate::streams::describe,
+        crate::streams::delete,
+        crate::events::send,
+        crate::events::send_batch,
+        crate::events::append,
+        crate::events::read,
+        crate::tail::tail,
+        crate::consumers::list,
+        crate::consumers::fetch,
+        crate::consumers::commit,
+        crate::consumers::checkpoint,
+        crate::consumers::set_checkpoint,
+        crate::consumers::delete,
+        crate::leases::list,
+        crate::leases::take,
+        crate::leases::release,
+        crate::webhooks::list,
+        crate::webhooks::register,
+        crate::webhooks::describe,
+        crate::webhooks::delete,
+        crate::metrics::render,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub(crate) struct ApiDoc;
+
+/// Declares the optional bearer token.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /v1/openapi.json`.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// `GET /healthz`.
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
+    responses((status = 200, description = "The server is up", body = Health)))]
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+/// A failure: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorDetail {
+    /// A stable, machine-readable code (`stream_not_found`, `bad_json`, ...).
+    pub(crate) code: String,
+    /// What was wrong, for people.
+    pub(crate) message: String,
+    /// The figures of the error (sizes, positions, names), where it has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) details: Option<BTreeMap<String, Value>>,
+}
+
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Health {
+    status: String,
+}
+
+/// The provider behind the server.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CapabilitiesBody {
+    /// The provider's short name (`local`, `kinesis`, ...).
+    backend: String,
+    capabilities: Capabilities,
+}
+
+/// Stream names.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamList {
+    streams: Vec<String>,
+}
+
+/// A stream just created.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamCreated {
+    stream: StreamInfo,
+}
+
+/// A stream with its consumers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamDescription {
+    stream: StreamInfo,
+    consumers: Vec<ConsumerInfo>,
+}
+
+/// Where an event was stored.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Sent {
+    pub(crate) position: Position,
+}
+
+/// One result per event of a batch, in order.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchResults {
+    pub(crate) results: Vec<BatchResult>,
+}
+
+/// Where one event of a batch was stored, or why it was not.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum BatchResult {
+    /// Stored.
+    Sent(Sent),
+    /// Refused.
+    Failed(ErrorBody),
+}
+
+/// Where the events of a partition append were stored.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Appended {
+    positions: Vec<Position>,
+}
+
+/// A record as the API returns it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordBody {
+    position: Position,
+    partition: u32,
+    sequence: Sequence,
+    /// When the provider stored it (RFC 3339).
+    append_time: String,
+    key: Option<String>,
+    headers: BTreeMap<String, String>,
+    /// When the event happened, as its writer said (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_time: Option<String>,
+    /// The payload, when it is UTF-8 text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    /// The payload in base64, when it is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+/// Records of a read.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Records {
+    records: Vec<RecordBody>,
+}
+
+/// Records a consumer skipped because they expired before it read them.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GapBody {
+    partition: u32,
+    /// Where the consumer was.
+    from: String,
+    /// Where it resumed.
+    resumed_at: String,
+}
+
+/// A consumer's next batch.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Fetched {
+    records: Vec<RecordBody>,
+    gaps: Vec<GapBody>,
+}
+
+/// A stream's consumers and their lag.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Consumers {
+    consumers: Vec<ConsumerInfo>,
+}
+
+/// Where a consumer resumes in each partition; `null` if it never committed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointBody {
+    /// Partition (a number, as JSON keys are text) → where the consumer resumes.
+    #[schema(value_type = Option<BTreeMap<String, PartitionStart>>)]
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Whether a consumer existed before it was deleted.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Existed {
+    existed: bool,
+}
+
+/// Whether the member holds the lease now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Held {
+    held: bool,
+}
+
+/// A consumer group's unexpired leases: lease → member.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LeasesBody {
+    leases: BTreeMap<String, String>,
+}
+
+/// A webhook trigger: its settings and what it did since the server started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookBody {
+    id: String,
+    stream: String,
+    url: String,
+    batch_size: u64,
+    max_wait_ms: u64,
+    max_attempts: u64,
+    backoff_ms: u64,
+    /// The dead-letter stream, or `false` for none.
+    #[schema(value_type = Value)]
+    dead_letter: Value,
+    /// `earliest` or `latest`.
+    start: String,
+    timeout_ms: u64,
+    /// Records delivered with a 2xx.
+    delivered: u64,
+    /// POSTs that failed (and were retried or dead-lettered).
+    failed_attempts: u64,
+    /// Records moved to the dead-letter stream.
+    dead_lettered: u64,
+    /// The last failure, if any.
+    last_error: Option<String>,
+}
+
+/// A stream's webhooks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Webhooks {
+    webhooks: Vec<WebhookBody>,
+}

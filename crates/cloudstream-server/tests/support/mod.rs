@@ -1,0 +1,140 @@
+//! What the API tests share: sending a request through a real HTTP client and checking the
+//! answer against the OpenAPI document the server itself serves at `/v1/openapi.json`.
+//! Every JSON response of the suite goes through [`send`], so every one is validated: its
+//! route, method and status must be documented, and its body must match the documented
+//! schema (with unknown fields refused).
+
+#![allow(dead_code)] // each test file uses part of it
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{json, Value};
+
+/// Sends `request`; returns the status and the JSON body (`null` when empty), after checking
+/// both against the server's OpenAPI document.
+pub(crate) async fn send(http: &reqwest::Client, request: RequestBuilder) -> (StatusCode, Value) {
+    let request = request.build().expect("a well-formed request");
+    let (method, url) = (request.method().clone(), request.url().clone());
+    let response = http.execute(request).await.expect("request");
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    let doc = document(http, &url).await;
+    check(&doc, method.as_str(), url.path(), status, &body);
+    (status, body)
+}
+
+/// The server's document, fetched once per server.
+async fn document(http: &reqwest::Client, url: &reqwest::Url) -> Value {
+    static DOCS: Mutex<Option<HashMap<String, Value>>> = Mutex::new(None);
+    let origin = url.origin().ascii_serialization();
+    if let Some(doc) = DOCS
+        .lock()
+        .expect("docs")
+        .get_or_insert_with(HashMap::new)
+        .get(&origin)
+    {
+        return doc.clone();
+    }
+    let doc: Value = http
+        .get(format!("{origin}/v1/openapi.json"))
+        .send()
+        .await
+        .expect("fetch the OpenAPI document")
+        .json()
+        .await
+        .expect("the OpenAPI document is JSON");
+    DOCS.lock()
+        .expect("docs")
+        .get_or_insert_with(HashMap::new)
+        .insert(origin, doc.clone());
+    doc
+}
+
+/// The documented path template `path` matches, the most specific one first.
+fn template<'d>(doc: &'d Value, path: &str) -> Option<&'d str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    doc["paths"]
+        .as_object()?
+        .keys()
+        .filter(|t| {
+            let parts: Vec<&str> = t.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p.starts_with('{') || p == s)
+        })
+        .min_by_key(|t| t.matches('{').count())
+        .map(String::as_str)
+}
+
+/// Panics, saying why, unless the response is what the document says.
+pub(crate) fn check(doc: &Value, method: &str, path: &str, status: StatusCode, body: &Value) {
+    let Some(template) = template(doc, path) else {
+        // Unknown routes answer 404 with an error body, which no path documents.
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: undocumented route"
+        );
+        validate(
+            doc,
+            &json!({"$ref": "#/components/schemas/ErrorBody"}),
+            body,
+            method,
+            path,
+        );
+        return;
+    };
+    let operation = &doc["paths"][template][method.to_ascii_lowercase()];
+    if operation.is_null() {
+        // The router answers 405 for a known path with another method.
+        assert_eq!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {template}: undocumented method"
+        );
+        return;
+    }
+    let code = status.as_str();
+    let range = format!("{}XX", &code[..1]);
+    let responses = &operation["responses"];
+    let response = [code, range.as_str(), "default"]
+        .iter()
+        .map(|k| &responses[*k])
+        .find(|r| !r.is_null())
+        .unwrap_or_else(|| panic!("{method} {template}: status {code} is not documented"));
+    match response["content"]["application/json"]["schema"] {
+        Value::Null => assert!(
+            body.is_null() || response["content"].is_object(),
+            "{method} {template} {code}: a body where none is documented: {body}"
+        ),
+        ref schema => validate(doc, schema, body, method, template),
+    }
+}
+
+fn validate(doc: &Value, schema: &Value, body: &Value, method: &str, template: &str) {
+    // The response schema with the document's components beside it, so that
+    // `#/components/schemas/...` references resolve.
+    let mut root = schema.clone();
+    if let Some(object) = root.as_object_mut() {
+        object.insert("components".to_owned(), doc["components"].clone());
+    }
+    let validator = jsonschema::validator_for(&root)
+        .unwrap_or_else(|e| panic!("{method} {template}: the documented schema is invalid: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {template}: the body does not match the OpenAPI document: {errors:#?}\nbody: {body}"
+    );
+}
