@@ -22,10 +22,11 @@
 //! | variable | default | what |
 //! |---|---|---|
 //! | `LOAD_SECONDS` | 10 | measured seconds per scenario |
+//! | `LOAD_PARTITIONS` | 4 | partitions of the stream |
 //! | `LOAD_CONNECTIONS` | 64 | connections of the single-event scenario |
 //! | `LOAD_BATCH_CONNECTIONS` | 8 | connections of the batch scenario |
 //! | `LOAD_SERVER_THREADS` | 2 | worker threads of the server's runtime |
-//! | `LOAD_CLIENT_THREADS` | 2 | worker threads of the load generator's runtime |
+//! | `LOAD_CLIENT_THREADS` | 1 | worker threads of the load generator's runtime (it shares the machine with the server, as `wrk -t1` would) |
 //! | `LOAD_DIR` | the workspace's `target/` | where the temporary data directory is made (use a real disk, not tmpfs) |
 //! | `LOAD_OUT` | `target/load-bench.json` | the JSON summary |
 //!
@@ -51,8 +52,6 @@ use tokio::net::TcpStream;
 
 /// The stream the benchmark writes.
 const STREAM: &str = "load";
-/// Partitions of that stream.
-const PARTITIONS: u32 = 4;
 /// Payload size of every event, in bytes.
 const PAYLOAD_BYTES: usize = 100;
 /// Events per batch request.
@@ -74,6 +73,8 @@ struct Settings {
     connections: usize,
     /// Connections of the batch scenario.
     batch_connections: usize,
+    /// Partitions of the stream.
+    partitions: u32,
     /// Worker threads of the server's runtime.
     server_threads: usize,
     /// Worker threads of the load generator's runtime.
@@ -106,8 +107,9 @@ impl Settings {
             measure: Duration::from_secs_f64(seconds),
             connections: env_or("LOAD_CONNECTIONS", 64_usize).max(1),
             batch_connections: env_or("LOAD_BATCH_CONNECTIONS", 8_usize).max(1),
+            partitions: env_or("LOAD_PARTITIONS", 4_u32).max(1),
             server_threads: env_or("LOAD_SERVER_THREADS", 2_usize).max(1),
-            client_threads: env_or("LOAD_CLIENT_THREADS", 2_usize).max(1),
+            client_threads: env_or("LOAD_CLIENT_THREADS", 1_usize).max(1),
             data_parent: std::env::var_os("LOAD_DIR").map_or(target, PathBuf::from),
             out,
         }
@@ -602,7 +604,8 @@ fn main() {
     let load = runtime("load", settings.client_threads);
     let (addr, client) = server.block_on(start_server(&url));
     println!(
-        "load benchmark: {url}, {PARTITIONS} partitions, server on http://{addr} ({} threads), client {} threads, {:.1} s warm-up + {:.1} s per scenario",
+        "load benchmark: {url}, {} partitions, server on http://{addr} ({} threads), client {} threads, {:.1} s warm-up + {:.1} s per scenario",
+        settings.partitions,
         settings.server_threads,
         settings.client_threads,
         settings.warmup.as_secs_f64(),
@@ -614,7 +617,7 @@ fn main() {
         &host,
         Method::PUT,
         &format!("/v1/streams/{STREAM}"),
-        &json!({ "partitions": PARTITIONS }),
+        &json!({ "partitions": settings.partitions }),
     ));
     assert_eq!(
         status,
@@ -663,7 +666,7 @@ fn main() {
         let summary = json!({
             "benchmark": "load",
             "url": "local://DIR?sync=always",
-            "partitions": PARTITIONS,
+            "partitions": settings.partitions,
             "payload_bytes": PAYLOAD_BYTES,
             "batch_events": BATCH_EVENTS,
             "warmup_s": settings.warmup.as_secs_f64(),

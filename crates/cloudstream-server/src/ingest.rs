@@ -23,6 +23,7 @@ use axum::body::Bytes;
 use axum::http::{header, HeaderMap};
 use cloudstream::wire::{base64_decode, parse_time, EventJson};
 use cloudstream::Event;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::ApiError;
@@ -80,16 +81,20 @@ pub(crate) fn batch(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Vec<Result<Event, ApiError>>, ApiError> {
-    let from_json = |item: Value| {
-        serde_json::from_value::<EventJson>(item)
+    let event_from = |text: &str| {
+        serde_json::from_str::<EventJson>(text)
             .map_err(|e| ApiError::bad_request(format!("not an event: {e}")))
             .and_then(|json| Ok(json.into_event()?))
     };
     match media_type(headers).as_deref() {
         None | Some("application/json") => {
-            let items: Vec<Value> = serde_json::from_slice(body)
+            // Each element is kept as its raw text and parsed alone.
+            let items: Vec<&RawValue> = serde_json::from_slice(body)
                 .map_err(|e| bad_json(format!("not a JSON array of events: {e}")))?;
-            Ok(items.into_iter().map(from_json).collect())
+            Ok(items
+                .into_iter()
+                .map(|item| event_from(item.get()))
+                .collect())
         }
         Some("application/x-ndjson" | "application/jsonl" | "application/json-seq") => {
             let text = std::str::from_utf8(body)
@@ -97,11 +102,7 @@ pub(crate) fn batch(
             Ok(text
                 .lines()
                 .filter(|line| !line.trim().is_empty())
-                .map(|line| {
-                    serde_json::from_str::<Value>(line)
-                        .map_err(|e| ApiError::bad_request(format!("not JSON: {e}")))
-                        .and_then(from_json)
-                })
+                .map(event_from)
                 .collect())
         }
         Some("application/cloudevents-batch+json") => {

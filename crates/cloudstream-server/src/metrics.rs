@@ -26,6 +26,12 @@ struct Histogram {
     sum: f64,
 }
 
+#[derive(Debug, Default)]
+struct Route {
+    latency: Histogram,
+    statuses: BTreeMap<u16, u64>,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Flow {
     events: u64,
@@ -34,8 +40,8 @@ struct Flow {
 
 #[derive(Debug, Default)]
 struct Tables {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// Route → latency and counts by status.
+    routes: BTreeMap<String, Route>,
     flow_in: BTreeMap<String, Flow>,
     flow_out: BTreeMap<String, Flow>,
 }
@@ -54,23 +60,20 @@ impl Metrics {
     /// Counts events written to a stream.
     pub(crate) fn events_in(&self, stream: &str, events: u64, bytes: u64) {
         let mut t = self.tables();
-        let flow = t.flow_in.entry(stream.to_owned()).or_default();
-        flow.events += events;
-        flow.bytes += bytes;
+        entry(&mut t.flow_in, stream).add(events, bytes);
     }
 
     /// Counts records handed out (reads, fetches, tails).
     pub(crate) fn events_out(&self, stream: &str, events: u64, bytes: u64) {
         let mut t = self.tables();
-        let flow = t.flow_out.entry(stream.to_owned()).or_default();
-        flow.events += events;
-        flow.bytes += bytes;
+        entry(&mut t.flow_out, stream).add(events, bytes);
     }
 
     fn request(&self, route: &str, status: u16, seconds: f64) {
         let mut t = self.tables();
-        *t.requests.entry((route.to_owned(), status)).or_default() += 1;
-        let h = t.latency.entry(route.to_owned()).or_default();
+        let r = entry(&mut t.routes, route);
+        *r.statuses.entry(status).or_default() += 1;
+        let h = &mut r.latency;
         for (i, bound) in BUCKETS.iter().enumerate() {
             if seconds <= *bound {
                 h.counts[i] += 1;
@@ -81,18 +84,31 @@ impl Metrics {
     }
 }
 
+/// The entry of `key`, allocating its name only the first time (the per-request path).
+fn entry<'t, V: Default>(table: &'t mut BTreeMap<String, V>, key: &str) -> &'t mut V {
+    if !table.contains_key(key) {
+        table.insert(key.to_owned(), V::default());
+    }
+    table.get_mut(key).expect("inserted above")
+}
+
+impl Flow {
+    fn add(&mut self, events: u64, bytes: u64) {
+        self.events += events;
+        self.bytes += bytes;
+    }
+}
+
 /// Middleware: times every request and counts it by route template and status.
 pub(crate) async fn track(state: State, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
     let seconds = started.elapsed().as_secs_f64();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state
         .metrics
-        .request(&route, response.status().as_u16(), seconds);
+        .request(route, response.status().as_u16(), seconds);
     response
 }
 
@@ -121,7 +137,11 @@ async fn render_text(state: &Arc<AppState>) -> String {
             "counter",
             "HTTP requests by route and status.",
         );
-        for ((route, status), n) in &t.requests {
+        for ((route, status), n) in t
+            .routes
+            .iter()
+            .flat_map(|(route, r)| r.statuses.iter().map(move |(s, n)| ((route, s), n)))
+        {
             let _ = writeln!(
                 out,
                 "cloudstream_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
@@ -133,7 +153,7 @@ async fn render_text(state: &Arc<AppState>) -> String {
             "histogram",
             "HTTP request latency by route.",
         );
-        for (route, h) in &t.latency {
+        for (route, h) in t.routes.iter().map(|(route, r)| (route, &r.latency)) {
             let cumulative = BUCKETS.iter().copied().zip(h.counts);
             let labels = format!("route=\"{route}\"");
             histogram(
