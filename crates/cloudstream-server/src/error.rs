@@ -75,12 +75,16 @@ impl From<cloudstream::Error> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "bad_json"
+        // Malformed JSON and JSON of the wrong shape are both a 400 `bad_json` (axum would
+        // answer 422 for the second); a missing content type stays a 415.
+        let (status, code) = match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            _ => (StatusCode::BAD_REQUEST, "bad_json"),
         };
-        ApiError::new(e.status(), code, e.body_text())
+        ApiError::new(status, code, e.body_text())
     }
 }
 

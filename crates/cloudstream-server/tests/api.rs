@@ -728,15 +728,165 @@ async fn the_openapi_document_describes_every_route() {
             "{method} {path} is not documented"
         );
     }
-    // A response that drifts from the document is caught: a describe body with an extra
-    // field fails the check the whole suite relies on.
+    // A response that drifts from the document is caught: a list body with an extra field
+    // fails the check the whole suite relies on.
     let (_, mut described) = s.get("/v1/streams").await;
     described["surprise"] = json!(1);
-    let drifted = std::panic::catch_unwind(|| {
-        support::check(&doc, "GET", "/v1/streams", StatusCode::OK, &described)
-    });
+    let drifted = support::verify(&doc, "GET", "/v1/streams", StatusCode::OK, &described);
     assert!(
-        drifted.is_err(),
+        drifted.is_err_and(|why| why.contains("surprise")),
         "an undocumented field passed the schema check"
+    );
+}
+
+/// The routes the `http://` client backend is built on, called directly: capabilities,
+/// appends to one partition, reads by partition start with a long poll, checkpoints,
+/// consumer deletion and leases, with their errors.
+#[tokio::test]
+async fn the_primitive_routes_answer_as_documented() {
+    let s = start().await;
+    let (status, body) = s.get("/v1/capabilities").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["backend"], "memory");
+    assert_eq!(body["capabilities"]["dense_sequences"], true);
+    s.call(
+        s.http
+            .put(s.url("/v1/streams/p"))
+            .json(&json!({"partitions": 2})),
+    )
+    .await;
+
+    // All-or-nothing appends to one partition.
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/1/events",
+            json!([{"payload_base64": "AAE="}, {"payload": "b", "key": "k"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["positions"], json!(["1:0", "1:1"]));
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/2/events",
+            json!([{"payload": "x"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/0/events",
+            json!([{"payload": "ok"}, {"payload": "a", "payload_base64": "AA=="}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = s.get("/v1/streams/p/records?partition=0").await;
+    assert_eq!(
+        body["records"],
+        json!([]),
+        "a refused append stores nothing"
+    );
+
+    // Reads by partition start, with byte limits and a long poll that times out empty.
+    let (status, body) = s
+        .get("/v1/streams/p/records?partition=1&start=after:0&max_bytes=1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["records"][0]["position"], "1:1");
+    let (status, body) = s
+        .get("/v1/streams/p/records?partition=1&start=at:2&wait_ms=50")
+        .await;
+    assert_eq!(
+        (status, body["records"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+    let (status, body) = s.get("/v1/streams/p/records?partition=1&start=at:9").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "beyond_end")
+    );
+    assert_eq!(body["error"]["details"]["next"], "1:2");
+    let (status, body) = s
+        .get("/v1/streams/p/records?start=earliest&from=earliest")
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+
+    // Checkpoints: none, set per partition, read back; a partition the stream lacks is a 400.
+    let checkpoint = "/v1/streams/p/consumers/c/checkpoint";
+    let (status, body) = s.get(checkpoint).await;
+    assert_eq!(
+        (status, body["checkpoint"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (status, _) = s
+        .call(s.http.put(s.url(checkpoint)).json(&json!({"1": "after:0"})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s.get(checkpoint).await;
+    // The engine keeps dense offsets: after 0 is at 1.
+    assert_eq!(body["checkpoint"], json!({"1": "at:1"}));
+    let (status, _) = s
+        .call(
+            s.http
+                .put(s.url(checkpoint))
+                .json(&json!({"5": "earliest"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = s
+        .call(s.http.put(s.url(checkpoint)).json(&json!({"0": "soon"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = s.get("/v1/streams/p/consumers").await;
+    assert_eq!(body["consumers"][0]["lag"], 1);
+
+    // Leases: taken, refused to another member, listed, given back, taken by the other.
+    let lease = "/v1/streams/p/consumers/g/leases/partition:0";
+    let take = |member: &str| {
+        s.call(
+            s.http
+                .put(s.url(lease))
+                .query(&[("member", member), ("ttl_ms", "60000")]),
+        )
+    };
+    assert_eq!(take("a").await.1["held"], true);
+    assert_eq!(take("b").await.1["held"], false);
+    let (_, body) = s.get("/v1/streams/p/consumers/g/leases").await;
+    assert_eq!(body["leases"], json!({"partition:0": "a"}));
+    let (status, _) = s
+        .call(s.http.delete(s.url(lease)).query(&[("member", "a")]))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(take("b").await.1["held"], true);
+    let (status, body) = s
+        .call(s.http.put(s.url(lease)).query(&[("member", "not a name")]))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_name")
+    );
+    let (status, _) = s.call(s.http.put(s.url(lease))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "member is required");
+
+    // Deleting a consumer says whether it existed.
+    let (status, body) = s
+        .call(s.http.delete(s.url("/v1/streams/p/consumers/c")))
+        .await;
+    assert_eq!(
+        (status, body["existed"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let (_, body) = s
+        .call(s.http.delete(s.url("/v1/streams/p/consumers/c")))
+        .await;
+    assert_eq!(body["existed"], false);
+    let (status, body) = s
+        .call(s.http.delete(s.url("/v1/streams/nope/consumers/c")))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::NOT_FOUND, "stream_not_found")
     );
 }

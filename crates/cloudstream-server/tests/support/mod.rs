@@ -26,7 +26,9 @@ pub(crate) async fn send(http: &reqwest::Client, request: RequestBuilder) -> (St
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     };
     let doc = document(http, &url).await;
-    check(&doc, method.as_str(), url.path(), status, &body);
+    if let Err(why) = verify(&doc, method.as_str(), url.path(), status, &body) {
+        panic!("{why}");
+    }
     (status, body)
 }
 
@@ -75,33 +77,30 @@ fn template<'d>(doc: &'d Value, path: &str) -> Option<&'d str> {
         .map(String::as_str)
 }
 
-/// Panics, saying why, unless the response is what the document says.
-pub(crate) fn check(doc: &Value, method: &str, path: &str, status: StatusCode, body: &Value) {
+/// Whether the response is what the document says; the error says why not.
+pub(crate) fn verify(
+    doc: &Value,
+    method: &str,
+    path: &str,
+    status: StatusCode,
+    body: &Value,
+) -> Result<(), String> {
     let Some(template) = template(doc, path) else {
         // Unknown routes answer 404 with an error body, which no path documents.
-        assert_eq!(
-            status,
-            StatusCode::NOT_FOUND,
-            "{method} {path}: undocumented route"
-        );
-        validate(
-            doc,
-            &json!({"$ref": "#/components/schemas/ErrorBody"}),
-            body,
-            method,
-            path,
-        );
-        return;
+        if status != StatusCode::NOT_FOUND {
+            return Err(format!("{method} {path}: undocumented route"));
+        }
+        let error = json!({"$ref": "#/components/schemas/ErrorBody"});
+        return validate(doc, &error, body, method, path);
     };
     let operation = &doc["paths"][template][method.to_ascii_lowercase()];
     if operation.is_null() {
         // The router answers 405 for a known path with another method.
-        assert_eq!(
-            status,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {template}: undocumented method"
-        );
-        return;
+        return if status == StatusCode::METHOD_NOT_ALLOWED {
+            Ok(())
+        } else {
+            Err(format!("{method} {template}: undocumented method"))
+        };
     }
     let code = status.as_str();
     let range = format!("{}XX", &code[..1]);
@@ -110,17 +109,23 @@ pub(crate) fn check(doc: &Value, method: &str, path: &str, status: StatusCode, b
         .iter()
         .map(|k| &responses[*k])
         .find(|r| !r.is_null())
-        .unwrap_or_else(|| panic!("{method} {template}: status {code} is not documented"));
-    match response["content"]["application/json"]["schema"] {
-        Value::Null => assert!(
-            body.is_null() || response["content"].is_object(),
+        .ok_or_else(|| format!("{method} {template}: status {code} is not documented"))?;
+    match &response["content"]["application/json"]["schema"] {
+        Value::Null if body.is_null() || response["content"].is_object() => Ok(()),
+        Value::Null => Err(format!(
             "{method} {template} {code}: a body where none is documented: {body}"
-        ),
-        ref schema => validate(doc, schema, body, method, template),
+        )),
+        schema => validate(doc, schema, body, method, template),
     }
 }
 
-fn validate(doc: &Value, schema: &Value, body: &Value, method: &str, template: &str) {
+fn validate(
+    doc: &Value,
+    schema: &Value,
+    body: &Value,
+    method: &str,
+    template: &str,
+) -> Result<(), String> {
     // The response schema with the document's components beside it, so that
     // `#/components/schemas/...` references resolve.
     let mut root = schema.clone();
@@ -128,13 +133,16 @@ fn validate(doc: &Value, schema: &Value, body: &Value, method: &str, template: &
         object.insert("components".to_owned(), doc["components"].clone());
     }
     let validator = jsonschema::validator_for(&root)
-        .unwrap_or_else(|e| panic!("{method} {template}: the documented schema is invalid: {e}"));
+        .map_err(|e| format!("{method} {template}: the documented schema is invalid: {e}"))?;
     let errors: Vec<String> = validator
         .iter_errors(body)
         .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
-    assert!(
-        errors.is_empty(),
-        "{method} {template}: the body does not match the OpenAPI document: {errors:#?}\nbody: {body}"
-    );
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{method} {template}: the body does not match the OpenAPI document: {errors:#?}\nbody: {body}"
+        ))
+    }
 }
