@@ -75,8 +75,7 @@ async fn handle(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
     responses(
         (status = 200, description = "The next batch; the previous one is committed", body = crate::openapi::Fetched),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn fetch(
@@ -106,8 +105,7 @@ pub(crate) async fn fetch(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
     responses(
         (status = 204, description = "What was fetched is committed"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn commit(
@@ -128,8 +126,7 @@ pub(crate) async fn commit(
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 200, description = "Consumers with their checkpoints and lag", body = crate::openapi::Consumers),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
@@ -148,8 +145,7 @@ pub(crate) async fn list(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
         (status = 200, description = "Where the consumer resumes", body = crate::openapi::CheckpointBody),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn checkpoint(
@@ -174,8 +170,7 @@ pub(crate) async fn checkpoint(
     request_body(content = std::collections::BTreeMap<String, cloudstream::backend::PartitionStart>, description = "Partition → where it resumes", content_type = "application/json"),
     responses(
         (status = 204, description = "Committed"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn set_checkpoint(
@@ -207,8 +202,7 @@ pub(crate) async fn set_checkpoint(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
         (status = 200, description = "Forgotten", body = crate::openapi::Existed),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn delete(

@@ -35,8 +35,7 @@ fn event(json: EventJson) -> Result<Event, ApiError> {
     ),
     responses(
         (status = 201, description = "Stored durably", body = crate::openapi::Sent),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn send(
@@ -66,8 +65,7 @@ pub(crate) async fn send(
     ),
     responses(
         (status = 200, description = "One result per event, in order", body = crate::openapi::BatchResults),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn send_batch(
@@ -116,8 +114,7 @@ pub(crate) async fn send_batch(
     request_body(content = Vec<cloudstream::wire::EventJson>, content_type = "application/json"),
     responses(
         (status = 201, description = "Every event stored, in order", body = crate::openapi::Appended),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn append(
@@ -178,8 +175,7 @@ pub(crate) struct ReadQuery {
     params(("name" = String, Path, description = "Stream name"), ReadQuery),
     responses(
         (status = 200, description = "Records in order", body = crate::openapi::Records),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn read(

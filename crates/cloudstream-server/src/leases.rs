@@ -32,8 +32,7 @@ pub(crate) struct LeaseQuery {
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), ("lease" = String, Path, description = "Lease name"), LeaseQuery),
     responses(
         (status = 200, description = "Whether the member holds the lease", body = crate::openapi::Held),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn take(
@@ -59,8 +58,7 @@ pub(crate) async fn take(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), ("lease" = String, Path, description = "Lease name"), LeaseQuery),
     responses(
         (status = 204, description = "Given back"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn release(
@@ -84,8 +82,7 @@ pub(crate) async fn release(
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
         (status = 200, description = "Unexpired leases", body = crate::openapi::LeasesBody),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(

@@ -117,8 +117,7 @@ pub(crate) async fn track(state: State, request: Request, next: Next) -> Respons
     get, path = "/metrics", tag = "meta",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     ),
     security(())
 )]

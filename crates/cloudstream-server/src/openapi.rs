@@ -13,6 +13,9 @@ use cloudstream::backend::{Capabilities, Checkpoint, ConsumerInfo, PartitionStar
 use cloudstream::{Position, Sequence};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder, ResponsesBuilder};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{OpenApi, ToSchema};
 
 /// The document.
@@ -85,6 +88,37 @@ pub(crate) async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".to_owned(),
     })
+}
+
+/// The failures every route can answer with: 4xx for what was wrong with the request, 5xx
+/// for the provider or the server, each with an [`ErrorBody`].
+pub(crate) struct Failures;
+
+impl utoipa::IntoResponses for Failures {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        ResponsesBuilder::new()
+            .response(
+                "4XX",
+                error("What was wrong with the request (stream_not_found, bad_json, ...)"),
+            )
+            .response(
+                "5XX",
+                error("The provider failed, or the server is overloaded or timed out"),
+            )
+            .build()
+            .into()
+    }
 }
 
 /// A failure: `{"error": {"code", "message", "details"?}}`.

@@ -27,8 +27,7 @@ pub(crate) struct CreateStream {
     get, path = "/v1/capabilities", tag = "streams",
     responses(
         (status = 200, description = "The provider and what it can do", body = crate::openapi::CapabilitiesBody),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn capabilities(state: State) -> Json<Value> {
@@ -41,8 +40,7 @@ pub(crate) async fn capabilities(state: State) -> Json<Value> {
     get, path = "/v1/streams", tag = "streams",
     responses(
         (status = 200, description = "Stream names (with tokens: those the token has a grant on)", body = crate::openapi::StreamList),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
@@ -62,8 +60,7 @@ pub(crate) async fn list(
     request_body(content = Option<CreateStream>, description = "Horizon and partitions; both optional", content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = crate::openapi::StreamCreated),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn create(
@@ -106,8 +103,7 @@ pub(crate) async fn create(
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 200, description = "Partitions, extent and consumers with their lag", body = crate::openapi::StreamDescription),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn describe(
@@ -125,8 +121,7 @@ pub(crate) async fn describe(
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 204, description = "Deleted, with its records and consumers"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<StatusCode, ApiError> {

@@ -44,8 +44,7 @@ fn seen_positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
     params(("name" = String, Path, description = "Stream name"), TailQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after these positions (0:41,1:17)")),
     responses(
         (status = 200, description = "Server-Sent Events: `event: record`, `data:` a record, `id:` the last position seen per partition", content_type = "text/event-stream"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn tail(

@@ -880,8 +880,7 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
     responses(
         (status = 201, description = "Registered", body = crate::openapi::WebhookBody),
         (status = 200, description = "Replaced", body = crate::openapi::WebhookBody),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn register(
@@ -911,8 +910,7 @@ pub(crate) async fn register(
     params(("name" = String, Path, description = "Stream name")),
     responses(
         (status = 200, description = "The stream's webhooks", body = crate::openapi::Webhooks),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
@@ -929,8 +927,7 @@ pub(crate) async fn list(
     params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
     responses(
         (status = 200, description = "The webhook", body = crate::openapi::WebhookBody),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn describe(
@@ -946,8 +943,7 @@ pub(crate) async fn describe(
     params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
     responses(
         (status = 204, description = "Stopped, its consumer deleted"),
-        (status = "4XX", description = "What was wrong with the request (a JSON error body)", body = crate::openapi::ErrorBody),
-        (status = "5XX", description = "The provider failed, or the server is overloaded or timed out", body = crate::openapi::ErrorBody)
+        crate::openapi::Failures
     )
 )]
 pub(crate) async fn delete(
