@@ -13,12 +13,13 @@
 //!
 //! | what | scope needed |
 //! |---|---|
-//! | `/healthz`, `/metrics`, `/v1/openapi.json` | none |
+//! | `/healthz`, `/v1/openapi.json` | none |
+//! | `/metrics` (it names every stream and consumer) | `admin` on any stream |
 //! | `GET /v1/capabilities`, describe a stream | any scope on it |
 //! | `GET /v1/streams` | any; only the streams the token has a grant on are listed |
 //! | send (one, batch, partition append) | `write` |
-//! | read, tail, consumers, checkpoints, leases | `read` |
-//! | create, delete a stream; webhooks | `admin` |
+//! | read, tail, consumers (fetch, commit, checkpoints, leases) | `read` |
+//! | create, delete a stream; delete a consumer; webhooks, their consumers (`webhook-*`) and their dead-letter streams | `admin` |
 //!
 //! `admin` includes `read` and `write`. Without a token (or with an unknown one) a request
 //! gets 401; with a token lacking the scope, 403.
@@ -163,26 +164,73 @@ impl Principal {
     }
 }
 
-/// The scope a request needs, and on which stream; `None` for open routes.
-fn needed<'a>(method: &Method, path: &'a str) -> Option<(Option<&'a str>, Option<Scope>)> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments[..] {
-        ["healthz"] | ["metrics"] | ["v1", "openapi.json"] => None,
-        ["v1", "streams", name] => Some((
+/// The scope a request needs, and on which stream (percent-decoded, as the handlers see
+/// it); `None` for open routes.
+fn needed(method: &Method, path: &str) -> Option<(Option<String>, Option<Scope>)> {
+    let decoded: Vec<std::borrow::Cow<'_, str>> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy())
+        .collect();
+    let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
+    let (stream, scope) = match segments[..] {
+        ["healthz"] | ["v1", "openapi.json"] => return None,
+        // Metrics name every stream and consumer.
+        ["metrics"] => (None, Some(Scope::Admin)),
+        ["v1", "streams", name] => (
             Some(name),
             match *method {
                 Method::GET | Method::HEAD => None,
                 _ => Some(Scope::Admin),
             },
-        )),
+        ),
         ["v1", "streams", name, "events", ..] | ["v1", "streams", name, "partitions", ..] => {
-            Some((Some(name), Some(Scope::Write)))
+            (Some(name), Some(Scope::Write))
         }
-        ["v1", "streams", name, "webhooks", ..] => Some((Some(name), Some(Scope::Admin))),
-        ["v1", "streams", name, ..] => Some((Some(name), Some(Scope::Read))),
+        ["v1", "streams", name, "webhooks", ..] => (Some(name), Some(Scope::Admin)),
+        // A webhook's own consumer, and deleting any consumer, are the admin's.
+        ["v1", "streams", name, "consumers", consumer, ..] if consumer.starts_with("webhook-") => {
+            (Some(name), Some(Scope::Admin))
+        }
+        ["v1", "streams", name, "consumers", _] if *method == Method::DELETE => {
+            (Some(name), Some(Scope::Admin))
+        }
+        ["v1", "streams", name, ..] => (Some(name), Some(Scope::Read)),
         // The capabilities, the list of streams (filtered), unknown routes (404 for anyone
         // with a token).
-        _ => Some((None, None)),
+        _ => (None, None),
+    };
+    Some((stream.map(str::to_owned), scope))
+}
+
+/// A 403 saying which scope is missing, on which stream.
+fn forbidden(scope: Option<Scope>, stream: Option<&str>) -> ApiError {
+    let what = match scope {
+        Some(Scope::Read) => "read",
+        Some(Scope::Write) => "write",
+        Some(Scope::Admin) => "admin",
+        None => "any",
+    };
+    let on = stream.map_or_else(String::new, |s| format!(" on stream {s:?}"));
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("this token has no {what} scope{on}"),
+    )
+}
+
+/// Checks, inside a handler, a scope the route alone does not tell (the dead-letter stream
+/// of a webhook): passes when the server has no tokens.
+pub(crate) fn require(
+    principal: Option<&Principal>,
+    stream: &str,
+    scope: Scope,
+) -> Result<(), ApiError> {
+    match principal {
+        Some(p) if !p.allows(Some(stream), Some(scope)) => {
+            Err(forbidden(Some(scope), Some(stream)))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -208,20 +256,8 @@ pub(crate) async fn check(state: State, mut request: Request, next: Next) -> Res
         );
         return ([(header::WWW_AUTHENTICATE, "Bearer")], error).into_response();
     };
-    if !principal.allows(stream, scope) {
-        let what = match scope {
-            Some(Scope::Read) => "read",
-            Some(Scope::Write) => "write",
-            Some(Scope::Admin) => "admin",
-            None => "any",
-        };
-        let on = stream.map_or_else(String::new, |s| format!(" on stream {s:?}"));
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token has no {what} scope{on}"),
-        )
-        .into_response();
+    if !principal.allows(stream.as_deref(), scope) {
+        return forbidden(scope, stream.as_deref()).into_response();
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
@@ -275,20 +311,39 @@ mod tests {
     fn routes_need_their_scope() {
         let get = Method::GET;
         let post = Method::POST;
+        let on = |s: &str, scope| Some((Some(s.to_owned()), scope));
         assert_eq!(needed(&get, "/healthz"), None);
+        assert_eq!(needed(&get, "/metrics"), Some((None, Some(Scope::Admin))));
         assert_eq!(
             needed(&post, "/v1/streams/s/events/batch"),
-            Some((Some("s"), Some(Scope::Write)))
+            on("s", Some(Scope::Write))
         );
         assert_eq!(
             needed(&get, "/v1/streams/s/tail"),
-            Some((Some("s"), Some(Scope::Read)))
+            on("s", Some(Scope::Read))
         );
         assert_eq!(
             needed(&Method::PUT, "/v1/streams/s"),
-            Some((Some("s"), Some(Scope::Admin)))
+            on("s", Some(Scope::Admin))
         );
-        assert_eq!(needed(&get, "/v1/streams/s"), Some((Some("s"), None)));
+        assert_eq!(needed(&get, "/v1/streams/s"), on("s", None));
         assert_eq!(needed(&get, "/v1/streams"), Some((None, None)));
+        // Names are checked as the handlers see them, percent-decoded.
+        assert_eq!(
+            needed(&post, "/v1/streams/my%2Dx/events"),
+            on("my-x", Some(Scope::Write))
+        );
+        assert_eq!(
+            needed(&Method::PUT, "/v1/streams/s/consumers/c/checkpoint"),
+            on("s", Some(Scope::Read))
+        );
+        assert_eq!(
+            needed(&Method::DELETE, "/v1/streams/s/consumers/c"),
+            on("s", Some(Scope::Admin))
+        );
+        assert_eq!(
+            needed(&post, "/v1/streams/s/consumers/webhook-x/fetch"),
+            on("s", Some(Scope::Admin))
+        );
     }
 }

@@ -4,11 +4,12 @@
 //! partitions it holds a lease on, and a member that stops fetching for `lease_ms` loses
 //! them to the others, which get its uncommitted records again.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::backend::Checkpoint;
@@ -17,10 +18,20 @@ use cloudstream::Consumer;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ApiError, State};
+use crate::{ApiError, Path, State};
 
 /// Longest long-poll a fetch may ask for.
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a long poll of `ms` may wait: at most 30 s, and well within the request deadline,
+/// so that it answers empty rather than time out.
+pub(crate) fn long_poll(state: &State, ms: u64) -> Duration {
+    let deadline = state
+        .limits
+        .request_timeout
+        .saturating_sub(Duration::from_secs(1));
+    Duration::from_millis(ms).min(MAX_WAIT).min(deadline / 2)
+}
 
 /// The query of a fetch: how many records, how long to wait for a first one, and the
 /// member of a consumer group with its lease time.
@@ -32,6 +43,39 @@ pub(crate) struct FetchQuery {
     wait_ms: Option<u64>,
     member: Option<String>,
     lease_ms: Option<u64>,
+}
+
+/// A consumer handle kept between requests, with the settings it was made with.
+#[derive(Debug)]
+struct Held {
+    consumer: Arc<Consumer>,
+    max: usize,
+    wait: Duration,
+    lease: Duration,
+    used: Instant,
+}
+
+/// How long an unused handle is kept; a member's is kept for at least its lease.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// The consumer handles of the REST consumers: one per stream, consumer and member (""
+/// outside a group), so that a fetch commits what the previous fetch of that consumer
+/// returned, across requests. A handle unused for 10 minutes (or its lease, if longer) is
+/// dropped, its uncommitted batch redelivered to the next fetch.
+#[derive(Debug, Default)]
+pub(crate) struct Handles(Mutex<HashMap<(String, String, String), Held>>);
+
+impl Handles {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Held>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets the handles of `consumer` of `stream` (every consumer when `None`): after a
+    /// checkpoint is set or a consumer or stream deleted, the next fetch starts afresh.
+    pub(crate) fn forget(&self, stream: &str, consumer: Option<&str>) {
+        self.lock()
+            .retain(|(s, c, _), _| !(s == stream && consumer.is_none_or(|name| name == c)));
+    }
 }
 
 async fn handle(
@@ -49,25 +93,44 @@ async fn handle(
         consumer.to_owned(),
         query.member.clone().unwrap_or_default(),
     );
-    if let Some(c) = state
-        .consumers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-    {
-        return Ok(c.clone());
-    }
-    let handle = state.stream(stream).await?.consumer(consumer);
     let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
-    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
-    let mut handle = handle.max_records(max).wait(wait);
+    let wait = long_poll(state, query.wait_ms.unwrap_or(0));
+    let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
+    let previous = {
+        let mut handles = state.consumers.lock();
+        match handles.get_mut(&key) {
+            Some(held) if (held.max, held.wait, held.lease) == (max, wait, lease) => {
+                held.used = Instant::now();
+                return Ok(held.consumer.clone());
+            }
+            // Other settings: a new handle, once the old one has committed what it handed
+            // out (as the next fetch would have).
+            Some(_) => handles.remove(&key).map(|held| held.consumer),
+            None => None,
+        }
+    };
+    if let Some(old) = previous {
+        old.commit().await?;
+    }
+    let mut handle = state
+        .stream(stream)
+        .await?
+        .consumer(consumer)
+        .max_records(max)
+        .wait(wait);
     if let Some(member) = &query.member {
-        let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
         handle = handle.lease_ttl(lease).member(member.clone());
     }
-    let handle = Arc::new(handle);
-    let mut all = state.consumers.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(all.entry(key).or_insert(handle).clone())
+    let held = Held {
+        consumer: Arc::new(handle),
+        max,
+        wait,
+        lease,
+        used: Instant::now(),
+    };
+    let mut handles = state.consumers.lock();
+    handles.retain(|_, h| h.used.elapsed() < IDLE.max(h.lease));
+    Ok(handles.entry(key).or_insert(held).consumer.clone())
 }
 
 #[utoipa::path(
@@ -192,6 +255,8 @@ pub(crate) async fn set_checkpoint(
         .backend()
         .commit_checkpoint(&stream, &consumer, &resume)
         .await?;
+    // A handle kept from earlier fetches would resume where it was, and commit over this.
+    state.consumers.forget(&stream, Some(&consumer));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,10 +281,6 @@ pub(crate) async fn delete(
         .backend()
         .delete_consumer(&stream, &consumer)
         .await?;
-    state
-        .consumers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(s, c, _), _| !(*s == stream && *c == consumer));
+    state.consumers.forget(&stream, Some(&consumer));
     Ok(Json(json!({ "existed": existed })))
 }

@@ -99,6 +99,12 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text())
+    }
+}
+
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(e: axum::extract::rejection::QueryRejection) -> Self {
         ApiError::new(e.status(), "bad_query", e.body_text())

@@ -2,11 +2,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::Json;
-use std::time::Duration;
 
 use cloudstream::backend::ReadOptions;
 use cloudstream::wire::{parse_from, record_json, EventJson};
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::openapi::{BatchResult, BatchResults, Sent};
-use crate::{ApiError, State};
+use crate::{ApiError, Path, State};
 
 /// An event from its JSON form; what is wrong with it is a 400.
 fn event(json: EventJson) -> Result<Event, ApiError> {
@@ -193,11 +192,15 @@ pub(crate) async fn read(
     let defaults = ReadOptions::default();
     let options = ReadOptions {
         max_records: query.max.unwrap_or(100).clamp(1, state.limits.max_records),
-        max_bytes: query.max_bytes.unwrap_or(defaults.max_bytes).max(1),
+        // At most the largest body the server takes, so one read cannot build a huge answer.
+        max_bytes: query
+            .max_bytes
+            .unwrap_or(defaults.max_bytes)
+            .clamp(1, state.limits.max_body_bytes),
         wait: query
             .wait_ms
             .filter(|&ms| ms > 0)
-            .map(|ms| Duration::from_millis(ms).min(crate::consumers::MAX_WAIT)),
+            .map(|ms| crate::consumers::long_poll(&state, ms)),
     };
     let stream = state.stream(&name).await?;
     let records = stream.read_with(partition, from, &options).await?;

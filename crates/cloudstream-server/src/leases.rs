@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ApiError, State};
+use crate::{ApiError, Path, State};
 
 /// Longest lease one request may take.
 const MAX_TTL: Duration = Duration::from_secs(3600);

@@ -59,7 +59,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use cloudstream::{Client, Consumer, Stream};
+use cloudstream::{Client, Stream};
 
 pub use auth::{token_hash, Scope, Tokens};
 pub use error::ApiError;
@@ -79,6 +79,9 @@ pub struct Limits {
     pub request_timeout: std::time::Duration,
     /// Most requests served at once; more get 503 `overloaded` (default 1,024).
     pub max_in_flight: usize,
+    /// Most live tails at once, outside `max_in_flight`; more get 503 `overloaded`
+    /// (default 256).
+    pub max_tails: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +92,7 @@ impl Default for Limits {
             max_records: 10_000,
             request_timeout: std::time::Duration::from_secs(60),
             max_in_flight: 1024,
+            max_tails: 256,
         }
     }
 }
@@ -111,12 +115,12 @@ pub struct Config {
 pub(crate) struct AppState {
     pub(crate) client: Client,
     pub(crate) limits: Limits,
-    /// One consumer handle per (stream, consumer), so that a fetch commits what the previous
-    /// fetch of that consumer returned, across requests.
-    /// Keyed by stream, consumer and member ("" outside a group).
-    pub(crate) consumers: Mutex<HashMap<(String, String, String), Arc<Consumer>>>,
+    /// The REST consumers' handles, kept across requests.
+    pub(crate) consumers: consumers::Handles,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
+    /// Permits of the live tails.
+    pub(crate) tails: Arc<tokio::sync::Semaphore>,
     /// The webhook triggers: their registrations and running tasks.
     pub(crate) webhooks: webhooks::Webhooks,
     /// The accepted tokens, when the server checks them.
@@ -151,6 +155,12 @@ impl AppState {
 }
 
 pub(crate) type State = axum::extract::State<Arc<AppState>>;
+
+/// Path parameters; one that does not parse (`partitions/abc`, bad percent-encoding) is a
+/// 400 with a JSON body, like every other bad request.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
 
 /// The API over `client`'s provider, with webhooks kept in memory only: they are lost with
 /// the server, and their tasks stop (without being waited for) once the router and every
@@ -224,9 +234,10 @@ fn app_state(client: Client, config: Config, webhooks: webhooks::Webhooks) -> Ar
         client,
         limits,
         tokens: config.tokens,
-        consumers: Mutex::default(),
+        consumers: consumers::Handles::default(),
         metrics: metrics::Metrics::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+        tails: Arc::new(tokio::sync::Semaphore::new(limits.max_tails)),
         webhooks,
         streams: Mutex::default(),
     })
@@ -235,11 +246,13 @@ fn app_state(client: Client, config: Config, webhooks: webhooks::Webhooks) -> Ar
 /// The routes over `state`.
 fn build(state: Arc<AppState>) -> Router {
     let limits = state.limits;
-    // The live tail streams for as long as the client listens: no request deadline.
-    let tail = Router::new().route("/v1/streams/{name}/tail", get(tail::tail));
+    // Outside the deadline and the in-flight cap: the live tail streams for as long as the
+    // client listens, and a liveness probe must answer even when the server is saturated.
+    let unbounded = Router::new()
+        .route("/v1/streams/{name}/tail", get(tail::tail))
+        .route("/healthz", get(openapi::health));
     let bounded = Router::new()
         .route("/metrics", get(metrics::render))
-        .route("/healthz", get(openapi::health))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/capabilities", get(streams::capabilities))
         .route("/v1/streams", get(streams::list))
@@ -293,7 +306,14 @@ fn build(state: Arc<AppState>) -> Router {
             protect::guard,
         ));
     bounded
-        .merge(tail)
+        .merge(unbounded)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method; see /v1/openapi.json",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

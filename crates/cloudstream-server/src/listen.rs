@@ -68,7 +68,7 @@ pub fn tls_config(
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits up to 5 s for the
-/// requests in progress.
+/// requests in progress and closes every connection left.
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
@@ -78,9 +78,12 @@ pub async fn serve_with(
     let header_timeout = options.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT);
     let tls = options.tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, _peer) = tokio::select! {
+            // Reap finished connections as they end.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors and the like: wait a little rather than spin.
@@ -96,7 +99,7 @@ pub async fn serve_with(
         let router = router.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             match tls {
                 None => connection(tcp, router, header_timeout, watcher).await,
                 Some(acceptor) => {
@@ -112,9 +115,11 @@ pub async fn serve_with(
         });
     }
     drop(listener);
-    // Requests in progress get a grace period; a live tail, which never ends by itself, is
-    // cut when it is over.
+    // Requests in progress get a grace period; what still runs after it (a live tail never
+    // ends by itself) is cut, so that nothing holds the provider once this returns.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    connections.abort_all();
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
 

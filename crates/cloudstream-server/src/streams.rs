@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::Path;
+
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::{ApiError, State};
+use crate::{ApiError, Path, State};
 
 /// The body of `PUT /v1/streams/{name}`; both fields optional.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -32,7 +32,13 @@ pub(crate) struct CreateStream {
 )]
 pub(crate) async fn capabilities(state: State) -> Json<Value> {
     let backend = state.client.backend();
-    Json(json!({ "backend": backend.name(), "capabilities": backend.capabilities() }))
+    let mut capabilities = backend.capabilities();
+    // What a client may send in one request is also bounded by this server's limits: a batch
+    // travels as JSON with base64 payloads (4/3 of the bytes, plus framing per event).
+    let limits = state.limits;
+    capabilities.max_batch_records = capabilities.max_batch_records.min(limits.max_batch_events);
+    capabilities.max_batch_bytes = capabilities.max_batch_bytes.min(limits.max_body_bytes / 2);
+    Json(json!({ "backend": backend.name(), "capabilities": capabilities }))
 }
 
 /// `GET /v1/streams`: every stream, or with tokens, those the token has a grant on.
@@ -127,11 +133,7 @@ pub(crate) async fn describe(
 pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     state.client.delete_stream(&name).await?;
     state.forget_stream(&name);
-    state
-        .consumers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain(|(stream, _, _), _| *stream != name);
+    state.consumers.forget(&name, None);
     // Its webhooks' consumers went with it; stop and forget the webhooks too.
     state.webhooks.forget_stream(&name).await;
     Ok(StatusCode::NO_CONTENT)

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::Path;
+
 use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::wire::record_json;
@@ -40,7 +40,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{ApiError, State};
+use crate::{ApiError, Path, State};
 
 /// The file, in the state directory, that holds the registrations.
 const STATE_FILE: &str = "webhooks.json";
@@ -187,13 +187,12 @@ fn parse_url(text: &str) -> Result<reqwest::Url, ApiError> {
 }
 
 impl SpecIn {
-    /// Checks the spec and applies the defaults.
-    fn resolve(self, stream: &str, id: &str) -> Result<(Spec, reqwest::Url), ApiError> {
-        let url = parse_url(&self.url)?;
-        let dead_letter = match self.dead_letter {
+    /// The dead-letter stream the spec names (created if missing when the webhook runs).
+    fn dead_letter_stream(&self, stream: &str) -> Result<Option<String>, ApiError> {
+        let dead_letter = match &self.dead_letter {
             None | Some(Value::Null) | Some(Value::Bool(true)) => Some(format!("{stream}.dlq")),
             Some(Value::Bool(false)) => None,
-            Some(Value::String(name)) => Some(name),
+            Some(Value::String(name)) => Some(name.clone()),
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "dead_letter must be a stream name or false, got {other}"
@@ -208,6 +207,13 @@ impl SpecIn {
                 ));
             }
         }
+        Ok(dead_letter)
+    }
+
+    /// Checks the spec and applies the defaults.
+    fn resolve(self, stream: &str, id: &str) -> Result<(Spec, reqwest::Url), ApiError> {
+        let url = parse_url(&self.url)?;
+        let dead_letter = self.dead_letter_stream(stream)?;
         let batch_size = in_range(
             "batch_size",
             self.batch_size.unwrap_or(1),
@@ -647,6 +653,19 @@ fn write_atomically(dir: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The first bytes of a failed answer's body, for the error message: a receiver streaming a
+/// large body is not read to its end.
+async fn answer_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER_TEXT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A 500 with code `internal`.
 fn internal(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
@@ -809,7 +828,7 @@ impl Delivery {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => {
                 let status = response.status();
-                let text = response.text().await.unwrap_or_default();
+                let text = answer_start(response).await;
                 let text = text.trim();
                 if text.is_empty() {
                     Err(format!("POST {} answered {status}", self.url))
@@ -886,9 +905,15 @@ fn task_failed(e: tokio::task::JoinError) -> ApiError {
 pub(crate) async fn register(
     state: State,
     Path((stream, id)): Path<(String, String)>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = parse_spec(body)?;
+    // The webhook writes (and may create) its dead-letter stream: the token needs admin there.
+    if let Some(dead_letter) = spec.dead_letter_stream(&stream)? {
+        let principal = principal.as_ref().map(|axum::Extension(p)| p);
+        crate::auth::require(principal, &dead_letter, crate::Scope::Admin)?;
+    }
     let state = Arc::clone(&state.0);
     // In a task of its own, so that a request that times out or is dropped does not leave
     // the change half done.

@@ -286,6 +286,16 @@ async fn sse_records(
     text: &mut String,
     n: usize,
 ) -> Vec<(String, Value)> {
+    sse_events(response, text, "record", n).await
+}
+
+/// The next `n` events named `name` (id and JSON data) of a Server-Sent Events answer.
+async fn sse_events(
+    response: &mut reqwest::Response,
+    text: &mut String,
+    name: &str,
+    n: usize,
+) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     while out.len() < n {
         let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), response.chunk())
@@ -302,7 +312,7 @@ async fn sse_records(
                     .find_map(|l| l.strip_prefix(&format!("{name}:")))
                     .map(|v| v.trim().to_owned())
             };
-            if field("event").as_deref() == Some("record") {
+            if field("event").as_deref() == Some(name) {
                 let data = field("data").expect("data");
                 out.push((
                     field("id").expect("id"),
@@ -393,6 +403,46 @@ async fn tail_streams_live_and_resumes_with_last_event_id() {
             }
         }
     }
+    // A client that saw nothing yet resumes from the opening cursor, with the default
+    // from=latest, and still gets every record written while it was away, in every
+    // partition.
+    let mut first = s
+        .http
+        .get(s.url("/v1/streams/live/tail"))
+        .send()
+        .await
+        .expect("tail");
+    let opened = sse_events(&mut first, &mut String::new(), "open", 1).await;
+    let cursor = opened[0].0.clone();
+    assert_eq!(cursor.split(',').count(), 2, "every partition: {cursor}");
+    drop(first);
+    let away: Vec<Value> = (0..6)
+        .map(|i| json!({"payload": format!("away-{i}"), "key": format!("a{i}")}))
+        .collect();
+    s.post("/v1/streams/live/events/batch", json!(away)).await;
+    let mut back = s
+        .http
+        .get(s.url("/v1/streams/live/tail"))
+        .header("last-event-id", &cursor)
+        .send()
+        .await
+        .expect("resume");
+    let got = sse_records(&mut back, &mut String::new(), 6).await;
+    let mut payloads: Vec<&str> = got
+        .iter()
+        .filter_map(|(_, r)| r["payload"].as_str())
+        .collect();
+    payloads.sort_unstable();
+    assert_eq!(
+        payloads,
+        ["away-0", "away-1", "away-2", "away-3", "away-4", "away-5"]
+    );
+    let partitions: std::collections::BTreeSet<u64> = got
+        .iter()
+        .filter_map(|(_, r)| r["partition"].as_u64())
+        .collect();
+    assert_eq!(partitions.len(), 2, "both partitions had records");
+
     let (status, body) = s
         .call(
             s.http
@@ -469,26 +519,56 @@ async fn slow_and_excess_requests_are_refused() {
     })
     .await;
     s.call(s.http.put(s.url("/v1/streams/quiet"))).await;
-    let slow = "/v1/streams/quiet/consumers/c/fetch?wait_ms=5000";
-    let (status, body) = s.post(slow, Value::Null).await;
+    // A long poll is cut to well within the deadline: it answers (empty), never 408.
+    let (status, body) = s
+        .post(
+            "/v1/streams/quiet/consumers/c/fetch?wait_ms=5000",
+            Value::Null,
+        )
+        .await;
     assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::REQUEST_TIMEOUT, "timeout")
+        (status, body["records"].clone()),
+        (StatusCode::OK, json!([]))
     );
-    let long = s.http.post(s.url(slow)).send();
+    // A request whose body trickles in outlives the deadline: 408, with a JSON body.
+    let answer = trickling_post(&s.base, "/v1/streams/quiet/events").await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+    // While one such request is in progress, another is refused: 503 overloaded.
+    let held = trickling_post(&s.base, "/v1/streams/quiet/events");
     let busy = async {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         s.get("/v1/streams").await
     };
-    let (held, (status, body)) = tokio::join!(long, busy);
+    let (held, (status, body)) = tokio::join!(held, busy);
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
     );
-    assert_eq!(
-        held.expect("response").status(),
-        StatusCode::REQUEST_TIMEOUT
+    assert!(held.starts_with("HTTP/1.1 408"), "{held}");
+}
+
+/// POSTs to `path` with prompt headers and a body that arrives a byte at a time, one every
+/// 200 ms; returns the raw answer.
+async fn trickling_post(base: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let body = br#"{"payload":"slow"}"#;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
     );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    for byte in body {
+        if tcp.write_all(&[*byte]).await.is_err() {
+            break; // the server answered and closed
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer).await;
+    answer
 }
 
 /// Two clients fetching as members of one consumer never read the same partition at once,
@@ -869,6 +949,54 @@ async fn the_primitive_routes_answer_as_documented() {
     );
     let (status, _) = s.call(s.http.put(s.url(lease))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "member is required");
+
+    // A REST consumer follows each fetch's own settings, and a checkpoint set for it.
+    let fetch = |max: u32| {
+        s.call(
+            s.http
+                .post(s.url("/v1/streams/p/consumers/rest/fetch"))
+                .query(&[("max", max)]),
+        )
+    };
+    assert_eq!(
+        fetch(1).await.1["records"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        fetch(5).await.1["records"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (status, _) = s
+        .call(
+            s.http
+                .put(s.url("/v1/streams/p/consumers/rest/checkpoint"))
+                .json(&json!({"1": "earliest"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = fetch(5).await;
+    let positions: Vec<&str> = body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["position"].as_str())
+        .collect();
+    assert_eq!(positions, ["1:0", "1:1"], "from the checkpoint just set");
+
+    // A path parameter that does not parse, and a method a route does not take, are JSON
+    // errors like the rest.
+    let (status, body) = s
+        .post("/v1/streams/p/partitions/abc/events", json!([]))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "bad_path")
+    );
+    let (status, body) = s.post("/v1/streams", json!({})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
 
     // Deleting a consumer says whether it existed.
     let (status, body) = s

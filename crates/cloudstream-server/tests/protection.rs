@@ -14,13 +14,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DEVICE: &str = "device-token";
 const READER: &str = "reader-token";
 const ADMIN: &str = "admin-token";
+const TELEMETRY_ADMIN: &str = "telemetry-admin-token";
 
 fn tokens() -> Tokens {
     let file = format!(
-        "{} write telemetry\n{} read telemetry,audit*\n{} admin *\n",
+        "{} write telemetry\n{} read telemetry,audit*\n{} admin *\n{} admin telemetry\n",
         token_hash(DEVICE),
         token_hash(READER),
-        token_hash(ADMIN)
+        token_hash(ADMIN),
+        token_hash(TELEMETRY_ADMIN)
     );
     Tokens::parse(&file).expect("tokens file")
 }
@@ -144,6 +146,88 @@ async fn tokens_grant_scopes_per_stream() {
     assert_eq!(body["streams"], json!(["telemetry"]));
     let (_, body) = call(&http, M::GET, url("/v1/streams"), Some(ADMIN), None).await;
     assert_eq!(body["streams"], json!(["other", "telemetry"]));
+
+    // A reader commits its own consumers but deletes none, and cannot touch a webhook's.
+    let checkpoint = url("/v1/streams/telemetry/consumers/mine/checkpoint");
+    let (status, _) = call(
+        &http,
+        M::PUT,
+        checkpoint,
+        Some(READER),
+        Some(json!({"0": "earliest"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(
+        &http,
+        M::DELETE,
+        url("/v1/streams/telemetry/consumers/mine"),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &http,
+        M::POST,
+        url("/v1/streams/telemetry/consumers/webhook-x/fetch"),
+        Some(READER),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(
+        &http,
+        M::DELETE,
+        url("/v1/streams/telemetry/consumers/mine"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // A webhook writes its dead-letter stream, so registering one needs admin there too.
+    let hook = url("/v1/streams/telemetry/webhooks/h");
+    let spec = json!({"url": "http://127.0.0.1:9/hook"});
+    let (status, body) = call(
+        &http,
+        M::PUT,
+        hook.clone(),
+        Some(TELEMETRY_ADMIN),
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("telemetry.dlq"),
+        "{body}"
+    );
+    let (status, _) = call(&http, M::PUT, hook.clone(), Some(ADMIN), Some(spec)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = call(&http, M::DELETE, hook, Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Metrics name every stream: admin only. Health stays open.
+    let metrics = |token| {
+        let mut request = http.get(url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(
+        metrics(None).await.expect("metrics").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        metrics(Some(READER)).await.expect("metrics").status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        metrics(Some(ADMIN)).await.expect("metrics").status(),
+        StatusCode::OK
+    );
 
     // The client backend carries the token from its URL.
     let device = cloudstream::open(&format!("http://{addr}?token={DEVICE}"))

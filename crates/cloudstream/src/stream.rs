@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::backend::{Backend, Capabilities, PartitionStart, ReadOptions, StreamInfo};
+use crate::backend::{Backend, Capabilities, Checkpoint, PartitionStart, ReadOptions, StreamInfo};
 use crate::consumer::Consumer;
 use crate::partitioner::Partitioner;
 use crate::trigger::Trigger;
@@ -282,10 +282,27 @@ impl Stream {
         from: ReadFrom,
         seen: &[Position],
     ) -> Result<BoxStream<'static, Result<Record>>> {
+        let resume: Vec<(u32, PartitionStart)> = seen
+            .iter()
+            .map(|p| (p.partition, PartitionStart::After(p.sequence)))
+            .collect();
+        let starts = self.tail_starts(from, &resume).await?;
+        Ok(self.tail_from(&starts))
+    }
+
+    /// Where a tail from `from` starts in each partition it covers, pinned now (`Latest`
+    /// becomes the current end), with `resume` overriding the partitions it names. Hand the
+    /// result to [`Stream::tail_from`]; keep it (updated past each record) to resume later
+    /// without a gap, even in partitions that have had no record yet.
+    pub async fn tail_starts(
+        &self,
+        from: ReadFrom,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<Checkpoint> {
         for p in from
             .partition()
             .into_iter()
-            .chain(seen.iter().map(|s| s.partition))
+            .chain(resume.iter().map(|(p, _)| *p))
         {
             if p >= self.inner.partitions {
                 return Err(Error::InvalidArgument(format!(
@@ -294,8 +311,8 @@ impl Stream {
                 )));
             }
         }
-        let mut starts: Vec<(u32, PartitionStart)> = match from {
-            ReadFrom::At(p) | ReadFrom::After(p) => vec![(p.partition, from.start())],
+        let mut starts: Checkpoint = match from {
+            ReadFrom::At(p) | ReadFrom::After(p) => [(p.partition, from.start())].into(),
             ReadFrom::Latest => {
                 let info = self.describe().await?;
                 info.partitions
@@ -307,17 +324,17 @@ impl Stream {
                 .map(|p| (p, from.start()))
                 .collect(),
         };
-        for position in seen {
-            let after = PartitionStart::After(position.sequence);
-            match starts.iter_mut().find(|(p, _)| *p == position.partition) {
-                Some(start) => start.1 = after,
-                None => starts.push((position.partition, after)),
-            }
-        }
+        starts.extend(resume.iter().copied());
+        Ok(starts)
+    }
+
+    /// Every record from the given start of each partition on, as they arrive, the
+    /// partitions merged (each in order); see [`Stream::tail_starts`].
+    pub fn tail_from(&self, starts: &Checkpoint) -> BoxStream<'static, Result<Record>> {
         let tails = starts
-            .into_iter()
-            .map(|(p, from)| self.tail_partition(p, from));
-        Ok(stream::select_all(tails).boxed())
+            .iter()
+            .map(|(&p, &from)| self.tail_partition(p, from));
+        stream::select_all(tails).boxed()
     }
 
     fn tail_partition(

@@ -95,12 +95,12 @@ pub(crate) fn verify(
     };
     let operation = &doc["paths"][template][method.to_ascii_lowercase()];
     if operation.is_null() {
-        // The router answers 405 for a known path with another method.
-        return if status == StatusCode::METHOD_NOT_ALLOWED {
-            Ok(())
-        } else {
-            Err(format!("{method} {template}: undocumented method"))
-        };
+        // The router answers 405, with an error body, for a known path with another method.
+        if status != StatusCode::METHOD_NOT_ALLOWED {
+            return Err(format!("{method} {template}: undocumented method"));
+        }
+        let error = json!({"$ref": "#/components/schemas/ErrorBody"});
+        return validate(doc, &error, body, method, template);
     }
     let code = status.as_str();
     let range = format!("{}XX", &code[..1]);

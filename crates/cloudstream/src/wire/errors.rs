@@ -66,8 +66,9 @@ impl std::fmt::Display for Remote {
 impl std::error::Error for Remote {}
 
 /// The error an HTTP error response stands for: the variant its code and details name,
-/// else by status (401 `Unauthenticated`, 403 `Forbidden`, 503 `Unavailable`, other 5xx
-/// `Backend`, other 4xx `InvalidArgument`).
+/// else by status (401 `Unauthenticated`, 403 `Forbidden`; 408, 429, 503 and 504
+/// `Unavailable`, as retrying may succeed; other 5xx `Backend`, other 4xx
+/// `InvalidArgument`).
 pub fn error_from_body(status: u16, body: &Value) -> Error {
     let error = &body["error"];
     let code = error["code"].as_str().unwrap_or("");
@@ -110,7 +111,8 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
     rebuilt.unwrap_or_else(|| match status {
         401 => Error::Unauthenticated(message),
         403 => Error::Forbidden(message),
-        503 | 429 => Error::Unavailable(Box::new(Remote(message))),
+        // A request that timed out or was shed may succeed when tried again.
+        408 | 429 | 503 | 504 => Error::Unavailable(Box::new(Remote(message))),
         500.. => Error::Backend(Box::new(Remote(message))),
         _ => Error::InvalidArgument(message),
     })
