@@ -76,7 +76,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// `GET /v1/openapi.json`.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
-    responses((status = 200, description = "This document", content_type = "application/json")))]
+    responses((status = 200, description = "This document", content_type = "application/json"), Failures))]
 pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
