@@ -23,6 +23,7 @@
 //! |---|---|---|
 //! | `LOAD_SECONDS` | 10 | measured seconds per scenario |
 //! | `LOAD_PARTITIONS` | 4 | partitions of the stream |
+//! | `LOAD_SYNC` | `always` | the engine's sync policy (`never` shows what fsync costs) |
 //! | `LOAD_CONNECTIONS` | 64 | connections of the single-event scenario |
 //! | `LOAD_BATCH_CONNECTIONS` | 8 | connections of the batch scenario |
 //! | `LOAD_SERVER_THREADS` | 2 | worker threads of the server's runtime |
@@ -75,6 +76,8 @@ struct Settings {
     batch_connections: usize,
     /// Partitions of the stream.
     partitions: u32,
+    /// The engine's sync policy (`always` for the figures; `never` shows the cost of fsync).
+    sync: String,
     /// Worker threads of the server's runtime.
     server_threads: usize,
     /// Worker threads of the load generator's runtime.
@@ -108,6 +111,7 @@ impl Settings {
             connections: env_or("LOAD_CONNECTIONS", 64_usize).max(1),
             batch_connections: env_or("LOAD_BATCH_CONNECTIONS", 8_usize).max(1),
             partitions: env_or("LOAD_PARTITIONS", 4_u32).max(1),
+            sync: env_or("LOAD_SYNC", "always".to_owned()),
             server_threads: env_or("LOAD_SERVER_THREADS", 2_usize).max(1),
             client_threads: env_or("LOAD_CLIENT_THREADS", 1_usize).max(1),
             data_parent: std::env::var_os("LOAD_DIR").map_or(target, PathBuf::from),
@@ -598,7 +602,7 @@ fn main() {
         .prefix("load-bench-")
         .tempdir_in(&settings.data_parent)
         .expect("a temporary data directory");
-    let url = format!("local://{}?sync=always", dir.path().display());
+    let url = format!("local://{}?sync={}", dir.path().display(), settings.sync);
 
     let server = runtime("server", settings.server_threads);
     let load = runtime("load", settings.client_threads);
@@ -665,7 +669,7 @@ fn main() {
     if let Some(out) = &settings.out {
         let summary = json!({
             "benchmark": "load",
-            "url": "local://DIR?sync=always",
+            "url": format!("local://DIR?sync={}", settings.sync),
             "partitions": settings.partitions,
             "payload_bytes": PAYLOAD_BYTES,
             "batch_events": BATCH_EVENTS,
