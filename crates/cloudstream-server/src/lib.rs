@@ -8,18 +8,18 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | liveness |
-//! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, provider counters |
+//! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, the engine's fsync latency, provider counters |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API |
 //! | `GET /v1/capabilities` | the provider's name and what it can do |
 //! | `GET /v1/streams` | stream names |
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
 //! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
 //! | `DELETE /v1/streams/{name}` | delete |
-//! | `POST /v1/streams/{name}/events` | send one event |
-//! | `POST /v1/streams/{name}/events/batch` | send a JSON array of events; one result each |
+//! | `POST /v1/streams/{name}/events` | send one event: JSON, a CloudEvent (structured or binary) or raw bytes |
+//! | `POST /v1/streams/{name}/events/batch` | send a JSON array, NDJSON or a CloudEvents batch; one result per event |
 //! | `POST /v1/streams/{name}/partitions/{p}/events` | append a JSON array of events to one partition, all or nothing |
 //! | `GET /v1/streams/{name}/records?from=&start=&partition=&max=&max_bytes=&wait_ms=` | deterministic read |
-//! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` |
+//! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` (a cursor over every partition) |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=&member=&lease_ms=` | next batch; commits the previous one; `member` joins a consumer group sharing partitions through leases |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/commit?member=` | commit what was fetched |
@@ -32,7 +32,9 @@
 //! | `GET /v1/streams/{name}/webhooks/{id}` | one webhook |
 //! | `DELETE /v1/streams/{name}/webhooks/{id}` | stop a webhook and delete its consumer |
 //!
-//! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]).
+//! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]). Optional bearer tokens
+//! with scopes per stream ([`Tokens`]), TLS and the header deadline are set up by
+//! [`Config`] and [`ServeOptions`]; [`serve_with`] runs the accept loop.
 //!
 //! [`router`] builds the API with webhooks kept in memory; [`Server::open`] builds it with
 //! webhooks persisted in a state directory and started again by the next server, and
