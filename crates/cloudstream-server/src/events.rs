@@ -45,8 +45,7 @@ pub(crate) async fn send(
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     let event = crate::ingest::event(&headers, &body?)?;
     let bytes = event.payload.len() as u64;
-    let stream = state.stream(&name).await?;
-    let position = stream.send(event).await?;
+    let position = state.sender(&name).await?.send(event).await?;
     state.metrics.events_in(&name, 1, bytes);
     Ok((StatusCode::CREATED, Json(Sent { position })))
 }

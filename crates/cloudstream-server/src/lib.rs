@@ -41,6 +41,7 @@
 //! [`Server::shutdown`] stops them once the router is no longer served.
 
 mod auth;
+mod coalesce;
 mod consumers;
 mod error;
 mod events;
@@ -129,20 +130,29 @@ pub(crate) struct AppState {
     pub(crate) tokens: Option<Tokens>,
     /// Stream handles opened once and kept: the handle's partitioner spreads unkeyed events
     /// round-robin across requests, and a request does not describe the stream again.
-    streams: Mutex<HashMap<String, Stream>>,
+    streams: Mutex<HashMap<String, (Stream, coalesce::Coalescer)>>,
 }
 
 impl AppState {
     /// The handle of stream `name`; `stream_not_found` if there is none.
     pub(crate) async fn stream(&self, name: &str) -> Result<Stream, ApiError> {
-        if let Some(stream) = self.lock_streams().get(name) {
-            return Ok(stream.clone());
+        Ok(self.kept(name).await?.0)
+    }
+
+    /// The writer of stream `name`'s single-event sends (see [`coalesce`]).
+    pub(crate) async fn sender(&self, name: &str) -> Result<coalesce::Coalescer, ApiError> {
+        Ok(self.kept(name).await?.1)
+    }
+
+    async fn kept(&self, name: &str) -> Result<(Stream, coalesce::Coalescer), ApiError> {
+        if let Some(kept) = self.lock_streams().get(name) {
+            return Ok(kept.clone());
         }
         let stream = self.client.stream(name).open().await?;
         Ok(self
             .lock_streams()
             .entry(name.to_owned())
-            .or_insert(stream)
+            .or_insert_with(|| (stream.clone(), coalesce::Coalescer::start(stream)))
             .clone())
     }
 
@@ -151,7 +161,9 @@ impl AppState {
         self.lock_streams().remove(name);
     }
 
-    fn lock_streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stream>> {
+    fn lock_streams(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Stream, coalesce::Coalescer)>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
