@@ -36,10 +36,14 @@ enum Kind {
     Raw(Option<String>),
 }
 
+/// The media type of a content type, without its parameters: `application/json`.
+fn media(content_type: &str) -> String {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media.to_ascii_lowercase()
+}
+
 fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let media = value.split(';').next().unwrap_or("").trim();
-    Some(media.to_ascii_lowercase())
+    Some(media(headers.get(header::CONTENT_TYPE)?.to_str().ok()?))
 }
 
 fn kind(headers: &HeaderMap) -> Kind {
@@ -248,6 +252,6 @@ fn raw(headers: &HeaderMap, body: &Bytes, content_type: Option<String>) -> Resul
 }
 
 fn is_json(content_type: &str) -> bool {
-    let media = content_type.split(';').next().unwrap_or("").trim();
+    let media = media(content_type);
     media == "application/json" || media.ends_with("+json")
 }

@@ -3,13 +3,11 @@
 
 mod support;
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-struct Server {
-    base: String,
-    http: Client,
-}
+/// A client of a test server.
+type Server = support::Api;
 
 async fn start() -> Server {
     start_with(cloudstream_server::Limits {
@@ -32,30 +30,7 @@ async fn start_with(limits: cloudstream_server::Limits) -> Server {
         router,
         std::future::pending(),
     ));
-    Server {
-        base: format!("http://{addr}"),
-        http: Client::new(),
-    }
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Sends a request; returns the status and the JSON body (`null` when empty), both
-    /// checked against the served OpenAPI document.
-    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        support::send(&self.http, request).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(self.http.get(self.url(path))).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(self.http.post(self.url(path)).json(&body)).await
-    }
+    support::Api::new(format!("http://{addr}"))
 }
 
 fn error_code(body: &Value) -> &str {

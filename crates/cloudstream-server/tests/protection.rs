@@ -43,23 +43,6 @@ async fn start(config: Config, options: ServeOptions) -> std::net::SocketAddr {
     addr
 }
 
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = http.request(method, url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    support::send(http, request).await
-}
-
 #[tokio::test]
 async fn tokens_grant_scopes_per_stream() {
     let config = Config {
@@ -67,12 +50,12 @@ async fn tokens_grant_scopes_per_stream() {
         ..Config::default()
     };
     let addr = start(config, ServeOptions::default()).await;
-    let http = reqwest::Client::new();
-    let url = |path: &str| format!("http://{addr}{path}");
+    let api = support::Api::new(format!("http://{addr}"));
+    let (http, url) = (&api.http, |path: &str| api.url(path));
     use reqwest::Method as M;
 
     // Open routes stay open.
-    let (status, _) = call(&http, M::GET, url("/healthz"), None, None).await;
+    let (status, _) = api.request(M::GET, url("/healthz"), None, None).await;
     assert_eq!(status, StatusCode::OK);
 
     // No token, or an unknown one: 401 with a JSON body and a challenge.
@@ -84,26 +67,27 @@ async fn tokens_grant_scopes_per_stream() {
     );
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "unauthorized");
-    let (status, _) = call(&http, M::GET, url("/v1/streams"), Some("wrong"), None).await;
+    let (status, _) = api
+        .request(M::GET, url("/v1/streams"), Some("wrong"), None)
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // Only admin creates streams.
     for (token, expected) in [(DEVICE, 403), (READER, 403), (ADMIN, 201)] {
-        let (status, body) = call(
-            &http,
-            M::PUT,
-            url("/v1/streams/telemetry"),
-            Some(token),
-            Some(json!({})),
-        )
-        .await;
+        let (status, body) = api
+            .request(
+                M::PUT,
+                url("/v1/streams/telemetry"),
+                Some(token),
+                Some(json!({})),
+            )
+            .await;
         assert_eq!(status.as_u16(), expected, "{token}: {body}");
         if expected == 403 {
             assert_eq!(body["error"]["code"], "forbidden");
         }
     }
-    call(
-        &http,
+    api.request(
         M::PUT,
         url("/v1/streams/other"),
         Some(ADMIN),
@@ -115,87 +99,90 @@ async fn tokens_grant_scopes_per_stream() {
     let event = json!({"payload": "21.5"});
     let events = url("/v1/streams/telemetry/events");
     let records = url("/v1/streams/telemetry/records");
-    let (status, _) = call(
-        &http,
-        M::POST,
-        events.clone(),
-        Some(DEVICE),
-        Some(event.clone()),
-    )
-    .await;
+    let (status, _) = api
+        .request(M::POST, events.clone(), Some(DEVICE), Some(event.clone()))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = call(&http, M::GET, records.clone(), Some(DEVICE), None).await;
+    let (status, _) = api
+        .request(M::GET, records.clone(), Some(DEVICE), None)
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = call(&http, M::GET, records, Some(READER), None).await;
+    let (status, body) = api.request(M::GET, records, Some(READER), None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["records"][0]["payload"], "21.5");
-    let (status, _) = call(&http, M::POST, events, Some(READER), Some(event.clone())).await;
+    let (status, _) = api
+        .request(M::POST, events, Some(READER), Some(event.clone()))
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // A grant covers only its streams; listing shows only those.
-    let (status, _) = call(
-        &http,
-        M::POST,
-        url("/v1/streams/other/events"),
-        Some(DEVICE),
-        Some(event),
-    )
-    .await;
+    let (status, _) = api
+        .request(
+            M::POST,
+            url("/v1/streams/other/events"),
+            Some(DEVICE),
+            Some(event),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (_, body) = call(&http, M::GET, url("/v1/streams"), Some(DEVICE), None).await;
+    let (_, body) = api
+        .request(M::GET, url("/v1/streams"), Some(DEVICE), None)
+        .await;
     assert_eq!(body["streams"], json!(["telemetry"]));
-    let (_, body) = call(&http, M::GET, url("/v1/streams"), Some(ADMIN), None).await;
+    let (_, body) = api
+        .request(M::GET, url("/v1/streams"), Some(ADMIN), None)
+        .await;
     assert_eq!(body["streams"], json!(["other", "telemetry"]));
 
     // A reader commits its own consumers but deletes none, and cannot touch a webhook's.
     let checkpoint = url("/v1/streams/telemetry/consumers/mine/checkpoint");
-    let (status, _) = call(
-        &http,
-        M::PUT,
-        checkpoint,
-        Some(READER),
-        Some(json!({"0": "earliest"})),
-    )
-    .await;
+    let (status, _) = api
+        .request(
+            M::PUT,
+            checkpoint,
+            Some(READER),
+            Some(json!({"0": "earliest"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (status, _) = call(
-        &http,
-        M::DELETE,
-        url("/v1/streams/telemetry/consumers/mine"),
-        Some(READER),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .request(
+            M::DELETE,
+            url("/v1/streams/telemetry/consumers/mine"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = call(
-        &http,
-        M::POST,
-        url("/v1/streams/telemetry/consumers/webhook-x/fetch"),
-        Some(READER),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .request(
+            M::POST,
+            url("/v1/streams/telemetry/consumers/webhook-x/fetch"),
+            Some(READER),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = call(
-        &http,
-        M::DELETE,
-        url("/v1/streams/telemetry/consumers/mine"),
-        Some(ADMIN),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .request(
+            M::DELETE,
+            url("/v1/streams/telemetry/consumers/mine"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     // A webhook writes its dead-letter stream, so registering one needs admin there too.
     let hook = url("/v1/streams/telemetry/webhooks/h");
     let spec = json!({"url": "http://127.0.0.1:9/hook"});
-    let (status, body) = call(
-        &http,
-        M::PUT,
-        hook.clone(),
-        Some(TELEMETRY_ADMIN),
-        Some(spec.clone()),
-    )
-    .await;
+    let (status, body) = api
+        .request(
+            M::PUT,
+            hook.clone(),
+            Some(TELEMETRY_ADMIN),
+            Some(spec.clone()),
+        )
+        .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
         body["error"]["message"]
@@ -204,9 +191,11 @@ async fn tokens_grant_scopes_per_stream() {
             .contains("telemetry.dlq"),
         "{body}"
     );
-    let (status, _) = call(&http, M::PUT, hook.clone(), Some(ADMIN), Some(spec)).await;
+    let (status, _) = api
+        .request(M::PUT, hook.clone(), Some(ADMIN), Some(spec))
+        .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, _) = call(&http, M::DELETE, hook, Some(ADMIN), None).await;
+    let (status, _) = api.request(M::DELETE, hook, Some(ADMIN), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     // Metrics name every stream: admin only. Health stays open.
     let metrics = |token| {

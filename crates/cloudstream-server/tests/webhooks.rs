@@ -125,8 +125,7 @@ impl Receiver {
 
 /// A cloudstream server on a loopback port, over the engine in a directory.
 struct Api {
-    base: String,
-    http: reqwest::Client,
+    api: support::Api,
     server: cloudstream_server::Server,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -167,37 +166,22 @@ async fn start(data: &Path, state: Option<PathBuf>) -> Api {
         },
     ));
     Api {
-        base: format!("http://{addr}"),
-        http: reqwest::Client::new(),
+        api: support::Api::new(format!("http://{addr}")),
         server,
         stop,
         task,
     }
 }
 
+/// The schema-checked client (`url`, `call`, `get`, `put`, `delete`, ...).
+impl std::ops::Deref for Api {
+    type Target = support::Api;
+    fn deref(&self) -> &support::Api {
+        &self.api
+    }
+}
+
 impl Api {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Sends a request; returns the status and the JSON body (`null` when empty), both
-    /// checked against the served OpenAPI document.
-    async fn call(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
-        support::send(&self.http, request).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(self.http.get(self.url(path))).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.call(self.http.put(self.url(path)).json(&body)).await
-    }
-
-    async fn delete(&self, path: &str) -> (StatusCode, Value) {
-        self.call(self.http.delete(self.url(path))).await
-    }
-
     async fn create_stream(&self, name: &str) {
         let (status, body) = self
             .call(self.http.put(self.url(&format!("/v1/streams/{name}"))))
@@ -238,13 +222,12 @@ impl Api {
     /// the webhooks (each commits what it delivered), then drops it with the engine.
     async fn stop(self) {
         let Api {
-            http,
+            api,
             server,
             stop,
             task,
-            ..
         } = self;
-        drop(http);
+        drop(api);
         let _ = stop.send(());
         tokio::time::timeout(DEADLINE, task)
             .await

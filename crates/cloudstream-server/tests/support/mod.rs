@@ -12,6 +12,73 @@ use std::sync::Mutex;
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
+/// A client of one server: requests built on its base URL, every answer checked by [`send`].
+pub(crate) struct Api {
+    /// `http://HOST:PORT`.
+    pub(crate) base: String,
+    /// The HTTP client.
+    pub(crate) http: reqwest::Client,
+}
+
+impl Api {
+    /// A client of the server at `base`.
+    pub(crate) fn new(base: String) -> Self {
+        Api {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; returns the status and the JSON body (`null` when empty), both
+    /// checked against the served OpenAPI document.
+    pub(crate) async fn call(&self, request: RequestBuilder) -> (StatusCode, Value) {
+        send(&self.http, request).await
+    }
+
+    /// `method url`, with a bearer token and a JSON body when given.
+    pub(crate) async fn request(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.call(request).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, self.url(path), None, None)
+            .await
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, self.url(path), None, Some(body))
+            .await
+    }
+
+    pub(crate) async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::PUT, self.url(path), None, Some(body))
+            .await
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::DELETE, self.url(path), None, None)
+            .await
+    }
+}
+
 /// Sends `request`; returns the status and the JSON body (`null` when empty), after checking
 /// both against the server's OpenAPI document.
 pub(crate) async fn send(http: &reqwest::Client, request: RequestBuilder) -> (StatusCode, Value) {

@@ -37,16 +37,23 @@ use crate::{Error, Event, Position, Record, Result};
 /// The client backend of a remote `cloudstream serve`.
 #[derive(Debug)]
 pub struct HttpBackend {
+    remote: Remote,
+    /// What the server's provider can do, asked once on connect.
+    capabilities: Capabilities,
+}
+
+/// The server's `/v1` routes, reached with the URL's token and timeout.
+#[derive(Debug)]
+struct Remote {
     http: reqwest::Client,
     base: reqwest::Url,
     token: Option<String>,
     timeout: Duration,
-    capabilities: Capabilities,
 }
 
 /// The body of `GET /v1/capabilities`.
 #[derive(serde::Deserialize)]
-struct Remote {
+struct CapabilitiesBody {
     capabilities: Capabilities,
 }
 
@@ -69,35 +76,25 @@ impl HttpBackend {
             builder = builder.add_root_certificate(cert);
         }
         let http = builder.build().map_err(|e| invalid(e.to_string()))?;
-        let mut backend = HttpBackend {
+        let remote = Remote {
             http,
             base,
             token: options.token,
             timeout: options.timeout,
+        };
+        let answer: CapabilitiesBody = remote.call(Method::GET, &["capabilities"], |r| r).await?;
+        Ok(HttpBackend {
+            remote,
             capabilities: Capabilities {
-                replay_by_position: false,
-                replay_by_time: false,
-                dense_sequences: false,
-                consumers_see_history: false,
+                // Checkpoints live in the server, whatever its provider does with them.
                 server_side_checkpoints: true,
-                durable: false,
-                leases: false,
-                max_record_bytes: 0,
-                max_batch_records: 0,
-                max_batch_bytes: 0,
-                max_partitions: 0,
-                horizon_range: (Duration::ZERO, Duration::ZERO),
+                ..answer.capabilities
             },
-        };
-        let remote: Remote = backend.call(Method::GET, &["capabilities"], |r| r).await?;
-        backend.capabilities = Capabilities {
-            // Checkpoints live in the server, whatever its provider does with them.
-            server_side_checkpoints: true,
-            ..remote.capabilities
-        };
-        Ok(backend)
+        })
     }
+}
 
+impl Remote {
     /// `base/v1/segments...`, each segment escaped.
     fn url(&self, segments: &[&str]) -> Result<reqwest::Url> {
         let mut url = self.base.clone();
@@ -177,13 +174,17 @@ impl Backend for HttpBackend {
             "partitions": config.partitions,
         });
         let body: StreamBody = self
+            .remote
             .call(Method::PUT, &["streams", name], |r| r.json(&spec))
             .await?;
         Ok(body.stream)
     }
 
     async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
-        let body: StreamBody = self.call(Method::GET, &["streams", name], |r| r).await?;
+        let body: StreamBody = self
+            .remote
+            .call(Method::GET, &["streams", name], |r| r)
+            .await?;
         Ok(body.stream)
     }
 
@@ -192,12 +193,14 @@ impl Backend for HttpBackend {
         struct Streams {
             streams: Vec<String>,
         }
-        let body: Streams = self.call(Method::GET, &["streams"], |r| r).await?;
+        let body: Streams = self.remote.call(Method::GET, &["streams"], |r| r).await?;
         Ok(body.streams)
     }
 
     async fn delete_stream(&self, name: &str) -> Result<()> {
-        self.send(Method::DELETE, &["streams", name], |r| r).await?;
+        self.remote
+            .send(Method::DELETE, &["streams", name], |r| r)
+            .await?;
         Ok(())
     }
 
@@ -214,6 +217,7 @@ impl Backend for HttpBackend {
         let events: Vec<EventJson> = events.iter().map(EventJson::exact).collect();
         let p = partition.to_string();
         let body: Appended = self
+            .remote
             .call(
                 Method::POST,
                 &["streams", stream, "partitions", &p, "events"],
@@ -243,8 +247,9 @@ impl Backend for HttpBackend {
             ("wait_ms", wait.as_millis().to_string()),
         ];
         let body: Records = self
+            .remote
             .call(Method::GET, &["streams", stream, "records"], |r| {
-                r.query(&query).timeout(self.timeout + wait)
+                r.query(&query).timeout(self.remote.timeout + wait)
             })
             .await?;
         body.records.into_iter().map(record_from_json).collect()
@@ -256,7 +261,7 @@ impl Backend for HttpBackend {
             checkpoint: Option<Checkpoint>,
         }
         let path = ["streams", stream, "consumers", consumer, "checkpoint"];
-        let body: Saved = self.call(Method::GET, &path, |r| r).await?;
+        let body: Saved = self.remote.call(Method::GET, &path, |r| r).await?;
         Ok(body.checkpoint)
     }
 
@@ -268,7 +273,9 @@ impl Backend for HttpBackend {
     ) -> Result<()> {
         let resume: Checkpoint = resume.iter().copied().collect();
         let path = ["streams", stream, "consumers", consumer, "checkpoint"];
-        self.send(Method::PUT, &path, |r| r.json(&resume)).await?;
+        self.remote
+            .send(Method::PUT, &path, |r| r.json(&resume))
+            .await?;
         Ok(())
     }
 
@@ -278,6 +285,7 @@ impl Backend for HttpBackend {
             consumers: Vec<ConsumerInfo>,
         }
         let body: Consumers = self
+            .remote
             .call(Method::GET, &["streams", stream, "consumers"], |r| r)
             .await?;
         Ok(body.consumers)
@@ -289,7 +297,7 @@ impl Backend for HttpBackend {
             existed: bool,
         }
         let path = ["streams", stream, "consumers", consumer];
-        let body: Deleted = self.call(Method::DELETE, &path, |r| r).await?;
+        let body: Deleted = self.remote.call(Method::DELETE, &path, |r| r).await?;
         Ok(body.existed)
     }
 
@@ -310,13 +318,17 @@ impl Backend for HttpBackend {
             ("member", member.to_owned()),
             ("ttl_ms", ttl.as_millis().to_string()),
         ];
-        let body: Held = self.call(Method::PUT, &path, |r| r.query(&query)).await?;
+        let body: Held = self
+            .remote
+            .call(Method::PUT, &path, |r| r.query(&query))
+            .await?;
         Ok(body.held)
     }
 
     async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
         let path = ["streams", stream, "consumers", consumer, "leases", name];
-        self.send(Method::DELETE, &path, |r| r.query(&[("member", member)]))
+        self.remote
+            .send(Method::DELETE, &path, |r| r.query(&[("member", member)]))
             .await?;
         Ok(())
     }
@@ -327,7 +339,7 @@ impl Backend for HttpBackend {
             leases: BTreeMap<String, String>,
         }
         let path = ["streams", stream, "consumers", consumer, "leases"];
-        let body: Leases = self.call(Method::GET, &path, |r| r).await?;
+        let body: Leases = self.remote.call(Method::GET, &path, |r| r).await?;
         Ok(body.leases)
     }
 }
