@@ -187,7 +187,9 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
             }
         })
         .batch_size(100)
-        .max_wait(Duration::from_millis(300))
+        // Long enough that a provider pushing records (a loaded Pub/Sub emulator) does not
+        // stall a gathering batch past it while records wait.
+        .max_wait(Duration::from_millis(1000))
         .retry(RetryPolicy {
             max_attempts: 2,
             initial_backoff: Duration::from_millis(5),
@@ -213,7 +215,8 @@ pub async fn batch_triggers_gather_and_dead_letter(client: &Client) {
                 Event::new("x").with_key("k"),
             ])
             .await;
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Past the failing batch's max_wait, so "after" comes in a batch of its own.
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         writer
             .send(Event::new("after").with_key("k"))
             .await
