@@ -5,8 +5,10 @@
 //! partition is a sequence of segment files named by their base offset, each starting with
 //! magic bytes and a format version and holding record batches framed with their length and a
 //! CRC-32C. Each partition has one writer thread doing group commit: appends queued while an
-//! fdatasync runs are made durable together by the next one. Readers see only acknowledged
-//! records. Recovery cuts a torn tail and refuses corruption before the last durable point;
+//! fdatasync runs are made durable together by the next one; under small synced rounds it
+//! zeroes the file ahead of its writes, so those syncs commit no new file size. Readers see
+//! only acknowledged records. Recovery cuts a torn tail (and zeros written ahead) and refuses
+//! corruption before the last durable point;
 //! an fsync failure stops the partition (fail-stop). Consumer checkpoints are small files
 //! replaced atomically. Every file operation goes through the [`Storage`] trait, so tests can
 //! run the same engine on [`MemoryStorage`], which simulates power loss.

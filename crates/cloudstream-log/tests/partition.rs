@@ -382,6 +382,68 @@ fn always_sync_survives_power_loss_without_close() -> Result<()> {
     Ok(())
 }
 
+/// Pre-zeroing (the writer's module docs): under small rounds with `sync = always` the active
+/// segment file is zeroed ahead of its records. A process that dies leaves the zeros, which
+/// recovery cuts without losing a record or calling them a torn tail; a roll and a clean
+/// close leave every segment file exactly as long as its batches.
+#[test]
+fn zeros_written_ahead_are_cut_by_recovery_roll_and_close() -> Result<()> {
+    let dir = tempdir();
+    let root = dir.path().join("data");
+    let mut options = options(
+        Arc::new(cloudstream_log::FileStorage),
+        Arc::new(ManualClock::new(T0)),
+    );
+    options.segment_bytes = 64 * 1024;
+    let pdir = partition_dir(&root, "zeroed", 0);
+    let file_bytes = |pdir: &Path| -> Vec<u64> {
+        segment_files(pdir)
+            .iter()
+            .map(|f| std::fs::metadata(f).expect("segment metadata").len())
+            .collect()
+    };
+    let mut want = Vec::new();
+    let log = open(&root, &options);
+    let stream = create(&log, "zeroed", config(1, HOUR));
+    let p = stream.partition(0)?;
+    for i in 0..600 {
+        let recs = vec![rec_for(i, 200)];
+        append(p, &recs);
+        want.extend(recs);
+    }
+    let lens = file_bytes(&pdir);
+    assert!(lens.len() > 1, "the test needs a roll: {lens:?}");
+    let held = p.stats().bytes;
+    let sealed: u64 = lens[..lens.len() - 1].iter().sum();
+    let active = *lens.last().expect("an active segment");
+    assert!(
+        active > held - sealed,
+        "the active segment is zeroed ahead: file {active} bytes, records {}",
+        held - sealed
+    );
+
+    let crashed = DirSnapshot::take(&root);
+    drop((stream, log));
+
+    // Closed cleanly: every file is exactly its batches (and the close marker).
+    let log = open(&root, &options);
+    let closed = log.stream("zeroed")?;
+    let p = closed.partition(0)?;
+    assert_records(&read_all(p)?, &want, 0);
+    assert_eq!(file_bytes(&pdir).iter().sum::<u64>(), p.stats().bytes);
+    drop((closed, log));
+
+    // Had the process died instead: its files as they were, zeros included.
+    crashed.restore();
+    let log = open(&root, &options);
+    let recovered = log.stream("zeroed")?;
+    let p = recovered.partition(0)?;
+    assert_records(&read_all(p)?, &want, 0);
+    assert_eq!(p.stats().truncated_on_open, 0, "zeros are no torn tail");
+    assert_eq!(file_bytes(&pdir).iter().sum::<u64>(), p.stats().bytes);
+    Ok(())
+}
+
 fn options_on(options: &LogOptions, storage: MemoryStorage) -> LogOptions {
     LogOptions {
         storage: Arc::new(storage),

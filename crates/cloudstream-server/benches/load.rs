@@ -51,6 +51,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
+/// The allocator of the `cloudstream` binary, so the figures are those of `cloudstream serve`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The stream the benchmark writes.
 const STREAM: &str = "load";
 /// Payload size of every event, in bytes.
@@ -449,6 +453,10 @@ struct Report {
     p999_us: u32,
     /// Slowest.
     max_us: u32,
+    /// On-CPU time of the whole process (server, engine writers and load generator) per
+    /// measured request, in microseconds: what a request costs, steadier than requests/s on a
+    /// shared machine. 0 where `/proc/self/task/*/schedstat` cannot be read.
+    cpu_us_per_request: f64,
     /// Failed requests, warm-up included.
     errors: u64,
     /// Events those failed requests did not store.
@@ -462,7 +470,13 @@ struct Report {
 
 impl Report {
     /// Merges the connections' tallies.
-    fn new(scenario: &Scenario, window: Window, measure: Duration, tallies: Vec<Tally>) -> Self {
+    fn new(
+        scenario: &Scenario,
+        window: Window,
+        measure: Duration,
+        cpu: Duration,
+        tallies: Vec<Tally>,
+    ) -> Self {
         let mut latencies = Vec::new();
         let (mut requests, mut events, mut body_bytes) = (0, 0, 0);
         let (mut errors, mut event_errors, mut acknowledged_events) = (0, 0, 0);
@@ -499,6 +513,7 @@ impl Report {
             p99_us: percentile(&latencies, 0.99),
             p999_us: percentile(&latencies, 0.999),
             max_us: latencies.last().copied().unwrap_or(0),
+            cpu_us_per_request: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
             errors,
             event_errors,
             acknowledged_events,
@@ -509,7 +524,7 @@ impl Report {
     /// Prints the figures.
     fn print(&self) {
         println!(
-            "{}: {} connections, {:.1} s: {:.0} requests/s, {:.0} events/s, {:.2} MB/s of payload ({:.2} MB/s of bodies), latency p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs, {} errors",
+            "{}: {} connections, {:.1} s: {:.0} requests/s, {:.0} events/s, {:.2} MB/s of payload ({:.2} MB/s of bodies), latency p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs, {:.1} µs of CPU per request, {} errors",
             self.scenario,
             self.connections,
             self.seconds,
@@ -521,6 +536,7 @@ impl Report {
             self.p99_us,
             self.p999_us,
             self.max_us,
+            self.cpu_us_per_request,
             self.errors,
         );
         if let Some(e) = &self.first_error {
@@ -551,6 +567,17 @@ fn run(
         measure_start: now + settings.warmup,
         end: now + settings.warmup + settings.measure,
     };
+    // The process's CPU time over the measured window, sampled by a thread of its own.
+    let cpu = std::thread::spawn(move || {
+        std::thread::sleep(
+            window
+                .measure_start
+                .saturating_duration_since(Instant::now()),
+        );
+        let before = process_cpu();
+        std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
+        process_cpu().saturating_sub(before)
+    });
     let tallies = load.block_on(async {
         let tasks: Vec<_> = scenario
             .bodies
@@ -563,7 +590,22 @@ fn run(
         }
         tallies
     });
-    Report::new(&scenario, window, settings.measure, tallies)
+    let cpu = cpu.join().expect("the CPU sampler");
+    Report::new(&scenario, window, settings.measure, cpu, tallies)
+}
+
+/// On-CPU time of every thread of this process so far (the first field of each thread's
+/// `schedstat`, in nanoseconds); zero where it cannot be read.
+fn process_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 /// Reads every record of the stream back through the library; returns how many there are

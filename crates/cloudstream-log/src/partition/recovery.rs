@@ -206,6 +206,13 @@ fn open_last(
             ),
         });
     }
+    if zeros_from(&*file, &path, bad.pos, len)? {
+        // Space the writer zeroed ahead of its writes (or never wrote): no batch was cut.
+        tracing::debug!(path = %path.display(), position = bad.pos, "cutting a zeroed tail");
+        file.set_len(bad.pos).at(&path)?;
+        file.sync_data().at(&path)?;
+        return Ok((Segment::new(base, path, file, scan.state), 0));
+    }
     if let Some(proof) = later_durable_batch(&*file, &path, bad.pos, len, scan.state.next_offset)? {
         return Err(LogError::Corrupt {
             path,
@@ -278,6 +285,21 @@ fn scan(file: &dyn StorageFile, path: &Path, base: u64, len: u64, interval: u64)
         durable_before,
         bad,
     })
+}
+
+/// Whether every byte from `from` to `len` is zero.
+fn zeros_from(file: &dyn StorageFile, path: &Path, from: u64, len: u64) -> Result<bool> {
+    let mut buf = vec![0; 64 * 1024];
+    let mut pos = from;
+    while pos < len {
+        let n = buf.len().min((len - pos) as usize);
+        file.read_exact_at(&mut buf[..n], pos).at(path)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 /// Looks past a bad position for a valid batch that was written when the bad position was
