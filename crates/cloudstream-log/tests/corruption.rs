@@ -254,7 +254,16 @@ fn a_torn_tail_is_cut_to_the_longest_valid_prefix() {
         let crashed = DirSnapshot::take(&pdir);
         drop(log);
         let last = fixture.segment(1);
-        let bytes = crashed.get(&last).to_vec();
+        let mut bytes = crashed.get(&last).to_vec();
+        // With `sync = always` the running segment is zeroed ahead of its batches (the
+        // writer's pre-zeroing); cutting inside those zeros is the case of the last length,
+        // so the sweep covers the batches and one zeroed tail after them.
+        let written = fixture
+            .ends
+            .last()
+            .and_then(|e| e.last())
+            .map_or(24, |e| e.0);
+        bytes.truncate((written as usize + 64).min(bytes.len()));
         for len in 24..=bytes.len() as u64 {
             for zeroed in [false, true] {
                 crashed.restore();

@@ -207,8 +207,9 @@ fn open_last(
         });
     }
     if zeros_from(&*file, &path, bad.pos, len)? {
-        // Space the writer zeroed ahead of its writes (or never wrote): no batch was cut.
-        tracing::debug!(path = %path.display(), position = bad.pos, "cutting a zeroed tail");
+        // Space the writer zeroed ahead of its writes, or never wrote. A round lost in it by
+        // a power loss was never synced, so never acknowledged: not counted as a torn tail.
+        tracing::info!(path = %path.display(), position = bad.pos, "cutting a zeroed tail");
         file.set_len(bad.pos).at(&path)?;
         file.sync_data().at(&path)?;
         return Ok((Segment::new(base, path, file, scan.state), 0));

@@ -40,9 +40,6 @@ const ZERO_AHEAD_BYTES: usize = 1024 * 1024;
 /// Rounds averaging more bytes than this are not pre-zeroed.
 const ZERO_AHEAD_MAX_ROUND_BYTES: u64 = 16 * 1024;
 
-/// The zeros written ahead.
-static ZEROS: [u8; ZERO_AHEAD_BYTES] = [0; ZERO_AHEAD_BYTES];
-
 pub(crate) enum Command {
     Append(EncodedBatch, Completion),
     Retain {
@@ -239,8 +236,9 @@ impl Writer {
         if to <= from {
             return;
         }
-        let zeros = &ZEROS[..(to - from) as usize];
-        if let Err(e) = self.active.file.write_all_at(zeros, from) {
+        // A fresh zeroed allocation: the allocator maps zero pages, nothing is filled.
+        let zeros = vec![0; (to - from) as usize];
+        if let Err(e) = self.active.file.write_all_at(&zeros, from) {
             tracing::debug!(error = %e, "pre-zeroing failed; the file grows with its writes");
         }
         // Even after a failure: part of the zeros may be there, and `trim` cuts them.

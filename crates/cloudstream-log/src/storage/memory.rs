@@ -188,8 +188,9 @@ impl MemoryStorage {
     /// The file system as it would be found after a power loss now.
     ///
     /// Only durable directory entries survive, each with its durable bytes. With
-    /// `torn_seed = Some(seed)`, part of each file's unsynced tail survives too, sector by
-    /// sector, with holes of zeros where a sector was lost: the worst a disk may do.
+    /// `torn_seed = Some(seed)`, part of what each file was written since its last sync
+    /// survives too, sector by sector: a lost sector keeps its durable bytes, or is a hole of
+    /// zeros past the durable end. The worst a disk may do.
     pub fn crash(&self, torn_seed: Option<u64>) -> MemoryStorage {
         let state = self.state();
         let faults = Faults::default();
@@ -198,23 +199,23 @@ impl MemoryStorage {
         for (path, file) in &state.durable {
             let c = file.contents();
             let mut bytes = c.durable.clone();
-            if torn_seed.is_some()
-                && c.live.len() > c.durable.len()
-                && c.live.starts_with(&c.durable)
-            {
-                let tail = &c.live[c.durable.len()..];
-                let mut kept = Vec::with_capacity(tail.len());
-                let mut last_kept = 0;
-                for sector in tail.chunks(SECTOR) {
-                    if rng.next().is_multiple_of(3) {
-                        kept.resize(kept.len() + sector.len(), 0);
-                    } else {
-                        kept.extend_from_slice(sector);
-                        last_kept = kept.len();
+            if torn_seed.is_some() && c.live.len() >= c.durable.len() {
+                // Every sector written since the last sync, appended or overwritten (as over
+                // the zeros a writer wrote ahead), survives or keeps its durable bytes.
+                let mut end = c.durable.len();
+                for (i, sector) in c.live.chunks(SECTOR).enumerate() {
+                    let at = i * SECTOR;
+                    let old = c.durable.get(at..).unwrap_or(&[]);
+                    if old.starts_with(sector) || rng.next().is_multiple_of(3) {
+                        continue;
                     }
+                    if bytes.len() < at + sector.len() {
+                        bytes.resize(at + sector.len(), 0);
+                    }
+                    bytes[at..at + sector.len()].copy_from_slice(sector);
+                    end = end.max(at + sector.len());
                 }
-                kept.truncate(last_kept);
-                bytes.extend_from_slice(&kept);
+                bytes.truncate(end);
             }
             files.insert(path.clone(), Arc::new(MemFile::new(bytes, faults.clone())));
         }
