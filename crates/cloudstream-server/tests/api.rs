@@ -5,6 +5,7 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::{assert_error, error_code};
 
 /// A client of a test server.
 type Server = support::Api;
@@ -33,10 +34,6 @@ async fn start_with(limits: cloudstream_server::Limits) -> Server {
     support::Api::new(format!("http://{addr}"))
 }
 
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("(no error code)")
-}
-
 #[tokio::test]
 async fn streams_are_created_described_listed_and_deleted() {
     let s = start().await;
@@ -58,10 +55,7 @@ async fn streams_are_created_described_listed_and_deleted() {
     let (status, body) = s
         .call(s.http.put(s.url("/v1/streams/TelemetryIngest")))
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::CONFLICT, "stream_exists")
-    );
+    assert_error(status, &body, StatusCode::CONFLICT, "stream_exists");
     let (_, body) = s.get("/v1/streams").await;
     assert_eq!(body["streams"], json!(["TelemetryIngest"]));
     let (status, body) = s.get("/v1/streams/TelemetryIngest").await;
@@ -91,15 +85,9 @@ async fn streams_are_created_described_listed_and_deleted() {
     let (status, body) = s
         .call(s.http.delete(s.url("/v1/streams/TelemetryIngest")))
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, "stream_not_found")
-    );
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
     let (status, body) = s.get("/v1/nowhere").await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, "no_route")
-    );
+    assert_error(status, &body, StatusCode::NOT_FOUND, "no_route");
 }
 
 #[tokio::test]
@@ -182,33 +170,31 @@ async fn events_are_sent_one_by_one_and_in_batches_and_read_back() {
                 .body("{not json"),
         )
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "bad_json")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_json");
     let (status, body) = s
         .post(
             "/v1/streams/t/events",
             json!({"payload": "a", "payload_base64": "AA=="}),
         )
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_argument")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_argument");
     let too_many: Vec<Value> = (0..101)
         .map(|i| json!({"payload": i.to_string()}))
         .collect();
     let (status, body) = s.post("/v1/streams/t/events/batch", json!(too_many)).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large")
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
     );
     let huge = json!([{ "payload": "x".repeat(3 * 1024 * 1024) }]);
     let (status, body) = s.post("/v1/streams/t/events/batch", huge).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
     );
 }
 
@@ -241,17 +227,11 @@ async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
     let (status, body) = s
         .post("/v1/streams/t/consumers/bad%2Fname/fetch", Value::Null)
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_name")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
     let (status, body) = s
         .post("/v1/streams/none/consumers/reader/fetch", Value::Null)
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, "stream_not_found")
-    );
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
 }
 
 /// Reads Server-Sent Events from `response` until at least `n` record events arrived;
@@ -425,10 +405,7 @@ async fn tail_streams_live_and_resumes_with_last_event_id() {
                 .header("last-event-id", "garbage"),
         )
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_argument")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_argument");
 }
 
 #[tokio::test]
@@ -516,10 +493,7 @@ async fn slow_and_excess_requests_are_refused() {
         s.get("/v1/streams").await
     };
     let (held, (status, body)) = tokio::join!(held, busy);
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::SERVICE_UNAVAILABLE, "overloaded")
-    );
+    assert_error(status, &body, StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert!(held.starts_with("HTTP/1.1 408"), "{held}");
 }
 
@@ -614,10 +588,7 @@ async fn consumer_group_members_share_partitions_over_http() {
             Value::Null,
         )
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_name")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
 }
 
 #[tokio::test]
@@ -855,18 +826,12 @@ async fn the_primitive_routes_answer_as_documented() {
         (StatusCode::OK, json!([]))
     );
     let (status, body) = s.get("/v1/streams/p/records?partition=1&start=at:9").await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "beyond_end")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "beyond_end");
     assert_eq!(body["error"]["details"]["next"], "1:2");
     let (status, body) = s
         .get("/v1/streams/p/records?start=earliest&from=earliest")
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "bad_request")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
 
     // Checkpoints: none, set per partition, read back; a partition the stream lacks is a 400.
     let checkpoint = "/v1/streams/p/consumers/c/checkpoint";
@@ -918,10 +883,7 @@ async fn the_primitive_routes_answer_as_documented() {
     let (status, body) = s
         .call(s.http.put(s.url(lease)).query(&[("member", "not a name")]))
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_name")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
     let (status, _) = s.call(s.http.put(s.url(lease))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "member is required");
 
@@ -963,14 +925,13 @@ async fn the_primitive_routes_answer_as_documented() {
     let (status, body) = s
         .post("/v1/streams/p/partitions/abc/events", json!([]))
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::BAD_REQUEST, "bad_path")
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_path");
     let (status, body) = s.post("/v1/streams", json!({})).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
     );
 
     // Deleting a consumer says whether it existed.
@@ -988,10 +949,7 @@ async fn the_primitive_routes_answer_as_documented() {
     let (status, body) = s
         .call(s.http.delete(s.url("/v1/streams/nope/consumers/c")))
         .await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (StatusCode::NOT_FOUND, "stream_not_found")
-    );
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
 }
 
 /// Concurrent single-event sends are written together (one batch per round) yet each gets

@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::{assert_error, error_code};
 
 /// How long a test waits for something that should happen.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -237,10 +238,6 @@ impl Api {
         server.shutdown().await;
         drop(server);
     }
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or("(no error code)")
 }
 
 #[tokio::test]
@@ -524,47 +521,23 @@ async fn webhooks_are_listed_replaced_deleted_and_checked() {
             json!({ "url": url }),
         )
         .await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::BAD_REQUEST, "invalid_name"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::BAD_REQUEST, "invalid_name");
     let (status, got) = api
         .put("/v1/streams/nowhere/webhooks/a", json!({ "url": url }))
         .await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::NOT_FOUND, "stream_not_found"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::NOT_FOUND, "stream_not_found");
     let (status, got) = api.get("/v1/streams/nowhere/webhooks").await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::NOT_FOUND, "stream_not_found"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::NOT_FOUND, "stream_not_found");
     let (status, got) = api.get("/v1/streams/orders/webhooks/c").await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::NOT_FOUND, "webhook_not_found"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::NOT_FOUND, "webhook_not_found");
 
     // Delete: 204, then 404 for GET and for DELETE again; the consumer goes with it.
     let (status, _) = api.delete("/v1/streams/orders/webhooks/a").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, got) = api.get("/v1/streams/orders/webhooks/a").await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::NOT_FOUND, "webhook_not_found"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::NOT_FOUND, "webhook_not_found");
     let (status, got) = api.delete("/v1/streams/orders/webhooks/a").await;
-    assert_eq!(
-        (status, error_code(&got)),
-        (StatusCode::NOT_FOUND, "webhook_not_found"),
-        "{got}"
-    );
+    assert_error(status, &got, StatusCode::NOT_FOUND, "webhook_not_found");
     let (_, body) = api.get("/v1/streams/orders/consumers").await;
     let consumers = body["consumers"].as_array().expect("consumers");
     assert!(

@@ -206,34 +206,37 @@ fn open_last(
             ),
         });
     }
-    if zeros_from(&*file, &path, bad.pos, len)? {
-        // Space the writer zeroed ahead of its writes, or never wrote. A round lost in it by
-        // a power loss was never synced, so never acknowledged: not counted as a torn tail.
+    let mut rest = vec![0; (len - bad.pos) as usize];
+    file.read_exact_at(&mut rest, bad.pos).at(&path)?;
+    // An all-zero tail is space the writer zeroed ahead of its writes, or never wrote: a round
+    // lost in it by a power loss was never synced, so never acknowledged, and it is not
+    // counted as a torn tail.
+    let zeroed = rest.iter().all(|&b| b == 0);
+    if zeroed {
         tracing::info!(path = %path.display(), position = bad.pos, "cutting a zeroed tail");
-        file.set_len(bad.pos).at(&path)?;
-        file.sync_data().at(&path)?;
-        return Ok((Segment::new(base, path, file, scan.state), 0));
+    } else {
+        if let Some(proof) = later_durable_batch(&rest, bad.pos, scan.state.next_offset) {
+            return Err(LogError::Corrupt {
+                path,
+                position: bad.pos,
+                reason: format!(
+                    "{}, followed by a valid batch at byte {proof} written after this point was durable",
+                    bad.reason
+                ),
+            });
+        }
+        tracing::warn!(
+            path = %path.display(),
+            position = bad.pos,
+            cut = len - bad.pos,
+            reason = bad.reason,
+            "cutting a torn tail after the last durable point"
+        );
     }
-    if let Some(proof) = later_durable_batch(&*file, &path, bad.pos, len, scan.state.next_offset)? {
-        return Err(LogError::Corrupt {
-            path,
-            position: bad.pos,
-            reason: format!(
-                "{}, followed by a valid batch at byte {proof} written after this point was durable",
-                bad.reason
-            ),
-        });
-    }
-    tracing::warn!(
-        path = %path.display(),
-        position = bad.pos,
-        cut = len - bad.pos,
-        reason = bad.reason,
-        "cutting a torn tail after the last durable point"
-    );
     file.set_len(bad.pos).at(&path)?;
     file.sync_data().at(&path)?;
-    Ok((Segment::new(base, path, file, scan.state), len - bad.pos))
+    let torn = if zeroed { 0 } else { len - bad.pos };
+    Ok((Segment::new(base, path, file, scan.state), torn))
 }
 
 struct Bad {
@@ -288,32 +291,9 @@ fn scan(file: &dyn StorageFile, path: &Path, base: u64, len: u64, interval: u64)
     })
 }
 
-/// Whether every byte from `from` to `len` is zero.
-fn zeros_from(file: &dyn StorageFile, path: &Path, from: u64, len: u64) -> Result<bool> {
-    let mut buf = vec![0; 64 * 1024];
-    let mut pos = from;
-    while pos < len {
-        let n = buf.len().min((len - pos) as usize);
-        file.read_exact_at(&mut buf[..n], pos).at(path)?;
-        if buf[..n].iter().any(|&b| b != 0) {
-            return Ok(false);
-        }
-        pos += n as u64;
-    }
-    Ok(true)
-}
-
 /// Looks past a bad position for a valid batch that was written when the bad position was
 /// already durable; its position, if there is one.
-fn later_durable_batch(
-    file: &dyn StorageFile,
-    path: &Path,
-    bad: u64,
-    len: u64,
-    next_offset: u64,
-) -> Result<Option<u64>> {
-    let mut rest = vec![0; (len - bad) as usize];
-    file.read_exact_at(&mut rest, bad).at(path)?;
+fn later_durable_batch(rest: &[u8], bad: u64, next_offset: u64) -> Option<u64> {
     let u64_at = |b: &[u8], at: usize| {
         let mut a = [0; 8];
         a.copy_from_slice(&b[at..at + 8]);
@@ -322,13 +302,13 @@ fn later_durable_batch(
     // The smallest frame (an empty batch, such as the close marker) is 36 bytes; one may end
     // exactly at the end of the file.
     for q in 1..=rest.len().saturating_sub(36) {
-        let base = u64_at(&rest, q + 8);
-        let durable_before = u64_at(&rest, q + 24);
+        let base = u64_at(rest, q + 8);
+        let durable_before = u64_at(rest, q + 24);
         let plausible =
             base >= next_offset && durable_before > bad && durable_before <= bad + q as u64;
         if plausible && matches!(check_frame(&rest[q..]), Frame::Valid { .. }) {
-            return Ok(Some(bad + q as u64));
+            return Some(bad + q as u64);
         }
     }
-    Ok(None)
+    None
 }

@@ -79,6 +79,17 @@ impl Api {
     }
 }
 
+/// The `code` of an error body (`{"error": {"code", ...}}`).
+pub(crate) fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("(no error code)")
+}
+
+/// Asserts an answer is the error `want` with code `code`.
+#[track_caller]
+pub(crate) fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!((status, error_code(body)), (want, code), "{body}");
+}
+
 /// Sends `request`; returns the status and the JSON body (`null` when empty), after checking
 /// both against the server's OpenAPI document.
 pub(crate) async fn send(http: &reqwest::Client, request: RequestBuilder) -> (StatusCode, Value) {
