@@ -13,6 +13,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::backend::Checkpoint;
+use cloudstream::checkpoint::store_of;
 use cloudstream::wire::record_json;
 use cloudstream::Consumer;
 use serde::Deserialize;
@@ -217,10 +218,8 @@ pub(crate) async fn checkpoint(
 ) -> Result<Json<Value>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
-    let checkpoint = state
-        .client
-        .backend()
-        .load_checkpoint(&stream, &consumer)
+    let checkpoint = store_of(state.client.backend().as_ref())?
+        .load(&stream, &consumer)
         .await?;
     Ok(Json(json!({ "checkpoint": checkpoint })))
 }
@@ -250,10 +249,8 @@ pub(crate) async fn set_checkpoint(
             handle.partitions()
         )));
     }
-    state
-        .client
-        .backend()
-        .commit_checkpoint(&stream, &consumer, &resume)
+    store_of(state.client.backend().as_ref())?
+        .commit(&stream, &consumer, &resume)
         .await?;
     // A handle kept from earlier fetches would resume where it was, and commit over this.
     state.consumers.forget(&stream, Some(&consumer));

@@ -8,6 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
+use cloudstream::checkpoint::store_of;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -44,10 +45,8 @@ pub(crate) async fn take(
     check(&state, &stream, &consumer, &query.member).await?;
     let ttl = Duration::from_millis(query.ttl_ms.unwrap_or(10_000))
         .clamp(Duration::from_millis(1), MAX_TTL);
-    let held = state
-        .client
-        .backend()
-        .lease(&stream, &consumer, &lease, &query.member, ttl)
+    let held = store_of(state.client.backend().as_ref())?
+        .take_lease(&stream, &consumer, &lease, &query.member, ttl)
         .await?;
     Ok(Json(json!({ "held": held })))
 }
@@ -68,10 +67,8 @@ pub(crate) async fn release(
 ) -> Result<StatusCode, ApiError> {
     let query = query?.0;
     check(&state, &stream, &consumer, &query.member).await?;
-    state
-        .client
-        .backend()
-        .release(&stream, &consumer, &lease, &query.member)
+    store_of(state.client.backend().as_ref())?
+        .release_lease(&stream, &consumer, &lease, &query.member)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -91,7 +88,9 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
-    let leases = state.client.backend().leases(&stream, &consumer).await?;
+    let leases = store_of(state.client.backend().as_ref())?
+        .live_leases(&stream, &consumer)
+        .await?;
     Ok(Json(json!({ "leases": leases })))
 }
 

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::consume;
 use crate::{Result, Stream};
 
 /// The lease naming a member's heartbeat.
@@ -111,15 +112,15 @@ pub(crate) async fn renew(
     ttl: Duration,
     held: &mut BTreeSet<u32>,
 ) -> Result<Vec<u32>> {
-    let backend = stream.backend();
+    let store = consume::checkpoint_store(stream)?;
     let name = stream.name();
-    backend
-        .lease(name, group, &member_lease(member), member, ttl)
+    store
+        .take_lease(name, group, &member_lease(member), member, ttl)
         .await?;
     let mut lost = Vec::new();
     for &p in held.iter() {
-        if !backend
-            .lease(name, group, &partition_lease(p), member, ttl)
+        if !store
+            .take_lease(name, group, &partition_lease(p), member, ttl)
             .await?
         {
             lost.push(p);
@@ -141,13 +142,13 @@ pub(crate) async fn balance(
     ttl: Duration,
     held: &mut BTreeSet<u32>,
 ) -> Result<Change> {
-    let backend = stream.backend();
+    let store = consume::checkpoint_store(stream)?;
     let name = stream.name();
     let mut change = Change {
         lost: renew(stream, group, member, ttl, held).await?,
         ..Change::default()
     };
-    let live = backend.leases(name, group).await?;
+    let live = store.live_leases(name, group).await?;
     let members = live
         .keys()
         .filter(|k| k.starts_with("member:"))
@@ -157,8 +158,8 @@ pub(crate) async fn balance(
     let fair = partitions.div_ceil(members as u32) as usize;
     while held.len() > fair {
         let Some(p) = held.pop_last() else { break };
-        backend
-            .release(name, group, &partition_lease(p), member)
+        store
+            .release_lease(name, group, &partition_lease(p), member)
             .await?;
         change.released.push(p);
     }
@@ -169,8 +170,8 @@ pub(crate) async fn balance(
         if held.contains(&p) || live.contains_key(&partition_lease(p)) {
             continue;
         }
-        if backend
-            .lease(name, group, &partition_lease(p), member, ttl)
+        if store
+            .take_lease(name, group, &partition_lease(p), member, ttl)
             .await?
         {
             held.insert(p);

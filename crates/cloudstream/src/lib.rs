@@ -39,10 +39,14 @@
 //! and tails; [`Consumer`] fetches with implicit checkpoints; [`Trigger`] runs a handler on
 //! every event with retries and a dead-letter stream.
 
+#[cfg(feature = "dynamodb")]
+mod aws_errors;
 pub mod backend;
+pub mod checkpoint;
 mod client;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod consume;
 mod consumer;
 mod error;
 mod event;

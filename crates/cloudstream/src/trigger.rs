@@ -20,9 +20,9 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use crate::backend::{Acker, Checkpoint, PartitionStart, ReadOptions};
-use crate::consumer::{read_from_checkpoint, resolve_positions, Gap, StartAt};
-use crate::{Error, ReadFrom, Record, Result, RetryPolicy, Stream};
+use crate::consume::{self, Lane, Lanes};
+use crate::consumer::StartAt;
+use crate::{Error, Record, Result, RetryPolicy, Stream};
 
 /// Headers a dead-lettered event carries besides its own.
 pub mod dlq_headers {
@@ -230,35 +230,27 @@ impl Trigger {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
+        // The start is pinned before the first pull: what is sent from now on is kept for
+        // this consumer, even if the trigger stops before it reads.
+        let lanes =
+            consume::open(&self.stream, &self.consumer, self.start, Lanes::All, true).await?;
         let this = Arc::new(self);
-        let mut tasks: FuturesUnordered<_> = FuturesUnordered::new();
-        if let Some(subscriptions) = this.stream.backend().subscriptions() {
-            // The subscription pins the start: what is published from now on is kept for
-            // this consumer, even if the trigger stops before it pulls.
-            subscriptions
-                .subscribe(this.stream.name(), &this.consumer, this.start)
-                .await?;
-            // One puller: the subscription spreads records and keeps each key in order.
-            let (this, dlq, stop, counters) = (this.clone(), dlq, stop_rx, counters.clone());
-            tasks.push(tokio::spawn(async move {
-                this.run_subscription(dlq, stop, &counters).await
-            }));
-        } else {
-            for (p, next) in this.pinned_positions().await? {
+        // One task per lane: partitions run in parallel, each in order.
+        let mut tasks: FuturesUnordered<_> = lanes
+            .into_iter()
+            .map(|lane| {
                 let (this, dlq, stop, counters) =
                     (this.clone(), dlq.clone(), stop_rx.clone(), counters.clone());
-                tasks.push(tokio::spawn(async move {
-                    this.run_partition(p, next, dlq, stop, &counters).await
-                }));
-            }
-        }
+                tokio::spawn(async move { this.run_lane(lane, dlq, stop, &counters).await })
+            })
+            .collect();
         let joined = |done: std::result::Result<Result<()>, tokio::task::JoinError>| match done {
             Ok(r) => r,
             Err(e) => Err(Error::Backend(Box::new(e))),
         };
         let mut result = Ok(());
         let mut shutdown = std::pin::pin!(shutdown);
-        // Run until shutdown, or until a partition stops on an error no retry can fix.
+        // Run until shutdown, or until a lane stops on an error no retry can fix.
         tokio::select! {
             _ = &mut shutdown => {}
             Some(done) = tasks.next() => result = joined(done),
@@ -281,127 +273,41 @@ impl Trigger {
     /// does this itself; call it first so that every event sent from now on reaches the
     /// handler, however late the trigger starts.
     pub async fn pin_start(&self) -> Result<()> {
-        match self.stream.backend().subscriptions() {
-            Some(subscriptions) => {
-                subscriptions
-                    .subscribe(self.stream.name(), &self.consumer, self.start)
-                    .await
-            }
-            None => self.pinned_positions().await.map(|_| ()),
-        }
+        consume::open(&self.stream, &self.consumer, self.start, Lanes::All, true)
+            .await
+            .map(drop)
     }
 
-    /// Where each partition starts: its checkpoint, or the start point, which is committed
-    /// so that a restart before the first success resumes there rather than at a later
-    /// "latest".
-    async fn pinned_positions(&self) -> Result<Checkpoint> {
-        let (checkpoint, positions) =
-            resolve_positions(&self.stream, &self.consumer, self.start).await?;
-        let unpinned: Vec<(u32, PartitionStart)> = positions
-            .iter()
-            .filter(|(p, _)| !checkpoint.contains_key(p))
-            .map(|(&p, &n)| (p, n))
-            .collect();
-        if !unpinned.is_empty() {
-            self.stream
-                .backend()
-                .commit_checkpoint(self.stream.name(), &self.consumer, &unpinned)
-                .await?;
-        }
-        Ok(positions)
-    }
-
-    /// Runs the handler on what the consumer's subscription delivers (Pub/Sub): a record (or
-    /// batch) is acknowledged once handled or dead-lettered; on shutdown, what is in hand and
-    /// not done is given back for redelivery.
-    async fn run_subscription(
+    /// Runs the handler on what one lane delivers, until told to stop: each record (or
+    /// batch) is acknowledged once handled or dead-lettered, and the acknowledgements are
+    /// made durable after each pull's records and on the way out. What is in hand and not
+    /// done when it stops is not acknowledged, so it is delivered again.
+    async fn run_lane(
         &self,
+        mut lane: Box<dyn Lane>,
         dlq: Option<Stream>,
         mut stop: watch::Receiver<bool>,
         counters: &Counters,
     ) -> Result<()> {
-        let Some(subscriptions) = self.stream.backend().subscriptions() else {
-            return Ok(());
-        };
         let mut failures = 0;
         while !*stop.borrow() {
             let pulled = tokio::select! {
-                r = subscriptions.pull(self.stream.name(), &self.consumer, self.start, self.batch_size, self.max_wait) => r,
+                r = self.gather(&mut *lane) => r,
                 _ = stop.changed() => break,
             };
-            let deliveries = match pulled {
-                Ok(deliveries) => {
+            let records = match pulled {
+                Ok(records) => {
                     failures = 0;
-                    deliveries
-                }
-                Err(e) if permanent(&e) => return Err(e),
-                Err(e) => {
-                    failures += 1;
-                    tracing::warn!(stream = self.stream.name(), error = %e, "pull failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(failures), &mut stop).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let (records, acks): (Vec<Record>, Vec<Acker>) =
-                deliveries.into_iter().map(|d| (d.record, d.ack)).unzip();
-            let units: Vec<(Vec<Record>, Vec<Acker>)> = if self.deliver.per_batch() {
-                vec![(records, acks)]
-            } else {
-                records
-                    .into_iter()
-                    .zip(acks)
-                    .map(|(r, a)| (vec![r], vec![a]))
-                    .collect()
-            };
-            for (unit, acks) in units {
-                if *stop.borrow() || unit.is_empty() {
-                    break;
-                }
-                match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
-                    Outcome::Done => acks.into_iter().for_each(Acker::ack),
-                    Outcome::Stopped => break,
-                    Outcome::Fatal(e) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn run_partition(
-        &self,
-        partition: u32,
-        mut next: PartitionStart,
-        dlq: Option<Stream>,
-        mut stop: watch::Receiver<bool>,
-        counters: &Counters,
-    ) -> Result<()> {
-        let options = ReadOptions {
-            max_records: self.batch_size,
-            wait: Some(self.max_wait),
-            ..ReadOptions::default()
-        };
-        let mut committed = next;
-        let mut read_failures = 0;
-        while !*stop.borrow() {
-            let records = tokio::select! {
-                r = self.read_batch(partition, next, &options) => r,
-                _ = stop.changed() => break,
-            };
-            let records = match records {
-                Ok((records, gap)) => {
-                    read_failures = 0;
-                    if let Some(gap) = gap {
-                        next = gap.resumed_at;
-                    }
                     records
                 }
-                Err(e) if permanent(&e) => return Err(e),
                 Err(e) => {
-                    read_failures += 1;
-                    tracing::warn!(stream = self.stream.name(), partition, error = %e, "read failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(read_failures), &mut stop).await {
+                    lane.give_back();
+                    if permanent(&e) {
+                        return Err(e);
+                    }
+                    failures += 1;
+                    tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "pull failed; retrying");
+                    if sleep_or_stop(self.retry.backoff(failures), &mut stop).await {
                         break;
                     }
                     continue;
@@ -413,91 +319,52 @@ impl Trigger {
                 records.into_iter().map(|r| vec![r]).collect()
             };
             for unit in units {
-                let Some(last) = unit.last().map(|r| r.position.sequence) else {
-                    continue;
-                };
-                if *stop.borrow() {
+                if *stop.borrow() || unit.is_empty() {
                     break;
                 }
+                let count = unit.len();
                 match self.handle(unit, dlq.as_ref(), &mut stop, counters).await {
-                    Outcome::Done => next = PartitionStart::After(last),
+                    Outcome::Done => lane.ack(count),
                     Outcome::Stopped => break,
                     Outcome::Fatal(e) => {
-                        self.commit_final(partition, next, committed).await?;
+                        lane.flush().await?;
                         return Err(e);
                     }
                 }
             }
-            if next != committed {
-                match self
-                    .stream
-                    .backend()
-                    .commit_checkpoint(self.stream.name(), &self.consumer, &[(partition, next)])
-                    .await
-                {
-                    Ok(()) => committed = next,
-                    Err(e) => {
-                        tracing::warn!(stream = self.stream.name(), partition, error = %e, "checkpoint commit failed; will retry")
-                    }
-                }
+            if let Err(e) = lane.flush().await {
+                tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "checkpoint commit failed; will retry");
             }
         }
-        self.commit_final(partition, next, committed).await
+        lane.flush().await
     }
 
-    async fn commit_final(
-        &self,
-        partition: u32,
-        next: PartitionStart,
-        committed: PartitionStart,
-    ) -> Result<()> {
-        if next != committed {
-            self.stream
-                .backend()
-                .commit_checkpoint(self.stream.name(), &self.consumer, &[(partition, next)])
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Reads up to `batch_size` records; for `on_batch`, keeps gathering until the batch is
+    /// Pulls up to `batch_size` records; for `on_batch`, keeps gathering until the batch is
     /// full or `max_wait` has passed since its first record.
-    async fn read_batch(
-        &self,
-        partition: u32,
-        at: PartitionStart,
-        options: &ReadOptions,
-    ) -> Result<(Vec<Record>, Option<Gap>)> {
-        let (mut records, gap) =
-            read_from_checkpoint(&self.stream, &self.consumer, partition, at, options).await?;
+    async fn gather(&self, lane: &mut dyn Lane) -> Result<Vec<Record>> {
+        let mut records = lane
+            .pull(self.batch_size, Some(self.max_wait))
+            .await?
+            .records;
         if !self.deliver.per_batch() || records.is_empty() {
-            return Ok((records, gap));
+            return Ok(records);
         }
         let deadline = tokio::time::Instant::now() + self.max_wait;
         while records.len() < self.batch_size {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let Some(last) = records
-                .last()
-                .map(|r| r.position)
-                .filter(|_| !left.is_zero())
-            else {
-                break;
-            };
-            let more = ReadOptions {
-                max_records: self.batch_size - records.len(),
-                wait: Some(left),
-                ..*options
-            };
-            let got = self
-                .stream
-                .read_with(partition, ReadFrom::After(last), &more)
-                .await?;
-            if got.is_empty() {
+            if left.is_zero() {
                 break;
             }
-            records.extend(got);
+            let more = lane
+                .pull(self.batch_size - records.len(), Some(left))
+                .await?
+                .records;
+            if more.is_empty() {
+                break;
+            }
+            records.extend(more);
         }
-        Ok((records, gap))
+        Ok(records)
     }
 
     /// Runs the handler on one record (or batch) with retries, then dead-letters it.

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use cloudstream_log::SyncPolicy;
 
+pub use crate::checkpoint::CheckpointLocation;
 use crate::{Error, Result};
 
 /// Schemes of providers planned but not in this build.
@@ -88,20 +89,6 @@ pub struct PubSubOptions {
     /// Deliveries before a message goes to the dead-letter topic `STREAM.dlq`
     /// (`max_delivery_attempts`, 5 to 100; default 5).
     pub max_delivery_attempts: i32,
-}
-
-/// Where a Kinesis client keeps its consumers' checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckpointLocation {
-    /// A DynamoDB table, as the Kinesis Client Library keeps its leases.
-    DynamoDb {
-        /// The table (created on first use if missing).
-        table: String,
-        /// A DynamoDB endpoint other than the AWS default (or the Kinesis endpoint override).
-        endpoint: Option<String>,
-    },
-    /// The embedded engine's checkpoint store in a local directory.
-    Local(PathBuf),
 }
 
 /// How Kinesis streams are provisioned.
@@ -215,7 +202,7 @@ fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOpti
         credentials: None,
         mode: CapacityMode::Provisioned,
         checkpoints: CheckpointLocation::DynamoDb {
-            table: "cloudstream-checkpoints".to_owned(),
+            table: crate::checkpoint::DEFAULT_TABLE.to_owned(),
             endpoint: None,
         },
     };
@@ -261,25 +248,8 @@ fn kinesis_options(url: &str, location: &str, query: &str) -> Result<KinesisOpti
             ))
         }
     };
-    o.checkpoints = match checkpoints.split_once(':') {
-        None if checkpoints == "dynamodb" => CheckpointLocation::DynamoDb {
-            table: "cloudstream-checkpoints".to_owned(),
-            endpoint: checkpoint_endpoint,
-        },
-        Some(("dynamodb", table)) if !table.is_empty() => CheckpointLocation::DynamoDb {
-            table: table.to_owned(),
-            endpoint: checkpoint_endpoint,
-        },
-        Some(("local", dir)) if !dir.is_empty() => CheckpointLocation::Local(PathBuf::from(dir)),
-        _ => {
-            return Err(invalid(
-                url,
-                format!(
-                "checkpoints must be dynamodb, dynamodb:TABLE or local:DIR, got {checkpoints:?}"
-            ),
-            ))
-        }
-    };
+    o.checkpoints = CheckpointLocation::parse(&checkpoints, checkpoint_endpoint)
+        .map_err(|e| invalid(url, e))?;
     Ok(o)
 }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloudstream::backend::{KinesisBackend, PartitionStart};
+use cloudstream::checkpoint::store_of;
 use cloudstream::conformance::unique_name;
 use cloudstream::url::{parse_url, ProviderUrl};
 use cloudstream::{Client, Error, Event, ReadFrom, Sequence};
@@ -161,14 +162,12 @@ async fn big_sequences_checkpoint_in_both_stores() {
             .parse()
             .expect("sequence");
         let backend = client.backend();
-        backend
-            .commit_checkpoint(s.name(), "big", &[(0, PartitionStart::After(kinesis_like))])
+        let store = store_of(backend.as_ref()).expect("checkpoint store");
+        store
+            .commit(s.name(), "big", &[(0, PartitionStart::After(kinesis_like))])
             .await
             .expect("commit");
-        let loaded = backend
-            .load_checkpoint(s.name(), "big")
-            .await
-            .expect("load");
+        let loaded = store.load(s.name(), "big").await.expect("load");
         assert_eq!(
             loaded.and_then(|c| c.get(&0).copied()),
             Some(PartitionStart::After(kinesis_like))
@@ -180,9 +179,8 @@ async fn big_sequences_checkpoint_in_both_stores() {
         let reader = s.consumer("r");
         assert_eq!(reader.fetch().await.expect("fetch").len(), 1);
         reader.commit().await.expect("commit");
-        let checkpoint = client
-            .backend()
-            .load_checkpoint(s.name(), "r")
+        let checkpoint = store
+            .load(s.name(), "r")
             .await
             .expect("load")
             .expect("committed");

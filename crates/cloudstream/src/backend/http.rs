@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::{
-    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionStart, ReadOptions, StreamConfig,
-    StreamInfo,
+    Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption, PartitionStart,
+    ReadOptions, StreamConfig, StreamInfo,
 };
 use crate::url::HttpOptions;
 use crate::wire::{error_from_body, record_from_json, EventJson};
@@ -168,6 +168,10 @@ impl Backend for HttpBackend {
         self.capabilities.clone()
     }
 
+    fn consumption(&self) -> Consumption<'_> {
+        Consumption::Checkpoints(self)
+    }
+
     async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
         let spec = json!({
             "horizon": format!("{}ms", config.horizon.as_millis()),
@@ -255,30 +259,6 @@ impl Backend for HttpBackend {
         body.records.into_iter().map(record_from_json).collect()
     }
 
-    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
-        #[derive(serde::Deserialize)]
-        struct Saved {
-            checkpoint: Option<Checkpoint>,
-        }
-        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
-        let body: Saved = self.remote.call(Method::GET, &path, |r| r).await?;
-        Ok(body.checkpoint)
-    }
-
-    async fn commit_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()> {
-        let resume: Checkpoint = resume.iter().copied().collect();
-        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
-        self.remote
-            .send(Method::PUT, &path, |r| r.json(&resume))
-            .await?;
-        Ok(())
-    }
-
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
         #[derive(serde::Deserialize)]
         struct Consumers {
@@ -300,8 +280,52 @@ impl Backend for HttpBackend {
         let body: Deleted = self.remote.call(Method::DELETE, &path, |r| r).await?;
         Ok(body.existed)
     }
+}
 
-    async fn lease(
+/// The server keeps the checkpoints and leases, whatever its provider keeps them in.
+#[async_trait]
+impl CheckpointStore for HttpBackend {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            checkpoint: Option<Checkpoint>,
+        }
+        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
+        let body: Saved = self.remote.call(Method::GET, &path, |r| r).await?;
+        Ok(body.checkpoint)
+    }
+
+    async fn commit(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        let resume: Checkpoint = resume.iter().copied().collect();
+        let path = ["streams", stream, "consumers", consumer, "checkpoint"];
+        self.remote
+            .send(Method::PUT, &path, |r| r.json(&resume))
+            .await?;
+        Ok(())
+    }
+
+    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
+        let consumers = self.list_consumers(stream).await?;
+        Ok(consumers
+            .into_iter()
+            .map(|c| (c.name, c.committed))
+            .collect())
+    }
+
+    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
+        self.delete_consumer(stream, consumer).await
+    }
+
+    async fn take_lease(
         &self,
         stream: &str,
         consumer: &str,
@@ -325,7 +349,13 @@ impl Backend for HttpBackend {
         Ok(body.held)
     }
 
-    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+    async fn release_lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+    ) -> Result<()> {
         let path = ["streams", stream, "consumers", consumer, "leases", name];
         self.remote
             .send(Method::DELETE, &path, |r| r.query(&[("member", member)]))
@@ -333,7 +363,7 @@ impl Backend for HttpBackend {
         Ok(())
     }
 
-    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+    async fn live_leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
         #[derive(serde::Deserialize)]
         struct Leases {
             leases: BTreeMap<String, String>,

@@ -14,8 +14,8 @@ use cloudstream_log::{BatchBuilder, Log, LogError, LogRecord, StreamLog};
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions,
-    StreamConfig, StreamInfo,
+    Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
+    PartitionStart, ReadOptions, StreamConfig, StreamInfo,
 };
 use crate::event::{from_millis, to_millis};
 use crate::lease::MemoryLeases;
@@ -214,6 +214,10 @@ impl Backend for LogBackend {
         self.name
     }
 
+    fn consumption(&self) -> Consumption<'_> {
+        Consumption::Checkpoints(self)
+    }
+
     fn latencies(&self) -> std::collections::BTreeMap<String, super::LatencySnapshot> {
         std::collections::BTreeMap::from([("fsync".to_owned(), self.log.sync_latency())])
     }
@@ -361,33 +365,6 @@ impl Backend for LogBackend {
         }
     }
 
-    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
-        Ok(self
-            .stream(stream)?
-            .checkpoints()
-            .load(consumer)?
-            .map(|c| resume_points(&c.offsets)))
-    }
-
-    async fn commit_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()> {
-        let s = self.stream(stream)?;
-        let mut next = Vec::with_capacity(resume.len());
-        for &(p, start) in resume {
-            next.push((p, resolve_offset(&s, p, start).await?));
-        }
-        let consumer = consumer.to_owned();
-        blocking(move || {
-            s.checkpoints().commit(&consumer, &next)?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
         let s = self.stream(stream)?;
         let extents: Vec<(u64, u64)> = s
@@ -421,13 +398,62 @@ impl Backend for LogBackend {
     }
 
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
+        CheckpointStore::delete(self, stream, consumer).await
+    }
+}
+
+/// The engine keeps checkpoints itself, per stream, as next offsets.
+#[async_trait]
+impl CheckpointStore for LogBackend {
+    fn kind(&self) -> &'static str {
+        "engine"
+    }
+
+    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
+        Ok(self
+            .stream(stream)?
+            .checkpoints()
+            .load(consumer)?
+            .map(|c| resume_points(&c.offsets)))
+    }
+
+    async fn commit(
+        &self,
+        stream: &str,
+        consumer: &str,
+        resume: &[(u32, PartitionStart)],
+    ) -> Result<()> {
+        let s = self.stream(stream)?;
+        let mut next = Vec::with_capacity(resume.len());
+        for &(p, start) in resume {
+            next.push((p, resolve_offset(&s, p, start).await?));
+        }
+        let consumer = consumer.to_owned();
+        blocking(move || {
+            s.checkpoints().commit(&consumer, &next)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
+        Ok(self
+            .stream(stream)?
+            .checkpoints()
+            .list()
+            .into_iter()
+            .map(|(name, c)| (name, resume_points(&c.offsets)))
+            .collect())
+    }
+
+    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
         let s = self.stream(stream)?;
         let consumer = consumer.to_owned();
         blocking(move || Ok(s.checkpoints().delete(&consumer)?)).await
     }
 
     // One process owns a data directory (its LOCK file), so leases live in its memory.
-    async fn lease(
+    async fn take_lease(
         &self,
         stream: &str,
         consumer: &str,
@@ -439,12 +465,18 @@ impl Backend for LogBackend {
         Ok(self.leases.take(stream, consumer, name, member, ttl))
     }
 
-    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
+    async fn release_lease(
+        &self,
+        stream: &str,
+        consumer: &str,
+        name: &str,
+        member: &str,
+    ) -> Result<()> {
         self.leases.release(stream, consumer, name, member);
         Ok(())
     }
 
-    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
+    async fn live_leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
         self.stream(stream)?;
         Ok(self.leases.live(stream, consumer))
     }

@@ -27,7 +27,29 @@ pub use self::kinesis::{KinesisBackend, KinesisMetrics};
 pub use self::log::{LogBackend, DEFAULT_MAX_RECORD_BYTES};
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::PubSubBackend;
+pub use crate::checkpoint::{Checkpoint, CheckpointStore};
 pub use cloudstream_log::LatencySnapshot;
+
+/// How a backend's consumers get records (see [`Backend::consumption`]). Where a provider
+/// offers both, its module says which one it uses and why.
+#[derive(Clone, Copy)]
+pub enum Consumption<'a> {
+    /// Consumers read partitions by position and keep checkpoints in this store (the
+    /// embedded engine, Kinesis with DynamoDB, a remote `cloudstream serve`).
+    Checkpoints(&'a dyn CheckpointStore),
+    /// The provider delivers records through subscriptions and takes acknowledgements
+    /// (Pub/Sub); it keeps each consumer's place itself.
+    Subscriptions(&'a dyn Subscriptions),
+}
+
+impl Debug for Consumption<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Consumption::Checkpoints(store) => write!(f, "Checkpoints({})", store.kind()),
+            Consumption::Subscriptions(_) => f.write_str("Subscriptions"),
+        }
+    }
+}
 
 /// How a stream is created: its retention horizon and its number of partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +162,6 @@ pub enum PartitionStart {
     /// The first record appended at or after this time.
     AtTime(SystemTime),
 }
-
-/// A consumer's checkpoint: partition → where it resumes.
-pub type Checkpoint = BTreeMap<u32, PartitionStart>;
 
 impl fmt::Display for PartitionStart {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -277,11 +296,10 @@ pub trait Backend: Debug + Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// What the backend can do.
     fn capabilities(&self) -> Capabilities;
-    /// Consumers served by the provider's own subscriptions, acknowledged record by record
-    /// (Pub/Sub), instead of reads from a checkpoint; `None` where consumers read by position.
-    fn subscriptions(&self) -> Option<&dyn Subscriptions> {
-        None
-    }
+    /// How this backend's consumers get their records: partition reads from checkpoints
+    /// kept by a [`CheckpointStore`], or the provider's own subscriptions. Consumers,
+    /// triggers and the server go through [`crate::consume`], which asks this once.
+    fn consumption(&self) -> Consumption<'_>;
     /// Counters of what the backend had to retry or work around (throttling, failed records,
     /// refreshed iterators), by name; empty where there is nothing to count.
     fn metrics(&self) -> BTreeMap<String, u64> {
@@ -304,61 +322,25 @@ pub trait Backend: Debug + Send + Sync + 'static {
     /// event, come back only once every event is durable.
     async fn append(&self, stream: &str, partition: u32, events: &[Event])
         -> Result<Vec<Position>>;
-    /// Reads records of one partition from `start`.
+    /// Reads records of one partition from `start`. Backends that cannot read by position
+    /// or time (`replay_by_position` and `replay_by_time` false) keep this default.
     async fn read(
         &self,
         stream: &str,
         partition: u32,
         start: PartitionStart,
         options: &ReadOptions,
-    ) -> Result<Vec<Record>>;
-    /// A consumer's checkpoint (partition → where it resumes), if it ever committed.
-    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>>;
-    /// Durably sets where the given partitions resume for a consumer; other partitions keep
-    /// theirs.
-    async fn commit_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()>;
+    ) -> Result<Vec<Record>> {
+        let _ = (stream, partition, start, options);
+        Err(Error::Unsupported {
+            operation: "reading by position or time",
+            backend: self.name(),
+        })
+    }
     /// Every consumer of a stream, with its lag.
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>>;
     /// Forgets a consumer; returns whether it existed.
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool>;
-    /// Takes or renews lease `name` of consumer group `consumer` for `member`, until `ttl`
-    /// from now; returns whether `member` holds it afterwards (false: another member holds
-    /// it and it has not expired). See [`crate::Consumer::member`].
-    async fn lease(
-        &self,
-        stream: &str,
-        consumer: &str,
-        name: &str,
-        member: &str,
-        ttl: Duration,
-    ) -> Result<bool> {
-        let _ = (stream, consumer, name, member, ttl);
-        Err(Error::Unsupported {
-            operation: "consumer-group leases",
-            backend: self.name(),
-        })
-    }
-    /// Gives lease `name` back, if `member` holds it.
-    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
-        let _ = (stream, consumer, name, member);
-        Err(Error::Unsupported {
-            operation: "consumer-group leases",
-            backend: self.name(),
-        })
-    }
-    /// The unexpired leases of consumer group `consumer`: lease name → member.
-    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
-        let _ = (stream, consumer);
-        Err(Error::Unsupported {
-            operation: "consumer-group leases",
-            backend: self.name(),
-        })
-    }
 }
 
 /// Acknowledges one delivered record, or gives it back. Dropped without either, it gives the

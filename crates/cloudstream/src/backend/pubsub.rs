@@ -34,8 +34,8 @@ use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::MessageStream;
 
 use super::{
-    Backend, Capabilities, Checkpoint, ConsumerInfo, Delivery, PartitionInfo, PartitionStart,
-    ReadOptions, StreamConfig, StreamInfo, Subscriptions,
+    Backend, Capabilities, Checkpoint, ConsumerInfo, Consumption, Delivery, PartitionInfo,
+    PartitionStart, ReadOptions, StreamConfig, StreamInfo, Subscriptions,
 };
 use crate::event::{from_millis, to_millis};
 use crate::url::PubSubOptions;
@@ -481,8 +481,8 @@ impl Backend for PubSubBackend {
         }
     }
 
-    fn subscriptions(&self) -> Option<&dyn Subscriptions> {
-        Some(self)
+    fn consumption(&self) -> Consumption<'_> {
+        Consumption::Subscriptions(self)
     }
 
     async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
@@ -623,25 +623,6 @@ impl Backend for PubSubBackend {
         self.describe_topic(stream).await?;
         Err(Error::Unsupported {
             operation: "reading by position or time (Pub/Sub delivers through subscriptions: use a consumer)",
-            backend: "pubsub",
-        })
-    }
-
-    async fn load_checkpoint(&self, _stream: &str, _consumer: &str) -> Result<Option<Checkpoint>> {
-        Err(Error::Unsupported {
-            operation: "checkpoints (a Pub/Sub subscription acknowledges instead)",
-            backend: "pubsub",
-        })
-    }
-
-    async fn commit_checkpoint(
-        &self,
-        _stream: &str,
-        _consumer: &str,
-        _resume: &[(u32, PartitionStart)],
-    ) -> Result<()> {
-        Err(Error::Unsupported {
-            operation: "checkpoints (a Pub/Sub subscription acknowledges instead)",
             backend: "pubsub",
         })
     }

@@ -7,7 +7,7 @@
 //! | append to partition N | `PutRecords` with `ExplicitHashKey` = the shard's starting hash key |
 //! | sequence | the shard's sequence number (up to 56 digits; not dense) |
 //! | `Earliest` / `Latest` / `At` / `After` / `AtTime` | `TRIM_HORIZON` / `LATEST` / `AT_SEQUENCE_NUMBER` / `AFTER_SEQUENCE_NUMBER` / `AT_TIMESTAMP` |
-//! | consumer checkpoints | a DynamoDB table or a local directory ([`checkpoints`]) |
+//! | consumer checkpoints | a DynamoDB table or a local directory ([`crate::checkpoint`], `checkpoints=`) |
 //!
 //! Our partitioner picks the partition (so keys land where they do on every backend) and
 //! the explicit hash key pins the record to that shard. Shard iterators are cached per
@@ -16,9 +16,7 @@
 //! (`ProvisionedThroughputExceeded`) and network failures are retried with backoff, and
 //! counted in [`KinesisMetrics`].
 
-mod checkpoints;
 mod envelope;
-mod errors;
 mod put;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,13 +33,13 @@ use aws_sdk_kinesis::types::{
 };
 use aws_sdk_kinesis::Client as KinesisClient;
 
-use self::checkpoints::{Checkpoints, DynamoCheckpoints, LocalCheckpoints};
-use self::errors::{aws_error, AwsError};
 use super::{
-    Backend, Capabilities, Checkpoint, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions,
-    StreamConfig, StreamInfo,
+    Backend, Capabilities, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
+    PartitionStart, ReadOptions, StreamConfig, StreamInfo,
 };
-use crate::url::{CapacityMode, CheckpointLocation, KinesisOptions};
+use crate::aws_errors::{aws_error, AwsError};
+use crate::checkpoint::{CheckpointLocation, DynamoCheckpoints, LocalCheckpoints};
+use crate::url::{CapacityMode, KinesisOptions};
 use crate::{Error, Event, Position, Record, Result, RetryPolicy, Sequence};
 
 /// Largest record Kinesis accepts (data and partition key).
@@ -117,7 +115,7 @@ pub struct KinesisBackend {
     mode: CapacityMode,
     /// A Kinesis-compatible server at an endpoint override (kinesalite, moto), not AWS.
     local_server: bool,
-    checkpoints: Arc<dyn Checkpoints>,
+    checkpoints: Arc<dyn CheckpointStore>,
     retry: RetryPolicy,
     shards: Mutex<HashMap<String, Arc<Vec<Shard>>>>,
     iterators: Mutex<HashMap<IteratorKey, (String, Instant)>>,
@@ -169,7 +167,7 @@ impl KinesisBackend {
             kinesis = kinesis.endpoint_url(endpoint);
         }
         let local_server = options.endpoint.is_some();
-        let checkpoints: Arc<dyn Checkpoints> = match options.checkpoints {
+        let checkpoints: Arc<dyn CheckpointStore> = match options.checkpoints {
             CheckpointLocation::Local(dir) => LocalCheckpoints::shared(dir)?,
             CheckpointLocation::DynamoDb { table, endpoint } => {
                 // The SDK's standard retries (throttling, 5xx, timeouts) for checkpoint and
@@ -529,6 +527,10 @@ impl Backend for KinesisBackend {
         }
     }
 
+    fn consumption(&self) -> Consumption<'_> {
+        Consumption::Checkpoints(&*self.checkpoints)
+    }
+
     fn metrics(&self) -> BTreeMap<String, u64> {
         self.metrics.snapshot()
     }
@@ -860,19 +862,6 @@ impl Backend for KinesisBackend {
         }
     }
 
-    async fn load_checkpoint(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
-        self.checkpoints.load(stream, consumer).await
-    }
-
-    async fn commit_checkpoint(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()> {
-        self.checkpoints.commit(stream, consumer, resume).await
-    }
-
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
         self.describe_stream(stream).await?;
         Ok(self
@@ -890,29 +879,6 @@ impl Backend for KinesisBackend {
 
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
         self.checkpoints.delete(stream, consumer).await
-    }
-
-    async fn lease(
-        &self,
-        stream: &str,
-        consumer: &str,
-        name: &str,
-        member: &str,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.checkpoints
-            .lease(stream, consumer, name, member, ttl)
-            .await
-    }
-
-    async fn release(&self, stream: &str, consumer: &str, name: &str, member: &str) -> Result<()> {
-        self.checkpoints
-            .release(stream, consumer, name, member)
-            .await
-    }
-
-    async fn leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
-        self.checkpoints.leases(stream, consumer).await
     }
 }
 

@@ -1,15 +1,8 @@
-//! Where Kinesis consumers keep their checkpoints. Kinesis itself stores none: the Kinesis
-//! Client Library keeps them in a DynamoDB table, and so does [`DynamoCheckpoints`]. For
-//! development without DynamoDB, [`LocalCheckpoints`] keeps them in the embedded engine's
-//! checkpoint store on local disk.
-//!
-//! A checkpoint holds, per partition, where the consumer resumes, as text
-//! (`after:49590338271490256608559692538361571095921575989136588898`).
+//! [`DynamoCheckpoints`]: checkpoints and group leases in a DynamoDB table, as the Kinesis
+//! Client Library keeps its leases. A checkpoint holds, per partition, where the consumer
+//! resumes, as text (`after:49590338271490256608559692538361571095921575989136588898`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Debug;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -17,48 +10,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType, TableStatus,
 };
-use cloudstream_log::{CheckpointStore, FileStorage, SystemClock};
 use tokio::sync::OnceCell;
 
-use super::errors::{aws_error, AwsError};
-use crate::backend::{Checkpoint, PartitionStart};
-use crate::lease::MemoryLeases;
+use super::{parse_resume, Checkpoint, CheckpointStore};
+use crate::aws_errors::{aws_error, AwsError};
+use crate::backend::PartitionStart;
 use crate::{Error, Result};
-
-/// A store of consumer checkpoints, per stream.
-#[async_trait]
-pub(super) trait Checkpoints: Debug + Send + Sync {
-    /// "dynamodb" or "local".
-    fn kind(&self) -> &'static str;
-    /// A consumer's checkpoint, if it ever committed.
-    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>>;
-    /// Sets where the given partitions resume; others keep theirs.
-    async fn commit(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()>;
-    /// Every consumer of a stream with its checkpoint.
-    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>>;
-    /// Forgets a consumer; returns whether it existed.
-    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool>;
-    /// Forgets every consumer (and lease) of a stream.
-    async fn delete_stream(&self, stream: &str) -> Result<()>;
-    /// Takes or renews a consumer-group lease; whether `member` holds it afterwards.
-    async fn lease(
-        &self,
-        stream: &str,
-        group: &str,
-        name: &str,
-        member: &str,
-        ttl: Duration,
-    ) -> Result<bool>;
-    /// Gives a lease back, if `member` holds it.
-    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()>;
-    /// The unexpired leases of a group: name → member.
-    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>>;
-}
 
 /// Milliseconds since the Unix epoch, now.
 fn now_ms() -> u128 {
@@ -67,30 +24,21 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-fn parse_resume(partition: &str, text: &str) -> Result<(u32, PartitionStart)> {
-    let p = partition.parse().map_err(|_| {
-        Error::Corrupt(format!("checkpoint names partition {partition:?}, not a number").into())
-    })?;
-    let at = text
-        .parse()
-        .map_err(|e| Error::Corrupt(format!("checkpoint of partition {p}: {e}").into()))?;
-    Ok((p, at))
-}
-
 /// Checkpoints in a DynamoDB table: one item per stream and consumer (hash key `stream`,
 /// range key `consumer`), one attribute `pN` per partition, and `updated_ms`. Leases of a
 /// consumer group are items of the same table with range key `CONSUMER#LEASE` (consumer
 /// names cannot hold `#`), attributes `owner` and `expires_ms`, taken by conditional writes.
 /// Expiry compares wall clocks, so members' clocks must agree to well within a lease's TTL.
 #[derive(Debug)]
-pub(super) struct DynamoCheckpoints {
+pub struct DynamoCheckpoints {
     client: aws_sdk_dynamodb::Client,
     table: String,
     ready: OnceCell<()>,
 }
 
 impl DynamoCheckpoints {
-    pub(super) fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+    /// A store in `table`, created on first use if missing.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
         DynamoCheckpoints {
             client,
             table,
@@ -222,7 +170,7 @@ fn invalid(e: impl std::fmt::Display) -> Error {
 }
 
 #[async_trait]
-impl Checkpoints for DynamoCheckpoints {
+impl CheckpointStore for DynamoCheckpoints {
     fn kind(&self) -> &'static str {
         "dynamodb"
     }
@@ -311,7 +259,7 @@ impl Checkpoints for DynamoCheckpoints {
         Ok(())
     }
 
-    async fn lease(
+    async fn take_lease(
         &self,
         stream: &str,
         group: &str,
@@ -346,7 +294,13 @@ impl Checkpoints for DynamoCheckpoints {
         }
     }
 
-    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()> {
+    async fn release_lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+    ) -> Result<()> {
         self.ready().await?;
         let released = self
             .client
@@ -365,7 +319,7 @@ impl Checkpoints for DynamoCheckpoints {
         }
     }
 
-    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
+    async fn live_leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
         let prefix = format!("{group}#");
         let now = now_ms();
         let mut live = BTreeMap::new();
@@ -382,148 +336,5 @@ impl Checkpoints for DynamoCheckpoints {
             }
         }
         Ok(live)
-    }
-}
-
-/// Checkpoints in the embedded engine's checkpoint store, one directory per stream under
-/// `root`: durable (written, fsynced, renamed) but only as shared as the disk is. Leases
-/// live in this process's memory: for development, with the group's members in one process.
-#[derive(Debug)]
-pub(super) struct LocalCheckpoints {
-    root: PathBuf,
-    stores: Mutex<BTreeMap<String, Arc<CheckpointStore<String>>>>,
-    leases: MemoryLeases,
-}
-
-impl LocalCheckpoints {
-    /// The store of directory `root`, shared by every client of this process that names it
-    /// (so their leases and cached checkpoints agree).
-    pub(super) fn shared(root: PathBuf) -> Result<Arc<Self>> {
-        type Registry = Mutex<HashMap<PathBuf, Weak<LocalCheckpoints>>>;
-        static REGISTRY: OnceLock<Registry> = OnceLock::new();
-        std::fs::create_dir_all(&root).map_err(|e| Error::Backend(Box::new(e)))?;
-        let root = root
-            .canonicalize()
-            .map_err(|e| Error::Backend(Box::new(e)))?;
-        let mut all = REGISTRY
-            .get_or_init(Registry::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = all.get(&root).and_then(Weak::upgrade) {
-            return Ok(store);
-        }
-        let store = Arc::new(LocalCheckpoints {
-            root: root.clone(),
-            stores: Mutex::default(),
-            leases: MemoryLeases::default(),
-        });
-        all.retain(|_, w| w.strong_count() > 0);
-        all.insert(root, Arc::downgrade(&store));
-        Ok(store)
-    }
-
-    fn store(&self, stream: &str) -> Result<Arc<CheckpointStore<String>>> {
-        cloudstream_log::validate_name("stream", stream)?;
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = stores.get(stream) {
-            return Ok(store.clone());
-        }
-        let store = Arc::new(CheckpointStore::open_dir(
-            self.root.join(stream),
-            Arc::new(FileStorage),
-            Arc::new(SystemClock),
-        )?);
-        stores.insert(stream.to_owned(), store.clone());
-        Ok(store)
-    }
-
-    /// Runs `f` on the stream's store on the blocking pool (it fsyncs).
-    async fn with_store<T: Send + 'static>(
-        &self,
-        stream: &str,
-        f: impl FnOnce(&CheckpointStore<String>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let store = self.store(stream)?;
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Error::Unavailable(Box::new(e)))?
-    }
-}
-
-fn from_texts(offsets: &BTreeMap<u32, String>) -> Result<Checkpoint> {
-    offsets
-        .iter()
-        .map(|(p, text)| parse_resume(&p.to_string(), text))
-        .collect()
-}
-
-#[async_trait]
-impl Checkpoints for LocalCheckpoints {
-    fn kind(&self) -> &'static str {
-        "local"
-    }
-
-    async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
-        let consumer = consumer.to_owned();
-        let found = self
-            .with_store(stream, move |s| Ok(s.load(&consumer)?))
-            .await?;
-        found.map(|c| from_texts(&c.offsets)).transpose()
-    }
-
-    async fn commit(
-        &self,
-        stream: &str,
-        consumer: &str,
-        resume: &[(u32, PartitionStart)],
-    ) -> Result<()> {
-        let consumer = consumer.to_owned();
-        let texts: Vec<(u32, String)> = resume.iter().map(|(p, at)| (*p, at.to_string())).collect();
-        self.with_store(stream, move |s| {
-            s.commit(&consumer, &texts)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {
-        let all = self.with_store(stream, |s| Ok(s.list())).await?;
-        all.into_iter()
-            .map(|(name, c)| Ok((name, from_texts(&c.offsets)?)))
-            .collect()
-    }
-
-    async fn delete(&self, stream: &str, consumer: &str) -> Result<bool> {
-        let consumer = consumer.to_owned();
-        self.with_store(stream, move |s| Ok(s.delete(&consumer)?))
-            .await
-    }
-
-    async fn delete_stream(&self, stream: &str) -> Result<()> {
-        for (consumer, _) in self.list(stream).await? {
-            self.delete(stream, &consumer).await?;
-        }
-        self.leases.forget_stream(stream);
-        Ok(())
-    }
-
-    async fn lease(
-        &self,
-        stream: &str,
-        group: &str,
-        name: &str,
-        member: &str,
-        ttl: Duration,
-    ) -> Result<bool> {
-        Ok(self.leases.take(stream, group, name, member, ttl))
-    }
-
-    async fn release(&self, stream: &str, group: &str, name: &str, member: &str) -> Result<()> {
-        self.leases.release(stream, group, name, member);
-        Ok(())
-    }
-
-    async fn leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.leases.live(stream, group))
     }
 }

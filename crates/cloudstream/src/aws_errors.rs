@@ -1,14 +1,14 @@
-//! AWS SDK errors sorted by what the backend does about them: retry (throttling, network),
+//! AWS SDK errors (Kinesis, DynamoDB) sorted by what the backend does about them: retry (throttling, network),
 //! refresh (an expired shard iterator), or report as a typed [`Error`].
 
-use aws_sdk_kinesis::config::http::HttpResponse;
-use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 use crate::Error;
 
 /// An AWS failure, classified.
 #[derive(Debug)]
-pub(super) enum AwsError {
+pub(crate) enum AwsError {
     /// `ProvisionedThroughputExceededException`, `LimitExceededException` and the like:
     /// back off and retry.
     Throttled(String),
@@ -39,7 +39,7 @@ const THROTTLING: &[&str] = &[
 ];
 
 /// Classifies an SDK error; `resource` names the stream or table in messages.
-pub(super) fn aws_error<E>(e: SdkError<E, HttpResponse>, resource: &str) -> AwsError
+pub(crate) fn aws_error<E>(e: SdkError<E, HttpResponse>, resource: &str) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -71,12 +71,12 @@ where
 
 impl AwsError {
     /// Whether the same call may succeed if retried after a pause.
-    pub(super) fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(self, AwsError::Throttled(_) | AwsError::Transient(_))
     }
 
     /// As the crate's error, where nothing more specific applies.
-    pub(super) fn into_error(self) -> Error {
+    pub(crate) fn into_error(self) -> Error {
         match self {
             AwsError::NotFound(stream) => Error::StreamNotFound { stream },
             AwsError::Invalid(m) => Error::InvalidArgument(m),

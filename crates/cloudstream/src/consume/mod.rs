@@ -1,0 +1,134 @@
+//! The one consumer runtime's source of records: [`Lane`]s.
+//!
+//! A lane is one ordered flow of records for a named consumer, with acknowledgements:
+//!
+//! | backend's [`Consumption`] | lanes | acknowledging | durable when |
+//! |---|---|---|---|
+//! | `Checkpoints(store)` (engine, Kinesis, `http://`) | one per partition, read from the checkpoint ([`PartitionLane`]) | moves the lane's mark past the records | [`Lane::flush`] commits the mark to the store |
+//! | `Subscriptions` (Pub/Sub) | one for the consumer; the provider spreads records and keeps each key in order ([`SubscriptionLane`]) | acknowledges the records to the provider | at once |
+//!
+//! [`crate::Consumer`] (fetch with implicit commit), [`crate::Trigger`] (a handler per record
+//! or batch) and the server's consumers all run on lanes opened here, and never ask which
+//! kind they hold. Records handed out and never acknowledged are delivered again: a
+//! partition lane's checkpoint does not move past them, a subscription lane gives them back
+//! when it is dropped.
+
+mod partition;
+mod subscription;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub(crate) use self::partition::{checkpoint_store, resolve_positions, PartitionLane};
+pub(crate) use self::subscription::SubscriptionLane;
+use crate::backend::{Checkpoint, Consumption, PartitionStart};
+use crate::consumer::{Gap, StartAt};
+use crate::{Error, Record, Result, Stream};
+
+/// What one pull handed out: records in order, and any jump of the lane's position.
+#[derive(Debug, Default)]
+pub(crate) struct Pulled {
+    /// The records, in the lane's order.
+    pub(crate) records: Vec<Record>,
+    /// Records skipped because they expired before this consumer read them (or a checkpoint
+    /// past the end), met on the way.
+    pub(crate) gap: Option<Gap>,
+}
+
+/// One ordered flow of records for a consumer, with acknowledgements.
+#[async_trait]
+pub(crate) trait Lane: Send + std::fmt::Debug {
+    /// Up to `max` records after those already handed out, waiting up to `wait` for a first
+    /// one (`None`: the lane's own default, at once where it can tell "nothing now").
+    async fn pull(&mut self, max: usize, wait: Option<Duration>) -> Result<Pulled>;
+    /// Acknowledges the oldest `count` records handed out and not acknowledged yet (all of
+    /// them if fewer are outstanding).
+    fn ack(&mut self, count: usize);
+    /// Gives back every record handed out and not acknowledged: a partition lane reads them
+    /// again, a subscription hands them back to the provider for redelivery.
+    fn give_back(&mut self);
+    /// Makes the acknowledgements so far durable.
+    async fn flush(&mut self) -> Result<()>;
+    /// Where a partition lane reads next (past what it handed out); `None` for lanes whose
+    /// provider keeps the position.
+    fn position(&self) -> Option<(u32, PartitionStart)>;
+}
+
+/// Which lanes to open for a consumer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lanes<'a> {
+    /// Every partition (or the consumer's subscription).
+    All,
+    /// Only these partitions: a member of a consumer group.
+    Partitions(&'a [u32]),
+}
+
+/// Opens the lanes of consumer `consumer` of `stream`, starting at `start` where it has no
+/// checkpoint yet. With `pin`, the start is fixed now (committed as the checkpoint of
+/// partitions that have none, or the subscription created), so that every record sent from
+/// now on reaches the consumer however late it first pulls.
+pub(crate) async fn open(
+    stream: &Stream,
+    consumer: &str,
+    start: StartAt,
+    lanes: Lanes<'_>,
+    pin: bool,
+) -> Result<Vec<Box<dyn Lane>>> {
+    cloudstream_log::validate_name("consumer", consumer)?;
+    match stream.backend().consumption() {
+        Consumption::Subscriptions(subscriptions) => {
+            if let Lanes::Partitions(_) = lanes {
+                return Err(Error::Unsupported {
+                    operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())",
+                    backend: stream.backend().name(),
+                });
+            }
+            if pin {
+                subscriptions
+                    .subscribe(stream.name(), consumer, start)
+                    .await?;
+            }
+            Ok(vec![Box::new(SubscriptionLane::new(
+                stream.clone(),
+                consumer,
+                start,
+            ))])
+        }
+        Consumption::Checkpoints(store) => {
+            let (committed, next) = resolve_positions(stream, consumer, start).await?;
+            let wanted = |p: &u32| match lanes {
+                Lanes::All => true,
+                Lanes::Partitions(ps) => ps.contains(p),
+            };
+            if pin {
+                let unpinned: Vec<(u32, PartitionStart)> = next
+                    .iter()
+                    .filter(|(p, _)| wanted(p) && !committed.contains_key(p))
+                    .map(|(&p, &n)| (p, n))
+                    .collect();
+                if !unpinned.is_empty() {
+                    store.commit(stream.name(), consumer, &unpinned).await?;
+                }
+            }
+            Ok(next
+                .iter()
+                .filter(|(p, _)| wanted(p))
+                .map(|(&p, &at)| {
+                    let durable = if pin {
+                        Some(at)
+                    } else {
+                        committed.get(&p).copied()
+                    };
+                    Box::new(PartitionLane::new(stream.clone(), consumer, p, at, durable))
+                        as Box<dyn Lane>
+                })
+                .collect())
+        }
+    }
+}
+
+/// Where each partition lane reads next.
+pub(crate) fn positions<'a>(lanes: impl IntoIterator<Item = &'a Box<dyn Lane>>) -> Checkpoint {
+    lanes.into_iter().filter_map(|l| l.position()).collect()
+}
