@@ -308,12 +308,12 @@ fn build(state: Arc<AppState>) -> Router {
             "/v1/streams/{name}/consumers/{consumer}/commit",
             post(consumers::commit),
         )
-        .route("/v1/streams/{name}/webhooks", get(webhooks::list))
+        .route("/v1/streams/{name}/webhooks", get(webhooks::routes::list))
         .route(
             "/v1/streams/{name}/webhooks/{id}",
-            put(webhooks::register)
-                .get(webhooks::describe)
-                .delete(webhooks::delete),
+            put(webhooks::routes::register)
+                .get(webhooks::routes::describe)
+                .delete(webhooks::routes::delete),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

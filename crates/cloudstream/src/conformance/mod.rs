@@ -21,12 +21,14 @@ use crate::{Client, Consumer, Event, ReadFrom, Record, Stream};
 
 mod consumers;
 mod lifecycle;
+mod outcomes;
 mod reads;
 mod triggers;
 mod writes;
 
 pub use consumers::*;
 pub use lifecycle::*;
+pub use outcomes::*;
 pub use reads::*;
 pub use triggers::*;
 pub use writes::*;
@@ -157,7 +159,8 @@ macro_rules! conformance_tests {
             uncommitted_batches_are_redelivered, consumer_groups_share_partitions_through_leases,
             waits_wake_on_new_records,
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
-            batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics);
+            batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
+            triggers_report_each_batch_outcome);
     };
     (@each $make:path; $($name:ident),*) => {
         $(

@@ -9,9 +9,10 @@
 //! plus the error, and the loop goes on. Shutdown lets the record in hand finish, commits, and
 //! returns a report.
 
+mod handle;
+mod outcome;
+
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,10 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
+use self::handle::{permanent, sleep_or_stop, Outcome};
+use self::outcome::Counters;
+use self::outcome::Observer;
+pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport};
 use crate::consume::{self, Lane, Lanes};
 use crate::consumer::StartAt;
 use crate::{Error, Record, Result, RetryPolicy, Stream};
@@ -36,24 +41,6 @@ pub mod dlq_headers {
     pub const ATTEMPTS: &str = "cloudstream-dlq-attempts";
     /// Present when the payload was too large to go with the dead letter.
     pub const PAYLOAD_DROPPED: &str = "cloudstream-dlq-payload-dropped";
-}
-
-/// What a trigger did before it stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TriggerReport {
-    /// Records the handler succeeded on.
-    pub handled: u64,
-    /// Handler calls that failed (retried or dead-lettered).
-    pub failed_attempts: u64,
-    /// Records moved to the dead-letter stream (or dropped when there is none).
-    pub dead_lettered: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    handled: AtomicU64,
-    failed_attempts: AtomicU64,
-    dead_lettered: AtomicU64,
 }
 
 /// How the handler is called: once per record, or once per batch.
@@ -111,6 +98,7 @@ pub struct Trigger {
     retry: RetryPolicy,
     dead_letter: Option<String>,
     start: StartAt,
+    observers: Vec<Observer>,
 }
 
 impl std::fmt::Debug for Trigger {
@@ -123,14 +111,9 @@ impl std::fmt::Debug for Trigger {
             .field("max_wait", &self.max_wait)
             .field("retry", &self.retry)
             .field("dead_letter", &self.dead_letter)
+            .field("observers", &self.observers.len())
             .finish()
     }
-}
-
-enum Outcome {
-    Done,
-    Stopped,
-    Fatal(Error),
 }
 
 impl Trigger {
@@ -163,6 +146,7 @@ impl Trigger {
             retry: RetryPolicy::default(),
             dead_letter,
             start: StartAt::Earliest,
+            observers: Vec::new(),
         }
     }
 
@@ -204,6 +188,14 @@ impl Trigger {
     /// Where to start when the consumer has no checkpoint (default: earliest).
     pub fn start_at(mut self, start: StartAt) -> Self {
         self.start = start;
+        self
+    }
+
+    /// Tells `observer` of every batch's outcome (handled, retried, dead-lettered, with the
+    /// error) as it happens, in order within a partition; see [`BatchReport`]. Sinks and
+    /// webhooks count and act on these instead of guessing from attempts.
+    pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
+        self.observers.push(Arc::new(observer));
         self
     }
 
@@ -261,11 +253,7 @@ impl Trigger {
                 result = result.and(Err(e));
             }
         }
-        result.map(|()| TriggerReport {
-            handled: counters.handled.load(Ordering::Relaxed),
-            failed_attempts: counters.failed_attempts.load(Ordering::Relaxed),
-            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-        })
+        result.map(|()| counters.report())
     }
 
     /// Fixes where the trigger starts, now, without running it: creates its subscription, or
@@ -365,131 +353,5 @@ impl Trigger {
             records.extend(more);
         }
         Ok(records)
-    }
-
-    /// Runs the handler on one record (or batch) with retries, then dead-letters it.
-    async fn handle(
-        &self,
-        records: Vec<Record>,
-        dlq: Option<&Stream>,
-        stop: &mut watch::Receiver<bool>,
-        counters: &Counters,
-    ) -> Outcome {
-        let count = records.len() as u64;
-        let mut last_error = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            // A handler may panic before its future exists, or while it runs.
-            let call =
-                std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver.call(records.clone())));
-            let outcome = match call {
-                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-                Err(panic) => Err(panic),
-            };
-            match outcome {
-                Ok(Ok(())) => {
-                    counters.handled.fetch_add(count, Ordering::Relaxed);
-                    return Outcome::Done;
-                }
-                Ok(Err(e)) => last_error = e,
-                Err(_) => last_error = "handler panicked".to_owned(),
-            }
-            counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
-            if attempt < self.retry.max_attempts
-                && sleep_or_stop(self.retry.backoff(attempt), stop).await
-            {
-                return Outcome::Stopped;
-            }
-        }
-        let Some(dlq) = dlq else {
-            for record in &records {
-                tracing::error!(stream = self.stream.name(), position = %record.position, error = last_error, "dropping a record that failed every attempt (no dead-letter stream)");
-            }
-            counters.dead_lettered.fetch_add(count, Ordering::Relaxed);
-            return Outcome::Done;
-        };
-        for record in records {
-            match self.dead_letter_one(dlq, record, &last_error, stop).await {
-                Outcome::Done => {
-                    counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                }
-                other => return other,
-            }
-        }
-        Outcome::Done
-    }
-
-    /// Writes one failed record to the dead-letter stream, retrying transient failures. A
-    /// copy too large for the stream goes without its payload (a header says so); any other
-    /// permanent failure stops the trigger rather than skipping the record silently.
-    async fn dead_letter_one(
-        &self,
-        dlq: &Stream,
-        record: Record,
-        error: &str,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Outcome {
-        let size = record.event.payload.len();
-        let mut event = record
-            .event
-            .with_header(dlq_headers::ERROR, truncate(error, MAX_ERROR_HEADER))
-            .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
-            .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
-            .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
-        let mut attempt = 0;
-        loop {
-            match dlq.send(event.clone()).await {
-                Ok(_) => return Outcome::Done,
-                Err(Error::RecordTooLarge { .. }) if !event.payload.is_empty() => {
-                    event.payload = bytes::Bytes::new();
-                    event.headers.insert(
-                        dlq_headers::PAYLOAD_DROPPED.to_owned(),
-                        format!("{size} bytes did not fit the dead-letter stream"),
-                    );
-                }
-                Err(e) if permanent(&e) => return Outcome::Fatal(e),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(attempt), stop).await {
-                        return Outcome::Stopped;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Longest error text kept in a dead letter's header.
-const MAX_ERROR_HEADER: usize = 1024;
-
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Errors that retrying cannot fix: the trigger stops with them instead of looping.
-fn permanent(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::StreamNotFound { .. }
-            | Error::InvalidArgument(_)
-            | Error::InvalidName { .. }
-            | Error::Unsupported { .. }
-            | Error::Corrupt(_)
-            | Error::RecordTooLarge { .. }
-    )
-}
-
-/// Sleeps, or returns `true` early when told to stop.
-async fn sleep_or_stop(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => false,
-        _ = stop.changed() => true,
     }
 }

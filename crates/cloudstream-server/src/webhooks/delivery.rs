@@ -1,0 +1,253 @@
+//! A webhook's task: the library's trigger run with a [`Poster`] as its handler, restarted
+//! after a pause when it stops on an error, its outcomes counted through the trigger's
+//! observer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use cloudstream::wire::record_json;
+use cloudstream::{BatchOutcome, BatchReport, Client, Record, RetryPolicy};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::spec::{consumer_name, Spec};
+
+/// Header naming the stream a delivery comes from.
+const STREAM_HEADER: &str = "cloudstream-stream";
+/// Header naming the webhook a delivery is for.
+const WEBHOOK_HEADER: &str = "cloudstream-webhook";
+/// Longest answer text kept in an error message.
+const MAX_ANSWER_TEXT: usize = 200;
+/// Pause before restarting a trigger that stopped on an error: 1 s doubling to 60 s.
+const RESTART: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    initial_backoff: Duration::from_secs(1),
+    max_backoff: Duration::from_secs(60),
+};
+/// A trigger that ran this long before it stopped restarts with the shortest pause again.
+const RESTART_RESET: Duration = Duration::from_secs(60);
+
+/// What a webhook did since the server started (or since it was registered).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Records answered with a 2xx.
+    pub(crate) delivered: AtomicU64,
+    /// POSTs that failed (non-2xx or transport error).
+    pub(crate) failed_attempts: AtomicU64,
+    /// Records given up on after the last attempt (dead-lettered, or dropped without a
+    /// dead-letter stream).
+    pub(crate) dead_lettered: AtomicU64,
+    /// The latest failure.
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    /// Keeps `error` as the latest failure.
+    pub(crate) fn set_error(&self, error: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
+    }
+
+    /// Counts one batch's outcome, as the trigger reports it.
+    fn count(&self, report: &BatchReport) {
+        let records = report.records as u64;
+        match &report.outcome {
+            BatchOutcome::Handled => {
+                self.delivered.fetch_add(records, Ordering::Relaxed);
+            }
+            BatchOutcome::Retried { error, .. } => {
+                self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.set_error(error.clone());
+            }
+            BatchOutcome::DeadLettered { error, .. } => {
+                self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.dead_lettered.fetch_add(records, Ordering::Relaxed);
+                self.set_error(error.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// The latest failure, if any.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// What a webhook's task runs with.
+pub(crate) struct Task {
+    pub(crate) client: Client,
+    pub(crate) http: reqwest::Client,
+    pub(crate) spec: Spec,
+    pub(crate) url: reqwest::Url,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Task {
+    /// Runs the trigger until told to stop; restarts it, after a pause, when it stops on an
+    /// error of its own (the stream missing, the provider unreachable, ...).
+    pub(crate) async fn run(self, stop: watch::Receiver<bool>) {
+        let consumer = consumer_name(&self.spec.id);
+        let mut failures = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = self.run_trigger(&consumer, stop.clone()).await;
+            if stopping(&stop) {
+                return;
+            }
+            let message = match outcome {
+                Ok(()) => "the trigger stopped".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(stream = %self.spec.stream, webhook = %self.spec.id, error = %message, "webhook trigger stopped; restarting");
+            self.counters
+                .set_error(format!("trigger stopped: {message}"));
+            if started.elapsed() >= RESTART_RESET {
+                failures = 0;
+            }
+            failures = failures.saturating_add(1);
+            tokio::select! {
+                () = tokio::time::sleep(RESTART.backoff(failures)) => {}
+                () = until_stopped(stop.clone()) => return,
+            }
+        }
+    }
+
+    /// One run of the trigger, until told to stop or until it fails.
+    async fn run_trigger(
+        &self,
+        consumer: &str,
+        stop: watch::Receiver<bool>,
+    ) -> cloudstream::Result<()> {
+        let stream = self.client.stream(&self.spec.stream).open().await?;
+        let poster = Arc::new(Poster {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            stream: self.spec.stream.clone(),
+            id: self.spec.id.clone(),
+            timeout: Duration::from_millis(self.spec.timeout_ms),
+        });
+        let counters = Arc::clone(&self.counters);
+        let trigger = stream
+            .on_batch(consumer, move |records: Vec<Record>| {
+                let poster = Arc::clone(&poster);
+                async move { poster.post(records).await }
+            })
+            .observe(move |report| counters.count(report))
+            .batch_size(self.spec.batch_size)
+            .max_wait(Duration::from_millis(self.spec.max_wait_ms))
+            .retry(self.spec.retry())
+            .start_at(self.spec.start.at());
+        let trigger = match &self.spec.dead_letter {
+            Some(name) => trigger.dead_letter(name),
+            None => trigger.no_dead_letter(),
+        };
+        trigger.run_until(until_stopped(stop)).await.map(|_| ())
+    }
+}
+
+/// POSTs batches for one run of a trigger.
+struct Poster {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    stream: String,
+    id: String,
+    timeout: Duration,
+}
+
+impl Poster {
+    /// POSTs one batch; `Err` (with the status or the transport error) unless it got a 2xx.
+    async fn post(&self, records: Vec<Record>) -> Result<(), String> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let body = json!({
+            "stream": self.stream,
+            "webhook": self.id,
+            "records": records.iter().map(record_json).collect::<Vec<Value>>(),
+        });
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header(STREAM_HEADER, self.stream.as_str())
+            .header(WEBHOOK_HEADER, self.id.as_str())
+            .json(&body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => {
+                let status = response.status();
+                let text = answer_start(response).await;
+                let text = text.trim();
+                if text.is_empty() {
+                    Err(format!("POST {} answered {status}", self.url))
+                } else {
+                    Err(format!(
+                        "POST {} answered {status}: {}",
+                        self.url,
+                        truncate(text, MAX_ANSWER_TEXT)
+                    ))
+                }
+            }
+            Err(e) => Err(format!("POST {} failed: {}", self.url, error_chain(&e))),
+        }
+    }
+}
+
+/// The first bytes of a failed answer's body, for the error message: a receiver streaming a
+/// large body is not read to its end.
+async fn answer_start(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < MAX_ANSWER_TEXT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// An error with its sources, as one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Whether the task was told to stop (or whoever could tell it is gone).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    let stopped = *stop.borrow();
+    stopped || stop.has_changed().is_err()
+}
+
+/// Completes when the task is told to stop, or when the sender is dropped.
+pub(crate) async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    loop {
+        let stopped = *stop.borrow_and_update();
+        if stopped || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! How a trigger handles one batch: the handler called with retries and backoff, then the
+//! batch dead-lettered, its outcome reported to the counters and the observers.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use super::outcome::{BatchOutcome, BatchReport, Counters};
+use super::{dlq_headers, Trigger};
+use crate::{Error, Record, Stream};
+
+/// How handling a batch ended.
+pub(super) enum Outcome {
+    /// Handled or dead-lettered: acknowledge it.
+    Done,
+    /// Told to stop first: leave it unacknowledged.
+    Stopped,
+    /// An error no retry can fix: stop the trigger.
+    Fatal(Error),
+}
+
+impl Trigger {
+    /// Runs the handler on one record (or batch) with retries, then dead-letters it.
+    pub(super) async fn handle(
+        &self,
+        records: Vec<Record>,
+        dlq: Option<&Stream>,
+        stop: &mut watch::Receiver<bool>,
+        counters: &Counters,
+    ) -> Outcome {
+        let report = |outcome: BatchOutcome| {
+            if let Some(report) = BatchReport::of(&records, outcome) {
+                counters.count(&report);
+                self.observers.iter().for_each(|observe| observe(&report));
+            }
+        };
+        let mut last_error = String::new();
+        for attempt in 1..=self.retry.max_attempts {
+            // A handler may panic before its future exists, or while it runs.
+            let call =
+                std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver.call(records.clone())));
+            let outcome = match call {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            match outcome {
+                Ok(Ok(())) => {
+                    report(BatchOutcome::Handled);
+                    return Outcome::Done;
+                }
+                Ok(Err(e)) => last_error = e,
+                Err(_) => last_error = "handler panicked".to_owned(),
+            }
+            if attempt < self.retry.max_attempts {
+                let error = last_error.clone();
+                report(BatchOutcome::Retried { attempt, error });
+                if sleep_or_stop(self.retry.backoff(attempt), stop).await {
+                    return Outcome::Stopped;
+                }
+            }
+        }
+        if let Some(dlq) = dlq {
+            for record in &records {
+                match self.dead_letter_one(dlq, record, &last_error, stop).await {
+                    Outcome::Done => {}
+                    other => return other,
+                }
+            }
+        } else {
+            for record in &records {
+                tracing::error!(stream = self.stream.name(), position = %record.position, error = last_error, "dropping a record that failed every attempt (no dead-letter stream)");
+            }
+        }
+        report(BatchOutcome::DeadLettered {
+            attempts: self.retry.max_attempts,
+            error: last_error,
+            dead_letter: dlq.map(|s| s.name().to_owned()),
+        });
+        Outcome::Done
+    }
+
+    /// Writes one failed record to the dead-letter stream, retrying transient failures. A
+    /// copy too large for the stream goes without its payload (a header says so); any other
+    /// permanent failure stops the trigger rather than skipping the record silently.
+    async fn dead_letter_one(
+        &self,
+        dlq: &Stream,
+        record: &Record,
+        error: &str,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Outcome {
+        let size = record.event.payload.len();
+        let mut event = record
+            .event
+            .clone()
+            .with_header(dlq_headers::ERROR, truncate(error, MAX_ERROR_HEADER))
+            .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
+            .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
+            .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
+        let mut attempt = 0;
+        loop {
+            match dlq.send(event.clone()).await {
+                Ok(_) => return Outcome::Done,
+                Err(Error::RecordTooLarge { .. }) if !event.payload.is_empty() => {
+                    event.payload = bytes::Bytes::new();
+                    event.headers.insert(
+                        dlq_headers::PAYLOAD_DROPPED.to_owned(),
+                        format!("{size} bytes did not fit the dead-letter stream"),
+                    );
+                }
+                Err(e) if permanent(&e) => return Outcome::Fatal(e),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
+                    if sleep_or_stop(self.retry.backoff(attempt), stop).await {
+                        return Outcome::Stopped;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Longest error text kept in a dead letter's header.
+const MAX_ERROR_HEADER: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Errors that retrying cannot fix: the trigger stops with them instead of looping.
+pub(super) fn permanent(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::StreamNotFound { .. }
+            | Error::InvalidArgument(_)
+            | Error::InvalidName { .. }
+            | Error::Unsupported { .. }
+            | Error::Corrupt(_)
+            | Error::RecordTooLarge { .. }
+    )
+}
+
+/// Sleeps, or returns `true` early when told to stop.
+pub(super) async fn sleep_or_stop(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => false,
+        _ = stop.changed() => true,
+    }
+}
