@@ -2,7 +2,9 @@
 //! token`, which makes the bearer tokens it can require.
 
 use anyhow::{bail, Context, Result};
-use cloudstream::url::{parse_url, ProviderUrl};
+use std::path::Path;
+
+use cloudstream::url::parse_url;
 use cloudstream::Client;
 use cloudstream_server::{Config, Limits, ServeOptions, Server, Tokens};
 
@@ -11,7 +13,7 @@ use crate::args::ServeArgs;
 pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()> {
     let state_dir = args.state_dir.or_else(|| match parse_url(url) {
         // Beside the engine's own directories, so nothing lands outside the data directory.
-        Ok(ProviderUrl::Local { path, .. }) => Some(path.join("server")),
+        Ok(url) if url.scheme() == "local" => Some(Path::new(url.location()).join("server")),
         _ => None,
     });
     if state_dir.is_none() {

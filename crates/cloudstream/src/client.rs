@@ -1,64 +1,22 @@
 //! Opening a provider by URL, and the [`Client`] that names its streams.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::Arc;
 
-use cloudstream_log::{Log, LogOptions, MemoryStorage};
-
-use crate::backend::{Backend, LogBackend, StreamConfig};
-use crate::url::{parse_url, LocalOptions, ProviderUrl};
+use crate::backend::{Backend, StreamConfig};
+use crate::url::parse_url;
 use crate::{Error, Result, Stream};
 
 /// Opens the provider a URL names: `local://DIR` (the embedded engine, durable),
-/// `memory://[NAME]` (the embedded engine in memory), and the cloud providers as their
-/// backends land. See [`crate::url`] for the options.
+/// `memory://[NAME]` (the embedded engine in memory), `http://HOST:PORT` (a remote
+/// `cloudstream serve`), and the cloud providers this build has. See [`crate::url`] for the
+/// URLs and [`crate::backend::providers`] for the registry.
 ///
 /// Opening the same `local://` directory or the same named `memory://` instance twice in one
 /// process returns the same engine; a second process is refused by the directory lock.
 pub async fn open(url: &str) -> Result<Client> {
-    let backend: Arc<dyn Backend> = match parse_url(url)? {
-        ProviderUrl::Local { path, options } => {
-            tokio::task::spawn_blocking(move || open_local(&path, options))
-                .await
-                .map_err(|e| Error::Unavailable(Box::new(e)))??
-        }
-        ProviderUrl::Memory { name, options } => open_memory(&name, options)?,
-        #[cfg(feature = "kinesis")]
-        ProviderUrl::Kinesis(options) => {
-            Arc::new(crate::backend::KinesisBackend::connect(options).await?)
-        }
-        #[cfg(not(feature = "kinesis"))]
-        ProviderUrl::Kinesis(_) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: "this build has no kinesis backend: enable the `kinesis` feature".into(),
-            })
-        }
-        #[cfg(feature = "pubsub")]
-        ProviderUrl::PubSub(options) => {
-            Arc::new(crate::backend::PubSubBackend::connect(options).await?)
-        }
-        #[cfg(not(feature = "pubsub"))]
-        ProviderUrl::PubSub(_) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: "this build has no pubsub backend: enable the `pubsub` feature".into(),
-            })
-        }
-        #[cfg(feature = "http")]
-        ProviderUrl::Http(options) => {
-            Arc::new(crate::backend::HttpBackend::connect(options).await?)
-        }
-        #[cfg(not(feature = "http"))]
-        ProviderUrl::Http(_) => {
-            return Err(Error::InvalidUrl {
-                url: url.to_owned(),
-                reason: "this build has no http client backend: enable the `http` feature".into(),
-            })
-        }
-    };
-    Ok(Client::new(backend))
+    let url = parse_url(url)?;
+    let constructor = crate::backend::registry::constructor(&url)?;
+    Ok(Client::new((constructor.open)(url).await?))
 }
 
 /// The provider used when none is named: the embedded engine in `./cloudstream-data`.
@@ -67,74 +25,6 @@ pub const DEFAULT_URL: &str = "local://./cloudstream-data";
 /// The provider URL from the `CLOUDSTREAM_URL` environment variable, or [`DEFAULT_URL`].
 pub fn url_from_env() -> String {
     std::env::var("CLOUDSTREAM_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-type Registry = Mutex<HashMap<String, (Weak<LogBackend>, LocalOptions)>>;
-
-/// Engines open in this process, so one directory is opened once.
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Registry::default)
-}
-
-fn shared(
-    key: String,
-    options: LocalOptions,
-    open: impl FnOnce() -> Result<LogBackend>,
-) -> Result<Arc<LogBackend>> {
-    let mut engines = registry().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((engine, opened_with)) = engines.get(&key) {
-        if let Some(backend) = engine.upgrade() {
-            if *opened_with != options {
-                return Err(Error::InvalidArgument(format!(
-                    "{key} is already open in this process with other options ({opened_with:?}); \
-                     open it with the same URL options"
-                )));
-            }
-            return Ok(backend);
-        }
-    }
-    let backend = Arc::new(open()?);
-    engines.retain(|_, (w, _)| w.strong_count() > 0);
-    engines.insert(key, (Arc::downgrade(&backend), options));
-    Ok(backend)
-}
-
-fn log_options(options: LocalOptions) -> LogOptions {
-    LogOptions {
-        sync: options.sync,
-        segment_bytes: options.segment_bytes,
-        retention_check: Some(options.retention_check),
-        ..LogOptions::default()
-    }
-}
-
-fn open_local(path: &Path, options: LocalOptions) -> Result<Arc<LogBackend>> {
-    std::fs::create_dir_all(path).map_err(|e| Error::Backend(Box::new(e)))?;
-    let path = path
-        .canonicalize()
-        .map_err(|e| Error::Backend(Box::new(e)))?;
-    shared(format!("local://{}", path.display()), options, || {
-        let log = Log::open(&path, log_options(options))?;
-        Ok(LogBackend::new("local", log, options.max_record_bytes))
-    })
-}
-
-fn open_memory(name: &str, options: LocalOptions) -> Result<Arc<LogBackend>> {
-    let open = || {
-        let log_options = LogOptions {
-            storage: Arc::new(MemoryStorage::new()),
-            sync: cloudstream_log::SyncPolicy::Never,
-            segment_bytes: options.segment_bytes.min(16 * 1024 * 1024),
-            ..log_options(options)
-        };
-        let log = Log::open("/memory", log_options)?;
-        Ok(LogBackend::new("memory", log, options.max_record_bytes))
-    };
-    if name.is_empty() {
-        return Ok(Arc::new(open()?));
-    }
-    shared(format!("memory://{name}"), options, open)
 }
 
 /// A connection to one provider: creates, lists and deletes its streams.

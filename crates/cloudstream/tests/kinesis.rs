@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cloudstream::backend::{KinesisBackend, PartitionStart};
+use cloudstream::backend::{KinesisBackend, KinesisOptions, PartitionStart};
 use cloudstream::checkpoint::store_of;
 use cloudstream::conformance::unique_name;
-use cloudstream::url::{parse_url, ProviderUrl};
+use cloudstream::url::parse_url;
 use cloudstream::{Client, Error, Event, ReadFrom, Sequence};
 
 fn endpoint(var: &str, default: &str) -> String {
@@ -209,9 +209,8 @@ async fn big_sequences_checkpoint_in_both_stores() {
 async fn stale_iterators_are_replaced() {
     require_server(&endpoint("CLOUDSTREAM_KINESALITE", "http://127.0.0.1:4567")).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let ProviderUrl::Kinesis(options) = parse_url(&kinesalite_url(dir.path())).expect("url") else {
-        panic!("not a kinesis URL");
-    };
+    let url = parse_url(&kinesalite_url(dir.path())).expect("url");
+    let options = KinesisOptions::from_url(&url).expect("options");
     let kinesis = Arc::new(KinesisBackend::connect(options).await.expect("connect"));
     let client = Client::new(kinesis.clone());
     let s = stream(&client, "iterators", 1).await;

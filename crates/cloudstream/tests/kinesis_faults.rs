@@ -11,9 +11,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudstream::backend::KinesisBackend;
+use cloudstream::backend::{KinesisBackend, KinesisOptions};
 use cloudstream::conformance::unique_name;
-use cloudstream::url::{parse_url, ProviderUrl};
+use cloudstream::url::parse_url;
 use cloudstream::{Client, Error, Event, ReadFrom};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -184,9 +184,7 @@ async fn client_through(addr: &str) -> (Client, Arc<KinesisBackend>, tempfile::T
         "kinesis://us-east-1?endpoint=http://{addr}&access_key_id=test&secret_access_key=test&checkpoints=local:{}",
         dir.path().display()
     );
-    let ProviderUrl::Kinesis(options) = parse_url(&url).expect("url") else {
-        panic!("not kinesis");
-    };
+    let options = KinesisOptions::from_url(&parse_url(&url).expect("url")).expect("options");
     let backend = Arc::new(KinesisBackend::connect(options).await.expect("connect"));
     (Client::new(backend.clone()), backend, dir)
 }

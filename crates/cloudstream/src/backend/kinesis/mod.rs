@@ -17,6 +17,7 @@
 //! counted in [`KinesisMetrics`].
 
 mod envelope;
+mod options;
 mod put;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,13 +34,14 @@ use aws_sdk_kinesis::types::{
 };
 use aws_sdk_kinesis::Client as KinesisClient;
 
+pub use self::options::{CapacityMode, KinesisOptions};
 use super::{
     Backend, Capabilities, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
     PartitionStart, ReadOptions, StreamConfig, StreamInfo,
 };
 use crate::aws_errors::{aws_error, AwsError};
 use crate::checkpoint::{CheckpointLocation, DynamoCheckpoints, LocalCheckpoints};
-use crate::url::{CapacityMode, KinesisOptions};
+use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result, RetryPolicy, Sequence};
 
 /// Largest record Kinesis accepts (data and partition key).
@@ -880,6 +882,18 @@ impl Backend for KinesisBackend {
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
         self.checkpoints.delete(stream, consumer).await
     }
+}
+
+/// Checks a `kinesis` URL without connecting.
+pub(crate) fn check(url: &ProviderUrl) -> Result<()> {
+    KinesisOptions::from_url(url).map(drop)
+}
+
+/// Connects to what a `kinesis` URL names.
+pub(crate) async fn open(url: ProviderUrl) -> Result<std::sync::Arc<dyn Backend>> {
+    Ok(std::sync::Arc::new(
+        KinesisBackend::connect(KinesisOptions::from_url(&url)?).await?,
+    ))
 }
 
 #[cfg(test)]

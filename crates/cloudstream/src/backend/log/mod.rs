@@ -5,11 +5,17 @@
 //! Reads and checkpoint writes run on the blocking pool. Long-poll reads wait on a watch
 //! channel fed by the partition's append listener.
 
+mod open;
+mod options;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub(crate) use self::open::{check_local, check_memory, open_local_url, open_memory_url};
+pub use self::options::LocalOptions;
 use cloudstream_log::{BatchBuilder, Log, LogError, LogRecord, StreamLog};
 use tokio::sync::{oneshot, watch};
 

@@ -19,6 +19,8 @@
 //! over gRPC. Against the emulator (`endpoint=` or `PUBSUB_EMULATOR_HOST`), credentials are
 //! anonymous; otherwise Application Default Credentials apply.
 
+mod options;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -33,12 +35,13 @@ use google_cloud_pubsub::model::{DeadLetterPolicy, ExpirationPolicy, Message};
 use google_cloud_pubsub::subscriber::handler::Handler;
 use google_cloud_pubsub::subscriber::MessageStream;
 
+pub use self::options::PubSubOptions;
 use super::{
     Backend, Capabilities, Checkpoint, ConsumerInfo, Consumption, Delivery, PartitionInfo,
     PartitionStart, ReadOptions, StreamConfig, StreamInfo, Subscriptions,
 };
 use crate::event::{from_millis, to_millis};
-use crate::url::PubSubOptions;
+use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Attribute carrying an event's time (ms since the Unix epoch).
@@ -658,4 +661,16 @@ impl Backend for PubSubBackend {
             },
         }
     }
+}
+
+/// Checks a `pubsub` URL without connecting.
+pub(crate) fn check(url: &ProviderUrl) -> Result<()> {
+    PubSubOptions::from_url(url).map(drop)
+}
+
+/// Connects to what a `pubsub` URL names.
+pub(crate) async fn open(url: ProviderUrl) -> Result<std::sync::Arc<dyn Backend>> {
+    Ok(std::sync::Arc::new(
+        PubSubBackend::connect(PubSubOptions::from_url(&url)?).await?,
+    ))
 }

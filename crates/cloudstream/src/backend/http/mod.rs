@@ -18,6 +18,8 @@
 //! that cannot be reached is [`Error::Unavailable`]. Events travel exactly: payloads as
 //! base64, event times to the nanosecond.
 
+mod options;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -26,11 +28,12 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+pub use self::options::HttpOptions;
 use super::{
     Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption, PartitionStart,
     ReadOptions, StreamConfig, StreamInfo,
 };
-use crate::url::HttpOptions;
+use crate::url::ProviderUrl;
 use crate::wire::{error_from_body, record_from_json, EventJson};
 use crate::{Error, Event, Position, Record, Result};
 
@@ -372,4 +375,16 @@ impl CheckpointStore for HttpBackend {
         let body: Leases = self.remote.call(Method::GET, &path, |r| r).await?;
         Ok(body.leases)
     }
+}
+
+/// Checks a `http` URL without connecting.
+pub(crate) fn check(url: &ProviderUrl) -> Result<()> {
+    HttpOptions::from_url(url).map(drop)
+}
+
+/// Connects to what a `http` URL names.
+pub(crate) async fn open(url: ProviderUrl) -> Result<std::sync::Arc<dyn Backend>> {
+    Ok(std::sync::Arc::new(
+        HttpBackend::connect(HttpOptions::from_url(&url)?).await?,
+    ))
 }
