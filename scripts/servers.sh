@@ -8,6 +8,9 @@
 #                              start every server, wait until each answers; fails if one
 #                              does not come up
 #   scripts/servers.sh stop    stop the servers this script started (by PID)
+#   scripts/servers.sh urls DIR  print the provider URL of every server started here, one a
+#                              line (scratch files under DIR); scripts/test.sh runs the spec's
+#                              examples on each
 #
 # Tools live in $CLOUDSTREAM_TOOLS (default ~/.cache/cloudstream/tools); logs and PIDs in
 # $CLOUDSTREAM_RUN (default /tmp/cloudstream-servers).
@@ -79,8 +82,17 @@ stop_quietly() {
   done
 }
 
+# urls DIR: the provider URL of each server, as the examples and the CLI take it.
+urls() {
+  local dir=$1 aws="access_key_id=test&secret_access_key=test"
+  echo "kinesis://us-east-1?endpoint=http://127.0.0.1:4567&$aws&checkpoints=local:$dir/kinesalite"
+  echo "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb"
+  echo "pubsub://test-project?endpoint=http://127.0.0.1:8085"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop_quietly ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  urls) urls "${2:?usage: $0 urls DIR}" ;;
+  *) echo "usage: $0 start|stop|urls DIR" >&2; exit 2 ;;
 esac

@@ -32,12 +32,8 @@ echo "== examples compile"
 cargo build --workspace --examples --locked
 echo "== the spec's three examples, unchanged, on every provider (only the URL differs)"
 examples_dir=$(mktemp -d)
-aws="access_key_id=test&secret_access_key=test"
-for url in \
-  "local://$examples_dir/local" \
-  "kinesis://us-east-1?endpoint=http://127.0.0.1:4567&$aws&checkpoints=local:$examples_dir/kinesalite" \
-  "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb" \
-  "pubsub://test-project?endpoint=http://127.0.0.1:8085"; do
+mapfile -t urls < <(bash scripts/servers.sh urls "$examples_dir")
+for url in "local://$examples_dir/local" "${urls[@]}"; do
   CLOUDSTREAM_EXAMPLES_PROFILE=debug CLOUDSTREAM_EXAMPLES_BUILT=1 CLOUDSTREAM_URL="$url" READ_ALL_IDLE_SECS=1 \
     bash scripts/examples.sh 40
 done

@@ -80,7 +80,8 @@ impl AwsError {
         match self {
             AwsError::NotFound(stream) => Error::StreamNotFound { stream },
             AwsError::Invalid(m) => Error::InvalidArgument(m),
-            AwsError::Throttled(m) | AwsError::Transient(m) => Error::Unavailable(m.into()),
+            AwsError::Throttled(m) => Error::Throttled(m.into()),
+            AwsError::Transient(m) => Error::Unavailable(m.into()),
             AwsError::ExpiredIterator(m)
             | AwsError::InUse(m)
             | AwsError::ConditionFailed(m)

@@ -1,5 +1,7 @@
 //! The one public error type.
 
+use std::borrow::Cow;
+
 use crate::Position;
 
 /// Everything a cloudstream call can fail with, named by what it means to the caller.
@@ -12,12 +14,12 @@ pub enum Error {
     /// A stream or consumer name outside the allowed alphabet or length.
     #[error("invalid {kind} name {name:?}: {reason}")]
     InvalidName {
-        /// "stream" or "consumer".
+        /// "stream", "consumer", "member" or "webhook".
         kind: &'static str,
         /// The name as given.
         name: String,
         /// Why it was refused.
-        reason: &'static str,
+        reason: Cow<'static, str>,
     },
     /// An argument out of range or inconsistent with the stream.
     #[error("invalid argument: {0}")]
@@ -35,6 +37,15 @@ pub enum Error {
     StreamNotFound {
         /// The stream.
         stream: String,
+    },
+    /// No consumer of that name on the stream (a subscription deleted under a running
+    /// consumer, a webhook's consumer gone).
+    #[error("stream {stream:?} has no consumer {consumer:?}")]
+    ConsumerNotFound {
+        /// The stream.
+        stream: String,
+        /// The consumer.
+        consumer: String,
     },
     /// A stream of that name exists already.
     #[error("stream {stream:?} already exists")]
@@ -70,7 +81,7 @@ pub enum Error {
     #[error("{operation} is not supported by the {backend} backend")]
     Unsupported {
         /// What was asked.
-        operation: &'static str,
+        operation: Cow<'static, str>,
         /// Which backend.
         backend: &'static str,
     },
@@ -84,8 +95,12 @@ pub enum Error {
     /// Stored data failed its integrity checks.
     #[error("corrupt data: {0}")]
     Corrupt(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The backend cannot serve now: closed, stopped after a failed fsync, or locked by
-    /// another process.
+    /// The provider asks the caller to slow down (Kinesis `ProvisionedThroughputExceeded`,
+    /// Pub/Sub `RESOURCE_EXHAUSTED`, an HTTP 429): retry after a backoff.
+    #[error("throttled: {0}")]
+    Throttled(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The backend cannot serve now: unreachable, closed, stopped after a failed fsync, or
+    /// locked by another process. Retrying later may succeed.
     #[error("backend unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Any other failure of the backend's storage or network.
@@ -119,7 +134,7 @@ impl Error {
             Error::InvalidName { kind, name, reason } => Error::InvalidName {
                 kind,
                 name: name.clone(),
-                reason,
+                reason: reason.clone(),
             },
             Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
             Error::InvalidUrl { url, reason } => Error::InvalidUrl {
@@ -147,10 +162,18 @@ impl Error {
                 requested: *requested,
                 next: *next,
             },
-            Error::Unsupported { operation, backend } => Error::Unsupported { operation, backend },
+            Error::ConsumerNotFound { stream, consumer } => Error::ConsumerNotFound {
+                stream: stream.clone(),
+                consumer: consumer.clone(),
+            },
+            Error::Unsupported { operation, backend } => Error::Unsupported {
+                operation: operation.clone(),
+                backend,
+            },
             Error::Unauthenticated(m) => Error::Unauthenticated(m.clone()),
             Error::Forbidden(m) => Error::Forbidden(m.clone()),
             Error::Corrupt(e) => Error::Corrupt(message(e.as_ref())),
+            Error::Throttled(e) => Error::Throttled(message(e.as_ref())),
             Error::Unavailable(e) => Error::Unavailable(message(e.as_ref())),
             Error::Backend(e) => Error::Backend(message(e.as_ref())),
         }
@@ -161,7 +184,11 @@ impl From<cloudstream_log::LogError> for Error {
     fn from(e: cloudstream_log::LogError) -> Self {
         use cloudstream_log::LogError as L;
         match e {
-            L::InvalidName { kind, name, reason } => Error::InvalidName { kind, name, reason },
+            L::InvalidName { kind, name, reason } => Error::InvalidName {
+                kind,
+                name,
+                reason: reason.into(),
+            },
             L::StreamNotFound(stream) => Error::StreamNotFound { stream },
             L::StreamExists(stream) => Error::StreamExists { stream },
             L::InvalidConfig(m) => Error::InvalidArgument(m),
@@ -171,5 +198,18 @@ impl From<cloudstream_log::LogError> for Error {
             e @ (L::Poisoned(_) | L::Locked { .. } | L::Closed) => Error::Unavailable(Box::new(e)),
             e => Error::Backend(Box::new(e)),
         }
+    }
+}
+
+impl Error {
+    /// Whether the same call may succeed if made again after a pause: throttling, a backend
+    /// unavailable for now, or a failure of its storage or network. Invalid input, missing
+    /// streams or consumers, unsupported operations, corrupt data and refused credentials
+    /// are not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Throttled(_) | Error::Unavailable(_) | Error::Backend(_)
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! Backends: the few primitives every provider implements ([`Backend`]), what they take and
 //! return, and the registry that maps URL schemes to them ([`providers`]). Everything else
 //! (batch splitting, partitioning by key, consumers, triggers) is written once on top, in
-//! [`crate::Stream`] and [`crate::consume`].
+//! [`crate::Stream`] and the consumer runtime.
 //!
 //! A new backend is one module here plus one line in [`providers`]; `docs/backends.md` has
 //! the whole checklist.

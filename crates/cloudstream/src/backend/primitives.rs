@@ -46,7 +46,7 @@ pub trait Backend: Debug + Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
     /// How this backend's consumers get their records: partition reads from checkpoints
     /// kept by a [`CheckpointStore`], or the provider's own subscriptions. Consumers,
-    /// triggers and the server go through [`crate::consume`], which asks this once.
+    /// triggers and the server go through the consumer runtime (`consume`), which asks this once.
     fn consumption(&self) -> Consumption<'_>;
     /// Counters of what the backend had to retry or work around (throttling, failed records,
     /// refreshed iterators), by name; empty where there is nothing to count.
@@ -81,7 +81,7 @@ pub trait Backend: Debug + Send + Sync + 'static {
     ) -> Result<Vec<Record>> {
         let _ = (stream, partition, start, options);
         Err(Error::Unsupported {
-            operation: "reading by position or time",
+            operation: "reading by position or time".into(),
             backend: self.name(),
         })
     }

@@ -12,7 +12,7 @@
 //! | `dynamodb` or `dynamodb:TABLE` | [`DynamoCheckpoints`], a DynamoDB table (feature `dynamodb`), as the Kinesis Client Library keeps its leases |
 //! | `local:DIR` | [`LocalCheckpoints`], the embedded engine's checkpoint files under `DIR` |
 //!
-//! A store may also hold the leases of consumer groups ([`crate::lease`]); one that does
+//! A store may also hold the leases of consumer groups ([`crate::Consumer::member`]); one that does
 //! not refuses them with [`Error::Unsupported`].
 
 #[cfg(feature = "dynamodb")]
@@ -92,7 +92,7 @@ pub trait CheckpointStore: Debug + Send + Sync {
     /// The error of a store that keeps no leases.
     fn no_leases(&self) -> Error {
         Error::Unsupported {
-            operation: "consumer-group leases",
+            operation: "consumer-group leases".into(),
             backend: self.kind(),
         }
     }
@@ -104,7 +104,7 @@ pub fn store_of(backend: &dyn Backend) -> Result<&dyn CheckpointStore> {
     match backend.consumption() {
         Consumption::Checkpoints(store) => Ok(store),
         Consumption::Subscriptions(_) => Err(Error::Unsupported {
-            operation: "checkpoints (this provider's subscriptions acknowledge instead)",
+            operation: "checkpoints (this provider's subscriptions acknowledge instead)".into(),
             backend: backend.name(),
         }),
     }

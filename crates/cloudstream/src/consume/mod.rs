@@ -80,7 +80,7 @@ pub(crate) async fn open(
         Consumption::Subscriptions(subscriptions) => {
             if let Lanes::Partitions(_) = lanes {
                 return Err(Error::Unsupported {
-                    operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())",
+                    operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())".into(),
                     backend: stream.backend().name(),
                 });
             }

@@ -1,14 +1,13 @@
 //! How a trigger handles one batch: the handler called with retries and backoff, then the
 //! batch dead-lettered, its outcome reported to the counters and the observers.
 
-use std::panic::AssertUnwindSafe;
-use std::time::Duration;
-
 use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::watch;
 
 use super::outcome::{BatchOutcome, BatchReport, Counters};
 use super::{dlq_headers, Trigger};
+use crate::retry::retry;
 use crate::{Error, Record, Stream};
 
 /// How handling a batch ended.
@@ -36,31 +35,35 @@ impl Trigger {
                 self.observers.iter().for_each(|observe| observe(&report));
             }
         };
-        let mut last_error = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            // A handler may panic before its future exists, or while it runs.
+        // A handler may panic before its future exists, or while it runs.
+        let call_once = || {
             let call =
                 std::panic::catch_unwind(AssertUnwindSafe(|| self.deliver.call(records.clone())));
-            let outcome = match call {
-                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
-                Err(panic) => Err(panic),
-            };
-            match outcome {
-                Ok(Ok(())) => {
-                    report(BatchOutcome::Handled);
-                    return Outcome::Done;
-                }
-                Ok(Err(e)) => last_error = e,
-                Err(_) => last_error = "handler panicked".to_owned(),
-            }
-            if attempt < self.retry.max_attempts {
-                let error = last_error.clone();
-                report(BatchOutcome::Retried { attempt, error });
-                if sleep_or_stop(self.retry.backoff(attempt), stop).await {
-                    return Outcome::Stopped;
+            async move {
+                let panicked = || "handler panicked".to_owned();
+                match call {
+                    Ok(future) => AssertUnwindSafe(future)
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err(panicked())),
+                    Err(_) => Err(panicked()),
                 }
             }
-        }
+        };
+        let retried = |error: &String, attempt| {
+            let error = error.clone();
+            report(BatchOutcome::Retried { attempt, error });
+        };
+        let every_error = |_: &String| true;
+        let last_error = match retry(&self.retry, Some(stop), every_error, retried, call_once).await
+        {
+            None => return Outcome::Stopped,
+            Some(Ok(())) => {
+                report(BatchOutcome::Handled);
+                return Outcome::Done;
+            }
+            Some(Err(e)) => e,
+        };
         if let Some(dlq) = dlq {
             for record in &records {
                 match self.dead_letter_one(dlq, record, &last_error, stop).await {
@@ -99,25 +102,31 @@ impl Trigger {
             .with_header(dlq_headers::SOURCE_STREAM, self.stream.name())
             .with_header(dlq_headers::SOURCE_POSITION, record.position.to_string())
             .with_header(dlq_headers::ATTEMPTS, self.retry.max_attempts.to_string());
-        let mut attempt = 0;
+        let forever = self.retry.unbounded();
         loop {
-            match dlq.send(event.clone()).await {
-                Ok(_) => return Outcome::Done,
-                Err(Error::RecordTooLarge { .. }) if !event.payload.is_empty() => {
+            let failed = |e: &Error, _| {
+                tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
+            };
+            let send = || dlq.send(event.clone());
+            match retry(
+                &forever,
+                Some(&mut *stop),
+                Error::is_retryable,
+                failed,
+                send,
+            )
+            .await
+            {
+                None => return Outcome::Stopped,
+                Some(Ok(_)) => return Outcome::Done,
+                Some(Err(Error::RecordTooLarge { .. })) if !event.payload.is_empty() => {
                     event.payload = bytes::Bytes::new();
                     event.headers.insert(
                         dlq_headers::PAYLOAD_DROPPED.to_owned(),
                         format!("{size} bytes did not fit the dead-letter stream"),
                     );
                 }
-                Err(e) if permanent(&e) => return Outcome::Fatal(e),
-                Err(e) => {
-                    attempt += 1;
-                    tracing::warn!(dlq = dlq.name(), error = %e, "dead-letter write failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(attempt), stop).await {
-                        return Outcome::Stopped;
-                    }
-                }
+                Some(Err(e)) => return Outcome::Fatal(e),
             }
         }
     }
@@ -132,28 +141,4 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Errors that retrying cannot fix: the trigger stops with them instead of looping.
-pub(super) fn permanent(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::StreamNotFound { .. }
-            | Error::InvalidArgument(_)
-            | Error::InvalidName { .. }
-            | Error::Unsupported { .. }
-            | Error::Corrupt(_)
-            | Error::RecordTooLarge { .. }
-    )
-}
-
-/// Sleeps, or returns `true` early when told to stop.
-pub(super) async fn sleep_or_stop(pause: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    if *stop.borrow() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => false,
-        _ = stop.changed() => true,
-    }
 }

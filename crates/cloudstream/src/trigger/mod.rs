@@ -21,12 +21,13 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
-use self::handle::{permanent, sleep_or_stop, Outcome};
+use self::handle::Outcome;
 use self::outcome::Counters;
 use self::outcome::Observer;
 pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport};
 use crate::consume::{self, Lane, Lanes};
 use crate::consumer::StartAt;
+use crate::retry::Pause;
 use crate::{Error, Record, Result, RetryPolicy, Stream};
 
 /// Headers a dead-lettered event carries besides its own.
@@ -277,7 +278,7 @@ impl Trigger {
         mut stop: watch::Receiver<bool>,
         counters: &Counters,
     ) -> Result<()> {
-        let mut failures = 0;
+        let mut pulls = self.retry.unbounded().attempts();
         while !*stop.borrow() {
             let pulled = tokio::select! {
                 r = self.gather(&mut *lane) => r,
@@ -285,20 +286,19 @@ impl Trigger {
             };
             let records = match pulled {
                 Ok(records) => {
-                    failures = 0;
+                    pulls.reset();
                     records
                 }
                 Err(e) => {
                     lane.give_back();
-                    if permanent(&e) {
+                    if !e.is_retryable() {
                         return Err(e);
                     }
-                    failures += 1;
                     tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "pull failed; retrying");
-                    if sleep_or_stop(self.retry.backoff(failures), &mut stop).await {
-                        break;
+                    match pulls.pause(Some(&mut stop)).await {
+                        Pause::Again => continue,
+                        Pause::Exhausted | Pause::Stopped => break,
                     }
-                    continue;
                 }
             };
             let units: Vec<Vec<Record>> = if self.deliver.per_batch() {

@@ -4,9 +4,6 @@
 //!
 //! The body is `{"error": {"code": "stream_not_found", "message": "...", "details": {...}}}`.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
-
 use serde_json::{json, Value};
 
 use crate::{Error, Position};
@@ -17,11 +14,13 @@ pub fn error_status(e: &Error) -> (u16, &'static str) {
         Error::InvalidName { .. } => (400, "invalid_name"),
         Error::InvalidArgument(_) | Error::InvalidUrl { .. } => (400, "invalid_argument"),
         Error::StreamNotFound { .. } => (404, "stream_not_found"),
+        Error::ConsumerNotFound { .. } => (404, "consumer_not_found"),
         Error::StreamExists { .. } => (409, "stream_exists"),
         Error::RecordTooLarge { .. } => (413, "record_too_large"),
         Error::Expired { .. } => (410, "expired"),
         Error::BeyondEnd { .. } => (400, "beyond_end"),
         Error::Unsupported { .. } => (501, "unsupported"),
+        Error::Throttled(_) => (429, "throttled"),
         Error::Unavailable(_) => (503, "unavailable"),
         Error::Unauthenticated(_) => (401, "unauthorized"),
         Error::Forbidden(_) => (403, "forbidden"),
@@ -39,6 +38,9 @@ pub fn error_details(e: &Error) -> Option<Value> {
         Error::InvalidArgument(reason) => json!({ "reason": reason }),
         Error::StreamNotFound { stream } | Error::StreamExists { stream } => {
             json!({ "stream": stream })
+        }
+        Error::ConsumerNotFound { stream, consumer } => {
+            json!({ "stream": stream, "consumer": consumer })
         }
         Error::RecordTooLarge { size, max } => json!({ "size": size, "max": max }),
         Error::Expired {
@@ -66,8 +68,8 @@ impl std::fmt::Display for Remote {
 impl std::error::Error for Remote {}
 
 /// The error an HTTP error response stands for: the variant its code and details name,
-/// else by status (401 `Unauthenticated`, 403 `Forbidden`; 408, 429, 503 and 504
-/// `Unavailable`, as retrying may succeed; other 5xx `Backend`, other 4xx
+/// else by status (401 `Unauthenticated`, 403 `Forbidden`, 429 `Throttled`; 408, 503 and
+/// 504 `Unavailable`, as retrying may succeed; other 5xx `Backend`, other 4xx
 /// `InvalidArgument`).
 pub fn error_from_body(status: u16, body: &Value) -> Error {
     let error = &body["error"];
@@ -81,13 +83,17 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
     let position = |name: &str| text(name).and_then(|p| p.parse::<Position>().ok());
     let rebuilt = match code {
         "invalid_name" => text("name").map(|name| Error::InvalidName {
-            kind: intern(&text("kind").unwrap_or_default()),
+            kind: known(&text("kind").unwrap_or_default(), NAME_KINDS, "name"),
             name,
-            reason: intern(&text("reason").unwrap_or_default()),
+            reason: text("reason").unwrap_or_default().into(),
         }),
         "invalid_argument" => text("reason").map(Error::InvalidArgument),
         "stream_not_found" => text("stream").map(|stream| Error::StreamNotFound { stream }),
         "stream_exists" => text("stream").map(|stream| Error::StreamExists { stream }),
+        "consumer_not_found" => text("stream")
+            .zip(text("consumer"))
+            .map(|(stream, consumer)| Error::ConsumerNotFound { stream, consumer }),
+        "throttled" => Some(Error::Throttled(Box::new(Remote(message.clone())))),
         "record_too_large" => number("size")
             .zip(number("max"))
             .map(|(size, max)| Error::RecordTooLarge { size, max }),
@@ -103,36 +109,50 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
             .zip(position("next"))
             .map(|(requested, next)| Error::BeyondEnd { requested, next }),
         "unsupported" => text("operation").map(|operation| Error::Unsupported {
-            operation: intern(&operation),
-            backend: intern(&text("backend").unwrap_or_default()),
+            operation: operation.into(),
+            backend: known(
+                &text("backend").unwrap_or_default(),
+                &backend_names(),
+                "remote",
+            ),
         }),
         _ => None,
     };
     rebuilt.unwrap_or_else(|| match status {
         401 => Error::Unauthenticated(message),
         403 => Error::Forbidden(message),
-        // A request that timed out or was shed may succeed when tried again.
-        408 | 429 | 503 | 504 => Error::Unavailable(Box::new(Remote(message))),
+        // A request that was shed, timed out or was refused for now may succeed when tried
+        // again.
+        429 => Error::Throttled(Box::new(Remote(message))),
+        408 | 503 | 504 => Error::Unavailable(Box::new(Remote(message))),
         500.. => Error::Backend(Box::new(Remote(message))),
         _ => Error::InvalidArgument(message),
     })
 }
 
-/// A `'static` copy of a short name from the server (an operation, a backend, a reason).
-/// Each distinct text is kept once for the life of the process; the set is bounded by the
-/// server's vocabulary.
-fn intern(text: &str) -> &'static str {
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(name) = names.get(text) {
-        return name;
-    }
-    let name: &'static str = Box::leak(text.to_owned().into_boxed_str());
-    names.insert(name);
-    name
+/// The kinds of name an `invalid_name` error may name.
+const NAME_KINDS: &[&str] = &["stream", "consumer", "member", "webhook", "lease"];
+
+/// The names a backend or a checkpoint store goes by: the providers' schemes and the stores'
+/// kinds.
+fn backend_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = crate::backend::providers()
+        .iter()
+        .flat_map(|p| p.schemes)
+        .copied()
+        .collect();
+    names.extend(["engine", "local", "memory", "dynamodb", "http"]);
+    names
+}
+
+/// `text` as the `'static` name it equals among `names`, else `otherwise`: names from a
+/// server are matched against the vocabulary, never leaked into `'static` strings.
+fn known(text: &str, names: &[&'static str], otherwise: &'static str) -> &'static str {
+    names
+        .iter()
+        .copied()
+        .find(|&n| n == text)
+        .unwrap_or(otherwise)
 }
 
 #[cfg(test)]
@@ -161,15 +181,19 @@ mod tests {
                 next: p,
             },
             Error::Unsupported {
-                operation: "reads",
+                operation: "reads".into(),
                 backend: "pubsub",
             },
             Error::InvalidName {
                 kind: "stream",
                 name: "a/b".into(),
-                reason: "bad",
+                reason: "bad".into(),
             },
             Error::InvalidArgument("x".into()),
+            Error::ConsumerNotFound {
+                stream: "s".into(),
+                consumer: "c".into(),
+            },
         ] {
             let back = round_trip(e.replicate());
             assert_eq!(back.to_string(), e.to_string());
@@ -177,6 +201,10 @@ mod tests {
         assert!(matches!(
             round_trip(Error::Unavailable("down".into())),
             Error::Unavailable(_)
+        ));
+        assert!(matches!(
+            round_trip(Error::Throttled("slow down".into())),
+            Error::Throttled(_)
         ));
     }
 }

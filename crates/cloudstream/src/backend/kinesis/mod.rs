@@ -41,6 +41,7 @@ use super::{
 };
 use crate::aws_errors::{aws_error, AwsError};
 use crate::checkpoint::{CheckpointLocation, DynamoCheckpoints, LocalCheckpoints};
+use crate::retry::{retry, Pause};
 use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result, RetryPolicy, Sequence};
 
@@ -214,27 +215,23 @@ impl KinesisBackend {
     }
 
     /// Runs an AWS call, retrying throttling and transient failures with backoff.
-    async fn call<T, F, Fut>(&self, what: &str, mut f: F) -> std::result::Result<T, AwsError>
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> std::result::Result<T, AwsError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, AwsError>>,
     {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match f().await {
-                Err(e) if e.retryable() && attempt < self.retry.max_attempts => {
-                    let counter = match e {
-                        AwsError::Throttled(_) => &self.metrics.throttled_calls,
-                        _ => &self.metrics.transient_errors,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(what, attempt, error = ?e, "retrying Kinesis call");
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        let counted = |e: &AwsError, attempt| {
+            let counter = match e {
+                AwsError::Throttled(_) => &self.metrics.throttled_calls,
+                _ => &self.metrics.transient_errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(what, attempt, error = ?e, "retrying Kinesis call");
+        };
+        retry(&self.retry, None, AwsError::retryable, counted, f)
+            .await
+            // Without a stop signal a retry always ends with the call's own outcome.
+            .unwrap_or_else(|| Err(AwsError::Other(format!("{what}: retry stopped"))))
     }
 
     /// `DescribeStreamSummary`, retried when throttled.
@@ -700,9 +697,8 @@ impl Backend for KinesisBackend {
         let keys: Vec<Option<&str>> = events.iter().map(|e| e.key.as_deref()).collect();
         let mut receipts: Vec<Option<Sequence>> = vec![None; events.len()];
         let mut pending: Vec<usize> = (0..events.len()).collect();
-        let mut attempt = 0;
+        let mut attempts = self.retry.attempts();
         while !pending.is_empty() {
-            attempt += 1;
             let batch: Vec<_> = pending.iter().map(|&i| entries[i].clone()).collect();
             let results = self.put_once(stream, &shard, &batch).await?;
             let mut failed = Vec::with_capacity(pending.len());
@@ -737,12 +733,12 @@ impl Backend for KinesisBackend {
             self.metrics
                 .reordered_resends
                 .fetch_add(again.len() as u64 - failures, Ordering::Relaxed);
-            if attempt >= self.retry.max_attempts {
+            if attempts.pause(None).await == Pause::Exhausted {
+                let attempt = attempts.failed();
                 return Err(Error::Unavailable(
                     format!("{failures} records of a PutRecords call to {stream} still failed after {attempt} attempts").into(),
                 ));
             }
-            tokio::time::sleep(self.retry.backoff(attempt)).await;
             pending = again;
         }
         receipts

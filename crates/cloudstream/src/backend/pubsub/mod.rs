@@ -118,11 +118,10 @@ fn pubsub_error(e: &google_cloud_pubsub::Error, what: &str) -> Error {
     let message = format!("{what}: {e}");
     match code {
         Some(Code::InvalidArgument) => Error::InvalidArgument(message),
-        Some(Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted) => {
-            Error::Unavailable(message.into())
-        }
+        Some(Code::ResourceExhausted) => Error::Throttled(message.into()),
+        Some(Code::Unavailable | Code::DeadlineExceeded) => Error::Unavailable(message.into()),
         Some(Code::Unimplemented) => Error::Unsupported {
-            operation: "this call on this Pub/Sub server",
+            operation: "this call on this Pub/Sub server".into(),
             backend: "pubsub",
         },
         _ => Error::Backend(message.into()),
@@ -625,7 +624,7 @@ impl Backend for PubSubBackend {
     ) -> Result<Vec<Record>> {
         self.describe_topic(stream).await?;
         Err(Error::Unsupported {
-            operation: "reading by position or time (Pub/Sub delivers through subscriptions: use a consumer)",
+            operation: "reading by position or time (Pub/Sub delivers through subscriptions: use a consumer)".into(),
             backend: "pubsub",
         })
     }
