@@ -309,8 +309,8 @@ pub(crate) struct WebhookBody {
     /// The dead-letter stream, or `false` for none.
     #[schema(value_type = Value)]
     dead_letter: Value,
-    /// `earliest` or `latest`.
-    start: String,
+    /// Where it starts without a checkpoint.
+    start: cloudstream::StartAt,
     timeout_ms: u64,
     /// Records delivered with a 2xx.
     delivered: u64,

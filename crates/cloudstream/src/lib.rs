@@ -56,6 +56,7 @@ mod openapi;
 mod partitioner;
 mod retry;
 mod sequence;
+pub mod start;
 mod stream;
 mod trigger;
 pub mod url;

@@ -10,7 +10,7 @@ use utoipa::__dev::ComposeSchema;
 use utoipa::ToSchema;
 
 use crate::backend::PartitionStart;
-use crate::{Position, Sequence};
+use crate::{Position, Sequence, StartAt};
 
 fn text(description: &str, pattern: &str) -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -60,3 +60,14 @@ impl ComposeSchema for PartitionStart {
 }
 
 impl ToSchema for PartitionStart {}
+
+impl ComposeSchema for StartAt {
+    fn compose(_: Vec<RefOr<Schema>>) -> RefOr<Schema> {
+        text(
+            "Where a consumer without a checkpoint starts: earliest, latest, or time:RFC3339 (or time:MS).",
+            "^(earliest|latest|time:.+)$",
+        )
+    }
+}
+
+impl ToSchema for StartAt {}

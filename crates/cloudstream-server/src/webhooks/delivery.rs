@@ -143,7 +143,7 @@ impl Task {
             .batch_size(self.spec.batch_size)
             .max_wait(Duration::from_millis(self.spec.max_wait_ms))
             .retry(self.spec.retry())
-            .start_at(self.spec.start.at());
+            .start_at(self.spec.start);
         let trigger = match &self.spec.dead_letter {
             Some(name) => trigger.dead_letter(name),
             None => trigger.no_dead_letter(),

@@ -306,7 +306,7 @@ impl Webhooks {
         // Pinned before the answer: every event sent after a 201 reaches the webhook.
         handle
             .on_batch(&consumer, |_: Vec<Record>| async { Ok::<(), String>(()) })
-            .start_at(spec.start.at())
+            .start_at(spec.start)
             .pin_start()
             .await?;
         let key = (stream.to_owned(), id.to_owned());

@@ -28,26 +28,6 @@ pub(crate) fn consumer_name(id: &str) -> String {
     format!("webhook-{id}")
 }
 
-/// Where a webhook without a checkpoint starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Start {
-    /// The oldest record held.
-    Earliest,
-    /// Records written after the webhook was registered.
-    Latest,
-}
-
-impl Start {
-    /// The library's start point.
-    pub(crate) fn at(self) -> StartAt {
-        match self {
-            Start::Earliest => StartAt::Earliest,
-            Start::Latest => StartAt::Latest,
-        }
-    }
-}
-
 /// A webhook's settings with every default applied: what `webhooks.json` holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Spec {
@@ -68,7 +48,7 @@ pub(crate) struct Spec {
     /// The dead-letter stream; `None` drops (and logs) what fails every attempt.
     pub(crate) dead_letter: Option<String>,
     /// Where it starts without a checkpoint.
-    pub(crate) start: Start,
+    pub(crate) start: StartAt,
     /// Timeout of one POST.
     pub(crate) timeout_ms: u64,
 }
@@ -104,8 +84,8 @@ pub(crate) struct SpecIn {
     backoff_ms: Option<u64>,
     /// The dead-letter stream, or `false`.
     dead_letter: Option<Value>,
-    /// `earliest` or `latest` (default).
-    start: Option<Start>,
+    /// `earliest`, `latest` (default) or `time:RFC3339`.
+    start: Option<StartAt>,
     /// Timeout of one POST (default 10 s).
     timeout_ms: Option<u64>,
 }
@@ -183,7 +163,7 @@ impl SpecIn {
                 (0, MAX_BACKOFF_MS),
             )?,
             dead_letter,
-            start: self.start.unwrap_or(Start::Latest),
+            start: self.start.unwrap_or(StartAt::Latest),
             timeout_ms: in_range("timeout_ms", self.timeout_ms.unwrap_or(10_000), TIMEOUT_MS)?,
         };
         Ok((spec, url))

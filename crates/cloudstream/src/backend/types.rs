@@ -2,13 +2,10 @@
 //! points, read limits and capabilities.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use crate::checkpoint::Checkpoint;
-use crate::event::{from_millis, to_millis};
-use crate::{Error, Result, Sequence};
+use crate::Sequence;
 
 /// How a stream is created: its retention horizon and its number of partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +103,8 @@ pub struct ConsumerInfo {
 /// Where a read starts within one partition; also what a checkpoint holds (where the
 /// consumer resumes).
 ///
-/// Printed and parsed as `earliest`, `latest`, `at:SEQ`, `after:SEQ` or `time:MS` (ms since
-/// the Unix epoch).
+/// Printed as `earliest`, `latest`, `at:SEQ`, `after:SEQ` or `time:MS` (ms since the Unix
+/// epoch); parsed also with `time:RFC3339` (see [`crate::start`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionStart {
     /// The oldest record held.
@@ -120,52 +117,6 @@ pub enum PartitionStart {
     After(Sequence),
     /// The first record appended at or after this time.
     AtTime(SystemTime),
-}
-
-impl fmt::Display for PartitionStart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PartitionStart::Earliest => f.write_str("earliest"),
-            PartitionStart::Latest => f.write_str("latest"),
-            PartitionStart::At(s) => write!(f, "at:{s}"),
-            PartitionStart::After(s) => write!(f, "after:{s}"),
-            PartitionStart::AtTime(t) => write!(f, "time:{}", to_millis(*t)),
-        }
-    }
-}
-
-impl FromStr for PartitionStart {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::InvalidArgument(format!(
-                "{s:?} is not a partition start (earliest, latest, at:SEQ, after:SEQ or time:MS)"
-            ))
-        };
-        Ok(match s.split_once(':') {
-            None if s == "earliest" => PartitionStart::Earliest,
-            None if s == "latest" => PartitionStart::Latest,
-            Some(("at", seq)) => PartitionStart::At(seq.parse().map_err(|_| bad())?),
-            Some(("after", seq)) => PartitionStart::After(seq.parse().map_err(|_| bad())?),
-            Some(("time", ms)) => {
-                PartitionStart::AtTime(from_millis(ms.parse().map_err(|_| bad())?))
-            }
-            _ => return Err(bad()),
-        })
-    }
-}
-
-impl serde::Serialize for PartitionStart {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for PartitionStart {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 /// Limits of one read.
@@ -191,8 +142,12 @@ impl Default for ReadOptions {
 
 /// What a backend can do, so callers (and the conformance suite) know what to expect.
 /// In JSON (`GET /v1/capabilities` of the server) the horizon range is in milliseconds.
+///
+/// New capabilities may be added: a backend outside this crate starts from
+/// [`Capabilities::new`] and sets what it offers.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Reads start at any retained sequence number.
     pub replay_by_position: bool,
@@ -223,6 +178,35 @@ pub struct Capabilities {
     #[serde(rename = "horizon_range_ms", with = "range_ms")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<u64>))]
     pub horizon_range: (Duration, Duration),
+}
+
+impl Capabilities {
+    /// A backend that offers nothing beyond appends and consumers: no replay, no leases, not
+    /// durable, one partition, 1 MiB records, 500 records or 5 MiB per append, horizons from
+    /// one minute to seven days. Set what the backend does offer.
+    pub fn new() -> Self {
+        Capabilities {
+            replay_by_position: false,
+            replay_by_time: false,
+            dense_sequences: false,
+            consumers_see_history: false,
+            server_side_checkpoints: false,
+            durable: false,
+            leases: false,
+            max_record_bytes: 1024 * 1024,
+            max_batch_records: 500,
+            max_batch_bytes: 5 * 1024 * 1024,
+            max_partitions: 1,
+            horizon_range: (Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+impl Default for Capabilities {
+    /// [`Capabilities::new`].
+    fn default() -> Self {
+        Capabilities::new()
+    }
 }
 
 /// A pair of durations as milliseconds, for [`Capabilities::horizon_range`].

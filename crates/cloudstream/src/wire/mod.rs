@@ -3,8 +3,8 @@
 //!
 //! A record is `{"position": "0:42", "partition": 0, "sequence": 42, "append_time":
 //! RFC3339, "key": ..., "headers": {...}, "event_time": RFC3339?, "payload": TEXT}`, with
-//! `payload_base64` instead of `payload` when the payload is not UTF-8. A start point is
-//! `earliest`, `latest`, `P:S`, `after:P:S` or `time:RFC3339`. Errors travel as
+//! `payload_base64` instead of `payload` when the payload is not UTF-8. Start points follow
+//! the one grammar of [`crate::start`]. Errors travel as
 //! `{"error": {"code", "message", "details"}}` ([`error_status`], [`error_from_body`]).
 
 use std::time::SystemTime;
@@ -17,7 +17,7 @@ use base64::Engine as _;
 pub use errors::{error_details, error_from_body, error_status};
 pub use event::{parse_time, record_from_json, record_json, EventJson};
 
-use crate::{Error, Position, ReadFrom, Result};
+use crate::{Error, ReadFrom, Result};
 
 /// A time as RFC 3339 with milliseconds, UTC.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -36,31 +36,16 @@ pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::InvalidArgument(format!("not base64: {e}")))
 }
 
-/// Parses a start point: `earliest`, `latest`, `P:S`, `after:P:S`, `time:RFC3339`.
+/// Parses a start point of a stream (the grammar of [`crate::start`]): `earliest`,
+/// `latest`, `P:S`, `after:P:S`, `time:RFC3339` or `time:MS`.
 pub fn parse_from(s: &str) -> Result<ReadFrom> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "{s:?} is not a start point: use earliest, latest, P:S, after:P:S or time:RFC3339"
-        ))
-    };
-    Ok(match s {
-        "earliest" => ReadFrom::Earliest,
-        "latest" => ReadFrom::Latest,
-        _ => {
-            if let Some(p) = s.strip_prefix("after:") {
-                ReadFrom::After(p.parse::<Position>()?)
-            } else if let Some(t) = s.strip_prefix("time:") {
-                ReadFrom::AtTime(event::parse_time("time", t)?)
-            } else {
-                ReadFrom::At(s.parse::<Position>().map_err(|_| bad())?)
-            }
-        }
-    })
+    s.parse()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Position;
 
     #[test]
     fn base64_matches_the_standard() {
