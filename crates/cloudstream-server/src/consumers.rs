@@ -14,10 +14,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::backend::Checkpoint;
 use cloudstream::checkpoint::store_of;
-use cloudstream::wire::record_json;
+use cloudstream::wire::{CheckpointBody, ConsumerList, Existed, Fetched, GapJson, RecordJson};
 use cloudstream::Consumer;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::{ApiError, Path, State};
 
@@ -138,7 +137,7 @@ async fn handle(
     post, path = "/v1/streams/{name}/consumers/{consumer}/fetch", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
     responses(
-        (status = 200, description = "The next batch; the previous one is committed", body = crate::openapi::Fetched),
+        (status = 200, description = "The next batch; the previous one is committed", body = cloudstream::wire::Fetched),
         crate::openapi::Failures
     )
 )]
@@ -146,7 +145,7 @@ pub(crate) async fn fetch(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
     query: Result<Query<FetchQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Fetched>, ApiError> {
     let query = query?.0;
     let handle = handle(&state, &stream, &consumer, &query).await?;
     let batch = handle.fetch().await?;
@@ -155,13 +154,10 @@ pub(crate) async fn fetch(
         batch.records.len() as u64,
         crate::events::payload_bytes(&batch.records),
     );
-    let records: Vec<Value> = batch.records.iter().map(record_json).collect();
-    let gaps: Vec<Value> = batch
-        .gaps
-        .iter()
-        .map(|g| json!({ "partition": g.partition, "from": g.from.to_string(), "resumed_at": g.resumed_at.to_string() }))
-        .collect();
-    Ok(Json(json!({ "records": records, "gaps": gaps })))
+    Ok(Json(Fetched {
+        records: batch.records.iter().map(RecordJson::from).collect(),
+        gaps: batch.gaps.iter().map(GapJson::from).collect(),
+    }))
 }
 
 #[utoipa::path(
@@ -189,17 +185,17 @@ pub(crate) async fn commit(
     get, path = "/v1/streams/{name}/consumers", tag = "consumers",
     params(("name" = String, Path, description = "Stream name")),
     responses(
-        (status = 200, description = "Consumers with their checkpoints and lag", body = crate::openapi::Consumers),
+        (status = 200, description = "Consumers with their checkpoints and lag", body = cloudstream::wire::ConsumerList),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsumerList>, ApiError> {
     state.stream(&stream).await?;
     let consumers = state.client.backend().list_consumers(&stream).await?;
-    Ok(Json(json!({ "consumers": consumers })))
+    Ok(Json(ConsumerList { consumers }))
 }
 
 /// `GET .../consumers/{consumer}/checkpoint`: where the consumer resumes in each partition
@@ -208,20 +204,20 @@ pub(crate) async fn list(
     get, path = "/v1/streams/{name}/consumers/{consumer}/checkpoint", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
-        (status = 200, description = "Where the consumer resumes", body = crate::openapi::CheckpointBody),
+        (status = 200, description = "Where the consumer resumes", body = cloudstream::wire::CheckpointBody),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn checkpoint(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckpointBody>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
     let checkpoint = store_of(state.client.backend().as_ref())?
         .load(&stream, &consumer)
         .await?;
-    Ok(Json(json!({ "checkpoint": checkpoint })))
+    Ok(Json(CheckpointBody { checkpoint }))
 }
 
 /// `PUT .../consumers/{consumer}/checkpoint` with `{"0": "after:41", "1": "at:7"}`: sets
@@ -263,14 +259,14 @@ pub(crate) async fn set_checkpoint(
     delete, path = "/v1/streams/{name}/consumers/{consumer}", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
-        (status = 200, description = "Forgotten", body = crate::openapi::Existed),
+        (status = 200, description = "Forgotten", body = cloudstream::wire::Existed),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn delete(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Existed>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
     let existed = state
@@ -279,5 +275,5 @@ pub(crate) async fn delete(
         .delete_consumer(&stream, &consumer)
         .await?;
     state.consumers.forget(&stream, Some(&consumer));
-    Ok(Json(json!({ "existed": existed })))
+    Ok(Json(Existed { existed }))
 }

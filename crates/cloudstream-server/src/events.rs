@@ -8,10 +8,9 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use cloudstream::backend::ReadOptions;
-use cloudstream::wire::{parse_from, record_json, EventJson};
+use cloudstream::wire::{parse_from, Appended, EventJson, RecordJson, Records};
 use cloudstream::{Event, ReadFrom};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::openapi::{BatchResult, BatchResults, Sent};
 use crate::{ApiError, Path, State};
@@ -33,7 +32,7 @@ fn event(json: EventJson) -> Result<Event, ApiError> {
         )
     ),
     responses(
-        (status = 201, description = "Stored durably", body = crate::openapi::Sent),
+        (status = 201, description = "Stored durably", body = cloudstream::wire::Sent),
         crate::openapi::Failures
     )
 )]
@@ -111,7 +110,7 @@ pub(crate) async fn send_batch(
     params(("name" = String, Path, description = "Stream name"), ("partition" = u32, Path, description = "Partition")),
     request_body(content = Vec<cloudstream::wire::EventJson>, content_type = "application/json"),
     responses(
-        (status = 201, description = "Every event stored, in order", body = crate::openapi::Appended),
+        (status = 201, description = "Every event stored, in order", body = cloudstream::wire::Appended),
         crate::openapi::Failures
     )
 )]
@@ -119,7 +118,7 @@ pub(crate) async fn append(
     state: State,
     Path((name, partition)): Path<(String, u32)>,
     body: Result<Json<Vec<EventJson>>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let items = body?.0;
     check_batch(&state, items.len())?;
     let events = items
@@ -137,7 +136,7 @@ pub(crate) async fn append(
     let count = events.len() as u64;
     let positions = stream.backend().append(&name, partition, &events).await?;
     state.metrics.events_in(&name, count, bytes);
-    Ok((StatusCode::CREATED, Json(json!({ "positions": positions }))))
+    Ok((StatusCode::CREATED, Json(Appended { positions })))
 }
 
 /// A batch over the limit is a 413.
@@ -172,7 +171,7 @@ pub(crate) struct ReadQuery {
     get, path = "/v1/streams/{name}/records", tag = "events",
     params(("name" = String, Path, description = "Stream name"), ReadQuery),
     responses(
-        (status = 200, description = "Records in order", body = crate::openapi::Records),
+        (status = 200, description = "Records in order", body = cloudstream::wire::Records),
         crate::openapi::Failures
     )
 )]
@@ -180,7 +179,7 @@ pub(crate) async fn read(
     state: State,
     Path(name): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Records>, ApiError> {
     let query = query?.0;
     let from = match (&query.from, &query.start) {
         (Some(_), Some(_)) => return Err(ApiError::bad_request("give from or start, not both")),
@@ -206,8 +205,8 @@ pub(crate) async fn read(
     state
         .metrics
         .events_out(&name, records.len() as u64, payload_bytes(&records));
-    let records: Vec<Value> = records.iter().map(record_json).collect();
-    Ok(Json(json!({ "records": records })))
+    let records = records.iter().map(RecordJson::from).collect();
+    Ok(Json(Records { records }))
 }
 
 /// Payload bytes of some records, for the metrics.

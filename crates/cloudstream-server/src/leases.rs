@@ -9,8 +9,8 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::checkpoint::store_of;
+use cloudstream::wire::{Held, LeaseList};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::{ApiError, Path, State};
 
@@ -32,7 +32,7 @@ pub(crate) struct LeaseQuery {
     put, path = "/v1/streams/{name}/consumers/{consumer}/leases/{lease}", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), ("lease" = String, Path, description = "Lease name"), LeaseQuery),
     responses(
-        (status = 200, description = "Whether the member holds the lease", body = crate::openapi::Held),
+        (status = 200, description = "Whether the member holds the lease", body = cloudstream::wire::Held),
         crate::openapi::Failures
     )
 )]
@@ -40,7 +40,7 @@ pub(crate) async fn take(
     state: State,
     Path((stream, consumer, lease)): Path<(String, String, String)>,
     query: Result<Query<LeaseQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Held>, ApiError> {
     let query = query?.0;
     check(&state, &stream, &consumer, &query.member).await?;
     let ttl = Duration::from_millis(query.ttl_ms.unwrap_or(10_000))
@@ -48,7 +48,7 @@ pub(crate) async fn take(
     let held = store_of(state.client.backend().as_ref())?
         .take_lease(&stream, &consumer, &lease, &query.member, ttl)
         .await?;
-    Ok(Json(json!({ "held": held })))
+    Ok(Json(Held { held }))
 }
 
 /// `DELETE .../leases/{lease}?member=`: gives the lease back if `member` holds it.
@@ -78,20 +78,20 @@ pub(crate) async fn release(
     get, path = "/v1/streams/{name}/consumers/{consumer}/leases", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name")),
     responses(
-        (status = 200, description = "Unexpired leases", body = crate::openapi::LeasesBody),
+        (status = 200, description = "Unexpired leases", body = cloudstream::wire::LeaseList),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LeaseList>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
     let leases = store_of(state.client.backend().as_ref())?
         .live_leases(&stream, &consumer)
         .await?;
-    Ok(Json(json!({ "leases": leases })))
+    Ok(Json(LeaseList { leases }))
 }
 
 async fn check(state: &State, stream: &str, consumer: &str, member: &str) -> Result<(), ApiError> {

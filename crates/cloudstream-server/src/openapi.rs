@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use cloudstream::backend::{Capabilities, Checkpoint, ConsumerInfo, PartitionStart, StreamInfo};
-use cloudstream::{Position, Sequence};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::content::ContentBuilder;
@@ -148,43 +146,8 @@ pub(crate) struct Health {
     status: String,
 }
 
-/// The provider behind the server.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CapabilitiesBody {
-    /// The provider's short name (`local`, `kinesis`, ...).
-    backend: String,
-    capabilities: Capabilities,
-}
-
-/// Stream names.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StreamList {
-    streams: Vec<String>,
-}
-
-/// A stream just created.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StreamCreated {
-    stream: StreamInfo,
-}
-
-/// A stream with its consumers.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StreamDescription {
-    stream: StreamInfo,
-    consumers: Vec<ConsumerInfo>,
-}
-
-/// Where an event was stored.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Sent {
-    pub(crate) position: Position,
-}
+/// Where an event was stored (the body every send answers with).
+pub(crate) use cloudstream::wire::Sent;
 
 /// One result per event of a batch, in order.
 #[derive(Debug, Serialize, ToSchema)]
@@ -201,98 +164,6 @@ pub(crate) enum BatchResult {
     Sent(Sent),
     /// Refused.
     Failed(ErrorBody),
-}
-
-/// Where the events of a partition append were stored.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Appended {
-    positions: Vec<Position>,
-}
-
-/// A record as the API returns it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RecordBody {
-    position: Position,
-    partition: u32,
-    sequence: Sequence,
-    /// When the provider stored it (RFC 3339).
-    append_time: String,
-    key: Option<String>,
-    headers: BTreeMap<String, String>,
-    /// When the event happened, as its writer said (RFC 3339).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_time: Option<String>,
-    /// The payload, when it is UTF-8 text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<String>,
-    /// The payload in base64, when it is not UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload_base64: Option<String>,
-}
-
-/// Records of a read.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Records {
-    records: Vec<RecordBody>,
-}
-
-/// Records a consumer skipped because they expired before it read them.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GapBody {
-    partition: u32,
-    /// Where the consumer was.
-    from: String,
-    /// Where it resumed.
-    resumed_at: String,
-}
-
-/// A consumer's next batch.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Fetched {
-    records: Vec<RecordBody>,
-    gaps: Vec<GapBody>,
-}
-
-/// A stream's consumers and their lag.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Consumers {
-    consumers: Vec<ConsumerInfo>,
-}
-
-/// Where a consumer resumes in each partition; `null` if it never committed.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CheckpointBody {
-    /// Partition (a number, as JSON keys are text) → where the consumer resumes.
-    #[schema(value_type = Option<BTreeMap<String, PartitionStart>>)]
-    checkpoint: Option<Checkpoint>,
-}
-
-/// Whether a consumer existed before it was deleted.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Existed {
-    existed: bool,
-}
-
-/// Whether the member holds the lease now.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Held {
-    held: bool,
-}
-
-/// A consumer group's unexpired leases: lease → member.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LeasesBody {
-    leases: BTreeMap<String, String>,
 }
 
 /// A webhook trigger: its settings and what it did since the server started.

@@ -7,8 +7,8 @@ use axum::extract::rejection::BytesRejection;
 
 use axum::http::StatusCode;
 use axum::Json;
+use cloudstream::wire::{CapabilitiesBody, StreamCreated, StreamDescription, StreamList};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::{ApiError, Path, State};
 
@@ -26,11 +26,11 @@ pub(crate) struct CreateStream {
 #[utoipa::path(
     get, path = "/v1/capabilities", tag = "streams",
     responses(
-        (status = 200, description = "The provider and what it can do", body = crate::openapi::CapabilitiesBody),
+        (status = 200, description = "The provider and what it can do", body = cloudstream::wire::CapabilitiesBody),
         crate::openapi::Failures
     )
 )]
-pub(crate) async fn capabilities(state: State) -> Json<Value> {
+pub(crate) async fn capabilities(state: State) -> Json<CapabilitiesBody> {
     let backend = state.client.backend();
     let mut capabilities = backend.capabilities();
     // What a client may send in one request is also bounded by this server's limits: a batch
@@ -38,26 +38,29 @@ pub(crate) async fn capabilities(state: State) -> Json<Value> {
     let limits = state.limits;
     capabilities.max_batch_records = capabilities.max_batch_records.min(limits.max_batch_events);
     capabilities.max_batch_bytes = capabilities.max_batch_bytes.min(limits.max_body_bytes / 2);
-    Json(json!({ "backend": backend.name(), "capabilities": capabilities }))
+    Json(CapabilitiesBody {
+        backend: backend.name().to_owned(),
+        capabilities,
+    })
 }
 
 /// `GET /v1/streams`: every stream, or with tokens, those the token has a grant on.
 #[utoipa::path(
     get, path = "/v1/streams", tag = "streams",
     responses(
-        (status = 200, description = "Stream names (with tokens: those the token has a grant on)", body = crate::openapi::StreamList),
+        (status = 200, description = "Stream names (with tokens: those the token has a grant on)", body = cloudstream::wire::StreamList),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn list(
     state: State,
     principal: Option<axum::Extension<crate::auth::Principal>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamList>, ApiError> {
     let mut streams = state.client.list_streams().await?;
     if let Some(axum::Extension(principal)) = principal {
         streams.retain(|s| principal.sees(s));
     }
-    Ok(Json(json!({ "streams": streams })))
+    Ok(Json(StreamList { streams }))
 }
 
 #[utoipa::path(
@@ -65,7 +68,7 @@ pub(crate) async fn list(
     params(("name" = String, Path, description = "Stream name")),
     request_body(content = Option<CreateStream>, description = "Horizon and partitions; both optional", content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = crate::openapi::StreamCreated),
+        (status = 201, description = "Created", body = cloudstream::wire::StreamCreated),
         crate::openapi::Failures
     )
 )]
@@ -73,7 +76,7 @@ pub(crate) async fn create(
     state: State,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<StreamCreated>), ApiError> {
     let body = body?;
     let spec: CreateStream = if body.iter().all(u8::is_ascii_whitespace) {
         CreateStream::default()
@@ -101,25 +104,28 @@ pub(crate) async fn create(
         .create()
         .await?;
     let info = stream.describe().await?;
-    Ok((StatusCode::CREATED, Json(json!({ "stream": info }))))
+    Ok((StatusCode::CREATED, Json(StreamCreated { stream: info })))
 }
 
 #[utoipa::path(
     get, path = "/v1/streams/{name}", tag = "streams",
     params(("name" = String, Path, description = "Stream name")),
     responses(
-        (status = 200, description = "Partitions, extent and consumers with their lag", body = crate::openapi::StreamDescription),
+        (status = 200, description = "Partitions, extent and consumers with their lag", body = cloudstream::wire::StreamDescription),
         crate::openapi::Failures
     )
 )]
 pub(crate) async fn describe(
     state: State,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamDescription>, ApiError> {
     let stream = state.stream(&name).await?;
     let info = stream.describe().await?;
     let consumers = state.client.backend().list_consumers(&name).await?;
-    Ok(Json(json!({ "stream": info, "consumers": consumers })))
+    Ok(Json(StreamDescription {
+        stream: info,
+        consumers,
+    }))
 }
 
 #[utoipa::path(

@@ -174,7 +174,10 @@ mod tests {
         assert_eq!("2:7".parse::<ReadFrom>()?, ReadFrom::At(p));
         assert_eq!("at:2:7".parse::<ReadFrom>()?, ReadFrom::At(p));
         assert_eq!("after:2:7".parse::<ReadFrom>()?, ReadFrom::After(p));
-        assert_eq!("at:7".parse::<PartitionStart>()?, PartitionStart::At(7u64.into()));
+        assert_eq!(
+            "at:7".parse::<PartitionStart>()?,
+            PartitionStart::At(7u64.into())
+        );
         for start in [
             ReadFrom::Earliest,
             ReadFrom::Latest,
@@ -187,7 +190,10 @@ mod tests {
         for start in [StartAt::Earliest, StartAt::Latest, StartAt::AtTime(noon)] {
             assert_eq!(start.to_string().parse::<StartAt>()?, start);
         }
-        assert_eq!(PartitionStart::AtTime(noon).to_string(), format!("time:{ms}"));
+        assert_eq!(
+            PartitionStart::AtTime(noon).to_string(),
+            format!("time:{ms}")
+        );
         assert!("yesterday".parse::<ReadFrom>().is_err());
         assert!("2:7".parse::<StartAt>().is_err());
         assert!("after:x".parse::<PartitionStart>().is_err());

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{base64_decode, base64_encode, rfc3339};
-use crate::{Error, Event, Position, Record, Result};
+use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// An event in a request: `payload` (a string is stored as its text, any other JSON value
 /// as JSON with `content-type: application/json`) or `payload_base64` for raw bytes, plus
@@ -76,65 +76,98 @@ pub fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime> {
     })
 }
 
-/// A record as JSON: the payload as text when it is UTF-8, else base64 in `payload_base64`.
-pub fn record_json(r: &Record) -> Value {
-    let mut v = json!({
-        "position": r.position,
-        "partition": r.position.partition,
-        "sequence": r.position.sequence,
-        "append_time": rfc3339(r.append_time),
-        "key": r.event.key,
-        "headers": r.event.headers,
-    });
-    if let Some(t) = r.event.time {
-        v["event_time"] = json!(rfc3339(t));
-    }
-    match std::str::from_utf8(&r.event.payload) {
-        Ok(text) => v["payload"] = json!(text),
-        Err(_) => v["payload_base64"] = json!(base64_encode(&r.event.payload)),
-    }
-    v
+/// A record as the API carries it: `{"position": "0:42", "partition": 0, "sequence": 42,
+/// "append_time": RFC3339, "key": ..., "headers": {...}, "event_time": RFC3339?, "payload":
+/// TEXT}`, with `payload_base64` instead of `payload` when the payload is not UTF-8.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    serde(deny_unknown_fields)
+)]
+pub struct RecordJson {
+    /// Where it is.
+    pub position: Position,
+    /// Its partition.
+    pub partition: u32,
+    /// Its sequence within the partition.
+    pub sequence: Sequence,
+    /// When the provider stored it (RFC 3339).
+    pub append_time: String,
+    /// The partition key.
+    pub key: Option<String>,
+    /// String headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// When the event happened, as its writer said (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// The payload, when it is UTF-8 text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The payload in base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_base64: Option<String>,
 }
 
-/// The shape [`record_json`] writes.
-#[derive(Deserialize)]
-struct RecordJson {
-    position: Position,
-    append_time: String,
-    key: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    event_time: Option<String>,
-    payload: Option<String>,
-    payload_base64: Option<String>,
+impl From<&Record> for RecordJson {
+    fn from(r: &Record) -> Self {
+        let (payload, payload_base64) = match std::str::from_utf8(&r.event.payload) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (None, Some(base64_encode(&r.event.payload))),
+        };
+        RecordJson {
+            position: r.position,
+            partition: r.position.partition,
+            sequence: r.position.sequence,
+            append_time: rfc3339(r.append_time),
+            key: r.event.key.clone(),
+            headers: r.event.headers.clone(),
+            event_time: r.event.time.map(rfc3339),
+            payload,
+            payload_base64,
+        }
+    }
+}
+
+impl RecordJson {
+    /// The record this describes; `InvalidArgument` says what is wrong with it.
+    pub fn into_record(self) -> Result<Record> {
+        let payload = match (self.payload, self.payload_base64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(b64)) => base64_decode(&b64)?,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "a record has payload or payload_base64".into(),
+                ))
+            }
+        };
+        Ok(Record {
+            position: self.position,
+            append_time: parse_time("append_time", &self.append_time)?,
+            event: Event {
+                payload: payload.into(),
+                key: self.key,
+                headers: self.headers,
+                time: self
+                    .event_time
+                    .map(|t| parse_time("event_time", &t))
+                    .transpose()?,
+            },
+        })
+    }
+}
+
+/// A record as JSON ([`RecordJson`]).
+pub fn record_json(r: &Record) -> Value {
+    serde_json::to_value(RecordJson::from(r)).unwrap_or(Value::Null)
 }
 
 /// A record back from the JSON [`record_json`] made of it.
 pub fn record_from_json(value: Value) -> Result<Record> {
     let r: RecordJson = serde_json::from_value(value)
         .map_err(|e| Error::InvalidArgument(format!("not a record: {e}")))?;
-    let payload = match (r.payload, r.payload_base64) {
-        (Some(text), None) => text.into_bytes(),
-        (None, Some(b64)) => base64_decode(&b64)?,
-        _ => {
-            return Err(Error::InvalidArgument(
-                "a record has payload or payload_base64".into(),
-            ))
-        }
-    };
-    Ok(Record {
-        position: r.position,
-        append_time: parse_time("append_time", &r.append_time)?,
-        event: Event {
-            payload: payload.into(),
-            key: r.key,
-            headers: r.headers,
-            time: r
-                .event_time
-                .map(|t| parse_time("event_time", &t))
-                .transpose()?,
-        },
-    })
+    r.into_record()
 }
 
 #[cfg(test)]

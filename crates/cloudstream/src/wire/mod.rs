@@ -9,13 +9,18 @@
 
 use std::time::SystemTime;
 
+mod bodies;
 mod errors;
 mod event;
 
 use base64::Engine as _;
 
+pub use bodies::{
+    Appended, CapabilitiesBody, CheckpointBody, ConsumerList, Existed, Fetched, GapJson, Held,
+    LeaseList, Records, Sent, StreamCreated, StreamDescription, StreamList,
+};
 pub use errors::{error_details, error_from_body, error_status};
-pub use event::{parse_time, record_from_json, record_json, EventJson};
+pub use event::{parse_time, record_from_json, record_json, EventJson, RecordJson};
 
 use crate::{Error, ReadFrom, Result};
 

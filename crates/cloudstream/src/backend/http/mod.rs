@@ -34,7 +34,10 @@ use super::{
     ReadOptions, StreamConfig, StreamInfo,
 };
 use crate::url::ProviderUrl;
-use crate::wire::{error_from_body, record_from_json, EventJson};
+use crate::wire::{
+    error_from_body, Appended, CapabilitiesBody, CheckpointBody, ConsumerList, EventJson, Existed,
+    Held, LeaseList, RecordJson, Records, StreamCreated, StreamDescription, StreamList,
+};
 use crate::{Error, Event, Position, Record, Result};
 
 /// The client backend of a remote `cloudstream serve`.
@@ -52,12 +55,6 @@ struct Remote {
     base: reqwest::Url,
     token: Option<String>,
     timeout: Duration,
-}
-
-/// The body of `GET /v1/capabilities`.
-#[derive(serde::Deserialize)]
-struct CapabilitiesBody {
-    capabilities: Capabilities,
 }
 
 impl HttpBackend {
@@ -156,11 +153,6 @@ fn unavailable(e: reqwest::Error) -> Error {
     Error::Unavailable(Box::new(e))
 }
 
-#[derive(serde::Deserialize)]
-struct StreamBody {
-    stream: StreamInfo,
-}
-
 #[async_trait]
 impl Backend for HttpBackend {
     fn name(&self) -> &'static str {
@@ -180,7 +172,7 @@ impl Backend for HttpBackend {
             "horizon": format!("{}ms", config.horizon.as_millis()),
             "partitions": config.partitions,
         });
-        let body: StreamBody = self
+        let body: StreamCreated = self
             .remote
             .call(Method::PUT, &["streams", name], |r| r.json(&spec))
             .await?;
@@ -188,7 +180,7 @@ impl Backend for HttpBackend {
     }
 
     async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
-        let body: StreamBody = self
+        let body: StreamDescription = self
             .remote
             .call(Method::GET, &["streams", name], |r| r)
             .await?;
@@ -196,11 +188,7 @@ impl Backend for HttpBackend {
     }
 
     async fn list_streams(&self) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Streams {
-            streams: Vec<String>,
-        }
-        let body: Streams = self.remote.call(Method::GET, &["streams"], |r| r).await?;
+        let body: StreamList = self.remote.call(Method::GET, &["streams"], |r| r).await?;
         Ok(body.streams)
     }
 
@@ -217,10 +205,6 @@ impl Backend for HttpBackend {
         partition: u32,
         events: &[Event],
     ) -> Result<Vec<Position>> {
-        #[derive(serde::Deserialize)]
-        struct Appended {
-            positions: Vec<Position>,
-        }
         let events: Vec<EventJson> = events.iter().map(EventJson::exact).collect();
         let p = partition.to_string();
         let body: Appended = self
@@ -241,10 +225,6 @@ impl Backend for HttpBackend {
         start: PartitionStart,
         options: &ReadOptions,
     ) -> Result<Vec<Record>> {
-        #[derive(serde::Deserialize)]
-        struct Records {
-            records: Vec<Value>,
-        }
         let wait = options.wait.unwrap_or(Duration::ZERO);
         let query = [
             ("partition", partition.to_string()),
@@ -259,15 +239,14 @@ impl Backend for HttpBackend {
                 r.query(&query).timeout(self.remote.timeout + wait)
             })
             .await?;
-        body.records.into_iter().map(record_from_json).collect()
+        body.records
+            .into_iter()
+            .map(RecordJson::into_record)
+            .collect()
     }
 
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
-        #[derive(serde::Deserialize)]
-        struct Consumers {
-            consumers: Vec<ConsumerInfo>,
-        }
-        let body: Consumers = self
+        let body: ConsumerList = self
             .remote
             .call(Method::GET, &["streams", stream, "consumers"], |r| r)
             .await?;
@@ -275,12 +254,8 @@ impl Backend for HttpBackend {
     }
 
     async fn delete_consumer(&self, stream: &str, consumer: &str) -> Result<bool> {
-        #[derive(serde::Deserialize)]
-        struct Deleted {
-            existed: bool,
-        }
         let path = ["streams", stream, "consumers", consumer];
-        let body: Deleted = self.remote.call(Method::DELETE, &path, |r| r).await?;
+        let body: Existed = self.remote.call(Method::DELETE, &path, |r| r).await?;
         Ok(body.existed)
     }
 }
@@ -293,12 +268,8 @@ impl CheckpointStore for HttpBackend {
     }
 
     async fn load(&self, stream: &str, consumer: &str) -> Result<Option<Checkpoint>> {
-        #[derive(serde::Deserialize)]
-        struct Saved {
-            checkpoint: Option<Checkpoint>,
-        }
         let path = ["streams", stream, "consumers", consumer, "checkpoint"];
-        let body: Saved = self.remote.call(Method::GET, &path, |r| r).await?;
+        let body: CheckpointBody = self.remote.call(Method::GET, &path, |r| r).await?;
         Ok(body.checkpoint)
     }
 
@@ -336,10 +307,6 @@ impl CheckpointStore for HttpBackend {
         member: &str,
         ttl: Duration,
     ) -> Result<bool> {
-        #[derive(serde::Deserialize)]
-        struct Held {
-            held: bool,
-        }
         let path = ["streams", stream, "consumers", consumer, "leases", name];
         let query = [
             ("member", member.to_owned()),
@@ -367,12 +334,8 @@ impl CheckpointStore for HttpBackend {
     }
 
     async fn live_leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
-        #[derive(serde::Deserialize)]
-        struct Leases {
-            leases: BTreeMap<String, String>,
-        }
         let path = ["streams", stream, "consumers", consumer, "leases"];
-        let body: Leases = self.remote.call(Method::GET, &path, |r| r).await?;
+        let body: LeaseList = self.remote.call(Method::GET, &path, |r| r).await?;
         Ok(body.leases)
     }
 }
