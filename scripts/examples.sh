@@ -20,9 +20,9 @@ esac
 profile="${CLOUDSTREAM_EXAMPLES_PROFILE:-release}"
 if [ "${CLOUDSTREAM_EXAMPLES_BUILT:-0}" != 1 ]; then
   if [ "$profile" = release ]; then
-    cargo build --release --quiet --examples -p cloudstream "${features[@]}"
+    cargo build --release --quiet --examples -p cloudstream ${features[@]+"${features[@]}"}
   else
-    cargo build --quiet --examples -p cloudstream "${features[@]}"
+    cargo build --quiet --examples -p cloudstream ${features[@]+"${features[@]}"}
   fi
 fi
 bin=${CARGO_TARGET_DIR:-target}/$profile/examples

@@ -173,25 +173,20 @@ impl Consumer {
 
     async fn load(&self, state: &mut State) -> Result<()> {
         if !state.loaded {
-            let lanes = match &self.membership {
-                // A member opens lanes as it gains partitions; this only checks that the
-                // backend's consumers can form a group.
+            match &self.membership {
+                // A member opens lanes as it gains partitions.
                 Some(m) => {
+                    cloudstream_log::validate_name("consumer", &self.name)?;
                     cloudstream_log::validate_name("member", &m.member)?;
-                    consume::open(
-                        &self.stream,
-                        &self.name,
-                        self.start,
-                        Lanes::Partitions(&[]),
-                        false,
-                    )
-                    .await?
+                    consume::check_group(&self.stream)?;
                 }
                 None => {
-                    consume::open(&self.stream, &self.name, self.start, Lanes::All, false).await?
+                    let lanes =
+                        consume::open(&self.stream, &self.name, self.start, Lanes::All, false)
+                            .await?;
+                    state.lanes = by_partition(lanes);
                 }
-            };
-            state.lanes = by_partition(lanes);
+            }
             state.loaded = true;
         }
         Ok(())
@@ -204,30 +199,37 @@ impl Consumer {
         let Some(m) = &self.membership else {
             return Ok(());
         };
-        for p in lease::renew(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await? {
-            state.lanes.remove(&p);
-        }
-        Ok(())
+        let renewed =
+            lease::renew(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await;
+        state.lanes.retain(|p, _| state.held.contains(p));
+        renewed.map(drop)
     }
 
     /// In a group, a round of the lease protocol (run after committing, since it may give
-    /// partitions back): drops the lanes of partitions lost or given back, opens those of
-    /// partitions gained.
+    /// partitions back), then the lanes made to match the partitions held: those of
+    /// partitions lost or given back dropped, those of partitions gained opened at the
+    /// group's checkpoint. The lanes follow what is held even when the round fails half-way
+    /// (a lease call refused, a fetch dropped), so no member reads a partition it lost or
+    /// leaves one it holds unread.
     async fn rebalance(&self, state: &mut State) -> Result<()> {
         let Some(m) = &self.membership else {
             return Ok(());
         };
-        let change =
-            lease::balance(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await?;
-        for p in change.lost.iter().chain(&change.released) {
-            state.lanes.remove(p);
-        }
-        if !change.gained.is_empty() {
-            let gained = Lanes::Partitions(&change.gained);
+        let balanced =
+            lease::balance(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await;
+        state.lanes.retain(|p, _| state.held.contains(p));
+        let missing: Vec<u32> = state
+            .held
+            .iter()
+            .filter(|p| !state.lanes.contains_key(p))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            let gained = Lanes::Partitions(&missing);
             let lanes = consume::open(&self.stream, &self.name, self.start, gained, false).await?;
             state.lanes.extend(by_partition(lanes));
         }
-        Ok(())
+        balanced.map(drop)
     }
 
     /// Acknowledges everything handed out, and makes it durable. What a fetch that never
@@ -236,11 +238,11 @@ impl Consumer {
         if std::mem::take(&mut state.fetching) {
             state.lanes.values_mut().for_each(|lane| lane.give_back());
         }
-        for lane in state.lanes.values_mut() {
-            lane.ack(usize::MAX);
-            lane.flush().await?;
-        }
-        Ok(())
+        state
+            .lanes
+            .values_mut()
+            .for_each(|lane| lane.ack(usize::MAX));
+        consume::flush(&self.stream, &self.name, state.lanes.values_mut()).await
     }
 
     /// Commits the previous fetches, then returns the next batch across all partitions.
@@ -258,9 +260,7 @@ impl Consumer {
         self.rebalance(state).await?;
         let mut batch = Batch::default();
         let turn = state.turn;
-        state.fetching = true;
-        let lanes: Vec<&mut Box<dyn Lane>> = state.lanes.values_mut().collect();
-        let n = lanes.len() as u32;
+        let n = state.lanes.len() as u32;
         if n == 0 {
             // A member without partitions yet: pause instead of spinning, then report nothing.
             if let Some(wait) = self.wait {
@@ -268,7 +268,8 @@ impl Consumer {
             }
             return Ok(batch);
         }
-        let mut lanes = lanes;
+        state.fetching = true;
+        let mut lanes: Vec<&mut Box<dyn Lane>> = state.lanes.values_mut().collect();
         if n == 1 {
             let pulled = lanes[0].pull(self.max_records, self.wait).await?;
             batch.gaps.extend(pulled.gap);

@@ -1,7 +1,9 @@
 //! Leases for consumer groups: which member of a group reads which partition.
 //!
 //! A group is a consumer name; its members are the processes (or handles) that fetch under
-//! that name with [`crate::Consumer::member`]. Every lease has a name, an owner and an expiry:
+//! that name with [`crate::Consumer::member`]. Leases live in the backend's checkpoint
+//! store; the DynamoDB store compares wall clocks, so members' clocks must agree to well
+//! within a lease's time to live. Every lease has a name, an owner and an expiry:
 //! `member:ID` is a member's heartbeat, `partition:N` says who reads partition N. A lease is
 //! taken when it is free, expired, or already the taker's; otherwise the taker is refused.
 //! How a backend stores them: in memory for the embedded engine (one process owns a data
@@ -17,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::consume;
+use crate::checkpoint::store_of;
 use crate::{Result, Stream};
 
 /// The lease naming a member's heartbeat.
@@ -112,7 +114,7 @@ pub(crate) async fn renew(
     ttl: Duration,
     held: &mut BTreeSet<u32>,
 ) -> Result<Vec<u32>> {
-    let store = consume::checkpoint_store(stream)?;
+    let store = store_of(stream.backend().as_ref())?;
     let name = stream.name();
     store
         .take_lease(name, group, &member_lease(member), member, ttl)
@@ -142,7 +144,7 @@ pub(crate) async fn balance(
     ttl: Duration,
     held: &mut BTreeSet<u32>,
 ) -> Result<Change> {
-    let store = consume::checkpoint_store(stream)?;
+    let store = store_of(stream.backend().as_ref())?;
     let name = stream.name();
     let mut change = Change {
         lost: renew(stream, group, member, ttl, held).await?,

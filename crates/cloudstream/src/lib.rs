@@ -2,9 +2,9 @@
 //!
 //! Named, retained, replayable event streams behind one API: the `cloud.Stream` resource of
 //! the Wing Cloud Stream spec, in Rust. A URL picks the provider — the embedded durable
-//! engine (`local://DIR`, the default), an in-memory one (`memory://`), AWS Kinesis
-//! (`kinesis://REGION`), Google Cloud Pub/Sub (`pubsub://PROJECT`) — and the code stays the
-//! same.
+//! engine (`local://DIR`, the default), an in-memory one (`memory://`), a remote
+//! `cloudstream serve` (`http://`), or a cloud provider behind its cargo feature (see
+//! [`backend::providers`]) — and the code stays the same.
 //!
 //! ```
 //! use std::time::Duration;

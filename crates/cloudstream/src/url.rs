@@ -3,16 +3,11 @@
 //! ([`crate::backend::providers`]); that backend reads the location and its own options
 //! (each backend's `Options::from_url`), and [`crate::open`] connects.
 //!
-//! | URL | backend | options |
-//! |---|---|---|
-//! | `local://DIR` (`local://./data`, `local:///var/lib/cs`) | embedded engine in `DIR` | [`LocalOptions`](crate::backend::LocalOptions) |
-//! | `memory://` or `memory://NAME` | embedded engine in memory; one per `NAME` per process | [`LocalOptions`](crate::backend::LocalOptions) |
-//! | `http://HOST:PORT`, `https://...` | a remote `cloudstream serve` (feature `http`) | `HttpOptions` |
-//! | `kinesis://[REGION]` | AWS Kinesis Data Streams (feature `kinesis`) | `KinesisOptions` |
-//! | `pubsub://PROJECT` | Google Cloud Pub/Sub (feature `pubsub`) | `PubSubOptions` |
-//!
-//! A scheme whose backend this build leaves out is refused with the feature to enable;
-//! schemes of providers still to come (`eventhubs://`, `kafka://`, ...) with a clear error.
+//! `local://DIR` and `memory://[NAME]` (the embedded engine, options in
+//! [`LocalOptions`](crate::backend::LocalOptions)) are always built; every other provider
+//! is a cargo feature named like its scheme, listed with its options in the README and in
+//! [`crate::backend::providers`]. A scheme whose backend this build leaves out is refused
+//! with the feature to enable; schemes of providers still to come with a clear error.
 
 use std::str::FromStr;
 
@@ -53,12 +48,29 @@ impl ProviderUrl {
             .collect()
     }
 
-    /// An [`Error::InvalidUrl`] about this URL.
+    /// An [`Error::InvalidUrl`] about this URL, with the values of secret options
+    /// (`secret_access_key`, `session_token`, `token`, `password`) masked.
     pub fn invalid(&self, reason: impl Into<String>) -> Error {
         Error::InvalidUrl {
-            url: self.url.clone(),
+            url: self.redacted(),
             reason: reason.into(),
         }
+    }
+
+    /// The URL with the values of secret options replaced by `***`.
+    pub fn redacted(&self) -> String {
+        const SECRETS: &[&str] = &["secret_access_key", "session_token", "token", "password"];
+        let Some(q) = self.query_start else {
+            return self.url.clone();
+        };
+        let query: Vec<String> = self.url[q + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if SECRETS.contains(&k) => format!("{k}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("{}?{}", &self.url[..q], query.join("&"))
     }
 
     /// The error for an option the backend does not know, naming those it does.
@@ -191,5 +203,13 @@ mod tests {
             let err = check_url(url).expect_err(url).to_string();
             assert!(err.contains(says), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_errors() {
+        let err = check_url("local://d?token=abc&colour=red")
+            .expect_err("unknown option")
+            .to_string();
+        assert!(!err.contains("abc") && err.contains("token=***"), "{err}");
     }
 }

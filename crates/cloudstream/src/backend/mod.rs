@@ -26,7 +26,8 @@ pub use self::primitives::{Acker, Backend, Consumption, Delivery, Subscriptions}
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::{PubSubBackend, PubSubOptions};
 use self::registry::built_with;
-pub use self::registry::{Build, Constructor, Opening, Provider};
+pub use self::registry::Provider;
+use self::registry::{Build, Constructor};
 pub use self::types::{
     Capabilities, ConsumerInfo, PartitionInfo, PartitionStart, ReadOptions, StreamConfig,
     StreamInfo,

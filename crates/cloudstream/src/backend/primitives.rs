@@ -46,7 +46,8 @@ pub trait Backend: Debug + Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
     /// How this backend's consumers get their records: partition reads from checkpoints
     /// kept by a [`CheckpointStore`], or the provider's own subscriptions. Consumers,
-    /// triggers and the server go through the consumer runtime (`consume`), which asks this once.
+    /// triggers and the server go through the consumer runtime, which asks this and never
+    /// which backend it is.
     fn consumption(&self) -> Consumption<'_>;
     /// Counters of what the backend had to retry or work around (throttling, failed records,
     /// refreshed iterators), by name; empty where there is nothing to count.
@@ -139,7 +140,7 @@ pub struct Delivery {
     pub ack: Acker,
 }
 
-/// Consumers as subscriptions the provider tracks (see [`Backend::subscriptions`]).
+/// Consumers as subscriptions the provider tracks (see [`Consumption::Subscriptions`]).
 #[async_trait]
 pub trait Subscriptions: Send + Sync {
     /// Creates consumer `consumer`'s subscription if it does not exist yet, starting at

@@ -10,11 +10,11 @@ use crate::url::ProviderUrl;
 use crate::Result;
 
 /// A connection to a backend, under way.
-pub type Opening = BoxFuture<'static, Result<Arc<dyn Backend>>>;
+pub(crate) type Opening = BoxFuture<'static, Result<Arc<dyn Backend>>>;
 
 /// How a backend of this build is checked and opened from its URL.
 #[derive(Clone, Copy)]
-pub struct Constructor {
+pub(crate) struct Constructor {
     /// Checks the URL's location and options without connecting.
     pub check: fn(&ProviderUrl) -> Result<()>,
     /// Connects.
@@ -23,7 +23,7 @@ pub struct Constructor {
 
 /// Whether this build has a provider's backend.
 #[derive(Clone, Copy)]
-pub enum Build {
+pub(crate) enum Build {
     /// Always built.
     Always(Constructor),
     /// Built with a cargo feature: `Some` when this build has it.
@@ -40,7 +40,22 @@ pub struct Provider {
     /// What it is, for listings (`AWS Kinesis Data Streams`).
     pub describes: &'static str,
     /// Whether and how this build has it.
-    pub build: Build,
+    pub(crate) build: Build,
+}
+
+impl Provider {
+    /// The cargo feature that builds it; `None` for those always built (and those to come).
+    pub fn feature(&self) -> Option<&'static str> {
+        match self.build {
+            Build::Feature(feature, _) => Some(feature),
+            Build::Always(_) | Build::Planned => None,
+        }
+    }
+
+    /// Whether this build can open it.
+    pub fn is_built(&self) -> bool {
+        matches!(self.build, Build::Always(_) | Build::Feature(_, Some(_)))
+    }
 }
 
 impl std::fmt::Debug for Provider {
@@ -53,6 +68,7 @@ impl std::fmt::Debug for Provider {
         };
         f.debug_struct("Provider")
             .field("schemes", &self.schemes)
+            .field("describes", &self.describes)
             .field("build", &build)
             .finish()
     }
@@ -95,7 +111,8 @@ fn constructor_in(providers: &[Provider], url: &ProviderUrl) -> Result<Construct
             "this build has no {scheme} backend: enable the `{feature}` feature of the cloudstream crate"
         ))),
         Build::Planned => Err(url.invalid(format!(
-            "the {scheme} backend is not available in this build yet; use local:// or memory://"
+            "the {scheme} backend ({}) is not available in this build yet: it is still to be written",
+            provider.describes
         ))),
     }
 }

@@ -164,7 +164,8 @@ pub struct Capabilities {
     pub server_side_checkpoints: bool,
     /// Data survives a restart of the process.
     pub durable: bool,
-    /// Consumer groups can share partitions through leases ([`Backend::lease`]).
+    /// Consumer groups can share partitions through leases
+    /// ([`CheckpointStore::take_lease`](crate::backend::CheckpointStore::take_lease)).
     pub leases: bool,
     /// Largest event (payload, key and headers).
     pub max_record_bytes: usize,

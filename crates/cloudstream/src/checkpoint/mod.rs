@@ -9,7 +9,7 @@
 //!
 //! | `checkpoints=` | store |
 //! |---|---|
-//! | `dynamodb` or `dynamodb:TABLE` | [`DynamoCheckpoints`], a DynamoDB table (feature `dynamodb`), as the Kinesis Client Library keeps its leases |
+//! | `dynamodb` or `dynamodb:TABLE` | `DynamoCheckpoints`, a DynamoDB table (feature `dynamodb`), as the Kinesis Client Library keeps its leases |
 //! | `local:DIR` | [`LocalCheckpoints`], the embedded engine's checkpoint files under `DIR` |
 //!
 //! A store may also hold the leases of consumer groups ([`crate::Consumer::member`]); one that does

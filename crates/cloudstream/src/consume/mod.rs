@@ -4,7 +4,7 @@
 //!
 //! | backend's [`Consumption`] | lanes | acknowledging | durable when |
 //! |---|---|---|---|
-//! | `Checkpoints(store)` (engine, Kinesis, `http://`) | one per partition, read from the checkpoint ([`PartitionLane`]) | moves the lane's mark past the records | [`Lane::flush`] commits the mark to the store |
+//! | `Checkpoints(store)` (engine, Kinesis, `http://`) | one per partition, read from the checkpoint ([`PartitionLane`]) | moves the lane's mark past the records | [`flush`] commits the marks of all lanes to the store in one call |
 //! | `Subscriptions` (Pub/Sub) | one for the consumer; the provider spreads records and keeps each key in order ([`SubscriptionLane`]) | acknowledges the records to the provider | at once |
 //!
 //! [`crate::Consumer`] (fetch with implicit commit), [`crate::Trigger`] (a handler per record
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub(crate) use self::partition::{checkpoint_store, resolve_positions, PartitionLane};
+pub(crate) use self::partition::{resolve_positions, PartitionLane};
 pub(crate) use self::subscription::SubscriptionLane;
 use crate::backend::{Checkpoint, Consumption, PartitionStart};
 use crate::consumer::{Gap, StartAt};
@@ -48,8 +48,12 @@ pub(crate) trait Lane: Send + std::fmt::Debug {
     /// Gives back every record handed out and not acknowledged: a partition lane reads them
     /// again, a subscription hands them back to the provider for redelivery.
     fn give_back(&mut self);
-    /// Makes the acknowledgements so far durable.
-    async fn flush(&mut self) -> Result<()>;
+    /// The checkpoint mark acknowledged and not yet made durable (partition, where it
+    /// resumes); `None` where acknowledgements are durable as they are made. [`flush`]
+    /// commits the marks of many lanes at once.
+    fn unflushed(&self) -> Option<(u32, PartitionStart)>;
+    /// Records that the store now holds `at` for this lane.
+    fn mark_flushed(&mut self, at: PartitionStart);
     /// Where a partition lane reads next (past what it handed out); `None` for lanes whose
     /// provider keeps the position.
     fn position(&self) -> Option<(u32, PartitionStart)>;
@@ -76,14 +80,11 @@ pub(crate) async fn open(
     pin: bool,
 ) -> Result<Vec<Box<dyn Lane>>> {
     cloudstream_log::validate_name("consumer", consumer)?;
+    if let Lanes::Partitions(_) = lanes {
+        check_group(stream)?;
+    }
     match stream.backend().consumption() {
         Consumption::Subscriptions(subscriptions) => {
-            if let Lanes::Partitions(_) = lanes {
-                return Err(Error::Unsupported {
-                    operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())".into(),
-                    backend: stream.backend().name(),
-                });
-            }
             if pin {
                 subscriptions
                     .subscribe(stream.name(), consumer, start)
@@ -126,6 +127,40 @@ pub(crate) async fn open(
                 .collect())
         }
     }
+}
+
+/// Checks that consumers of `stream`'s backend can form a group of members sharing
+/// partitions (a subscription shares its records by itself).
+pub(crate) fn check_group(stream: &Stream) -> Result<()> {
+    match stream.backend().consumption() {
+        Consumption::Checkpoints(_) => Ok(()),
+        Consumption::Subscriptions(_) => Err(Error::Unsupported {
+            operation: "consumer-group leases (a subscription already shares its records among the processes that fetch from it: use the same consumer name without member())".into(),
+            backend: stream.backend().name(),
+        }),
+    }
+}
+
+/// Makes what `lanes` acknowledged durable, in one commit to the checkpoint store.
+pub(crate) async fn flush<'a>(
+    stream: &Stream,
+    consumer: &str,
+    lanes: impl IntoIterator<Item = &'a mut Box<dyn Lane>>,
+) -> Result<()> {
+    let mut lanes: Vec<&mut Box<dyn Lane>> = lanes.into_iter().collect();
+    let marks: Vec<(u32, PartitionStart)> = lanes.iter().filter_map(|l| l.unflushed()).collect();
+    if marks.is_empty() {
+        return Ok(());
+    }
+    crate::checkpoint::store_of(stream.backend().as_ref())?
+        .commit(stream.name(), consumer, &marks)
+        .await?;
+    for lane in &mut lanes {
+        if let Some((_, at)) = lane.unflushed() {
+            lane.mark_flushed(at);
+        }
+    }
+    Ok(())
 }
 
 /// Where each partition lane reads next.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Lane, Pulled};
-use crate::backend::{Checkpoint, CheckpointStore, PartitionStart, ReadOptions};
+use crate::backend::{Checkpoint, PartitionStart, ReadOptions};
+use crate::checkpoint::store_of;
 use crate::consumer::{Gap, StartAt};
 use crate::{Error, Record, Result, Sequence, Stream};
 
@@ -18,7 +19,7 @@ pub(crate) async fn resolve_positions(
     consumer: &str,
     start: StartAt,
 ) -> Result<(Checkpoint, Checkpoint)> {
-    let committed = checkpoint_store(stream)?
+    let committed = store_of(stream.backend().as_ref())?
         .load(stream.name(), consumer)
         .await?
         .unwrap_or_default();
@@ -39,11 +40,6 @@ pub(crate) async fn resolve_positions(
     Ok((committed, next))
 }
 
-/// The checkpoint store of the stream's backend.
-pub(crate) fn checkpoint_store(stream: &Stream) -> Result<&dyn CheckpointStore> {
-    crate::checkpoint::store_of(stream.backend().as_ref())
-}
-
 /// One partition of a stream, read by a consumer from its checkpoint.
 ///
 /// Three marks move forward: `next` (where the next read starts, past everything handed
@@ -58,6 +54,10 @@ pub(crate) struct PartitionLane {
     committed: Option<PartitionStart>,
     /// Sequences handed out and not acknowledged yet, oldest first.
     outstanding: VecDeque<Sequence>,
+    /// A jump over records lost to the horizon (or a checkpoint past the end), met by the
+    /// last pull and not acknowledged yet: it moves `acked` with the next acknowledgement,
+    /// so a pull whose records are given back reports the gap again rather than commit it.
+    jump: Option<PartitionStart>,
 }
 
 impl PartitionLane {
@@ -77,6 +77,7 @@ impl PartitionLane {
             acked: at,
             committed,
             outstanding: VecDeque::new(),
+            jump: None,
         }
     }
 
@@ -89,24 +90,39 @@ impl PartitionLane {
         options: &ReadOptions,
     ) -> Result<(Vec<Record>, Option<Gap>)> {
         let p = self.partition;
-        let resume = match self.stream.read_start(p, at, options).await {
-            Err(Error::Expired { earliest, .. }) => PartitionStart::At(earliest.sequence),
-            Err(Error::BeyondEnd { next, .. }) => PartitionStart::At(next.sequence),
-            other => return Ok((other?, None)),
-        };
-        tracing::warn!(
-            stream = self.stream.name(),
-            consumer = self.consumer,
-            partition = p,
-            from = %at,
-            resumed_at = %resume,
-            "checkpoint outside the partition's records; resuming at its nearest end"
-        );
-        let records = self.stream.read_start(p, resume, options).await?;
+        let mut from = at;
+        // Retention may move the partition's start again between two reads: follow it a few
+        // times, then report what the partition says.
+        for _ in 0..3 {
+            let resume = match self.stream.read_start(p, from, options).await {
+                Err(Error::Expired { earliest, .. }) => PartitionStart::At(earliest.sequence),
+                Err(Error::BeyondEnd { next, .. }) => PartitionStart::At(next.sequence),
+                Ok(records) if from == at => return Ok((records, None)),
+                Ok(records) => {
+                    let gap = Gap {
+                        partition: p,
+                        from: at,
+                        resumed_at: from,
+                    };
+                    return Ok((records, Some(gap)));
+                }
+                Err(e) => return Err(e),
+            };
+            tracing::warn!(
+                stream = self.stream.name(),
+                consumer = self.consumer,
+                partition = p,
+                from = %at,
+                resumed_at = %resume,
+                "checkpoint outside the partition's records; resuming at its nearest end"
+            );
+            from = resume;
+        }
+        let records = self.stream.read_start(p, from, options).await?;
         let gap = Gap {
             partition: p,
             from: at,
-            resumed_at: resume,
+            resumed_at: from,
         };
         Ok((records, Some(gap)))
     }
@@ -125,7 +141,7 @@ impl Lane for PartitionLane {
         if let Some(gap) = &gap {
             self.next = gap.resumed_at;
             if self.outstanding.is_empty() {
-                self.acked = gap.resumed_at;
+                self.jump = Some(gap.resumed_at);
             }
         }
         if let Some(last) = records.last() {
@@ -137,6 +153,9 @@ impl Lane for PartitionLane {
     }
 
     fn ack(&mut self, count: usize) {
+        if let Some(jump) = self.jump.take() {
+            self.acked = jump;
+        }
         let count = count.min(self.outstanding.len());
         if let Some(last) = self.outstanding.drain(..count).next_back() {
             self.acked = PartitionStart::After(last);
@@ -145,19 +164,16 @@ impl Lane for PartitionLane {
 
     fn give_back(&mut self) {
         self.outstanding.clear();
+        self.jump = None;
         self.next = self.acked;
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        if self.committed == Some(self.acked) {
-            return Ok(());
-        }
-        let resume = [(self.partition, self.acked)];
-        checkpoint_store(&self.stream)?
-            .commit(self.stream.name(), &self.consumer, &resume)
-            .await?;
-        self.committed = Some(self.acked);
-        Ok(())
+    fn unflushed(&self) -> Option<(u32, PartitionStart)> {
+        (self.committed != Some(self.acked)).then_some((self.partition, self.acked))
+    }
+
+    fn mark_flushed(&mut self, at: PartitionStart) {
+        self.committed = Some(at);
     }
 
     fn position(&self) -> Option<(u32, PartitionStart)> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{Lane, Pulled};
 use crate::backend::{Acker, Consumption, PartitionStart};
 use crate::consumer::StartAt;
-use crate::{Result, Stream};
+use crate::{Error, Result, Stream};
 
 /// How long a pull waits for a first record when no wait is set: a subscription has no
 /// "nothing more right now" answer, only a wait that ends.
@@ -42,8 +42,12 @@ impl SubscriptionLane {
 #[async_trait]
 impl Lane for SubscriptionLane {
     async fn pull(&mut self, max: usize, wait: Option<Duration>) -> Result<Pulled> {
-        let Consumption::Subscriptions(subscriptions) = self.stream.backend().consumption() else {
-            return Ok(Pulled::default());
+        let backend = self.stream.backend();
+        let Consumption::Subscriptions(subscriptions) = backend.consumption() else {
+            return Err(Error::Unsupported {
+                operation: "subscriptions".into(),
+                backend: backend.name(),
+            });
         };
         let deliveries = subscriptions
             .pull(
@@ -71,9 +75,11 @@ impl Lane for SubscriptionLane {
         self.outstanding.drain(..).for_each(Acker::nack);
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        Ok(()) // acknowledgements go to the provider as they are made
+    fn unflushed(&self) -> Option<(u32, PartitionStart)> {
+        None // acknowledgements go to the provider as they are made
     }
+
+    fn mark_flushed(&mut self, _: PartitionStart) {}
 
     fn position(&self) -> Option<(u32, PartitionStart)> {
         None // the subscription keeps it, server-side

@@ -32,7 +32,15 @@ impl Trigger {
         let report = |outcome: BatchOutcome| {
             if let Some(report) = BatchReport::of(&records, outcome) {
                 counters.count(&report);
-                self.observers.iter().for_each(|observe| observe(&report));
+                for observe in &self.observers {
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| observe(&report))).is_err() {
+                        tracing::error!(
+                            stream = self.stream.name(),
+                            consumer = self.consumer,
+                            "a trigger observer panicked"
+                        );
+                    }
+                }
             }
         };
         // A handler may panic before its future exists, or while it runs.

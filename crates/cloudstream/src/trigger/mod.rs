@@ -287,11 +287,15 @@ impl Trigger {
             let records = match pulled {
                 Ok(records) => {
                     pulls.reset();
+                    if records.is_empty() {
+                        lane.ack(0); // a gap met on the way is passed
+                    }
                     records
                 }
                 Err(e) => {
                     lane.give_back();
                     if !e.is_retryable() {
+                        self.flush_on_exit(&mut lane).await;
                         return Err(e);
                     }
                     tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "pull failed; retrying");
@@ -315,16 +319,25 @@ impl Trigger {
                     Outcome::Done => lane.ack(count),
                     Outcome::Stopped => break,
                     Outcome::Fatal(e) => {
-                        lane.flush().await?;
+                        self.flush_on_exit(&mut lane).await;
                         return Err(e);
                     }
                 }
             }
-            if let Err(e) = lane.flush().await {
+            if let Err(e) = consume::flush(&self.stream, &self.consumer, [&mut lane]).await {
                 tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "checkpoint commit failed; will retry");
             }
         }
-        lane.flush().await
+        consume::flush(&self.stream, &self.consumer, [&mut lane]).await
+    }
+
+    /// Commits what the lane acknowledged on the way out after an error, so handled records
+    /// are not delivered again; a failure here is logged, the error that stopped the lane is
+    /// the one reported.
+    async fn flush_on_exit(&self, lane: &mut Box<dyn Lane>) {
+        if let Err(e) = consume::flush(&self.stream, &self.consumer, [lane]).await {
+            tracing::warn!(stream = self.stream.name(), consumer = self.consumer, error = %e, "could not commit on the way out; handled records will be delivered again");
+        }
     }
 
     /// Pulls up to `batch_size` records; for `on_batch`, keeps gathering until the batch is

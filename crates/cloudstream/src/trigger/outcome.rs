@@ -3,12 +3,14 @@
 //! ([`TriggerReport`]).
 //!
 //! A "batch" is what one handler call receives: one record for `on_event`, up to
-//! `batch_size` records for `on_batch`. Every batch the handler is called on ends in
-//! exactly one of [`BatchOutcome::Handled`] or [`BatchOutcome::DeadLettered`], after one
-//! [`BatchOutcome::Retried`] per failed attempt that is tried again; a trigger stopped
-//! while a batch waits for its next attempt reports nothing more for it (it is delivered
-//! again on the next run). Observers are called on the trigger's tasks, in order within a
-//! partition: keep them quick (count, log, hand off to a channel).
+//! `batch_size` records for `on_batch`. A batch the trigger finishes with is reported once
+//! as [`BatchOutcome::Handled`] or [`BatchOutcome::DeadLettered`], after one
+//! [`BatchOutcome::Retried`] per failed attempt that was followed by a backoff. A batch the
+//! trigger does not finish with (told to stop during a backoff or while dead-lettering, or
+//! stopped by an error no retry can fix) gets no final report: it is not acknowledged, and
+//! is delivered again on the next run. Observers are called on the trigger's tasks, in
+//! order within a partition: keep them quick (count, log, hand off to a channel). An
+//! observer that panics is logged and the trigger goes on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,9 +20,11 @@ use crate::{Position, Record};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BatchOutcome {
-    /// The handler succeeded; the records are acknowledged.
+    /// The handler succeeded; the records are acknowledged next (and committed with the
+    /// lane's next checkpoint).
     Handled,
-    /// Attempt `attempt` failed with `error`; the batch is tried again after a backoff.
+    /// Attempt `attempt` failed with `error`; a backoff follows, then the next attempt
+    /// (unless the trigger is told to stop first).
     Retried {
         /// The attempt that failed (1 for the first).
         attempt: u32,
@@ -28,7 +32,7 @@ pub enum BatchOutcome {
         error: String,
     },
     /// Every attempt failed: the records went to the dead-letter stream, or were dropped
-    /// (and logged) where the trigger has none. Either way they are acknowledged.
+    /// (and logged) where the trigger has none. Either way they are acknowledged next.
     DeadLettered {
         /// Attempts made.
         attempts: u32,

@@ -83,7 +83,7 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
     let position = |name: &str| text(name).and_then(|p| p.parse::<Position>().ok());
     let rebuilt = match code {
         "invalid_name" => text("name").map(|name| Error::InvalidName {
-            kind: known(&text("kind").unwrap_or_default(), NAME_KINDS, "name"),
+            kind: known(&text("kind").unwrap_or_default(), NAME_KINDS, "remote"),
             name,
             reason: text("reason").unwrap_or_default().into(),
         }),
@@ -131,7 +131,7 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
 }
 
 /// The kinds of name an `invalid_name` error may name.
-const NAME_KINDS: &[&str] = &["stream", "consumer", "member", "webhook", "lease"];
+const NAME_KINDS: &[&str] = &["stream", "consumer", "member", "webhook"];
 
 /// The names a backend or a checkpoint store goes by: the providers' schemes and the stores'
 /// kinds.

@@ -118,6 +118,8 @@ fn pubsub_error(e: &google_cloud_pubsub::Error, what: &str) -> Error {
     let message = format!("{what}: {e}");
     match code {
         Some(Code::InvalidArgument) => Error::InvalidArgument(message),
+        Some(Code::Unauthenticated) => Error::Unauthenticated(message),
+        Some(Code::PermissionDenied) => Error::Forbidden(message),
         Some(Code::ResourceExhausted) => Error::Throttled(message.into()),
         Some(Code::Unavailable | Code::DeadlineExceeded) => Error::Unavailable(message.into()),
         Some(Code::Unimplemented) => Error::Unsupported {
@@ -434,7 +436,14 @@ impl Subscriptions for PubSubBackend {
                     // An error a retry cannot fix (a deleted subscription, no permission) is
                     // reported as itself; others as `Unavailable`, to fetch again.
                     return Err(match pubsub_error(&e, stream) {
-                        Error::Backend(_) | Error::Unavailable(_) => restarted,
+                        Error::Backend(_) | Error::Unavailable(_) | Error::Throttled(_) => {
+                            restarted
+                        }
+                        // The subscription is the consumer: gone under a running consumer.
+                        Error::StreamNotFound { .. } => Error::ConsumerNotFound {
+                            stream: stream.to_owned(),
+                            consumer: consumer.to_owned(),
+                        },
                         permanent => permanent,
                     });
                 }
