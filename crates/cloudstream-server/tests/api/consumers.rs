@@ -1,0 +1,297 @@
+//! Consumers, consumer groups and the primitive routes the http:// provider uses.
+
+use super::*;
+
+#[tokio::test]
+async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/t"))).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"payload": format!("e{i}")}))
+        .collect();
+    s.post("/v1/streams/t/events/batch", json!(events)).await;
+    let fetch = "/v1/streams/t/consumers/reader/fetch?max=3";
+    let (status, first) = s.post(fetch, Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["records"].as_array().map(Vec::len), Some(3));
+    let (_, second) = s.post(fetch, Value::Null).await;
+    assert_eq!(
+        second["records"][0]["payload"], "e3",
+        "the first batch was committed"
+    );
+    let (status, _) = s
+        .post("/v1/streams/t/consumers/reader/commit", Value::Null)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s.get("/v1/streams/t/consumers").await;
+    assert_eq!(body["consumers"][0]["name"], "reader");
+    assert_eq!(body["consumers"][0]["lag"], 0);
+    let (_, body) = s.get("/v1/streams/t").await;
+    assert_eq!(body["consumers"][0]["lag"], 0);
+    let (status, body) = s
+        .post("/v1/streams/t/consumers/bad%2Fname/fetch", Value::Null)
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
+    let (status, body) = s
+        .post("/v1/streams/none/consumers/reader/fetch", Value::Null)
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
+}
+
+/// Two clients fetching as members of one consumer never read the same partition at once,
+/// and when one stops renewing its leases the other takes its partitions over and gets its
+/// uncommitted records again.
+#[tokio::test]
+async fn consumer_group_members_share_partitions_over_http() {
+    let s = start().await;
+    s.call(
+        s.http
+            .put(s.url("/v1/streams/g"))
+            .json(&json!({"partitions": 4})),
+    )
+    .await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
+        .collect();
+    s.post("/v1/streams/g/events/batch", json!(events)).await;
+    let fetch = |member: &str| {
+        format!("/v1/streams/g/consumers/group/fetch?member={member}&lease_ms=1000&max=1000")
+    };
+    let (status, alone) = s.post(&fetch("a"), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{alone}");
+    assert_eq!(alone["records"].as_array().map(Vec::len), Some(40));
+    let (_, b_first) = s.post(&fetch("b"), Value::Null).await;
+    assert_eq!(
+        b_first["records"].as_array().map(Vec::len),
+        Some(0),
+        "a holds every partition"
+    );
+    s.post(&fetch("a"), Value::Null).await; // commits, gives back half
+    s.post(&fetch("b"), Value::Null).await; // takes the free half
+    let more: Vec<Value> = (40..80)
+        .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
+        .collect();
+    s.post("/v1/streams/g/events/batch", json!(more)).await;
+    let (_, got_a) = s.post(&fetch("a"), Value::Null).await;
+    let (_, got_b) = s.post(&fetch("b"), Value::Null).await;
+    let partitions = |v: &Value| -> std::collections::BTreeSet<u64> {
+        v["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["partition"].as_u64())
+            .collect()
+    };
+    let (pa, pb) = (partitions(&got_a), partitions(&got_b));
+    assert!(pa.is_disjoint(&pb), "{pa:?} {pb:?}");
+    let count = |v: &Value| v["records"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        count(&got_a) + count(&got_b),
+        40,
+        "each new record to one member"
+    );
+    // b goes silent without committing; after its lease, a gets b's records again.
+    s.post("/v1/streams/g/consumers/group/commit?member=a", Value::Null)
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (_, taken_over) = s.post(&fetch("a"), Value::Null).await;
+    assert_eq!(
+        count(&taken_over),
+        count(&got_b),
+        "b's uncommitted batch redelivered"
+    );
+    let (status, body) = s
+        .post(
+            "/v1/streams/g/consumers/group/fetch?member=bad%2Fid",
+            Value::Null,
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
+}
+
+/// The routes the `http://` client backend is built on, called directly: capabilities,
+/// appends to one partition, reads by partition start with a long poll, checkpoints,
+/// consumer deletion and leases, with their errors.
+#[tokio::test]
+async fn the_primitive_routes_answer_as_documented() {
+    let s = start().await;
+    let (status, body) = s.get("/v1/capabilities").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["backend"], "memory");
+    assert_eq!(body["capabilities"]["dense_sequences"], true);
+    s.call(
+        s.http
+            .put(s.url("/v1/streams/p"))
+            .json(&json!({"partitions": 2})),
+    )
+    .await;
+
+    // All-or-nothing appends to one partition.
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/1/events",
+            json!([{"payload_base64": "AAE="}, {"payload": "b", "key": "k"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["positions"], json!(["1:0", "1:1"]));
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/2/events",
+            json!([{"payload": "x"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = s
+        .post(
+            "/v1/streams/p/partitions/0/events",
+            json!([{"payload": "ok"}, {"payload": "a", "payload_base64": "AA=="}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = s.get("/v1/streams/p/records?partition=0").await;
+    assert_eq!(
+        body["records"],
+        json!([]),
+        "a refused append stores nothing"
+    );
+
+    // Reads by partition start, with byte limits and a long poll that times out empty.
+    let (status, body) = s
+        .get("/v1/streams/p/records?partition=1&start=after:0&max_bytes=1")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["records"][0]["position"], "1:1");
+    let (status, body) = s
+        .get("/v1/streams/p/records?partition=1&start=at:2&wait_ms=50")
+        .await;
+    assert_eq!(
+        (status, body["records"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+    let (status, body) = s.get("/v1/streams/p/records?partition=1&start=at:9").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "beyond_end");
+    assert_eq!(body["error"]["details"]["next"], "1:2");
+    let (status, body) = s
+        .get("/v1/streams/p/records?start=earliest&from=earliest")
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+
+    // Checkpoints: none, set per partition, read back; a partition the stream lacks is a 400.
+    let checkpoint = "/v1/streams/p/consumers/c/checkpoint";
+    let (status, body) = s.get(checkpoint).await;
+    assert_eq!(
+        (status, body["checkpoint"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
+    let (status, _) = s
+        .call(s.http.put(s.url(checkpoint)).json(&json!({"1": "after:0"})))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = s.get(checkpoint).await;
+    // The engine keeps dense offsets: after 0 is at 1.
+    assert_eq!(body["checkpoint"], json!({"1": "at:1"}));
+    let (status, _) = s
+        .call(
+            s.http
+                .put(s.url(checkpoint))
+                .json(&json!({"5": "earliest"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = s
+        .call(s.http.put(s.url(checkpoint)).json(&json!({"0": "soon"})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (_, body) = s.get("/v1/streams/p/consumers").await;
+    assert_eq!(body["consumers"][0]["lag"], 1);
+
+    // Leases: taken, refused to another member, listed, given back, taken by the other.
+    let lease = "/v1/streams/p/consumers/g/leases/partition:0";
+    let take = |member: &str| {
+        s.call(
+            s.http
+                .put(s.url(lease))
+                .query(&[("member", member), ("ttl_ms", "60000")]),
+        )
+    };
+    assert_eq!(take("a").await.1["held"], true);
+    assert_eq!(take("b").await.1["held"], false);
+    let (_, body) = s.get("/v1/streams/p/consumers/g/leases").await;
+    assert_eq!(body["leases"], json!({"partition:0": "a"}));
+    let (status, _) = s
+        .call(s.http.delete(s.url(lease)).query(&[("member", "a")]))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(take("b").await.1["held"], true);
+    let (status, body) = s
+        .call(s.http.put(s.url(lease)).query(&[("member", "not a name")]))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_name");
+    let (status, _) = s.call(s.http.put(s.url(lease))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "member is required");
+
+    // A REST consumer follows each fetch's own settings, and a checkpoint set for it.
+    let fetch = |max: u32| {
+        s.call(
+            s.http
+                .post(s.url("/v1/streams/p/consumers/rest/fetch"))
+                .query(&[("max", max)]),
+        )
+    };
+    assert_eq!(
+        fetch(1).await.1["records"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        fetch(5).await.1["records"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (status, _) = s
+        .call(
+            s.http
+                .put(s.url("/v1/streams/p/consumers/rest/checkpoint"))
+                .json(&json!({"1": "earliest"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, body) = fetch(5).await;
+    let positions: Vec<&str> = body["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["position"].as_str())
+        .collect();
+    assert_eq!(positions, ["1:0", "1:1"], "from the checkpoint just set");
+
+    // A path parameter that does not parse, and a method a route does not take, are JSON
+    // errors like the rest.
+    let (status, body) = s
+        .post("/v1/streams/p/partitions/abc/events", json!([]))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_path");
+    let (status, body) = s.post("/v1/streams", json!({})).await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+
+    // Deleting a consumer says whether it existed.
+    let (status, body) = s
+        .call(s.http.delete(s.url("/v1/streams/p/consumers/c")))
+        .await;
+    assert_eq!(
+        (status, body["existed"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    let (_, body) = s
+        .call(s.http.delete(s.url("/v1/streams/p/consumers/c")))
+        .await;
+    assert_eq!(body["existed"], false);
+    let (status, body) = s
+        .call(s.http.delete(s.url("/v1/streams/nope/consumers/c")))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
+}
