@@ -16,13 +16,17 @@
 //! (`ProvisionedThroughputExceeded`) and network failures are retried with backoff, and
 //! counted in [`KinesisMetrics`].
 
+mod append;
 mod envelope;
+mod iterators;
+mod metrics;
 mod options;
 mod put;
+mod read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -34,6 +38,8 @@ use aws_sdk_kinesis::types::{
 };
 use aws_sdk_kinesis::Client as KinesisClient;
 
+use self::iterators::IteratorKey;
+pub use self::metrics::KinesisMetrics;
 pub use self::options::{CapacityMode, KinesisOptions};
 use super::{
     Backend, Capabilities, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
@@ -66,49 +72,11 @@ const POLL: Duration = Duration::from_millis(200);
 /// beyond that it returns (or waits), and the caller reads on from where it stopped.
 const MAX_EMPTY_PAGES: u32 = 5;
 
-/// Counters of what the backend had to retry: throttling is visible here, not only in logs.
-#[derive(Debug, Default)]
-pub struct KinesisMetrics {
-    /// Calls refused with `ProvisionedThroughputExceeded` or another throttling error.
-    pub throttled_calls: AtomicU64,
-    /// Records a `PutRecords` call did not take (and that were sent again).
-    pub failed_records: AtomicU64,
-    /// Records sent again to keep a key's order after an earlier record of it failed.
-    pub reordered_resends: AtomicU64,
-    /// Calls retried after a network failure or a 5xx.
-    pub transient_errors: AtomicU64,
-    /// Shard iterators replaced because they had expired.
-    pub iterator_refreshes: AtomicU64,
-}
-
-impl KinesisMetrics {
-    /// The counters by name, as [`Backend::metrics`] reports them.
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        [
-            ("kinesis_throttled_calls", &self.throttled_calls),
-            ("kinesis_failed_records", &self.failed_records),
-            ("kinesis_reordered_resends", &self.reordered_resends),
-            ("kinesis_transient_errors", &self.transient_errors),
-            ("kinesis_iterator_refreshes", &self.iterator_refreshes),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.load(Ordering::Relaxed)))
-        .collect()
-    }
-}
-
 /// One open shard: a partition.
 #[derive(Debug, Clone)]
 struct Shard {
     id: String,
     starting_hash_key: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct IteratorKey {
-    stream: String,
-    partition: u32,
-    start: String,
 }
 
 /// AWS Kinesis Data Streams as a backend.
@@ -203,15 +171,6 @@ impl KinesisBackend {
     /// Counters of retried calls and records.
     pub fn kinesis_metrics(&self) -> &KinesisMetrics {
         &self.metrics
-    }
-
-    /// Makes every cached shard iterator `by` older, as if time had passed: for tests of
-    /// iterator expiry, which otherwise take five minutes.
-    #[doc(hidden)]
-    pub fn age_cached_iterators(&self, by: Duration) {
-        for (_, at) in self.lock_iterators().values_mut() {
-            *at = at.checked_sub(by).unwrap_or(*at);
-        }
     }
 
     /// Runs an AWS call, retrying throttling and transient failures with backoff.
@@ -326,139 +285,11 @@ impl KinesisBackend {
         self.lock_iterators().retain(|k, _| k.stream != stream);
     }
 
-    fn lock_iterators(&self) -> std::sync::MutexGuard<'_, HashMap<IteratorKey, (String, Instant)>> {
-        self.iterators.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn cached_iterator(&self, key: &IteratorKey) -> Option<String> {
-        let mut cache = self.lock_iterators();
-        let (iterator, at) = cache.remove(key)?;
-        (at.elapsed() < ITERATOR_TTL).then_some(iterator)
-    }
-
-    fn cache_iterator(&self, key: IteratorKey, iterator: String, obtained: Instant) {
-        let mut cache = self.lock_iterators();
-        if cache.len() >= ITERATOR_CACHE {
-            cache.retain(|_, (_, at)| at.elapsed() < ITERATOR_TTL);
-            if cache.len() >= ITERATOR_CACHE {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (iterator, obtained));
-    }
-
-    /// A fresh shard iterator for a start point. A time still in the future starts at
-    /// `LATEST` (Kinesis refuses future timestamps); the read then skips records appended
-    /// before that time.
-    async fn new_iterator(
-        &self,
-        stream: &str,
-        shard: &Shard,
-        start: PartitionStart,
-    ) -> Result<String> {
-        let (kind, sequence, time) = match start {
-            PartitionStart::Earliest => (ShardIteratorType::TrimHorizon, None, None),
-            PartitionStart::Latest => (ShardIteratorType::Latest, None, None),
-            PartitionStart::At(s) => (ShardIteratorType::AtSequenceNumber, Some(s), None),
-            PartitionStart::After(s) => (ShardIteratorType::AfterSequenceNumber, Some(s), None),
-            PartitionStart::AtTime(t) if t >= SystemTime::now() => {
-                (ShardIteratorType::Latest, None, None)
-            }
-            PartitionStart::AtTime(t) => (
-                ShardIteratorType::AtTimestamp,
-                None,
-                Some(DateTime::from(t)),
-            ),
-        };
-        let get = |kind: ShardIteratorType, time: Option<DateTime>| {
-            self.call("GetShardIterator", move || {
-                let request = self
-                    .client
-                    .get_shard_iterator()
-                    .stream_name(stream)
-                    .shard_id(&shard.id)
-                    .shard_iterator_type(kind.clone())
-                    .set_starting_sequence_number(sequence.map(|s| s.to_string()))
-                    .set_timestamp(time);
-                async move { request.send().await.map_err(|e| aws_error(e, stream)) }
-            })
-        };
-        let out = match time {
-            // kinesalite never answers AT_TIMESTAMP when no record is that recent. On a local
-            // server, bound the wait, then scan from the trim horizon instead: slower, never
-            // wrong, since the read drops records older than the time asked for.
-            Some(_) if self.local_server => match tokio::time::timeout(AT_TIMESTAMP_WAIT, get(kind, time)).await {
-                Ok(out) => out,
-                Err(_) => {
-                    tracing::warn!(stream, shard = %shard.id, "AT_TIMESTAMP unanswered; scanning from TRIM_HORIZON");
-                    get(ShardIteratorType::TrimHorizon, None).await
-                }
-            },
-            _ => get(kind, time).await,
-        }
-        .map_err(|e| self.stream_error(stream, e))?;
-        out.shard_iterator()
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Backend("GetShardIterator returned no iterator".into()))
-    }
-
     fn stream_error(&self, stream: &str, e: AwsError) -> Error {
         if matches!(e, AwsError::NotFound(_)) {
             self.forget(stream);
         }
         e.into_error()
-    }
-
-    /// One `PutRecords` call; returns each record's sequence number, or `None` if it failed.
-    async fn put_once(
-        &self,
-        stream: &str,
-        shard: &Shard,
-        entries: &[(bytes::Bytes, String)],
-    ) -> Result<Vec<Option<(String, String)>>> {
-        let records = entries
-            .iter()
-            .map(|(data, key)| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(data.to_vec()))
-                    .partition_key(key)
-                    .explicit_hash_key(&shard.starting_hash_key)
-                    .build()
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let out = self
-            .call("PutRecords", || async {
-                self.client
-                    .put_records()
-                    .stream_name(stream)
-                    .set_records(Some(records.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| aws_error(e, stream))
-            })
-            .await
-            .map_err(|e| self.stream_error(stream, e))?;
-        if out.records().len() != entries.len() {
-            return Err(Error::Backend(
-                format!(
-                    "PutRecords answered {} results for {} records",
-                    out.records().len(),
-                    entries.len()
-                )
-                .into(),
-            ));
-        }
-        Ok(out
-            .records()
-            .iter()
-            .map(|r| match (r.sequence_number(), r.error_code()) {
-                (Some(seq), None) => {
-                    Some((seq.to_owned(), r.shard_id().unwrap_or_default().to_owned()))
-                }
-                _ => None,
-            })
-            .collect())
     }
 
     fn to_record(partition: u32, r: &aws_sdk_kinesis::types::Record) -> Result<Record> {
@@ -681,73 +512,7 @@ impl Backend for KinesisBackend {
         partition: u32,
         events: &[Event],
     ) -> Result<Vec<Position>> {
-        let shard = self.shard(stream, partition).await?;
-        let mut entries = Vec::with_capacity(events.len());
-        for event in events {
-            let (data, key) = envelope::encode(event);
-            let size = data.len() + key.len();
-            if size > MAX_RECORD {
-                return Err(Error::RecordTooLarge {
-                    size: event.size(),
-                    max: MAX_RECORD - ENVELOPE_ROOM,
-                });
-            }
-            entries.push((data, key));
-        }
-        let keys: Vec<Option<&str>> = events.iter().map(|e| e.key.as_deref()).collect();
-        let mut receipts: Vec<Option<Sequence>> = vec![None; events.len()];
-        let mut pending: Vec<usize> = (0..events.len()).collect();
-        let mut attempts = self.retry.attempts();
-        while !pending.is_empty() {
-            let batch: Vec<_> = pending.iter().map(|&i| entries[i].clone()).collect();
-            let results = self.put_once(stream, &shard, &batch).await?;
-            let mut failed = Vec::with_capacity(pending.len());
-            for (&i, result) in pending.iter().zip(&results) {
-                if let Some((seq, shard_id)) = result {
-                    if *shard_id != shard.id && !shard_id.is_empty() {
-                        self.forget(stream);
-                        return Err(Error::Backend(
-                            format!(
-                                "record went to shard {shard_id}, not {}: the stream was resharded",
-                                shard.id
-                            )
-                            .into(),
-                        ));
-                    }
-                    receipts[i] = Some(seq.parse()?);
-                }
-                failed.push(result.is_none());
-            }
-            let pending_keys: Vec<Option<&str>> = pending.iter().map(|&i| keys[i]).collect();
-            let again: Vec<usize> = put::to_resend(&pending_keys, &failed)
-                .into_iter()
-                .map(|j| pending[j])
-                .collect();
-            if again.is_empty() {
-                break;
-            }
-            let failures = failed.iter().filter(|&&f| f).count() as u64;
-            self.metrics
-                .failed_records
-                .fetch_add(failures, Ordering::Relaxed);
-            self.metrics
-                .reordered_resends
-                .fetch_add(again.len() as u64 - failures, Ordering::Relaxed);
-            if attempts.pause(None).await == Pause::Exhausted {
-                let attempt = attempts.failed();
-                return Err(Error::Unavailable(
-                    format!("{failures} records of a PutRecords call to {stream} still failed after {attempt} attempts").into(),
-                ));
-            }
-            pending = again;
-        }
-        receipts
-            .into_iter()
-            .map(|r| {
-                r.map(|s| Position::new(partition, s))
-                    .ok_or_else(|| Error::Backend("a record got no sequence number".into()))
-            })
-            .collect()
+        self.append_to_shard(stream, partition, events).await
     }
 
     async fn read(
@@ -757,107 +522,7 @@ impl Backend for KinesisBackend {
         start: PartitionStart,
         options: &ReadOptions,
     ) -> Result<Vec<Record>> {
-        let shard = self.shard(stream, partition).await?;
-        let key = |start: PartitionStart| IteratorKey {
-            stream: stream.to_owned(),
-            partition,
-            start: start.to_string(),
-        };
-        let reusable = start != PartitionStart::Latest;
-        let deadline = options.wait.map(|w| Instant::now() + w);
-        let limit = options.max_records.clamp(1, MAX_GET_RECORDS) as i32;
-        let mut obtained = Instant::now();
-        let mut iterator = match reusable
-            .then(|| self.cached_iterator(&key(start)))
-            .flatten()
-        {
-            Some(it) => it,
-            None => self.new_iterator(stream, &shard, start).await?,
-        };
-        let not_before = match start {
-            PartitionStart::AtTime(t) => Some(t),
-            _ => None,
-        };
-        let (mut refreshed, mut skipped) = (false, 0);
-        loop {
-            let got = self
-                .call("GetRecords", || async {
-                    self.client
-                        .get_records()
-                        .shard_iterator(&iterator)
-                        .limit(limit)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error(e, stream))
-                })
-                .await;
-            let out = match got {
-                Ok(out) => out,
-                Err(AwsError::ExpiredIterator(_)) if !refreshed => {
-                    self.metrics
-                        .iterator_refreshes
-                        .fetch_add(1, Ordering::Relaxed);
-                    refreshed = true;
-                    obtained = Instant::now();
-                    iterator = self.new_iterator(stream, &shard, start).await?;
-                    continue;
-                }
-                Err(e) => return Err(self.stream_error(stream, e)),
-            };
-            let next = out.next_shard_iterator().map(str::to_owned);
-            if !out.records().is_empty() {
-                let mut records = Vec::with_capacity(out.records().len());
-                let mut bytes = 0;
-                let mut whole = true;
-                for r in out.records() {
-                    bytes += r.data().as_ref().len();
-                    if !records.is_empty() && bytes > options.max_bytes {
-                        whole = false;
-                        break;
-                    }
-                    let record = Self::to_record(partition, r)?;
-                    if not_before.is_none_or(|t| record.append_time >= t) {
-                        records.push(record);
-                    }
-                }
-                if records.is_empty() {
-                    if let Some(next) = next {
-                        iterator = next; // every record was older than the time asked for
-                        continue;
-                    }
-                }
-                if let (true, Some(next), Some(last)) = (whole, next, records.last()) {
-                    let after = PartitionStart::After(last.position.sequence);
-                    self.cache_iterator(key(after), next, obtained);
-                }
-                return Ok(records);
-            }
-            let Some(next) = next else {
-                // The shard was closed by a split or merge (AWS reshards on-demand streams
-                // itself). Its records continue in child shards this backend does not follow:
-                // say so rather than return nothing forever.
-                self.forget(stream);
-                return Err(Error::Backend(
-                    format!("shard {} of {stream} is closed: the stream was resharded, and cloudstream does not follow resharding", shard.id).into(),
-                ));
-            };
-            iterator = next;
-            if out.millis_behind_latest().unwrap_or(0) > 0 && skipped < MAX_EMPTY_PAGES {
-                skipped += 1;
-                continue; // an empty stretch of the shard; records may lie further on
-            }
-            match deadline {
-                Some(d) if Instant::now() < d => {
-                    tokio::time::sleep(POLL.min(d - Instant::now())).await;
-                }
-                _ => {
-                    if reusable {
-                        self.cache_iterator(key(start), iterator, obtained);
-                    }
-                    return Ok(Vec::new());
-                }
-            }
-        }
+        self.read_shard(stream, partition, start, options).await
     }
 
     async fn list_consumers(&self, stream: &str) -> Result<Vec<ConsumerInfo>> {
