@@ -4,7 +4,7 @@
 //!
 //! The value kept per partition is generic: the engine's own streams keep a `u64` offset;
 //! a client of another provider (Kinesis, whose sequence numbers are 56-digit decimals) can
-//! keep its checkpoints here too, as strings, with [`CheckpointStore::open_dir`].
+//! keep its checkpoints here too, as strings, with [`CheckpointFiles::open_dir`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,16 +23,16 @@ const EXT: &str = ".ckpt";
 /// A consumer's position: the next offset to read (or another resume point `V`), per
 /// partition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint<V = u64> {
+pub struct SavedCheckpoint<V = u64> {
     /// Partition → next offset to read.
     pub offsets: BTreeMap<u32, V>,
     /// When the checkpoint was last written (ms since the Unix epoch).
     pub updated_ms: i64,
 }
 
-impl<V> Default for Checkpoint<V> {
+impl<V> Default for SavedCheckpoint<V> {
     fn default() -> Self {
-        Checkpoint {
+        SavedCheckpoint {
             offsets: BTreeMap::new(),
             updated_ms: 0,
         }
@@ -41,14 +41,14 @@ impl<V> Default for Checkpoint<V> {
 
 /// The checkpoints of one stream's consumers.
 #[derive(Debug)]
-pub struct CheckpointStore<V = u64> {
+pub struct CheckpointFiles<V = u64> {
     dir: PathBuf,
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    cache: Mutex<BTreeMap<String, Checkpoint<V>>>,
+    cache: Mutex<BTreeMap<String, SavedCheckpoint<V>>>,
 }
 
-impl<V: Clone + Serialize + DeserializeOwned> CheckpointStore<V> {
+impl<V: Clone + Serialize + DeserializeOwned> CheckpointFiles<V> {
     /// Opens (creating it if needed) a directory of checkpoints outside any engine stream,
     /// for a provider whose records live elsewhere.
     pub fn open_dir(
@@ -79,7 +79,7 @@ impl<V: Clone + Serialize + DeserializeOwned> CheckpointStore<V> {
                 }
             }
         }
-        Ok(CheckpointStore {
+        Ok(CheckpointFiles {
             dir,
             storage,
             clock,
@@ -87,19 +87,19 @@ impl<V: Clone + Serialize + DeserializeOwned> CheckpointStore<V> {
         })
     }
 
-    fn cache(&self) -> MutexGuard<'_, BTreeMap<String, Checkpoint<V>>> {
+    fn cache(&self) -> MutexGuard<'_, BTreeMap<String, SavedCheckpoint<V>>> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The consumer's checkpoint, if it ever committed.
-    pub fn load(&self, consumer: &str) -> Result<Option<Checkpoint<V>>> {
+    pub fn load(&self, consumer: &str) -> Result<Option<SavedCheckpoint<V>>> {
         validate_name("consumer", consumer)?;
         Ok(self.cache().get(consumer).cloned())
     }
 
     /// Sets the next offset of the given partitions (others keep theirs) and makes it durable
     /// before returning.
-    pub fn commit(&self, consumer: &str, offsets: &[(u32, V)]) -> Result<Checkpoint<V>> {
+    pub fn commit(&self, consumer: &str, offsets: &[(u32, V)]) -> Result<SavedCheckpoint<V>> {
         validate_name("consumer", consumer)?;
         let mut cache = self.cache();
         let mut checkpoint = cache.get(consumer).cloned().unwrap_or_default();
@@ -112,7 +112,7 @@ impl<V: Clone + Serialize + DeserializeOwned> CheckpointStore<V> {
     }
 
     /// Every consumer with a checkpoint.
-    pub fn list(&self) -> Vec<(String, Checkpoint<V>)> {
+    pub fn list(&self) -> Vec<(String, SavedCheckpoint<V>)> {
         self.cache()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

@@ -48,7 +48,7 @@ mod segment;
 pub mod storage;
 mod stream;
 
-pub use checkpoint::{Checkpoint, CheckpointStore};
+pub use checkpoint::{CheckpointFiles, SavedCheckpoint};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{LogError, Result};
 pub use format::{BatchBuilder, EncodeError, EncodedBatch, LogRecord};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::CheckpointFiles;
 use crate::error::IoContext;
 use crate::partition::{Partition, PartitionConfig};
 use crate::{framed_file, LogError, LogOptions, Result};
@@ -85,7 +85,7 @@ pub struct StreamLog {
     config: StreamConfig,
     created_ms: i64,
     partitions: Vec<Partition>,
-    checkpoints: CheckpointStore,
+    checkpoints: CheckpointFiles,
 }
 
 fn partition_dir(dir: &Path, p: u32) -> PathBuf {
@@ -154,7 +154,7 @@ impl StreamLog {
         let partitions = (0..meta.config.partitions)
             .map(|p| Partition::open(p, &partition_dir(dir, p), config.clone()))
             .collect::<Result<Vec<_>>>()?;
-        let checkpoints = CheckpointStore::open(
+        let checkpoints = CheckpointFiles::open(
             dir.join("consumers"),
             options.storage.clone(),
             options.clock.clone(),
@@ -199,7 +199,7 @@ impl StreamLog {
     }
 
     /// The stream's consumer checkpoints.
-    pub fn checkpoints(&self) -> &CheckpointStore {
+    pub fn checkpoints(&self) -> &CheckpointFiles {
         &self.checkpoints
     }
 

@@ -47,7 +47,7 @@ impl MemoryLeases {
     }
 
     /// Takes or renews a lease; whether `member` holds it afterwards.
-    pub(crate) fn take(
+    pub(crate) fn take_lease(
         &self,
         stream: &str,
         group: &str,
@@ -68,7 +68,7 @@ impl MemoryLeases {
     }
 
     /// Gives a lease back, if `member` holds it.
-    pub(crate) fn release(&self, stream: &str, group: &str, name: &str, member: &str) {
+    pub(crate) fn release_lease(&self, stream: &str, group: &str, name: &str, member: &str) {
         let key = (stream.to_owned(), group.to_owned(), name.to_owned());
         let mut table = self.lock();
         if table.get(&key).is_some_and(|(owner, _)| owner == member) {
@@ -77,7 +77,7 @@ impl MemoryLeases {
     }
 
     /// The unexpired leases of a group: name → owner.
-    pub(crate) fn live(&self, stream: &str, group: &str) -> BTreeMap<String, String> {
+    pub(crate) fn live_leases(&self, stream: &str, group: &str) -> BTreeMap<String, String> {
         let now = Instant::now();
         let mut table = self.lock();
         table.retain(|_, (_, expires)| *expires > now);
@@ -191,23 +191,35 @@ mod tests {
     fn a_lease_is_held_until_it_expires_or_is_released() {
         let leases = MemoryLeases::default();
         let ttl = Duration::from_millis(50);
-        assert!(leases.take("s", "g", "partition:0", "a", ttl));
-        assert!(!leases.take("s", "g", "partition:0", "b", ttl), "held by a");
-        assert!(leases.take("s", "g", "partition:0", "a", ttl), "renewed");
+        assert!(leases.take_lease("s", "g", "partition:0", "a", ttl));
         assert!(
-            leases.take("s", "other", "partition:0", "b", ttl),
+            !leases.take_lease("s", "g", "partition:0", "b", ttl),
+            "held by a"
+        );
+        assert!(
+            leases.take_lease("s", "g", "partition:0", "a", ttl),
+            "renewed"
+        );
+        assert!(
+            leases.take_lease("s", "other", "partition:0", "b", ttl),
             "groups are separate"
         );
         std::thread::sleep(ttl * 2);
-        assert!(leases.live("s", "g").is_empty(), "expired");
-        assert!(leases.take("s", "g", "partition:0", "b", ttl), "taken over");
-        leases.release("s", "g", "partition:0", "a");
+        assert!(leases.live_leases("s", "g").is_empty(), "expired");
+        assert!(
+            leases.take_lease("s", "g", "partition:0", "b", ttl),
+            "taken over"
+        );
+        leases.release_lease("s", "g", "partition:0", "a");
         assert_eq!(
-            leases.live("s", "g").get("partition:0").map(String::as_str),
+            leases
+                .live_leases("s", "g")
+                .get("partition:0")
+                .map(String::as_str),
             Some("b"),
             "only the owner releases"
         );
-        leases.release("s", "g", "partition:0", "b");
-        assert!(leases.live("s", "g").is_empty());
+        leases.release_lease("s", "g", "partition:0", "b");
+        assert!(leases.live_leases("s", "g").is_empty());
     }
 }

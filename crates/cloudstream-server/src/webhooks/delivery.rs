@@ -30,7 +30,7 @@ const RESTART_RESET: Duration = Duration::from_secs(60);
 
 /// What a webhook did since the server started (or since it was registered).
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub(crate) struct WebhookStats {
     /// Records answered with a 2xx.
     pub(crate) delivered: AtomicU64,
     /// POSTs that failed (non-2xx or transport error).
@@ -42,7 +42,7 @@ pub(crate) struct Counters {
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
-impl Counters {
+impl WebhookStats {
     /// Keeps `error` as the latest failure.
     pub(crate) fn set_error(&self, error: String) {
         *self
@@ -86,7 +86,7 @@ pub(crate) struct Task {
     pub(crate) http: reqwest::Client,
     pub(crate) spec: Spec,
     pub(crate) url: reqwest::Url,
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) counters: Arc<WebhookStats>,
 }
 
 impl Task {

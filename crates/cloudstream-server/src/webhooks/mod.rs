@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use self::delivery::{error_chain, Counters, Task};
+use self::delivery::{error_chain, Task, WebhookStats};
 use self::spec::{consumer_name, parse_url, Spec, SpecIn};
 use self::store::{load, write_atomically, StateFile, STATE_FILE};
 use crate::ApiError;
@@ -48,7 +48,7 @@ use crate::ApiError;
 #[derive(Debug)]
 struct Running {
     spec: Spec,
-    counters: Arc<Counters>,
+    counters: Arc<WebhookStats>,
     /// Set to `true` to stop the task; dropping it stops the task too.
     stop: watch::Sender<bool>,
     /// The task, until it is stopped and awaited.
@@ -238,7 +238,7 @@ impl Webhooks {
         spec: Spec,
         url: reqwest::Url,
         http: reqwest::Client,
-        counters: Arc<Counters>,
+        counters: Arc<WebhookStats>,
     ) -> Arc<Running> {
         let (stop, stopped) = watch::channel(false);
         let task = Task {

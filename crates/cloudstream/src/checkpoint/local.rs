@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cloudstream_log::{CheckpointStore as EngineCheckpoints, FileStorage, SystemClock};
+use cloudstream_log::{CheckpointFiles, FileStorage, SystemClock};
 
 use super::{parse_resume, Checkpoint, CheckpointStore};
 use crate::backend::PartitionStart;
@@ -20,7 +20,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct LocalCheckpoints {
     root: PathBuf,
-    stores: Mutex<BTreeMap<String, Arc<EngineCheckpoints<String>>>>,
+    stores: Mutex<BTreeMap<String, Arc<CheckpointFiles<String>>>>,
     leases: MemoryLeases,
 }
 
@@ -51,13 +51,13 @@ impl LocalCheckpoints {
         Ok(store)
     }
 
-    fn store(&self, stream: &str) -> Result<Arc<EngineCheckpoints<String>>> {
+    fn store(&self, stream: &str) -> Result<Arc<CheckpointFiles<String>>> {
         cloudstream_log::validate_name("stream", stream)?;
         let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(store) = stores.get(stream) {
             return Ok(store.clone());
         }
-        let store = Arc::new(EngineCheckpoints::open_dir(
+        let store = Arc::new(CheckpointFiles::open_dir(
             self.root.join(stream),
             Arc::new(FileStorage),
             Arc::new(SystemClock),
@@ -70,7 +70,7 @@ impl LocalCheckpoints {
     async fn with_store<T: Send + 'static>(
         &self,
         stream: &str,
-        f: impl FnOnce(&EngineCheckpoints<String>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&CheckpointFiles<String>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let store = self.store(stream)?;
         tokio::task::spawn_blocking(move || f(&store))
@@ -144,7 +144,7 @@ impl CheckpointStore for LocalCheckpoints {
         member: &str,
         ttl: Duration,
     ) -> Result<bool> {
-        Ok(self.leases.take(stream, group, name, member, ttl))
+        Ok(self.leases.take_lease(stream, group, name, member, ttl))
     }
 
     async fn release_lease(
@@ -154,11 +154,11 @@ impl CheckpointStore for LocalCheckpoints {
         name: &str,
         member: &str,
     ) -> Result<()> {
-        self.leases.release(stream, group, name, member);
+        self.leases.release_lease(stream, group, name, member);
         Ok(())
     }
 
     async fn live_leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
-        Ok(self.leases.live(stream, group))
+        Ok(self.leases.live_leases(stream, group))
     }
 }

@@ -468,7 +468,7 @@ impl CheckpointStore for LogBackend {
         ttl: Duration,
     ) -> Result<bool> {
         self.stream(stream)?;
-        Ok(self.leases.take(stream, consumer, name, member, ttl))
+        Ok(self.leases.take_lease(stream, consumer, name, member, ttl))
     }
 
     async fn release_lease(
@@ -478,13 +478,13 @@ impl CheckpointStore for LogBackend {
         name: &str,
         member: &str,
     ) -> Result<()> {
-        self.leases.release(stream, consumer, name, member);
+        self.leases.release_lease(stream, consumer, name, member);
         Ok(())
     }
 
     async fn live_leases(&self, stream: &str, consumer: &str) -> Result<BTreeMap<String, String>> {
         self.stream(stream)?;
-        Ok(self.leases.live(stream, consumer))
+        Ok(self.leases.live_leases(stream, consumer))
     }
 }
 
