@@ -120,6 +120,11 @@ pub(crate) async fn append(
     body: Result<Json<Vec<EventJson>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let items = body?.0;
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "an append needs at least one event (an empty one would write an empty frame)",
+        ));
+    }
     check_batch(&state, items.len())?;
     let events = items
         .into_iter()
@@ -131,6 +136,9 @@ pub(crate) async fn append(
             "stream {name:?} has no partition {partition} (it has {})",
             stream.partitions()
         )));
+    }
+    for event in &events {
+        stream.check_event(event)?;
     }
     let bytes = events.iter().map(|e| e.payload.len() as u64).sum();
     let count = events.len() as u64;

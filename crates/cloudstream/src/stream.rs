@@ -107,13 +107,42 @@ impl Stream {
         self.inner.backend.describe_stream(&self.inner.name).await
     }
 
-    fn check_size(&self, event: &Event) -> Result<()> {
-        let max = self.inner.capabilities.max_record_bytes;
-        if event.size() > max {
+    /// Checks an event against every limit of the backend (size, header count, header name
+    /// and value lengths) before it is written, so that a bad event fails alone instead of
+    /// failing the append it would share with others.
+    pub fn check_event(&self, event: &Event) -> Result<()> {
+        let caps = &self.inner.capabilities;
+        if event.size() > caps.max_record_bytes {
             return Err(Error::RecordTooLarge {
                 size: event.size(),
-                max,
+                max: caps.max_record_bytes,
             });
+        }
+        if event.headers.len() > caps.max_headers {
+            return Err(Error::InvalidArgument(format!(
+                "{} headers on one event; the {} backend takes at most {}",
+                event.headers.len(),
+                self.inner.backend.name(),
+                caps.max_headers
+            )));
+        }
+        for (name, value) in &event.headers {
+            if name.len() > caps.max_header_name_bytes {
+                return Err(Error::InvalidArgument(format!(
+                    "a header name of {} bytes; the {} backend takes at most {}",
+                    name.len(),
+                    self.inner.backend.name(),
+                    caps.max_header_name_bytes
+                )));
+            }
+            if value.len() > caps.max_header_value_bytes {
+                return Err(Error::InvalidArgument(format!(
+                    "header {name:?} has a value of {} bytes; the {} backend takes at most {}",
+                    value.len(),
+                    self.inner.backend.name(),
+                    caps.max_header_value_bytes
+                )));
+            }
         }
         Ok(())
     }
@@ -126,7 +155,7 @@ impl Stream {
 
     /// Writes one event; returns where it was stored once it is durable.
     pub async fn send(&self, event: Event) -> Result<Receipt> {
-        self.check_size(&event)?;
+        self.check_event(&event)?;
         let partition = self.partition_for(&event);
         let receipts = self
             .inner
@@ -149,7 +178,7 @@ impl Stream {
         let mut results: Vec<Option<Result<Receipt>>> = (0..events.len()).map(|_| None).collect();
         let mut groups: Vec<Vec<(usize, Event)>> = vec![Vec::new(); self.inner.partitions as usize];
         for (i, event) in events.into_iter().enumerate() {
-            match self.check_size(&event) {
+            match self.check_event(&event) {
                 Ok(()) => groups[self.partition_for(&event) as usize].push((i, event)),
                 Err(e) => results[i] = Some(Err(e)),
             }

@@ -295,3 +295,30 @@ async fn the_primitive_routes_answer_as_documented() {
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
 }
+
+/// An append with no event is refused (it would write and fsync an empty frame that never
+/// expires), and so is one whose event breaks the backend's header limits, with a 400 that
+/// says why; neither stores anything.
+#[tokio::test]
+async fn empty_and_over_limit_appends_are_refused() {
+    let s = start().await;
+    s.put("/v1/streams/e", json!({"partitions": 1})).await;
+    let (status, body) = s.post("/v1/streams/e/partitions/0/events", json!([])).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let long_name = "h".repeat(70_000);
+    let (status, body) = s
+        .post(
+            "/v1/streams/e/partitions/0/events",
+            json!([{"payload": "x", "headers": {long_name: "v"}}]),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_argument");
+    let (_, body) = s.get("/v1/streams/e/records?partition=0").await;
+    assert_eq!(body["records"], json!([]), "nothing was stored");
+    let (_, body) = s.get("/v1/streams/e").await;
+    assert_eq!(
+        body["stream"]["partitions"][0]["next"],
+        json!(0),
+        "no empty frame took an offset"
+    );
+}

@@ -169,6 +169,15 @@ pub struct Capabilities {
     pub leases: bool,
     /// Largest event (payload, key and headers).
     pub max_record_bytes: usize,
+    /// Most headers on one event.
+    #[serde(default = "unlimited")]
+    pub max_headers: usize,
+    /// Longest header name, in bytes.
+    #[serde(default = "unlimited")]
+    pub max_header_name_bytes: usize,
+    /// Longest header value, in bytes.
+    #[serde(default = "unlimited")]
+    pub max_header_value_bytes: usize,
     /// Most events in one append call.
     pub max_batch_records: usize,
     /// Most bytes in one append call.
@@ -195,6 +204,9 @@ impl Capabilities {
             durable: false,
             leases: false,
             max_record_bytes: 1024 * 1024,
+            max_headers: usize::MAX,
+            max_header_name_bytes: usize::MAX,
+            max_header_value_bytes: usize::MAX,
             max_batch_records: 500,
             max_batch_bytes: 5 * 1024 * 1024,
             max_partitions: 1,
@@ -208,6 +220,11 @@ impl Default for Capabilities {
     fn default() -> Self {
         Capabilities::new()
     }
+}
+
+/// No limit beyond the record's size (the default of the header limits in JSON).
+fn unlimited() -> usize {
+    usize::MAX
 }
 
 /// A pair of durations as milliseconds, for [`Capabilities::horizon_range`].

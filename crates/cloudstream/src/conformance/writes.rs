@@ -150,3 +150,38 @@ pub async fn keys_choose_partitions(client: &Client) {
     }
     assert!(used > 1, "unkeyed events spread");
 }
+
+/// An event over one of the backend's header limits (too many headers, a name too long)
+/// fails alone in `send_batch`, with `InvalidArgument`, and the events written in the same
+/// call are stored; where the backend has no such limit, the event is stored like any other.
+pub async fn events_over_header_limits_fail_alone(client: &Client) {
+    let stream = new_stream(client, "headers", 1).await;
+    let caps = client.backend().capabilities();
+    let long_name = (caps.max_header_name_bytes.min(65_535) + 1).min(caps.max_record_bytes / 2);
+    let many = (caps.max_headers.min(65_535) + 1).min(caps.max_record_bytes / 16);
+    let over_name = keyed(1).with_header("x".repeat(long_name), "v");
+    let mut over_count = keyed(3);
+    for i in 0..many {
+        over_count = over_count.with_header(format!("h{i}"), "v");
+    }
+    let results = stream
+        .send_batch(vec![keyed(0), over_name, keyed(2), over_count, keyed(4)])
+        .await;
+    for i in [0, 2, 4] {
+        assert!(results[i].is_ok(), "event {i}: {:?}", results[i]);
+    }
+    for (i, limited) in [
+        (1, long_name > caps.max_header_name_bytes),
+        (3, many > caps.max_headers),
+    ] {
+        if limited {
+            assert!(
+                matches!(results[i], Err(Error::InvalidArgument(_))),
+                "event {i}: {:?}",
+                results[i]
+            );
+        } else {
+            assert!(results[i].is_ok(), "event {i}: {:?}", results[i]);
+        }
+    }
+}

@@ -238,6 +238,10 @@ impl Backend for LogBackend {
             durable: self.name == "local",
             leases: true,
             max_record_bytes: self.max_record_bytes,
+            // The batch format: u16 header count and name lengths.
+            max_headers: u16::MAX as usize,
+            max_header_name_bytes: u16::MAX as usize,
+            max_header_value_bytes: usize::MAX,
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_bytes: MAX_BATCH_BYTES,
             max_partitions: cloudstream_log::MAX_PARTITIONS,
@@ -287,6 +291,12 @@ impl Backend for LogBackend {
         partition: u32,
         events: &[Event],
     ) -> Result<Vec<Position>> {
+        if events.is_empty() {
+            // An empty batch would be an fsynced frame of no records.
+            return Err(Error::InvalidArgument(
+                "an append needs at least one event".into(),
+            ));
+        }
         let log_stream = self.stream(stream)?;
         let part = log_stream
             .partition(partition)

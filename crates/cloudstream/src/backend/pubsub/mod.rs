@@ -50,6 +50,8 @@ use crate::{Error, Event, Position, Record, Result, Sequence};
 const TIME_ATTRIBUTE: &str = "cloudstream-time";
 /// Largest message Pub/Sub takes is 10 MB; room is kept for attributes and key.
 const MAX_RECORD: usize = 10_000_000 - 64 * 1024;
+/// Most attributes on a message is 100; one is kept for the event time.
+const MAX_ATTRIBUTES: usize = 99;
 /// Most messages and bytes in one publish request.
 const MAX_BATCH_RECORDS: usize = 1000;
 const MAX_BATCH_BYTES: usize = 9_000_000;
@@ -248,6 +250,9 @@ impl Backend for PubSubBackend {
             durable: true,
             leases: false,
             max_record_bytes: MAX_RECORD,
+            max_headers: MAX_ATTRIBUTES,
+            max_header_name_bytes: 256,
+            max_header_value_bytes: 1024,
             max_batch_records: MAX_BATCH_RECORDS,
             max_batch_bytes: MAX_BATCH_BYTES,
             max_partitions: 1,
