@@ -72,8 +72,7 @@ pub(crate) async fn send_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BatchResults>, ApiError> {
     // Each event is checked alone, so one bad event fails alone.
-    let parsed = crate::ingest::batch(&headers, &body?)?;
-    check_batch(&state, parsed.len())?;
+    let parsed = crate::ingest::batch(&headers, &body?, state.limits.max_batch_events)?;
     let stream = state.stream(&name).await?;
     let good: Vec<Event> = parsed
         .iter()

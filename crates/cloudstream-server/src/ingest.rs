@@ -79,11 +79,69 @@ pub(crate) fn event(headers: &HeaderMap, body: &Bytes) -> Result<Event, ApiError
     }
 }
 
+/// A batch body with more events than allowed: refused as soon as the count passes the
+/// limit, before the rest of the body is parsed.
+pub(crate) fn too_many(max: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "batch_too_large",
+        format!("more than {max} events in one batch; at most {max}"),
+    )
+}
+
+/// The elements of a JSON array, each kept as its raw text, counted as they are read: more
+/// than `max` stops the parse at once (a 16 MiB body of `{}` is millions of elements).
+fn bounded_array(body: &[u8], max: usize) -> Result<Vec<&RawValue>, ApiError> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    use std::cell::Cell;
+
+    struct Bounded<'c> {
+        max: usize,
+        over: &'c Cell<bool>,
+    }
+    impl<'de> Visitor<'de> for Bounded<'_> {
+        type Value = Vec<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON array")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<&RawValue>()? {
+                if items.len() == self.max {
+                    self.over.set(true);
+                    return Err(serde::de::Error::custom("too many events"));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+        type Value = Vec<&'de RawValue>;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    let over = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let parsed = Bounded { max, over: &over }
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|()| items));
+    match parsed {
+        Ok(items) => Ok(items),
+        Err(_) if over.get() => Err(too_many(max)),
+        Err(e) => Err(bad_json(format!("not a JSON array of events: {e}"))),
+    }
+}
+
 /// The events of a `POST .../events/batch` body, each parsed alone so that one bad event
-/// fails alone; an unreadable body as a whole is an error.
+/// fails alone; an unreadable body as a whole is an error, and so is one with more than
+/// `max` events, found as soon as the count passes it.
 pub(crate) fn batch(
     headers: &HeaderMap,
     body: &Bytes,
+    max: usize,
 ) -> Result<Vec<Result<Event, ApiError>>, ApiError> {
     let event_from = |text: &str| {
         serde_json::from_str::<EventJson>(text)
@@ -91,29 +149,33 @@ pub(crate) fn batch(
             .and_then(|json| Ok(json.into_event()?))
     };
     match media_type(headers).as_deref() {
-        None | Some("application/json") => {
-            // Each element is kept as its raw text and parsed alone.
-            let items: Vec<&RawValue> = serde_json::from_slice(body)
-                .map_err(|e| bad_json(format!("not a JSON array of events: {e}")))?;
-            Ok(items
-                .into_iter()
-                .map(|item| event_from(item.get()))
-                .collect())
-        }
+        None | Some("application/json") => Ok(bounded_array(body, max)?
+            .into_iter()
+            .map(|item| event_from(item.get()))
+            .collect()),
         Some("application/x-ndjson" | "application/jsonl" | "application/json-seq") => {
-            let text = std::str::from_utf8(body)
-                .map_err(|_| ApiError::bad_request("an NDJSON body must be UTF-8"))?;
-            Ok(text
-                .lines()
-                .filter(|line| !line.trim().is_empty())
-                .map(event_from)
-                .collect())
+            let mut events = Vec::new();
+            for line in body.split(|&b| b == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if events.len() == max {
+                    return Err(too_many(max));
+                }
+                let line = std::str::from_utf8(line)
+                    .map_err(|_| ApiError::bad_request("an NDJSON body must be UTF-8"))?;
+                events.push(event_from(line.trim_end_matches('\r')));
+            }
+            Ok(events)
         }
-        Some("application/cloudevents-batch+json") => {
-            let items: Vec<Value> = serde_json::from_slice(body)
-                .map_err(|e| bad_json(format!("not a JSON array of CloudEvents: {e}")))?;
-            Ok(items.into_iter().map(structured).collect())
-        }
+        Some("application/cloudevents-batch+json") => Ok(bounded_array(body, max)?
+            .into_iter()
+            .map(|item| {
+                serde_json::from_str::<Value>(item.get())
+                    .map_err(|e| bad_json(format!("not a CloudEvent: {e}")))
+                    .and_then(structured)
+            })
+            .collect()),
         Some(other) => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -254,4 +316,48 @@ fn raw(headers: &HeaderMap, body: &Bytes, content_type: Option<String>) -> Resul
 fn is_json(content_type: &str) -> bool {
     let media = media(content_type);
     media == "application/json" || media.ends_with("+json")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, content_type.parse().expect("header"));
+        h
+    }
+
+    /// More events than allowed are refused as soon as the count passes the limit: the
+    /// rest of the body (here unreadable) is never parsed, let alone materialized.
+    #[test]
+    fn a_batch_over_the_limit_is_refused_before_the_rest_is_parsed() {
+        let max = 3;
+        let cases = [
+            ("application/json", "[{},{},{},{},{} not json at all"),
+            ("application/cloudevents-batch+json", "[{},{},{},{} \u{0}"),
+            (
+                "application/x-ndjson",
+                "{}\n{}\n{}\n{}\n\u{ff}\u{fe}garbage",
+            ),
+        ];
+        for (content_type, body) in cases {
+            let body = Bytes::from(body.as_bytes().to_vec());
+            let err = match batch(&headers(content_type), &body, max) {
+                Ok(events) => panic!("{content_type}: {} events accepted", events.len()),
+                Err(e) => e,
+            };
+            assert_eq!(
+                err.error_body().error.code,
+                "batch_too_large",
+                "{content_type}"
+            );
+        }
+        let ok = Bytes::from_static(b"[{\"payload\":\"a\"},{\"payload\":\"b\"}]");
+        let events = batch(&headers("application/json"), &ok, max).expect("within the limit");
+        assert_eq!(events.len(), 2);
+        let broken = Bytes::from_static(b"[{},");
+        let err = batch(&headers("application/json"), &broken, max).expect_err("broken");
+        assert_eq!(err.error_body().error.code, "bad_json");
+    }
 }
