@@ -271,12 +271,20 @@ impl Drop for Log {
     }
 }
 
+/// Retention on every stream, each on its own: a stream that fails does not stop the others;
+/// the first failure is returned once every stream has had its turn.
 fn enforce_all(inner: &Inner) -> Result<usize> {
     let mut deleted = 0;
+    let mut failed = None;
     for stream in inner.streams() {
-        deleted += stream.enforce_retention()?;
+        match stream.enforce_retention() {
+            Ok(n) => deleted += n,
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
-    Ok(deleted)
+    failed.map_or(Ok(deleted), Err)
 }
 
 fn spawn_retention(inner: Weak<Inner>, every: Duration) -> (Sender<()>, JoinHandle<()>) {

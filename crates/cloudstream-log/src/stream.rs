@@ -203,13 +203,22 @@ impl StreamLog {
         &self.checkpoints
     }
 
-    /// Removes expired segments from every partition; returns how many were deleted.
+    /// Removes expired segments from every partition; returns how many were deleted. Each
+    /// partition is done on its own: one that fails (logged) does not stop the others, and
+    /// the first failure is returned once every partition has had its turn.
     pub fn enforce_retention(&self) -> Result<usize> {
         let mut deleted = 0;
-        for p in &self.partitions {
-            deleted += p.enforce_retention(self.config.horizon)?;
+        let mut failed = None;
+        for (i, p) in self.partitions.iter().enumerate() {
+            match p.enforce_retention(self.config.horizon) {
+                Ok(n) => deleted += n,
+                Err(e) => {
+                    tracing::warn!(stream = %self.name, partition = i, error = %e, "retention failed for a partition; the next pass tries again");
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(deleted)
+        failed.map_or(Ok(deleted), Err)
     }
 
     /// Closes every partition cleanly.

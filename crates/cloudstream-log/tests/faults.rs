@@ -155,3 +155,60 @@ fn a_failed_retention_delete_is_reported_and_retried() -> Result<()> {
     assert_eq!(p, 60, "deleted segments stay deleted after a power loss");
     Ok(())
 }
+
+/// Retention runs on every partition and every stream on its own: a partition whose deletes
+/// fail is reported, and the other partitions, and the streams after it in name order, are
+/// still trimmed in the same pass.
+#[test]
+fn one_failing_partition_does_not_stop_retention_elsewhere() -> Result<()> {
+    let (options, storage, clock) = mem_options();
+    let log = open(MEM_ROOT, &options);
+    let first = create(&log, "a-first", config(2, 1_000));
+    let second = create(&log, "b-second", config(1, 1_000));
+    let partitions = [
+        first.partition(0)?,
+        first.partition(1)?,
+        second.partition(0)?,
+    ];
+    for b in 0..60 {
+        for p in &partitions {
+            append(p, &[rec_for(b, 1000)]);
+        }
+    }
+    clock.advance(10_000);
+    for p in &partitions {
+        append(p, &[rec_for(1000, 200)]);
+    }
+    // Deletes fail only in the first stream's first partition.
+    let failing = std::path::Path::new(MEM_ROOT).join("streams/a-first/partitions/0");
+    storage.scope_faults(Some(&failing));
+    storage.inject(Fault::Remove, true);
+    let err = log
+        .enforce_retention()
+        .expect_err("the failure is reported");
+    assert!(matches!(err, LogError::Io { .. }), "{err}");
+    assert_eq!(
+        partitions[0].earliest_offset(),
+        0,
+        "the failing partition kept its segments"
+    );
+    assert_eq!(
+        partitions[1].earliest_offset(),
+        60,
+        "its sibling was trimmed"
+    );
+    assert_eq!(
+        partitions[2].earliest_offset(),
+        60,
+        "the next stream was trimmed"
+    );
+    storage.inject(Fault::Remove, false);
+    storage.scope_faults(None);
+    log.enforce_retention()?;
+    assert_eq!(
+        partitions[0].earliest_offset(),
+        60,
+        "the next pass trims it too"
+    );
+    Ok(())
+}

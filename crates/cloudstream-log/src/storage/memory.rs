@@ -41,9 +41,10 @@ impl Fault {
     }
 }
 
-/// The faults switched on, shared by a storage and its open files.
+/// The faults switched on, shared by a storage and its open files, and the directory that
+/// path-taking operations (remove) fail under, when they fail only there.
 #[derive(Debug, Clone, Default)]
-struct Faults(Arc<AtomicU32>);
+struct Faults(Arc<AtomicU32>, Arc<Mutex<Option<PathBuf>>>);
 
 impl Faults {
     fn check(&self, fault: Fault) -> io::Result<()> {
@@ -51,6 +52,16 @@ impl Faults {
             return Err(io::Error::other(format!("injected {fault:?} failure")));
         }
         Ok(())
+    }
+
+    /// [`Faults::check`] for an operation on `path`: only under the scoped directory, if
+    /// one is set.
+    fn check_at(&self, fault: Fault, path: &Path) -> io::Result<()> {
+        let scope = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        match &*scope {
+            Some(dir) if !path.starts_with(dir) => Ok(()),
+            _ => self.check(fault),
+        }
     }
 }
 
@@ -185,6 +196,12 @@ impl MemoryStorage {
         }
     }
 
+    /// Makes file removals fail only below `dir` while [`Fault::Remove`] is on (`None`:
+    /// everywhere, the default), to fail one partition or stream among many.
+    pub fn scope_faults(&self, dir: Option<&Path>) {
+        *self.faults.1.lock().unwrap_or_else(|e| e.into_inner()) = dir.map(Path::to_path_buf);
+    }
+
     /// The file system as it would be found after a power loss now.
     ///
     /// Only durable directory entries survive, each with its durable bytes. With
@@ -310,7 +327,7 @@ impl Storage for MemoryStorage {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.faults.check(Fault::Remove)?;
+        self.faults.check_at(Fault::Remove, path)?;
         let mut state = self.state();
         state
             .files
