@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::{ApiError, Path, State};
 
 /// Longest lease one request may take.
-const MAX_TTL: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// Who takes or gives back a lease, and for how long.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

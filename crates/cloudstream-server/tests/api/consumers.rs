@@ -322,3 +322,25 @@ async fn empty_and_over_limit_appends_are_refused() {
         "no empty frame took an offset"
     );
 }
+
+/// A member's lease on a fetch is capped like the lease routes' (one hour): a longer one is
+/// a 400, not a lease (and a kept handle) that outlives any member.
+#[tokio::test]
+async fn a_fetch_lease_longer_than_an_hour_is_refused() {
+    let s = start().await;
+    s.put("/v1/streams/l", json!({"partitions": 1})).await;
+    let (status, body) = s
+        .post(
+            "/v1/streams/l/consumers/g/fetch?member=m1&lease_ms=1000000000000",
+            json!(null),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, _) = s
+        .post(
+            "/v1/streams/l/consumers/g/fetch?member=m1&lease_ms=3600000",
+            json!(null),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "an hour is allowed");
+}
