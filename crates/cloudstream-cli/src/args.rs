@@ -118,9 +118,10 @@ pub(crate) enum Command {
         /// Partition to read for earliest/latest/time.
         #[arg(long, default_value_t = 0)]
         partition: u32,
-        /// Most records.
-        #[arg(long, default_value_t = 100)]
-        max: usize,
+        /// Most records, or `all` to read to the end of the partition. When more records
+        /// follow, a note on standard error says where to read on.
+        #[arg(long, default_value = "100", value_parser = parse_max)]
+        max: ReadMax,
     },
     /// Follow a stream: print records as they arrive (all partitions), until Ctrl-C.
     Tail {
@@ -178,4 +179,26 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("header {s:?} is not NAME=VALUE"))
+}
+
+/// How many records `read` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMax {
+    /// At most this many.
+    Records(usize),
+    /// Every record up to the end of the partition.
+    All,
+}
+
+/// `--max`: a positive whole number, or `all`.
+fn parse_max(text: &str) -> Result<ReadMax, String> {
+    if text == "all" {
+        return Ok(ReadMax::All);
+    }
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(ReadMax::Records(n)),
+        _ => Err(format!(
+            "{text:?} is not a positive number of records or `all`"
+        )),
+    }
 }

@@ -4,12 +4,12 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use cloudstream::{Client, Event};
+use cloudstream::{Client, Event, ReadFrom};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, ReadMax};
 use cloudstream::wire::parse_from;
 
 use crate::output::{emit, print_record};
@@ -102,10 +102,30 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             max,
         } => {
             let stream = client.stream(&name).open().await?;
-            let from = parse_from(&from)?;
+            let mut from = parse_from(&from)?;
             let partition = from.partition().unwrap_or(partition);
-            for r in stream.read_partition(partition, from, max).await? {
-                print_record(&r, json)?;
+            let mut left = match max {
+                ReadMax::Records(n) => n,
+                ReadMax::All => usize::MAX,
+            };
+            // Page by page, so `--max all` reads a partition of any size.
+            while left > 0 {
+                let page = stream
+                    .read_partition(partition, from, left.min(1000))
+                    .await?;
+                let Some(last) = page.last().map(|r| r.position) else {
+                    return Ok(());
+                };
+                for r in &page {
+                    print_record(r, json)?;
+                }
+                left -= page.len();
+                from = ReadFrom::After(last);
+            }
+            if !stream.read_partition(partition, from, 1).await?.is_empty() {
+                eprintln!(
+                    "note: more records follow; read on with --from {from}, or use --max all"
+                );
             }
             Ok(())
         }

@@ -234,3 +234,27 @@ fn provisions_a_kinesis_stream() {
     run(&["delete", &name]);
     assert!(!run(&["list"]).lines().any(|l| l == name));
 }
+
+/// `read` says when more records follow its `--max`, and reads to the end with `--max all`.
+#[test]
+fn read_says_when_more_follow_and_reads_all_when_asked() {
+    let cli = Cli::new();
+    cli.ok(&["create", "r"]);
+    let lines: String = (0..1500).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    cli.ok_with_stdin(&["send", "r"], &lines);
+    let out = cli.run(&["read", "r", "--max", "2"], "");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    let note = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        note.contains("more records follow") && note.contains("--from after:0:1"),
+        "{note}"
+    );
+    let all = cli.run(&["read", "r", "--max", "all"], "");
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 1500);
+    assert!(
+        !String::from_utf8_lossy(&all.stderr).contains("more records follow"),
+        "nothing follows the end"
+    );
+    assert!(cli.fails(&["read", "r", "--max", "0"]).contains("positive"));
+}
