@@ -12,7 +12,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudstream::backend::Checkpoint;
+use cloudstream::backend::{Checkpoint, ReadOptions};
 use cloudstream::checkpoint::store_of;
 use cloudstream::wire::{CheckpointBody, ConsumerList, Existed, Fetched, GapJson, RecordJson};
 use cloudstream::Consumer;
@@ -124,6 +124,11 @@ async fn handle(
         .await?
         .consumer(consumer)
         .max_records(max)
+        .max_bytes(
+            ReadOptions::default()
+                .max_bytes
+                .min(state.limits.max_body_bytes),
+        )
         .wait(wait);
     if let Some(member) = &query.member {
         handle = handle.lease_ttl(lease).member(member.clone());

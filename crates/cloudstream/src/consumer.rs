@@ -18,7 +18,7 @@ use futures::future::select_all;
 use tokio::sync::Mutex;
 
 use crate::backend::{Checkpoint, PartitionStart};
-use crate::consume::{self, Lane, Lanes};
+use crate::consume::{self, Lane, Lanes, Take};
 use crate::lease;
 use crate::{Record, Result, Stream};
 
@@ -97,6 +97,7 @@ pub struct Consumer {
     name: String,
     start: StartAt,
     max_records: usize,
+    max_bytes: usize,
     wait: Option<Duration>,
     membership: Option<Membership>,
     lease_ttl: Duration,
@@ -119,6 +120,7 @@ impl Consumer {
             name: name.to_owned(),
             start: StartAt::Earliest,
             max_records: 1000,
+            max_bytes: crate::backend::ReadOptions::default().max_bytes,
             wait: None,
             membership: None,
             lease_ttl: Duration::from_secs(10),
@@ -156,6 +158,14 @@ impl Consumer {
     /// Most records per fetch (default 1,000).
     pub fn max_records(mut self, max: usize) -> Self {
         self.max_records = max.max(1);
+        self
+    }
+
+    /// About this many bytes per fetch at most, across every partition (default 8 MiB; at
+    /// least one record when any is there). Through a subscription only `max_records`
+    /// bounds a fetch.
+    pub fn max_bytes(mut self, max: usize) -> Self {
+        self.max_bytes = max.max(1);
         self
     }
 
@@ -271,24 +281,37 @@ impl Consumer {
         state.fetching = true;
         let mut lanes: Vec<&mut Box<dyn Lane>> = state.lanes.values_mut().collect();
         if n == 1 {
-            let pulled = lanes[0].pull(self.max_records, self.wait).await?;
+            let take = Take {
+                records: self.max_records,
+                bytes: self.max_bytes,
+            };
+            let pulled = lanes[0].pull(take, self.wait).await?;
             batch.gaps.extend(pulled.gap);
             batch.records = pulled.records;
         } else {
+            // One budget of records and bytes for the whole fetch, across partitions.
+            let mut bytes_left = self.max_bytes;
             for i in 0..n {
                 let remaining = self.max_records - batch.records.len();
-                if remaining == 0 {
+                if remaining == 0 || bytes_left == 0 {
                     break;
                 }
-                let pulled = lanes[((turn + i) % n) as usize]
-                    .pull(remaining, None)
-                    .await?;
+                let take = Take {
+                    records: remaining,
+                    bytes: bytes_left,
+                };
+                let pulled = lanes[((turn + i) % n) as usize].pull(take, None).await?;
+                let bytes: usize = pulled.records.iter().map(|r| r.event.size()).sum();
+                bytes_left = bytes_left.saturating_sub(bytes);
                 batch.gaps.extend(pulled.gap);
                 batch.records.extend(pulled.records);
             }
             if let Some(wait) = self.wait.filter(|_| batch.records.is_empty()) {
-                let max = self.max_records;
-                let pulls = lanes.iter_mut().map(|lane| lane.pull(max, Some(wait)));
+                let take = Take {
+                    records: self.max_records,
+                    bytes: self.max_bytes,
+                };
+                let pulls = lanes.iter_mut().map(|lane| lane.pull(take, Some(wait)));
                 let (first, _, _) = select_all(pulls).await;
                 let pulled = first?;
                 batch.gaps.extend(pulled.gap);

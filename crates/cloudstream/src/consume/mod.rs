@@ -36,12 +36,34 @@ pub(crate) struct Pulled {
     pub(crate) gap: Option<Gap>,
 }
 
+/// How much one pull may hand out: records and bytes (payload, key and headers), at least one
+/// record when any is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Take {
+    /// Most records.
+    pub(crate) records: usize,
+    /// About this many bytes at most.
+    pub(crate) bytes: usize,
+}
+
+impl Take {
+    /// Up to `records` records, within the default read's byte budget.
+    pub(crate) fn records(records: usize) -> Take {
+        Take {
+            records,
+            bytes: crate::backend::ReadOptions::default().max_bytes,
+        }
+    }
+}
+
 /// One ordered flow of records for a consumer, with acknowledgements.
 #[async_trait]
 pub(crate) trait Lane: Send + std::fmt::Debug {
-    /// Up to `max` records after those already handed out, waiting up to `wait` for a first
-    /// one (`None`: the lane's own default, at once where it can tell "nothing now").
-    async fn pull(&mut self, max: usize, wait: Option<Duration>) -> Result<Pulled>;
+    /// Records after those already handed out, within `take`, waiting up to `wait` for a
+    /// first one (`None`: the lane's own default, at once where it can tell "nothing now").
+    /// A subscription's provider hands out records, not bytes: there only `take.records`
+    /// bounds a pull.
+    async fn pull(&mut self, take: Take, wait: Option<Duration>) -> Result<Pulled>;
     /// Acknowledges the oldest `count` records handed out and not acknowledged yet (all of
     /// them if fewer are outstanding).
     fn ack(&mut self, count: usize);

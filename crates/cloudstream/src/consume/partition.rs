@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Lane, Pulled};
+use super::{Lane, Pulled, Take};
 use crate::backend::{Checkpoint, PartitionStart, ReadOptions};
 use crate::checkpoint::store_of;
 use crate::consumer::{Gap, StartAt};
@@ -130,11 +130,11 @@ impl PartitionLane {
 
 #[async_trait]
 impl Lane for PartitionLane {
-    async fn pull(&mut self, max: usize, wait: Option<Duration>) -> Result<Pulled> {
+    async fn pull(&mut self, take: Take, wait: Option<Duration>) -> Result<Pulled> {
         let options = ReadOptions {
-            max_records: max.max(1),
+            max_records: take.records.max(1),
+            max_bytes: take.bytes.max(1),
             wait,
-            ..ReadOptions::default()
         };
         // Nothing moves until the read is complete: a pull dropped half-way hands out nothing.
         let (records, gap) = self.read_from(self.next, &options).await?;

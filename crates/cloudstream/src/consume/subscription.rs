@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Lane, Pulled};
+use super::{Lane, Pulled, Take};
 use crate::backend::{Acker, Consumption, PartitionStart};
 use crate::consumer::StartAt;
 use crate::{Error, Result, Stream};
@@ -41,7 +41,7 @@ impl SubscriptionLane {
 
 #[async_trait]
 impl Lane for SubscriptionLane {
-    async fn pull(&mut self, max: usize, wait: Option<Duration>) -> Result<Pulled> {
+    async fn pull(&mut self, take: Take, wait: Option<Duration>) -> Result<Pulled> {
         let backend = self.stream.backend();
         let Consumption::Subscriptions(subscriptions) = backend.consumption() else {
             return Err(Error::Unsupported {
@@ -54,7 +54,7 @@ impl Lane for SubscriptionLane {
                 self.stream.name(),
                 &self.consumer,
                 self.start,
-                max.max(1),
+                take.records.max(1),
                 wait.unwrap_or(DEFAULT_WAIT),
             )
             .await?;

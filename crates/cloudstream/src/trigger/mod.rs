@@ -25,7 +25,7 @@ use self::handle::Outcome;
 use self::outcome::Counters;
 use self::outcome::Observer;
 pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport};
-use crate::consume::{self, Lane, Lanes};
+use crate::consume::{self, Lane, Lanes, Take};
 use crate::consumer::StartAt;
 use crate::retry::Pause;
 use crate::{Error, Record, Result, RetryPolicy, Stream};
@@ -344,7 +344,7 @@ impl Trigger {
     /// full or `max_wait` has passed since its first record.
     async fn gather(&self, lane: &mut dyn Lane) -> Result<Vec<Record>> {
         let mut records = lane
-            .pull(self.batch_size, Some(self.max_wait))
+            .pull(Take::records(self.batch_size), Some(self.max_wait))
             .await?
             .records;
         if !self.deliver.per_batch() || records.is_empty() {
@@ -357,7 +357,7 @@ impl Trigger {
                 break;
             }
             let more = lane
-                .pull(self.batch_size - records.len(), Some(left))
+                .pull(Take::records(self.batch_size - records.len()), Some(left))
                 .await?
                 .records;
             if more.is_empty() {

@@ -164,3 +164,43 @@ async fn reopening_with_other_options_is_refused() {
         "{other:?}"
     );
 }
+
+/// A consumer's fetch has one byte budget across partitions (plus at most one record past
+/// it), not one per partition: a 4-partition stream of 600 KiB records does not hand out
+/// everything it holds in one answer.
+#[tokio::test]
+async fn a_fetch_has_one_byte_budget_across_partitions() {
+    let client = crate::open("memory://").await.expect("open");
+    let stream = client
+        .stream("budget")
+        .partitions(4)
+        .create()
+        .await
+        .expect("create");
+    let record = 600 * 1024;
+    for p in 0..4 {
+        let events: Vec<Event> = (0..3).map(|_| Event::new(vec![7u8; record])).collect();
+        client
+            .backend()
+            .append("budget", p, &events)
+            .await
+            .expect("append");
+    }
+    let budget = 1024 * 1024;
+    let consumer = stream.consumer("c").max_bytes(budget);
+    let mut fetched = 0;
+    let mut seen = 0;
+    while seen < 12 {
+        let batch = consumer.fetch().await.expect("fetch");
+        assert!(!batch.is_empty(), "every record comes, fetch by fetch");
+        let bytes: usize = batch.iter().map(|r| r.event.size()).sum();
+        assert!(
+            bytes <= budget + record,
+            "one fetch handed out {bytes} bytes for a budget of {budget}"
+        );
+        seen += batch.len();
+        fetched += 1;
+    }
+    assert_eq!(seen, 12);
+    assert!(fetched >= 6, "{fetched} fetches");
+}
