@@ -96,7 +96,7 @@ async fn handle(
     let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
     let wait = long_poll(state, query.wait_ms.unwrap_or(0));
     let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
-    if lease > crate::leases::MAX_TTL {
+    if query.member.is_some() && lease > crate::leases::MAX_TTL {
         return Err(ApiError::bad_request(format!(
             "lease_ms must be at most {} (one hour), got {}",
             crate::leases::MAX_TTL.as_millis(),

@@ -1,7 +1,7 @@
 //! Sending events (one, or a batch with one result each) and deterministic reads.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
@@ -116,18 +116,23 @@ pub(crate) async fn send_batch(
 pub(crate) async fn append(
     state: State,
     Path((name, partition)): Path<(String, u32)>,
-    body: Result<Json<Vec<EventJson>>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
-    let items = body?.0;
+    // Counted as it is parsed, like a batch: a body of millions of `{}` is refused early.
+    let body = body?;
+    let items = crate::ingest::bounded_array(&body, state.limits.max_batch_events)?;
     if items.is_empty() {
         return Err(ApiError::bad_request(
             "an append needs at least one event (an empty one would write an empty frame)",
         ));
     }
-    check_batch(&state, items.len())?;
     let events = items
         .into_iter()
-        .map(event)
+        .map(|item| {
+            serde_json::from_str::<EventJson>(item.get())
+                .map_err(|e| bad_json_event(&e))
+                .and_then(event)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let stream = state.stream(&name).await?;
     if partition >= stream.partitions() {
@@ -147,16 +152,13 @@ pub(crate) async fn append(
 }
 
 /// A batch over the limit is a 413.
-fn check_batch(state: &State, events: usize) -> Result<(), ApiError> {
-    let max = state.limits.max_batch_events;
-    if events > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!("{events} events in one batch; at most {max}"),
-        ));
-    }
-    Ok(())
+/// A 400 `bad_json` for an element that is not an event.
+fn bad_json_event(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+        format!("not an event: {e}"),
+    )
 }
 
 /// The query of a read: where to start (`from`, a start point of the stream, or `start`, a

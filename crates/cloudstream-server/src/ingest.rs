@@ -91,7 +91,7 @@ pub(crate) fn too_many(max: usize) -> ApiError {
 
 /// The elements of a JSON array, each kept as its raw text, counted as they are read: more
 /// than `max` stops the parse at once (a 16 MiB body of `{}` is millions of elements).
-fn bounded_array(body: &[u8], max: usize) -> Result<Vec<&RawValue>, ApiError> {
+pub(crate) fn bounded_array(body: &[u8], max: usize) -> Result<Vec<&RawValue>, ApiError> {
     use serde::de::{DeserializeSeed, SeqAccess, Visitor};
     use std::cell::Cell;
 
@@ -156,15 +156,15 @@ pub(crate) fn batch(
         Some("application/x-ndjson" | "application/jsonl" | "application/json-seq") => {
             let mut events = Vec::new();
             for line in body.split(|&b| b == b'\n') {
-                if line.iter().all(u8::is_ascii_whitespace) {
+                let line = std::str::from_utf8(line)
+                    .map_err(|_| ApiError::bad_request("an NDJSON body must be UTF-8"))?;
+                if line.trim().is_empty() {
                     continue;
                 }
                 if events.len() == max {
                     return Err(too_many(max));
                 }
-                let line = std::str::from_utf8(line)
-                    .map_err(|_| ApiError::bad_request("an NDJSON body must be UTF-8"))?;
-                events.push(event_from(line.trim_end_matches('\r')));
+                events.push(event_from(line));
             }
             Ok(events)
         }

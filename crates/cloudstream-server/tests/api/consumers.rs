@@ -313,6 +313,11 @@ async fn empty_and_over_limit_appends_are_refused() {
         )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_argument");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("backend takes at most 65535"),
+        "checked against the backend's limits before the append: {message}"
+    );
     let (_, body) = s.get("/v1/streams/e/records?partition=0").await;
     assert_eq!(body["records"], json!([]), "nothing was stored");
     let (_, body) = s.get("/v1/streams/e").await;
