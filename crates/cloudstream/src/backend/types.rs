@@ -169,14 +169,17 @@ pub struct Capabilities {
     pub leases: bool,
     /// Largest event (payload, key and headers).
     pub max_record_bytes: usize,
-    /// Most headers on one event.
-    #[serde(default = "unlimited")]
+    /// Most headers on one event. In JSON, `null` (or absent) where the backend sets no such limit.
+    #[serde(default = "unlimited", with = "limit")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub max_headers: usize,
-    /// Longest header name, in bytes.
-    #[serde(default = "unlimited")]
+    /// Longest header name, in bytes. In JSON, `null` (or absent) where the backend sets no such limit.
+    #[serde(default = "unlimited", with = "limit")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub max_header_name_bytes: usize,
-    /// Longest header value, in bytes.
-    #[serde(default = "unlimited")]
+    /// Longest header value, in bytes. In JSON, `null` (or absent) where the backend sets no such limit.
+    #[serde(default = "unlimited", with = "limit")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
     pub max_header_value_bytes: usize,
     /// Most events in one append call.
     pub max_batch_records: usize,
@@ -225,6 +228,22 @@ impl Default for Capabilities {
 /// No limit beyond the record's size (the default of the header limits in JSON).
 fn unlimited() -> usize {
     usize::MAX
+}
+
+/// A limit in JSON: a number, or `null` for none (kept as `usize::MAX` in Rust), so that no
+/// client meets a 64-bit figure it cannot hold.
+mod limit {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(max: &usize, s: S) -> Result<S::Ok, S::Error> {
+        let limit = (*max != usize::MAX).then_some(*max as u64);
+        limit.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let limit = Option::<u64>::deserialize(d)?;
+        Ok(limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
 }
 
 /// A pair of durations as milliseconds, for [`Capabilities::horizon_range`].
