@@ -167,8 +167,15 @@ impl Partition {
     }
 
     /// Queues a batch; `done` is called once it is acknowledged (durable by the sync policy)
-    /// or failed. Never blocks on I/O, so async callers can await a channel in `done`.
+    /// or failed. Never blocks on I/O, so async callers can await a channel in `done`. A
+    /// batch of no record is refused: it would be a synced frame that holds nothing, and a
+    /// segment of only such frames never rolls.
     pub fn append(&self, batch: EncodedBatch, done: Completion) {
+        if batch.count() == 0 {
+            return done(Err(LogError::InvalidConfig(
+                "an append needs at least one record".into(),
+            )));
+        }
         if let Err(mpsc::SendError(Command::Append(_, done))) =
             self.tx.send(Command::Append(batch, done))
         {

@@ -261,3 +261,23 @@ fn a_second_open_of_the_same_directory_is_locked() -> Result<()> {
     }
     Ok(())
 }
+
+/// An append of no record is refused by the engine itself: it would be an fsynced frame
+/// that holds nothing and takes no offset, and a segment of only such frames never rolls.
+#[test]
+fn an_empty_append_is_refused() -> Result<()> {
+    let env = Env::memory();
+    let log = env.open();
+    let stream = create(&log, "empty", config(1, 1000));
+    let p = stream.partition(0)?;
+    let before = p.stats();
+    let refused = p.append_blocking(encode(&[]));
+    assert!(
+        matches!(refused, Err(LogError::InvalidConfig(ref m)) if m.contains("at least one record")),
+        "{refused:?}"
+    );
+    assert_eq!(p.stats(), before, "nothing was written");
+    append(p, &batch_recs(0, 1, 10));
+    assert_eq!(p.next_offset(), 1);
+    Ok(())
+}
