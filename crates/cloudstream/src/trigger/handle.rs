@@ -93,8 +93,10 @@ impl Trigger {
     }
 
     /// Writes one failed record to the dead-letter stream, retrying transient failures. A
-    /// copy too large for the stream goes without its payload (a header says so); any other
-    /// permanent failure stops the trigger rather than skipping the record silently.
+    /// copy too large for the stream goes without its payload, and one whose headers (its
+    /// own plus the dead-letter ones) break the stream's header limits goes without its own
+    /// headers (a header says so either way); any other permanent failure stops the trigger
+    /// rather than skipping the record silently.
     async fn dead_letter_one(
         &self,
         dlq: &Stream,
@@ -127,6 +129,16 @@ impl Trigger {
             {
                 None => return Outcome::Stopped,
                 Some(Ok(_)) => return Outcome::Done,
+                Some(Err(Error::InvalidArgument(_)))
+                    if !event.headers.contains_key(dlq_headers::HEADERS_DROPPED) =>
+                {
+                    let own = record.event.headers.len();
+                    event.headers.retain(|name, _| name.starts_with(DLQ_PREFIX));
+                    event.headers.insert(
+                        dlq_headers::HEADERS_DROPPED.to_owned(),
+                        format!("{own} headers did not fit the dead-letter stream"),
+                    );
+                }
                 Some(Err(Error::RecordTooLarge { .. })) if !event.payload.is_empty() => {
                     event.payload = bytes::Bytes::new();
                     event.headers.insert(
@@ -139,6 +151,9 @@ impl Trigger {
         }
     }
 }
+
+/// The prefix of every header a dead letter gets besides its own.
+const DLQ_PREFIX: &str = "cloudstream-dlq-";
 
 /// Longest error text kept in a dead letter's header.
 const MAX_ERROR_HEADER: usize = 1024;

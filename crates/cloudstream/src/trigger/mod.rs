@@ -42,6 +42,9 @@ pub mod dlq_headers {
     pub const ATTEMPTS: &str = "cloudstream-dlq-attempts";
     /// Present when the payload was too large to go with the dead letter.
     pub const PAYLOAD_DROPPED: &str = "cloudstream-dlq-payload-dropped";
+    /// Present when the event's own headers did not fit the dead-letter stream's limits
+    /// beside these ones.
+    pub const HEADERS_DROPPED: &str = "cloudstream-dlq-headers-dropped";
 }
 
 /// How the handler is called: once per record, or once per batch.

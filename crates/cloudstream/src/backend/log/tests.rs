@@ -204,3 +204,58 @@ async fn a_fetch_has_one_byte_budget_across_partitions() {
     assert_eq!(seen, 12);
     assert!(fetched >= 6, "{fetched} fetches");
 }
+
+/// A record with as many headers as the stream takes fails every attempt: its dead-letter
+/// copy, which adds headers of its own, goes without the record's headers (a header says
+/// so) instead of stopping the trigger.
+#[tokio::test]
+async fn a_dead_letter_over_the_header_limit_drops_the_records_headers() {
+    let client = crate::open("memory://").await.expect("open");
+    let stream = client.stream("full").create().await.expect("create");
+    let max = client.backend().capabilities().max_headers;
+    let mut event = Event::new("poison");
+    for i in 0..max {
+        event = event.with_header(format!("h{i}"), "v");
+    }
+    stream.send(event).await.expect("the record itself fits");
+    let report = stream
+        .on_event("worker", |_| async { Err::<(), _>("always fails") })
+        .retry(crate::RetryPolicy {
+            max_attempts: 1,
+            ..crate::RetryPolicy::default()
+        })
+        .max_wait(Duration::from_millis(20))
+        .run_until(async {
+            let dlq = loop {
+                match client.stream("full.dlq").open().await {
+                    Ok(dlq) => break dlq,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            };
+            for _ in 0..500 {
+                if !dlq
+                    .read(ReadFrom::Earliest, 1)
+                    .await
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the trigger does not stop");
+    assert_eq!(report.dead_lettered, 1);
+    let dlq = client.stream("full.dlq").open().await.expect("dlq");
+    let dead = dlq.read(ReadFrom::Earliest, 1).await.expect("read");
+    let headers = &dead[0].event.headers;
+    assert_eq!(dead[0].payload().as_ref(), b"poison");
+    assert!(
+        headers.contains_key(crate::dlq_headers::HEADERS_DROPPED),
+        "{:?}",
+        headers.keys().take(8).collect::<Vec<_>>()
+    );
+    assert!(headers.contains_key(crate::dlq_headers::ERROR));
+    assert!(!headers.contains_key("h0"), "the record's own headers went");
+}
