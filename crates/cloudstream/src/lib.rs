@@ -69,7 +69,7 @@ pub use event::{Event, Position, Receipt, Record};
 pub use retry::RetryPolicy;
 pub use sequence::Sequence;
 pub use stream::{ReadFrom, Stream};
-pub use trigger::{dlq_headers, BatchOutcome, BatchReport, Trigger, TriggerReport};
+pub use trigger::{dlq_headers, BatchOutcome, BatchReport, Trigger, TriggerReport, TriggerTotals};
 
 /// Checks a stream or consumer name (`kind` is "stream" or "consumer"): 1 to 128 letters,
 /// digits, `_`, `.` and `-`, not `.` or `..`; [`Error::InvalidName`] otherwise.

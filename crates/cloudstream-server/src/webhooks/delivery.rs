@@ -2,12 +2,11 @@
 //! after a pause when it stops on an error, its outcomes counted through the trigger's
 //! observer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use cloudstream::wire::record_json;
-use cloudstream::{BatchOutcome, BatchReport, Client, Record, RetryPolicy};
+use cloudstream::{BatchOutcome, BatchReport, Client, Record, RetryPolicy, TriggerTotals};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -28,16 +27,13 @@ const RESTART: RetryPolicy = RetryPolicy {
 /// A trigger that ran this long before it stopped restarts with the shortest pause again.
 const RESTART_RESET: Duration = Duration::from_secs(60);
 
-/// What a webhook did since the server started (or since it was registered).
+/// What a webhook did since the server started (or since it was registered): the trigger's
+/// totals (records delivered with a 2xx, POSTs that failed, records given up on after the
+/// last attempt) and the latest failure.
 #[derive(Debug, Default)]
 pub(crate) struct WebhookStats {
-    /// Records answered with a 2xx.
-    pub(crate) delivered: AtomicU64,
-    /// POSTs that failed (non-2xx or transport error).
-    pub(crate) failed_attempts: AtomicU64,
-    /// Records given up on after the last attempt (dead-lettered, or dropped without a
-    /// dead-letter stream).
-    pub(crate) dead_lettered: AtomicU64,
+    /// Its trigger's totals, across restarts of the trigger.
+    pub(crate) totals: TriggerTotals,
     /// The latest failure.
     pub(crate) last_error: Mutex<Option<String>>,
 }
@@ -53,19 +49,10 @@ impl WebhookStats {
 
     /// Counts one batch's outcome, as the trigger reports it.
     fn count(&self, report: &BatchReport) {
-        let records = report.records as u64;
+        self.totals.count(report);
         match &report.outcome {
-            BatchOutcome::Handled => {
-                self.delivered.fetch_add(records, Ordering::Relaxed);
-            }
-            BatchOutcome::Retried { error, .. } => {
-                self.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                self.set_error(error.clone());
-            }
-            BatchOutcome::DeadLettered { error, .. } => {
-                self.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                self.dead_lettered.fetch_add(records, Ordering::Relaxed);
-                self.set_error(error.clone());
+            BatchOutcome::Retried { error, .. } | BatchOutcome::DeadLettered { error, .. } => {
+                self.set_error(error.clone())
             }
             _ => {}
         }

@@ -60,6 +60,7 @@ impl Running {
     fn view(&self) -> Value {
         let s = &self.spec;
         let c = &self.counters;
+        let totals = c.totals.report();
         let dead_letter = match &s.dead_letter {
             Some(name) => json!(name),
             None => json!(false),
@@ -75,9 +76,9 @@ impl Running {
             "dead_letter": dead_letter,
             "start": s.start,
             "timeout_ms": s.timeout_ms,
-            "delivered": c.delivered.load(Ordering::Relaxed),
-            "failed_attempts": c.failed_attempts.load(Ordering::Relaxed),
-            "dead_lettered": c.dead_lettered.load(Ordering::Relaxed),
+            "delivered": totals.handled,
+            "failed_attempts": totals.failed_attempts,
+            "dead_lettered": totals.dead_lettered,
             "last_error": c.last_error(),
         })
     }

@@ -5,7 +5,7 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::watch;
 
-use super::outcome::{BatchOutcome, BatchReport, Counters};
+use super::outcome::{BatchOutcome, BatchReport, TriggerTotals};
 use super::{dlq_headers, Trigger};
 use crate::retry::retry;
 use crate::{Error, Record, Stream};
@@ -27,7 +27,7 @@ impl Trigger {
         records: Vec<Record>,
         dlq: Option<&Stream>,
         stop: &mut watch::Receiver<bool>,
-        counters: &Counters,
+        counters: &TriggerTotals,
     ) -> Outcome {
         let report = |outcome: BatchOutcome| {
             if let Some(report) = BatchReport::of(&records, outcome) {

@@ -22,9 +22,8 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 
 use self::handle::Outcome;
-use self::outcome::Counters;
 use self::outcome::Observer;
-pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport};
+pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport, TriggerTotals};
 use crate::consume::{self, Lane, Lanes, Take};
 use crate::consumer::StartAt;
 use crate::retry::Pause;
@@ -225,7 +224,7 @@ impl Trigger {
             None => None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(TriggerTotals::default());
         // The start is pinned before the first pull: what is sent from now on is kept for
         // this consumer, even if the trigger stops before it reads.
         let lanes =
@@ -279,7 +278,7 @@ impl Trigger {
         mut lane: Box<dyn Lane>,
         dlq: Option<Stream>,
         mut stop: watch::Receiver<bool>,
-        counters: &Counters,
+        counters: &TriggerTotals,
     ) -> Result<()> {
         let mut pulls = self.retry.unbounded().attempts();
         while !*stop.borrow() {

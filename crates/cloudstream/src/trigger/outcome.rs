@@ -82,17 +82,19 @@ pub struct TriggerReport {
     pub dead_lettered: u64,
 }
 
-/// The running totals of a trigger, kept as its batches report their outcomes.
+/// The running totals of a trigger, kept as its batches report their outcomes: the trigger
+/// keeps one for its [`TriggerReport`], and an observer may keep its own (a webhook's
+/// counters) by calling [`TriggerTotals::count`] on every report.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
+pub struct TriggerTotals {
     handled: AtomicU64,
     failed_attempts: AtomicU64,
     dead_lettered: AtomicU64,
 }
 
-impl Counters {
+impl TriggerTotals {
     /// Counts one batch's outcome.
-    pub(crate) fn count(&self, report: &BatchReport) {
+    pub fn count(&self, report: &BatchReport) {
         let records = report.records as u64;
         match report.outcome {
             BatchOutcome::Handled => self.handled.fetch_add(records, Ordering::Relaxed),
@@ -105,7 +107,7 @@ impl Counters {
     }
 
     /// The totals so far.
-    pub(crate) fn report(&self) -> TriggerReport {
+    pub fn report(&self) -> TriggerReport {
         TriggerReport {
             handled: self.handled.load(Ordering::Relaxed),
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
