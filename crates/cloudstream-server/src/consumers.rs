@@ -1,10 +1,16 @@
-//! Named consumers over HTTP: fetch commits what the previous fetch returned, as in the
-//! library; the server keeps one consumer handle per stream, name and member. With
-//! `member=ID`, clients fetching under one name form a consumer group: each reads only the
-//! partitions it holds a lease on, and a member that stops fetching for `lease_ms` loses
-//! them to the others, which get its uncommitted records again.
+//! Named consumers over HTTP: a fetch commits the batch the client received before, as in
+//! the library, and only that one. The server keeps one consumer handle per stream, name
+//! and member; every batch it hands out carries an acknowledgement token (`ack`), and a
+//! fetch commits the handle's outstanding batch only when it carries that batch's token
+//! (`?ack=`). A fetch without it, or with an older one, gets the outstanding batch again:
+//! two clients sharing one name, or a client whose answer was lost in transit, never commit
+//! a batch nobody handled. With `member=ID`, clients fetching under one name form a consumer
+//! group: each reads only the partitions it holds a lease on, and a member that stops
+//! fetching for `lease_ms` loses them to the others, which get its uncommitted records again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,35 +39,83 @@ pub(crate) fn long_poll(state: &State, ms: u64) -> Duration {
     Duration::from_millis(ms).min(MAX_WAIT).min(deadline / 2)
 }
 
-/// The query of a fetch: how many records, how long to wait for a first one, and the
-/// member of a consumer group with its lease time.
+/// The query of a fetch or commit: the token of the batch to commit, how many records, how
+/// long to wait for a first one, and the member of a consumer group with its lease time.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FetchQuery {
+    /// The `ack` token of the last batch this client received: it is committed. Without it
+    /// (or with an older one), the outstanding batch is delivered again.
+    #[param(max_length = 64)]
+    ack: Option<String>,
+    /// Most records (1 to the server's batch limit; default 100).
+    #[param(minimum = 1)]
     max: Option<usize>,
+    /// Wait up to this long for a first record (capped at 30 s).
     wait_ms: Option<u64>,
+    /// Join the consumer group of this name as this member.
     member: Option<String>,
+    /// With `member`, how long the member's leases outlive its last fetch (100 ms to 1 h;
+    /// default 10 s).
+    #[param(maximum = 3_600_000)]
     lease_ms: Option<u64>,
 }
 
 /// A consumer handle kept between requests, with the settings it was made with.
 #[derive(Debug)]
 struct Held {
-    consumer: Arc<Consumer>,
+    session: Arc<Session>,
     max: usize,
     wait: Duration,
     lease: Duration,
     used: Instant,
 }
 
+/// A consumer handle and the token of the batch it handed out last, not yet committed. The
+/// token's lock is held for a whole fetch, so that the check of the token and the fetch
+/// that commits are one step.
+#[derive(Debug)]
+struct Session {
+    consumer: Consumer,
+    outstanding: tokio::sync::Mutex<Option<String>>,
+}
+
+impl Session {
+    /// Settles the outstanding batch before the next fetch or commit: kept for committing
+    /// when `ack` names it, otherwise given back for delivery again. Returns whether the
+    /// outstanding batch (if any) is to be committed.
+    async fn settle(&self, outstanding: &mut Option<String>, ack: Option<&str>) -> bool {
+        match outstanding.as_deref() {
+            Some(token) if Some(token) == ack => true,
+            Some(_) => {
+                self.consumer.redeliver().await;
+                *outstanding = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// A fresh batch token: unique within the server's life and not guessable from the last.
+fn token() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    format!("{n:x}-{:016x}", h.finish())
+}
+
 /// How long an unused handle is kept; a member's is kept for at least its lease.
 const IDLE: Duration = Duration::from_secs(600);
 
+/// Most REST consumer handles held at once (each a consumer name, or a member of a group).
+const MAX_HANDLES: usize = 10_000;
+
 /// The consumer handles of the REST consumers: one per stream, consumer and member (""
-/// outside a group), so that a fetch commits what the previous fetch of that consumer
-/// returned, across requests. A handle unused for 10 minutes (or its lease, if longer) is
-/// dropped, its uncommitted batch redelivered to the next fetch.
+/// outside a group). A handle unused for 10 minutes (or its lease, if longer) is dropped,
+/// its uncommitted batch redelivered to the next fetch.
 #[derive(Debug, Default)]
 pub(crate) struct Handles(Mutex<HashMap<(String, String, String), Held>>);
 
@@ -78,12 +132,12 @@ impl Handles {
     }
 }
 
-async fn handle(
+async fn session(
     state: &State,
     stream: &str,
     consumer: &str,
     query: &FetchQuery,
-) -> Result<Arc<Consumer>, ApiError> {
+) -> Result<Arc<Session>, ApiError> {
     cloudstream::validate_name("consumer", consumer)?;
     if let Some(member) = &query.member {
         cloudstream::validate_name("member", member)?;
@@ -108,16 +162,21 @@ async fn handle(
         match handles.get_mut(&key) {
             Some(held) if (held.max, held.wait, held.lease) == (max, wait, lease) => {
                 held.used = Instant::now();
-                return Ok(held.consumer.clone());
+                return Ok(held.session.clone());
             }
-            // Other settings: a new handle, once the old one has committed what it handed
-            // out (as the next fetch would have).
-            Some(_) => handles.remove(&key).map(|held| held.consumer),
+            // Other settings: a new handle, once the old one has committed the batch this
+            // fetch acknowledges (an unacknowledged one is read again from the checkpoint).
+            Some(_) => handles.remove(&key).map(|held| held.session),
             None => None,
         }
     };
     if let Some(old) = previous {
-        old.commit().await?;
+        let mut outstanding = old.outstanding.lock().await;
+        if old.settle(&mut outstanding, query.ack.as_deref()).await {
+            old.consumer.commit().await?;
+        }
+        old.consumer.redeliver().await;
+        *outstanding = None;
     }
     let mut handle = state
         .stream(stream)
@@ -134,7 +193,10 @@ async fn handle(
         handle = handle.lease_ttl(lease).member(member.clone());
     }
     let held = Held {
-        consumer: Arc::new(handle),
+        session: Arc::new(Session {
+            consumer: handle,
+            outstanding: tokio::sync::Mutex::new(None),
+        }),
         max,
         wait,
         lease,
@@ -142,14 +204,24 @@ async fn handle(
     };
     let mut handles = state.consumers.lock();
     handles.retain(|_, h| h.used.elapsed() < IDLE.max(h.lease));
-    Ok(handles.entry(key).or_insert(held).consumer.clone())
+    if handles.len() >= MAX_HANDLES && !handles.contains_key(&key) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_consumers",
+            format!(
+                "the server holds {MAX_HANDLES} REST consumer handles, each unused for less \
+                 than 10 minutes; retry later, or reuse consumer and member names"
+            ),
+        ));
+    }
+    Ok(handles.entry(key).or_insert(held).session.clone())
 }
 
 #[utoipa::path(
     post, path = "/v1/streams/{name}/consumers/{consumer}/fetch", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
     responses(
-        (status = 200, description = "The next batch; the previous one is committed", body = cloudstream::wire::Fetched),
+        (status = 200, description = "The next batch, with its `ack` token; the batch named by `ack=` is committed first, an unacknowledged one is delivered again", body = cloudstream::wire::Fetched),
         crate::openapi::Failures
     )
 )]
@@ -159,8 +231,15 @@ pub(crate) async fn fetch(
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<Json<Fetched>, ApiError> {
     let query = query?.0;
-    let handle = handle(&state, &stream, &consumer, &query).await?;
-    let batch = handle.fetch().await?;
+    let session = session(&state, &stream, &consumer, &query).await?;
+    let mut outstanding = session.outstanding.lock().await;
+    session.settle(&mut outstanding, query.ack.as_deref()).await;
+    // The fetch commits what the handle handed out, which is now the acknowledged batch or
+    // nothing; if it fails, the token stays, so a retry with it commits the batch.
+    let batch = session.consumer.fetch().await?;
+    let ack = token();
+    *outstanding = Some(ack.clone());
+    drop(outstanding);
     state.metrics.events_out(
         &stream,
         batch.records.len() as u64,
@@ -169,6 +248,7 @@ pub(crate) async fn fetch(
     Ok(Json(Fetched {
         records: batch.records.iter().map(RecordJson::from).collect(),
         gaps: batch.gaps.iter().map(GapJson::from).collect(),
+        ack,
     }))
 }
 
@@ -176,7 +256,7 @@ pub(crate) async fn fetch(
     post, path = "/v1/streams/{name}/consumers/{consumer}/commit", tag = "consumers",
     params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
     responses(
-        (status = 204, description = "What was fetched is committed"),
+        (status = 204, description = "The batch named by `ack=` is committed"),
         crate::openapi::Failures
     )
 )]
@@ -186,10 +266,30 @@ pub(crate) async fn commit(
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let query = query?.0;
-    handle(&state, &stream, &consumer, &query)
-        .await?
-        .commit()
-        .await?;
+    let Some(ack) = query.ack.as_deref() else {
+        return Err(ApiError::bad_request(
+            "ack= is required: the token of the batch to commit, from its fetch's answer",
+        ));
+    };
+    cloudstream::validate_name("consumer", &consumer)?;
+    state.stream(&stream).await?;
+    let key = (stream, consumer, query.member.clone().unwrap_or_default());
+    let session = state.consumers.lock().get(&key).map(|h| h.session.clone());
+    let not_outstanding = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "batch_not_outstanding",
+            "the batch of this ack token is not the consumer's outstanding batch (it was \
+             committed already, or another fetch took it back for delivery again)",
+        )
+    };
+    let session = session.ok_or_else(not_outstanding)?;
+    let mut outstanding = session.outstanding.lock().await;
+    if outstanding.as_deref() != Some(ack) {
+        return Err(not_outstanding());
+    }
+    session.consumer.commit().await?;
+    *outstanding = None;
     Ok(StatusCode::NO_CONTENT)
 }
 

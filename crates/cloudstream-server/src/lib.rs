@@ -21,8 +21,8 @@
 //! | `GET /v1/streams/{name}/records?from=&start=&partition=&max=&max_bytes=&wait_ms=` | deterministic read |
 //! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` (a cursor over every partition) |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
-//! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?max=&wait_ms=&member=&lease_ms=` | next batch; commits the previous one; `member` joins a consumer group sharing partitions through leases |
-//! | `POST /v1/streams/{name}/consumers/{consumer}/commit?member=` | commit what was fetched |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?ack=&max=&wait_ms=&member=&lease_ms=` | next batch with its `ack` token; commits the batch `ack=` names, else delivers the outstanding batch again; `member` joins a consumer group sharing partitions through leases |
+//! | `POST /v1/streams/{name}/consumers/{consumer}/commit?ack=&member=` | commit the batch `ack=` names (409 if it is no longer outstanding) |
 //! | `DELETE /v1/streams/{name}/consumers/{consumer}` | forget a consumer |
 //! | `GET`, `PUT /v1/streams/{name}/consumers/{consumer}/checkpoint` | where the consumer resumes, per partition |
 //! | `GET /v1/streams/{name}/consumers/{consumer}/leases` | a consumer group's leases |

@@ -331,6 +331,15 @@ impl Consumer {
         self.commit_state(&mut state).await
     }
 
+    /// Gives back everything fetched and not committed, so that the next fetch returns it
+    /// again instead of committing it: for a caller that lost a batch before handling it (a
+    /// REST answer lost in transit, a batch handed to a client that went away).
+    pub async fn redeliver(&self) {
+        let mut state = self.state.lock().await;
+        state.fetching = false;
+        state.lanes.values_mut().for_each(|lane| lane.give_back());
+    }
+
     /// Where each partition resumes as this consumer sees it (fetched, maybe not committed);
     /// empty through a subscription, whose provider keeps it.
     pub async fn positions(&self) -> Result<Checkpoint> {

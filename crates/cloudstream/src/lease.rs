@@ -169,7 +169,11 @@ pub(crate) async fn balance(
         if held.len() >= fair {
             break;
         }
-        if held.contains(&p) || live.contains_key(&partition_lease(p)) {
+        // A partition whose live lease is already this member's (a handle of the same
+        // member made anew, as after a restart) is taken back at once, as Kafka's static
+        // members do; one another member holds live is left to it.
+        let owner = live.get(&partition_lease(p));
+        if held.contains(&p) || owner.is_some_and(|o| o != member) {
             continue;
         }
         if store

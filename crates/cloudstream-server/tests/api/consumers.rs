@@ -14,14 +14,17 @@ async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
     let (status, first) = s.post(fetch, Value::Null).await;
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["records"].as_array().map(Vec::len), Some(3));
-    let (_, second) = s.post(fetch, Value::Null).await;
+    let (_, second) = s.post(&acked(fetch, &first), Value::Null).await;
     assert_eq!(
         second["records"][0]["payload"], "e3",
         "the first batch was committed"
     );
-    let (status, _) = s
-        .post("/v1/streams/t/consumers/reader/commit", Value::Null)
-        .await;
+    let commit = "/v1/streams/t/consumers/reader/commit";
+    let (status, body) = s.post(commit, Value::Null).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = s.post(&acked(commit, &first), Value::Null).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "batch_not_outstanding");
+    let (status, _) = s.post(&acked(commit, &second), Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, body) = s.get("/v1/streams/t/consumers").await;
     assert_eq!(body["consumers"][0]["name"], "reader");
@@ -36,6 +39,83 @@ async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
         .post("/v1/streams/none/consumers/reader/fetch", Value::Null)
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
+}
+
+/// `path` with the `ack` token of the batch `fetched`, to commit that batch.
+fn acked(path: &str, fetched: &Value) -> String {
+    let token = fetched["ack"].as_str().expect("an ack token");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}ack={token}")
+}
+
+/// The payloads of a fetched batch.
+fn payloads(fetched: &Value) -> Vec<String> {
+    fetched["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["payload"].as_str().expect("text").to_owned())
+        .collect()
+}
+
+/// Two clients fetching under one consumer name (no group): a fetch commits only the batch
+/// whose token it carries, so client B's fetch never commits the batch client A holds, and
+/// a batch A never handled is delivered again rather than lost.
+#[tokio::test]
+async fn a_fetch_commits_only_the_batch_its_client_received() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/two"))).await;
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"payload": format!("e{i}")}))
+        .collect();
+    s.post("/v1/streams/two/events/batch", json!(events)).await;
+    let fetch = "/v1/streams/two/consumers/shared/fetch?max=2";
+    let (_, a) = s.post(fetch, Value::Null).await;
+    assert_eq!(payloads(&a), ["e0", "e1"]);
+    // B fetches under the same name; A dies without handling its batch.
+    let (_, b) = s.post(fetch, Value::Null).await;
+    assert_eq!(
+        payloads(&b),
+        ["e0", "e1"],
+        "A's batch was not committed by B"
+    );
+    let (_, b2) = s.post(&acked(fetch, &b), Value::Null).await;
+    assert_eq!(payloads(&b2), ["e2", "e3"], "B's own batch is committed");
+    // A comes back with its old token: that batch is no longer outstanding, so B's is
+    // delivered again rather than committed by A.
+    let (_, a2) = s.post(&acked(fetch, &a), Value::Null).await;
+    assert_eq!(payloads(&a2), ["e2", "e3"]);
+    let (_, body) = s.get("/v1/streams/two/consumers/shared/checkpoint").await;
+    assert_eq!(body["checkpoint"], json!({"0": "at:2"}), "e0 and e1 only");
+}
+
+/// A fetch whose answer was lost in transit: the client fetches again with the token it
+/// last received, and gets the lost batch again instead of having it committed.
+#[tokio::test]
+async fn a_batch_whose_answer_was_lost_is_delivered_again() {
+    let s = start().await;
+    s.call(s.http.put(s.url("/v1/streams/lost"))).await;
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({"payload": format!("e{i}")}))
+        .collect();
+    s.post("/v1/streams/lost/events/batch", json!(events)).await;
+    for member in ["", "&member=m1"] {
+        s.call(s.http.delete(s.url("/v1/streams/lost/consumers/c")))
+            .await;
+        let fetch = format!("/v1/streams/lost/consumers/c/fetch?max=2{member}");
+        let (_, first) = s.post(&fetch, Value::Null).await;
+        assert_eq!(payloads(&first), ["e0", "e1"]);
+        let (_, lost) = s.post(&acked(&fetch, &first), Value::Null).await;
+        assert_eq!(payloads(&lost), ["e2", "e3"], "never reached the client");
+        let (_, again) = s.post(&acked(&fetch, &first), Value::Null).await;
+        assert_eq!(payloads(&again), ["e2", "e3"], "{member}: delivered again");
+        // A fetch with other settings does not commit the outstanding batch either.
+        let wider = fetch.replace("max=2", "max=3");
+        let (_, other) = s.post(&wider, Value::Null).await;
+        assert_eq!(payloads(&other), ["e2", "e3", "e4"], "{member}");
+        let (_, next) = s.post(&acked(&wider, &other), Value::Null).await;
+        assert_eq!(payloads(&next), ["e5"], "{member}");
+    }
 }
 
 /// Two clients fetching as members of one consumer never read the same partition at once,
@@ -54,26 +134,34 @@ async fn consumer_group_members_share_partitions_over_http() {
         .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
         .collect();
     s.post("/v1/streams/g/events/batch", json!(events)).await;
-    let fetch = |member: &str| {
-        format!("/v1/streams/g/consumers/group/fetch?member={member}&lease_ms=1000&max=1000")
+    let mut tokens = std::collections::HashMap::<&str, Value>::new();
+    let mut post = async |member: &'static str| {
+        let mut path =
+            format!("/v1/streams/g/consumers/group/fetch?member={member}&lease_ms=1000&max=1000");
+        if let Some(last) = tokens.get(member) {
+            path = acked(&path, last);
+        }
+        let (status, body) = s.post(&path, Value::Null).await;
+        tokens.insert(member, body.clone());
+        (status, body)
     };
-    let (status, alone) = s.post(&fetch("a"), Value::Null).await;
+    let (status, alone) = post("a").await;
     assert_eq!(status, StatusCode::OK, "{alone}");
     assert_eq!(alone["records"].as_array().map(Vec::len), Some(40));
-    let (_, b_first) = s.post(&fetch("b"), Value::Null).await;
+    let (_, b_first) = post("b").await;
     assert_eq!(
         b_first["records"].as_array().map(Vec::len),
         Some(0),
         "a holds every partition"
     );
-    s.post(&fetch("a"), Value::Null).await; // commits, gives back half
-    s.post(&fetch("b"), Value::Null).await; // takes the free half
+    post("a").await; // commits, gives back half
+    post("b").await; // takes the free half
     let more: Vec<Value> = (40..80)
         .map(|i| json!({"payload": format!("e{i}"), "key": format!("device-{i}")}))
         .collect();
     s.post("/v1/streams/g/events/batch", json!(more)).await;
-    let (_, got_a) = s.post(&fetch("a"), Value::Null).await;
-    let (_, got_b) = s.post(&fetch("b"), Value::Null).await;
+    let (_, got_a) = post("a").await;
+    let (_, got_b) = post("b").await;
     let partitions = |v: &Value| -> std::collections::BTreeSet<u64> {
         v["records"]
             .as_array()
@@ -91,10 +179,15 @@ async fn consumer_group_members_share_partitions_over_http() {
         "each new record to one member"
     );
     // b goes silent without committing; after its lease, a gets b's records again.
-    s.post("/v1/streams/g/consumers/group/commit?member=a", Value::Null)
+    let (status, _) = s
+        .post(
+            &acked("/v1/streams/g/consumers/group/commit?member=a", &got_a),
+            Value::Null,
+        )
         .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    let (_, taken_over) = s.post(&fetch("a"), Value::Null).await;
+    let (_, taken_over) = post("a").await;
     assert_eq!(
         count(&taken_over),
         count(&got_b),
@@ -232,19 +325,20 @@ async fn the_primitive_routes_answer_as_documented() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "member is required");
 
     // A REST consumer follows each fetch's own settings, and a checkpoint set for it.
-    let fetch = |max: u32| {
-        s.call(
-            s.http
-                .post(s.url("/v1/streams/p/consumers/rest/fetch"))
-                .query(&[("max", max)]),
-        )
+    let fetch = |max: u32, ack: &Value| {
+        let mut request = s
+            .http
+            .post(s.url("/v1/streams/p/consumers/rest/fetch"))
+            .query(&[("max", max)]);
+        if let Some(token) = ack["ack"].as_str() {
+            request = request.query(&[("ack", token)]);
+        }
+        s.call(request)
     };
+    let (_, first) = fetch(1, &Value::Null).await;
+    assert_eq!(first["records"].as_array().map(Vec::len), Some(1));
     assert_eq!(
-        fetch(1).await.1["records"].as_array().map(Vec::len),
-        Some(1)
-    );
-    assert_eq!(
-        fetch(5).await.1["records"].as_array().map(Vec::len),
+        fetch(5, &first).await.1["records"].as_array().map(Vec::len),
         Some(1)
     );
     let (status, _) = s
@@ -255,7 +349,7 @@ async fn the_primitive_routes_answer_as_documented() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, body) = fetch(5).await;
+    let (_, body) = fetch(5, &Value::Null).await;
     let positions: Vec<&str> = body["records"]
         .as_array()
         .expect("records")

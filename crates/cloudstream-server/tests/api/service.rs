@@ -188,10 +188,15 @@ async fn metrics_count_requests_events_and_lag_in_prometheus_format() {
     )
     .await;
     s.get("/v1/streams/m/records").await;
-    s.post("/v1/streams/m/consumers/c/fetch?max=1", Value::Null)
+    let (_, fetched) = s
+        .post("/v1/streams/m/consumers/c/fetch?max=1", Value::Null)
         .await;
-    s.post("/v1/streams/m/consumers/c/commit", Value::Null)
-        .await;
+    let token = fetched["ack"].as_str().expect("ack token");
+    s.post(
+        &format!("/v1/streams/m/consumers/c/commit?ack={token}"),
+        Value::Null,
+    )
+    .await;
     let response = s.http.get(s.url("/metrics")).send().await.expect("metrics");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"]

@@ -117,6 +117,9 @@ body!(
         records: Vec<RecordJson>,
         /// Gaps met on the way.
         gaps: Vec<GapJson>,
+        /// This batch's acknowledgement token: the next fetch (or commit) carries it as
+        /// `ack=` to commit this batch; a fetch without it gets this batch again.
+        ack: String,
     }
 );
 
