@@ -59,6 +59,11 @@ pub(crate) struct ServeArgs {
     /// Most requests served at once; more get 503.
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_in_flight: usize,
+    /// Hosts and networks webhooks may post to, and no others (comma-separated:
+    /// `hooks.example.com,*.corp.example,10.0.0.0/8`). Without it, any host but link-local
+    /// and cloud metadata addresses.
+    #[arg(long)]
+    pub(crate) webhook_allow: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use cloudstream::url::parse_url;
 use cloudstream::Client;
-use cloudstream_server::{Config, Limits, ServeOptions, Server, Tokens};
+use cloudstream_server::{Config, Limits, ServeOptions, Server, Tokens, WebhookPolicy};
 
 use crate::args::ServeArgs;
 
@@ -32,6 +32,14 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
             Some(tokens)
         }
     };
+    if tokens.is_none() && !args.listen.ip().is_loopback() {
+        eprintln!(
+            "warning: serving {} without --tokens: anyone who reaches it can write, read, delete \
+             streams and register webhooks (which post from inside this network; see \
+             --webhook-allow)",
+            args.listen
+        );
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(cloudstream_server::tls_config(cert, key).map_err(anyhow::Error::msg)?)
@@ -48,6 +56,10 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
         },
         state_dir,
         tokens,
+        webhooks: match &args.webhook_allow {
+            Some(list) => WebhookPolicy::allow_only(list).map_err(anyhow::Error::msg)?,
+            None => WebhookPolicy::default(),
+        },
     };
     let backend = client.backend().name();
     let server = Server::open(client, config).await?;

@@ -67,6 +67,7 @@ use cloudstream::{Client, Stream};
 pub use auth::{token_hash, Scope, Tokens};
 pub use error::ApiError;
 pub use listen::{serve_with, tls_config, ServeOptions};
+pub use webhooks::WebhookPolicy;
 
 /// Limits that protect the server from oversized requests.
 #[derive(Debug, Clone, Copy)]
@@ -111,6 +112,9 @@ pub struct Config {
     /// Bearer tokens the server accepts; every request but `/healthz`, `/metrics` and
     /// `/v1/openapi.json` needs one when set. Open to anyone when `None`.
     pub tokens: Option<Tokens>,
+    /// Which hosts webhooks may post to (default: any but link-local and cloud metadata
+    /// addresses).
+    pub webhooks: WebhookPolicy,
 }
 
 /// What every handler shares.
@@ -181,7 +185,7 @@ pub(crate) struct Path<T>(pub(crate) T);
 /// clone of it are dropped. Use [`Server::open`] to keep them across restarts and to stop
 /// them deterministically.
 pub fn router(client: Client, limits: Limits) -> Router {
-    let webhooks = webhooks::Webhooks::in_memory(client.clone());
+    let webhooks = webhooks::Webhooks::in_memory(client.clone(), WebhookPolicy::default());
     let config = Config {
         limits,
         ..Config::default()
@@ -219,7 +223,12 @@ impl Server {
     /// started now; without one they live in memory only. An unreadable or corrupt
     /// `webhooks.json` is an error.
     pub async fn open(client: Client, config: Config) -> Result<Server, cloudstream::Error> {
-        let webhooks = webhooks::Webhooks::open(client.clone(), config.state_dir.clone()).await?;
+        let webhooks = webhooks::Webhooks::open(
+            client.clone(),
+            config.state_dir.clone(),
+            config.webhooks.clone(),
+        )
+        .await?;
         let state = app_state(client, config, webhooks);
         Ok(Server {
             router: build(state.clone()),

@@ -134,6 +134,15 @@ struct Api {
 
 /// Starts a server over `local://data`, with webhooks kept in `state` if given.
 async fn start(data: &Path, state: Option<PathBuf>) -> Api {
+    start_with(data, state, cloudstream_server::WebhookPolicy::default()).await
+}
+
+/// [`start`], with webhooks posting only where `policy` allows.
+async fn start_with(
+    data: &Path,
+    state: Option<PathBuf>,
+    policy: cloudstream_server::WebhookPolicy,
+) -> Api {
     let url = format!("local://{}", data.display());
     // A previous server's engine may still be closing (its lock not yet released).
     let deadline = Instant::now() + DEADLINE;
@@ -149,6 +158,7 @@ async fn start(data: &Path, state: Option<PathBuf>) -> Api {
     };
     let config = cloudstream_server::Config {
         state_dir: state,
+        webhooks: policy,
         ..Default::default()
     };
     let server = cloudstream_server::Server::open(client, config)
@@ -386,11 +396,17 @@ async fn a_record_failing_every_attempt_goes_to_the_dead_letter_stream() {
         .as_str()
         .unwrap_or_default();
     assert!(error.contains("500"), "{headers}");
+    assert!(
+        !error.contains("/hook") && error.contains("/…"),
+        "the URL's path is not shown: {error}"
+    );
     let view = api
         .view_when("orders", "billing", "dead_lettered = 1", |v| {
             v["dead_lettered"] == 1
         })
         .await;
+    let last_error = view["last_error"].as_str().unwrap_or_default();
+    assert!(!last_error.contains("/hook"), "{last_error}");
     assert_eq!(view["failed_attempts"], 2);
     assert_eq!(view["delivered"], 0);
     assert_eq!(receiver.failed(), 2);
@@ -567,5 +583,75 @@ async fn webhooks_are_listed_replaced_deleted_and_checked() {
     api.create_stream("orders").await;
     let (status, body) = api.get("/v1/streams/orders/webhooks").await;
     assert_eq!((status, body), (StatusCode::OK, json!({ "webhooks": [] })));
+    api.stop().await;
+}
+
+/// Webhooks post only where the policy allows: never to link-local or cloud metadata
+/// addresses by default, and with an allowlist only to the hosts it names, checked on the
+/// URL when registered and on every address its host resolves to when posting.
+#[tokio::test]
+async fn webhook_hosts_are_checked_against_the_policy() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    api.create_stream("orders").await;
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://[fe80::1]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+    ] {
+        let (status, body) = api
+            .put("/v1/streams/orders/webhooks/w", json!({ "url": url }))
+            .await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::BAD_REQUEST,
+            "webhook_url_not_allowed",
+        );
+        assert!(
+            !body.to_string().contains("meta-data"),
+            "the path is not echoed: {body}"
+        );
+    }
+    api.stop().await;
+
+    // Only the names listed: `localhost` is, 127.0.0.1 is not, so a webhook to
+    // http://localhost registers but cannot connect, since the name resolves only to an
+    // address outside the list.
+    let data = tempfile::tempdir().expect("tempdir");
+    let policy = cloudstream_server::WebhookPolicy::allow_only("localhost").expect("policy");
+    let api = start_with(data.path(), None, policy).await;
+    api.create_stream("orders").await;
+    let receiver = Receiver::start(0).await;
+    let (status, body) = api
+        .put(
+            "/v1/streams/orders/webhooks/w",
+            json!({ "url": receiver.url }),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::BAD_REQUEST,
+        "webhook_url_not_allowed",
+    );
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    let (status, body) = api
+        .put(
+            "/v1/streams/orders/webhooks/w",
+            json!({ "url": by_name, "max_attempts": 1, "dead_letter": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    api.send("orders", "x").await;
+    let view = api
+        .view_when("orders", "w", "a refused connection", |v| {
+            v["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("may not reach"))
+        })
+        .await;
+    assert_eq!(view["delivered"], 0, "{view}");
+    assert_eq!(receiver.payloads(), Vec::<String>::new());
     api.stop().await;
 }

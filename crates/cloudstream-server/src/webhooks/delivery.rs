@@ -10,6 +10,7 @@ use cloudstream::{BatchOutcome, BatchReport, Client, Record, RetryPolicy, Trigge
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use super::allow::{redact, WebhookPolicy};
 use super::spec::{consumer_name, Spec};
 
 /// Header naming the stream a delivery comes from.
@@ -71,6 +72,7 @@ impl WebhookStats {
 pub(crate) struct Task {
     pub(crate) client: Client,
     pub(crate) http: reqwest::Client,
+    pub(crate) policy: WebhookPolicy,
     pub(crate) spec: Spec,
     pub(crate) url: reqwest::Url,
     pub(crate) counters: Arc<WebhookStats>,
@@ -115,6 +117,7 @@ impl Task {
         let stream = self.client.stream(&self.spec.stream).open().await?;
         let poster = Arc::new(Poster {
             http: self.http.clone(),
+            policy: self.policy.clone(),
             url: self.url.clone(),
             stream: self.spec.stream.clone(),
             id: self.spec.id.clone(),
@@ -142,6 +145,7 @@ impl Task {
 /// POSTs batches for one run of a trigger.
 struct Poster {
     http: reqwest::Client,
+    policy: WebhookPolicy,
     url: reqwest::Url,
     stream: String,
     id: String,
@@ -154,6 +158,10 @@ impl Poster {
         if records.is_empty() {
             return Ok(());
         }
+        // Checked at registration too; again here for registrations kept from a server
+        // started with another policy (an address in the URL skips the resolver's check).
+        self.policy.check(&self.url)?;
+        let shown = redact(&self.url);
         let body = json!({
             "stream": self.stream,
             "webhook": self.id,
@@ -175,16 +183,18 @@ impl Poster {
                 let text = answer_start(response).await;
                 let text = text.trim();
                 if text.is_empty() {
-                    Err(format!("POST {} answered {status}", self.url))
+                    Err(format!("POST {shown} answered {status}"))
                 } else {
                     Err(format!(
-                        "POST {} answered {status}: {}",
-                        self.url,
+                        "POST {shown} answered {status}: {}",
                         truncate(text, MAX_ANSWER_TEXT)
                     ))
                 }
             }
-            Err(e) => Err(format!("POST {} failed: {}", self.url, error_chain(&e))),
+            Err(e) => Err(format!(
+                "POST {shown} failed: {}",
+                error_chain(&e.without_url())
+            )),
         }
     }
 }

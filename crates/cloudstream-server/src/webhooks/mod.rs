@@ -22,6 +22,7 @@
 //! with the records in the shape of [`cloudstream::wire::record_json`], and the headers
 //! `cloudstream-stream` and `cloudstream-webhook`.
 
+mod allow;
 mod delivery;
 pub(crate) mod routes;
 mod spec;
@@ -39,6 +40,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use self::allow::WebhookPolicy;
 use self::delivery::{error_chain, Task, WebhookStats};
 use self::spec::{consumer_name, parse_url, Spec, SpecIn};
 use self::store::{load, write_atomically, StateFile, STATE_FILE};
@@ -109,6 +111,8 @@ type Registry = BTreeMap<(String, String), Arc<Running>>;
 pub(crate) struct Webhooks {
     client: Client,
     dir: Option<PathBuf>,
+    /// Which hosts webhooks may post to.
+    policy: WebhookPolicy,
     /// Built on first use, then shared by every webhook.
     http: Mutex<Option<reqwest::Client>>,
     /// Held through every change (register, delete, shutdown), so that the file and the
@@ -121,10 +125,11 @@ pub(crate) struct Webhooks {
 
 impl Webhooks {
     /// Webhooks kept in memory only, none registered yet.
-    pub(crate) fn in_memory(client: Client) -> Webhooks {
+    pub(crate) fn in_memory(client: Client, policy: WebhookPolicy) -> Webhooks {
         Webhooks {
             client,
             dir: None,
+            policy,
             http: Mutex::new(None),
             changes: tokio::sync::Mutex::new(()),
             running: Mutex::new(Registry::new()),
@@ -138,8 +143,9 @@ impl Webhooks {
     pub(crate) async fn open(
         client: Client,
         dir: Option<PathBuf>,
+        policy: WebhookPolicy,
     ) -> Result<Webhooks, cloudstream::Error> {
-        let mut webhooks = Webhooks::in_memory(client);
+        let mut webhooks = Webhooks::in_memory(client, policy);
         let Some(dir) = dir else {
             return Ok(webhooks);
         };
@@ -219,6 +225,10 @@ impl Webhooks {
             .connect_timeout(Duration::from_secs(10))
             // A redirect is an answer other than 2xx, so a failure, not a new destination.
             .redirect(reqwest::redirect::Policy::none())
+            // Every address a webhook connects to passes the policy; a proxy would connect
+            // on the webhook's behalf, past it.
+            .dns_resolver(self.policy.resolver())
+            .no_proxy()
             .build()
             .map_err(|e| format!("cannot build the webhook HTTP client: {}", error_chain(&e)))?;
         *http = Some(client.clone());
@@ -245,6 +255,7 @@ impl Webhooks {
         let task = Task {
             client: self.client.clone(),
             http,
+            policy: self.policy.clone(),
             spec: spec.clone(),
             url,
             counters: Arc::clone(&counters),
@@ -294,6 +305,9 @@ impl Webhooks {
         let consumer = consumer_name(id);
         cloudstream::validate_name("consumer", &consumer)?;
         let (spec, url) = body.resolve(stream, id)?;
+        self.policy.check(&url).map_err(|message| {
+            ApiError::new(StatusCode::BAD_REQUEST, "webhook_url_not_allowed", message)
+        })?;
         let handle = self.client.stream(stream).open().await?;
         let http = self.http().map_err(internal)?;
         let _changes = self.changes.lock().await;
