@@ -306,8 +306,14 @@ impl Writer {
     /// Seals the active segment (synced, indexes written) and starts a new one.
     fn roll(&mut self) -> Result<()> {
         self.sync()?;
-        self.trim()?;
+        // The round's appends so far are durable now: published and acknowledged here, so a
+        // failure below (indexes, the next segment) fails only the appends after them,
+        // rather than reporting as failed records that readers see and a reopen keeps.
         self.publish();
+        for (done, result) in self.pending.drain(..) {
+            done(Ok(result));
+        }
+        self.trim()?;
         let dir = &self.shared.dir;
         let storage = &*self.shared.config.storage;
         let [_, index_path, time_path] = segment_paths(dir, self.active.base_offset);

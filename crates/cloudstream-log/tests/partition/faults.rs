@@ -169,3 +169,54 @@ fn no_acknowledgement_in_a_round_after_a_failed_fsync() -> Result<()> {
     assert_eq!(p.next_offset(), 2, "unacknowledged records are not visible");
     Ok(())
 }
+
+/// A roll that fails after its fsync (here: creating the next segment): the appends of the
+/// round before it were synced and published by the roll, so they are acknowledged, and only
+/// the append that needed the new segment fails. Reporting them failed while readers see
+/// them (and a reopen keeps them) would make producers retry and duplicate them.
+#[test]
+fn a_roll_failing_after_its_sync_acknowledges_what_it_synced() -> Result<()> {
+    let (options, storage, _) = mem_options();
+    let log = open(MEM_ROOT, &options);
+    let stream = create(&log, "roll", config(1, HOUR));
+    let p = stream.partition(0)?;
+    append(p, &[Rec::value(&[1; 100])]);
+
+    // Hold the writer inside the publication of C, queue A then B (which rolls the
+    // segment), then fail creating the next segment.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let gate_rx = Mutex::new(gate_rx);
+    let armed = AtomicBool::new(true);
+    p.set_listener(Some(Arc::new(move |_| {
+        if armed.swap(false, Ordering::SeqCst) {
+            let _ = entered_tx.send(());
+            let _ = gate_rx.lock().expect("lock").recv();
+        }
+    })));
+    let c = append_async(p, &[Rec::value(&[2; 100])]);
+    entered_rx.recv().expect("writer publishes C");
+    let a = append_async(p, &[Rec::value(&[3; 100])]);
+    let b = append_async(p, &[Rec::value(&[4; 4000])]);
+    storage.inject(Fault::Create, true);
+    gate_tx.send(()).expect("release writer");
+
+    assert!(c.recv().expect("C done").is_ok());
+    let a = a.recv().expect("A done");
+    let b = b.recv().expect("B done");
+    assert!(b.is_err(), "B: {b:?}");
+    assert_eq!(
+        a.map(|r| r.base_offset).ok(),
+        Some(2),
+        "A was synced and published by the roll"
+    );
+    assert!(p.poisoned().is_some());
+    assert_eq!(p.next_offset(), 3, "A is visible, B is not");
+    storage.inject(Fault::Create, false);
+    drop((stream, log));
+    let log = open(MEM_ROOT, &options);
+    let p = log.stream("roll")?;
+    let got = read_all(p.partition(0)?)?;
+    assert_eq!(got.len(), 3, "A survives a reopen, B does not");
+    Ok(())
+}
