@@ -5,7 +5,8 @@
 //! loaded when valid, rebuilt otherwise. The last segment is scanned batch by batch. Where the
 //! valid batches stop, the rest is a torn tail and is cut, unless something proves it was
 //! durable: a valid batch's `durable_before` reaching past the bad position, or a valid batch
-//! further on whose `durable_before` does. Then the open fails with [`LogError::Corrupt`].
+//! further on whose `durable_before` does (a later round's, the writer's durability marker
+//! after its last sync, or the close marker). Then the open fails with [`LogError::Corrupt`].
 
 use std::path::Path;
 use std::sync::Arc;

@@ -64,6 +64,8 @@ pub(crate) struct Writer {
     zeroed_to: u64,
     /// Moving average of the bytes of a round, which decides whether to pre-zero.
     round_bytes_avg: u64,
+    /// Where the last durability marker was written (see [`Writer::mark_durable`]).
+    marked_at: u64,
 }
 
 impl Writer {
@@ -90,6 +92,7 @@ impl Writer {
             last_sync: Instant::now(),
             zeroed_to: 0,
             round_bytes_avg: 0,
+            marked_at: 0,
         }
     }
 
@@ -202,8 +205,9 @@ impl Writer {
             SyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync(),
             _ => Ok(()),
         };
-        if let Err(err) = synced {
-            self.poison(&err);
+        match synced {
+            Err(err) => self.poison(&err),
+            Ok(()) => self.mark_durable(),
         }
         // A write, roll or sync that failed earlier in this round poisoned the partition: the
         // pages of these appends may be lost even if a later sync succeeds, so none of them is
@@ -258,9 +262,36 @@ impl Writer {
 
     fn background_sync(&mut self) {
         if self.poisoned().is_none() {
-            if let Err(err) = self.sync() {
-                self.poison(&err);
+            match self.sync() {
+                Err(err) => self.poison(&err),
+                Ok(()) => self.mark_durable(),
             }
+        }
+    }
+
+    /// After a sync, writes (without syncing) an empty batch at the end of the segment whose
+    /// `durable_before` says that everything before it is durable, so that recovery after a
+    /// crash can tell damage to the last synced round (corruption: refused) from a torn
+    /// write of a round never synced (cut). Without it, nothing written after the last round
+    /// would vouch for it. `write_pos` does not move: the next round overwrites the marker,
+    /// and its own first batch carries the same proof; a seal or close cuts it off.
+    fn mark_durable(&mut self) {
+        if self.durable_pos != self.write_pos
+            || self.durable_pos == self.marked_at
+            || self.next_offset == self.active.base_offset
+        {
+            return;
+        }
+        let mut marker = EncodedBatch::marker();
+        let bytes = marker.seal(self.next_offset, self.last_append_ms, self.write_pos);
+        match self.active.file.write_all_at(bytes, self.write_pos) {
+            // Beyond `write_pos`, like the pre-zeroed space: `trim` cuts it at a seal.
+            Ok(()) => {
+                self.zeroed_to = self.zeroed_to.max(self.write_pos + bytes.len() as u64);
+                self.marked_at = self.write_pos;
+            }
+            // Only the proof is lost: recovery treats the last round as it did without it.
+            Err(e) => tracing::debug!(error = %e, "could not write the durability marker"),
         }
     }
 
@@ -335,6 +366,7 @@ impl Writer {
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.durable_pos = self.write_pos;
         self.first_append_ms = None;
+        self.marked_at = 0;
         Ok(())
     }
 
