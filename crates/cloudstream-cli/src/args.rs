@@ -59,6 +59,10 @@ pub(crate) struct ServeArgs {
     /// Most requests served at once; more get 503.
     #[arg(long, default_value_t = 1024)]
     pub(crate) max_in_flight: usize,
+    /// Most connections open at once; more are answered 503 and closed (default: the
+    /// descriptor limit, raised to its maximum at start, less 256 kept for files).
+    #[arg(long)]
+    pub(crate) max_connections: Option<usize>,
     /// Hosts and networks webhooks may post to, and no others (comma-separated:
     /// `hooks.example.com,*.corp.example,10.0.0.0/8`). Without it, any host but link-local
     /// and cloud metadata addresses.

@@ -61,6 +61,7 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
             None => WebhookPolicy::default(),
         },
     };
+    cloudstream_server::raise_descriptor_limit();
     let backend = client.backend().name();
     let server = Server::open(client, config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -74,6 +75,7 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
     let options = ServeOptions {
         tls,
         header_timeout: Some(args.header_timeout),
+        max_connections: args.max_connections,
     };
     cloudstream_server::serve_with(listener, server.router(), options, stopped()).await?;
     server.shutdown().await;

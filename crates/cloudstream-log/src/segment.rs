@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::error::IoContext;
 use crate::format::{check_frame, decode_records, BatchHeader, Frame, LogRecord};
 use crate::index::SparseIndex;
-use crate::storage::StorageFile;
+use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::{LogError, Result};
 
 /// Bytes read from a segment at a time.
@@ -45,11 +45,17 @@ pub(crate) struct SegmentState {
 }
 
 /// A segment: a file of batches starting at `base_offset`.
+///
+/// Only the active segment keeps its file open; a sealed one opens it for each read, so a
+/// partition holds one descriptor however many segments it keeps (a tiny horizon rolls
+/// often, and retention runs only every so often).
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: u64,
     pub(crate) path: PathBuf,
-    pub(crate) file: Arc<dyn StorageFile>,
+    storage: Arc<dyn Storage>,
+    /// The open file, while the segment is active.
+    open: RwLock<Option<Arc<dyn StorageFile>>>,
     state: RwLock<SegmentState>,
 }
 
@@ -61,18 +67,55 @@ pub(crate) struct ReadLimits {
 }
 
 impl Segment {
-    pub(crate) fn new(
+    /// A segment whose file is open: the active one.
+    pub(crate) fn active(
         base_offset: u64,
         path: PathBuf,
+        storage: Arc<dyn Storage>,
         file: Arc<dyn StorageFile>,
         state: SegmentState,
     ) -> Self {
         Segment {
             base_offset,
             path,
-            file,
+            storage,
+            open: RwLock::new(Some(file)),
             state: RwLock::new(state),
         }
+    }
+
+    /// A sealed segment: its file is opened for each read.
+    pub(crate) fn sealed(
+        base_offset: u64,
+        path: PathBuf,
+        storage: Arc<dyn Storage>,
+        state: SegmentState,
+    ) -> Self {
+        Segment {
+            base_offset,
+            path,
+            storage,
+            open: RwLock::new(None),
+            state: RwLock::new(state),
+        }
+    }
+
+    /// The segment's file: the open one while active, else opened for the caller.
+    pub(crate) fn file(&self) -> Result<Arc<dyn StorageFile>> {
+        let open = self.open.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match open {
+            Some(file) => Ok(file),
+            None => Ok(Arc::from(
+                self.storage
+                    .open(&self.path, OpenMode::Existing)
+                    .at(&self.path)?,
+            )),
+        }
+    }
+
+    /// Marks the segment sealed: its file closes once the reads holding it finish.
+    pub(crate) fn seal(&self) {
+        *self.open.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     pub(crate) fn state(&self) -> RwLockReadGuard<'_, SegmentState> {
@@ -106,7 +149,8 @@ impl Segment {
             }
             (s.offsets.floor(from as i64, true), s.visible_len)
         };
-        let mut scanner = FrameScanner::new(&*self.file, start, end);
+        let file = self.file()?;
+        let mut scanner = FrameScanner::new(&*file, start, end);
         while let Some(scanned) = scanner.next().at(&self.path)? {
             let (header, pos, frame) = match scanned {
                 Scanned::Frame { header, pos, frame } => (header, pos, frame),
@@ -141,7 +185,8 @@ impl Segment {
             }
             (s.times.floor(time_ms, false), s.visible_len)
         };
-        let mut scanner = FrameScanner::new(&*self.file, start, end);
+        let file = self.file()?;
+        let mut scanner = FrameScanner::new(&*file, start, end);
         while let Some(scanned) = scanner.next().at(&self.path)? {
             match scanned {
                 Scanned::Frame { header, .. } if header.count == 0 => {}

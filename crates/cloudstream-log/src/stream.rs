@@ -64,11 +64,15 @@ impl StreamConfig {
     }
 
     /// Segments roll at this age so retention can remove old records in whole segments while
-    /// holding at most an eighth of a horizon more than asked.
+    /// holding at most an eighth of a horizon more than asked, and at most once a second: a
+    /// tiny horizon must not turn a stream of single sends into a file per send.
     fn segment_max_age_ms(&self) -> i64 {
-        (self.horizon.as_millis() as i64 / 8).max(1)
+        (self.horizon.as_millis() as i64 / 8).max(MIN_SEGMENT_AGE_MS)
     }
 }
+
+/// Shortest age at which a segment rolls.
+const MIN_SEGMENT_AGE_MS: i64 = 1000;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Meta {

@@ -16,8 +16,8 @@ use proptest::test_runner::{Config as ProptestConfig, RngSeed, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 const PARTITIONS: u32 = 2;
-const HORIZON_MS: i64 = 1000;
-/// Segments roll at this age (an eighth of the horizon).
+const HORIZON_MS: i64 = 8000;
+/// Segments roll at this age (an eighth of the horizon, and at least a second).
 const MAX_AGE_MS: i64 = HORIZON_MS / 8;
 const STREAM: &str = "model";
 const CONSUMERS: [&str; 3] = ["c0", "c1", "c2"];
@@ -100,7 +100,7 @@ impl ReferenceStateMachine for Reference {
                 }),
             1 => (0..CONSUMERS.len(), vec((0..PARTITIONS, 0u64..1000), 1..3))
                 .prop_map(|(consumer, offsets)| Transition::Commit { consumer, offsets }),
-            2 => (0i64..700).prop_map(|ms| Transition::AdvanceAndRetain { ms }),
+            2 => (0i64..5600).prop_map(|ms| Transition::AdvanceAndRetain { ms }),
             1 => any::<u64>().prop_map(|seed| Transition::PowerLoss { seed }),
             1 => Just(Transition::CleanReopen),
         ]

@@ -66,7 +66,7 @@ use cloudstream::{Client, Stream};
 
 pub use auth::{token_hash, Scope, Tokens};
 pub use error::ApiError;
-pub use listen::{serve_with, tls_config, ServeOptions};
+pub use listen::{raise_descriptor_limit, serve_with, tls_config, ServeOptions};
 pub use webhooks::WebhookPolicy;
 
 /// Limits that protect the server from oversized requests.

@@ -26,6 +26,10 @@ pub struct ServeOptions {
     /// Longest a client may take to send a request's head (and to finish the TLS handshake)
     /// before the connection is closed; default 10 s.
     pub header_timeout: Option<Duration>,
+    /// Most connections open at once; one more is answered 503 and closed. Default: the
+    /// process's descriptor limit less 256 kept for the provider's files (64 to 16,384), so
+    /// that a flood of connections can never take the descriptors a segment roll needs.
+    pub max_connections: Option<usize>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -33,11 +37,53 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("tls", &self.tls.is_some())
             .field("header_timeout", &self.header_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
 
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Descriptors kept for the provider (segment files, checkpoints) below the process limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// Raises the process's soft limit of open descriptors to its hard limit, as servers
+/// commonly do at start (the soft default, often 1,024, is below what a busy server needs);
+/// returns the soft limit in effect afterwards.
+pub fn raise_descriptor_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let Some(soft) = limit.current else {
+        return u64::MAX;
+    };
+    if limit.maximum.is_none_or(|hard| hard > soft) {
+        let mut raised = limit;
+        raised.current = limit.maximum;
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return limit.maximum.unwrap_or(u64::MAX);
+        }
+    }
+    soft
+}
+
+/// The default connection cap: the descriptor limit less [`RESERVED_DESCRIPTORS`].
+fn default_max_connections() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    soft.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 16_384) as usize
+}
+
+/// The answer to a connection over the cap, written without waiting before it is closed.
+fn over_capacity() -> Vec<u8> {
+    let body = r#"{"error":{"code":"too_many_connections","message":"the server holds as many connections as it may; retry later"}}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         connection: close\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// How long a shutdown waits for the requests in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -76,6 +122,11 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = options.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT);
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        options
+            .max_connections
+            .unwrap_or_else(default_max_connections),
+    ));
     let tls = options.tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
@@ -95,11 +146,17 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            let _ = tcp.try_write(&over_capacity());
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let router = router.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         connections.spawn(async move {
+            let _slot = slot;
             match tls {
                 None => connection(tcp, router, header_timeout, watcher).await,
                 Some(acceptor) => {

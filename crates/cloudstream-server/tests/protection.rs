@@ -255,7 +255,7 @@ async fn tls_serves_https_with_the_given_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
     let options = ServeOptions {
         tls: Some(cloudstream_server::tls_config(&cert_path, &key_path).expect("tls config")),
-        header_timeout: None,
+        ..ServeOptions::default()
     };
     let addr = start(Config::default(), options).await;
     let port = addr.port();
@@ -318,6 +318,7 @@ async fn a_client_trickling_headers_is_cut_off() {
     let options = ServeOptions {
         tls: None,
         header_timeout: Some(Duration::from_millis(300)),
+        ..ServeOptions::default()
     };
     let addr = start(Config::default(), options).await;
     let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -340,4 +341,48 @@ async fn a_client_trickling_headers_is_cut_off() {
     let mut answer = String::new();
     quick.read_to_string(&mut answer).await.expect("read");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Connections over the cap get a 503 with a JSON body and are closed, so a flood of idle
+/// connections can never take the descriptors the provider needs; once one closes, the next
+/// client is served.
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_with_a_503() {
+    let options = ServeOptions {
+        max_connections: Some(2),
+        ..ServeOptions::default()
+    };
+    let addr = start(Config::default(), options).await;
+    let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+        .await
+        .expect("answered at once")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains(r#""code":"too_many_connections""#),
+        "{answer}"
+    );
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut quick = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        quick
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = String::new();
+        quick.read_to_string(&mut answer).await.expect("read");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a slot frees when a connection closes: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

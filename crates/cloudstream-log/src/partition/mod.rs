@@ -132,7 +132,7 @@ pub struct Partition {
 
 impl Partition {
     pub(crate) fn open(id: u32, dir: &Path, config: PartitionConfig) -> Result<Partition> {
-        let recovered = recovery::recover(&*config.storage, dir, config.index_interval)?;
+        let recovered = recovery::recover(&config.storage, dir, config.index_interval)?;
         let active = recovered.segments.last().cloned().ok_or(LogError::Closed)?;
         let shared = Arc::new(PartitionShared {
             dir: dir.to_path_buf(),
@@ -144,7 +144,7 @@ impl Partition {
             sync_nanos: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), active);
+        let writer = Writer::new(shared.clone(), active)?;
         let thread = std::thread::Builder::new()
             .name(format!("cloudstream-p{id}"))
             .spawn(move || writer.run(rx))

@@ -29,7 +29,11 @@ pub(crate) struct Recovered {
 }
 
 /// Opens (or creates) the partition in `dir`.
-pub(crate) fn recover(storage: &dyn Storage, dir: &Path, index_interval: u64) -> Result<Recovered> {
+pub(crate) fn recover(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    index_interval: u64,
+) -> Result<Recovered> {
     let mut bases: Vec<u64> = storage
         .list_dir(dir)
         .at(dir)?
@@ -82,13 +86,20 @@ fn check_continuity(segment: &Segment, expected: Option<u64>) -> Result<()> {
 }
 
 /// Creates an empty segment durably: header written and synced, then the directory synced.
-pub(crate) fn create_segment(storage: &dyn Storage, dir: &Path, base: u64) -> Result<Segment> {
+pub(crate) fn create_segment(storage: &Arc<dyn Storage>, dir: &Path, base: u64) -> Result<Segment> {
     let [path, ..] = segment_paths(dir, base);
     let file = storage.open(&path, OpenMode::CreateNew).at(&path)?;
     file.write_all_at(&segment_header(base), 0).at(&path)?;
     file.sync_data().at(&path)?;
     storage.sync_dir(dir).at(dir)?;
-    Ok(Segment::new(base, path, Arc::from(file), empty_state(base)))
+    let state = empty_state(base);
+    Ok(Segment::active(
+        base,
+        path,
+        storage.clone(),
+        Arc::from(file),
+        state,
+    ))
 }
 
 fn empty_state(base: u64) -> SegmentState {
@@ -116,9 +127,14 @@ fn check_header(file: &dyn StorageFile, path: &Path, base: u64) -> Result<()> {
     })
 }
 
-fn open_sealed(storage: &dyn Storage, dir: &Path, base: u64, interval: u64) -> Result<Segment> {
+fn open_sealed(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    base: u64,
+    interval: u64,
+) -> Result<Segment> {
     let [path, index_path, time_path] = segment_paths(dir, base);
-    let (file, len) = open_file(storage, &path)?;
+    let (file, len) = open_file(&**storage, &path)?;
     if len < SEGMENT_HEADER_LEN as u64 {
         return Err(LogError::Corrupt {
             path,
@@ -127,8 +143,8 @@ fn open_sealed(storage: &dyn Storage, dir: &Path, base: u64, interval: u64) -> R
         });
     }
     check_header(&*file, &path, base)?;
-    let loaded = SparseIndex::load(storage, &index_path, OFFSET_INDEX_MAGIC)
-        .zip(SparseIndex::load(storage, &time_path, TIME_INDEX_MAGIC));
+    let loaded = SparseIndex::load(&**storage, &index_path, OFFSET_INDEX_MAGIC)
+        .zip(SparseIndex::load(&**storage, &time_path, TIME_INDEX_MAGIC));
     if let Some(((offsets, summary), (times, time_summary))) = loaded {
         if summary == time_summary && summary.len == len {
             let state = SegmentState {
@@ -139,7 +155,7 @@ fn open_sealed(storage: &dyn Storage, dir: &Path, base: u64, interval: u64) -> R
                 offsets,
                 times,
             };
-            return Ok(Segment::new(base, path, file, state));
+            return Ok(Segment::sealed(base, path, storage.clone(), state));
         }
     }
     let scan = scan(&*file, &path, base, len, interval)?;
@@ -157,16 +173,16 @@ fn open_sealed(storage: &dyn Storage, dir: &Path, base: u64, interval: u64) -> R
     };
     scan.state
         .offsets
-        .write(storage, &index_path, OFFSET_INDEX_MAGIC, summary)?;
+        .write(&**storage, &index_path, OFFSET_INDEX_MAGIC, summary)?;
     scan.state
         .times
-        .write(storage, &time_path, TIME_INDEX_MAGIC, summary)?;
+        .write(&**storage, &time_path, TIME_INDEX_MAGIC, summary)?;
     storage.sync_dir(dir).at(dir)?;
-    Ok(Segment::new(base, path, file, scan.state))
+    Ok(Segment::sealed(base, path, storage.clone(), scan.state))
 }
 
 fn open_last(
-    storage: &dyn Storage,
+    storage: &Arc<dyn Storage>,
     dir: &Path,
     base: u64,
     interval: u64,
@@ -178,14 +194,17 @@ fn open_last(
             storage.remove_file(p).at(p)?;
         }
     }
-    let (file, len) = open_file(storage, &path)?;
+    let (file, len) = open_file(&**storage, &path)?;
     if len < SEGMENT_HEADER_LEN as u64 {
         // Created but its header never reached the disk: nothing was ever acknowledged in it.
         file.set_len(0).at(&path)?;
         file.write_all_at(&segment_header(base), 0).at(&path)?;
         file.sync_data().at(&path)?;
         let truncated = len;
-        return Ok((Segment::new(base, path, file, empty_state(base)), truncated));
+        return Ok((
+            Segment::active(base, path, storage.clone(), file, empty_state(base)),
+            truncated,
+        ));
     }
     check_header(&*file, &path, base)?;
     let scan = scan(&*file, &path, base, len, interval)?;
@@ -194,7 +213,10 @@ fn open_last(
         // everything recovered as durable (`durable_before` of its next batch, and no sync at
         // the next roll), so make it so.
         file.sync_data().at(&path)?;
-        return Ok((Segment::new(base, path, file, scan.state), 0));
+        return Ok((
+            Segment::active(base, path, storage.clone(), file, scan.state),
+            0,
+        ));
     };
     let durable = scan.durable_before.max(SEGMENT_HEADER_LEN as u64);
     if bad.pos < durable {
@@ -237,7 +259,10 @@ fn open_last(
     file.set_len(bad.pos).at(&path)?;
     file.sync_data().at(&path)?;
     let torn = if zeroed { 0 } else { len - bad.pos };
-    Ok((Segment::new(base, path, file, scan.state), torn))
+    Ok((
+        Segment::active(base, path, storage.clone(), file, scan.state),
+        torn,
+    ))
 }
 
 struct Bad {

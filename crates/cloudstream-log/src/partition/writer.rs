@@ -26,6 +26,7 @@ use crate::index::{SegmentSummary, OFFSET_INDEX_MAGIC, TIME_INDEX_MAGIC};
 use crate::partition::recovery::create_segment;
 use crate::partition::{AppendResult, PartitionShared};
 use crate::segment::{segment_paths, Segment};
+use crate::storage::StorageFile;
 use crate::{LogError, Result, SyncPolicy};
 
 /// Called once with the outcome of an append.
@@ -52,6 +53,8 @@ pub(crate) enum Command {
 pub(crate) struct Writer {
     shared: Arc<PartitionShared>,
     active: Arc<Segment>,
+    /// The active segment's file.
+    file: Arc<dyn StorageFile>,
     write_pos: u64,
     durable_pos: u64,
     next_offset: u64,
@@ -69,7 +72,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<PartitionShared>, active: Arc<Segment>) -> Self {
+    pub(crate) fn new(shared: Arc<PartitionShared>, active: Arc<Segment>) -> Result<Self> {
+        let file = active.file()?;
         let (write_pos, next_offset, max_append, first) = {
             let s = active.state();
             (
@@ -79,9 +83,10 @@ impl Writer {
                 s.first_append_ms,
             )
         };
-        Writer {
+        Ok(Writer {
             shared,
             active,
+            file,
             write_pos,
             durable_pos: write_pos,
             next_offset,
@@ -93,7 +98,7 @@ impl Writer {
             zeroed_to: 0,
             round_bytes_avg: 0,
             marked_at: 0,
-        }
+        })
     }
 
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
@@ -165,12 +170,7 @@ impl Writer {
         let pos = self.write_pos;
         let count = batch.count();
         let bytes = batch.seal(base_offset, now, self.durable_pos);
-        if let Err(err) = self
-            .active
-            .file
-            .write_all_at(bytes, pos)
-            .at(&self.active.path)
-        {
+        if let Err(err) = self.file.write_all_at(bytes, pos).at(&self.active.path) {
             self.poison(&err);
             return done(Err(err));
         }
@@ -242,7 +242,7 @@ impl Writer {
         }
         // A fresh zeroed allocation: the allocator maps zero pages, nothing is filled.
         let zeros = vec![0; (to - from) as usize];
-        if let Err(e) = self.active.file.write_all_at(&zeros, from) {
+        if let Err(e) = self.file.write_all_at(&zeros, from) {
             tracing::debug!(error = %e, "pre-zeroing failed; the file grows with its writes");
         }
         // Even after a failure: part of the zeros may be there, and `trim` cuts them.
@@ -253,8 +253,8 @@ impl Writer {
     fn trim(&mut self) -> Result<()> {
         if self.zeroed_to > self.write_pos {
             let path = &self.active.path;
-            self.active.file.set_len(self.write_pos).at(path)?;
-            self.active.file.sync_data().at(path)?;
+            self.file.set_len(self.write_pos).at(path)?;
+            self.file.sync_data().at(path)?;
         }
         self.zeroed_to = 0;
         Ok(())
@@ -284,7 +284,7 @@ impl Writer {
         }
         let mut marker = EncodedBatch::marker();
         let bytes = marker.seal(self.next_offset, self.last_append_ms, self.write_pos);
-        match self.active.file.write_all_at(bytes, self.write_pos) {
+        match self.file.write_all_at(bytes, self.write_pos) {
             // Beyond `write_pos`, like the pre-zeroed space: `trim` cuts it at a seal.
             Ok(()) => {
                 self.zeroed_to = self.zeroed_to.max(self.write_pos + bytes.len() as u64);
@@ -301,7 +301,7 @@ impl Writer {
             return Ok(());
         }
         let started = Instant::now();
-        self.active.file.sync_data().at(&self.active.path)?;
+        self.file.sync_data().at(&self.active.path)?;
         self.shared.record_sync(started.elapsed());
         self.durable_pos = self.write_pos;
         Ok(())
@@ -360,8 +360,14 @@ impl Writer {
             s.times
                 .write(storage, &time_path, TIME_INDEX_MAGIC, summary)?;
         }
-        let segment = Arc::new(create_segment(storage, dir, self.next_offset)?);
+        let segment = Arc::new(create_segment(
+            &self.shared.config.storage,
+            dir,
+            self.next_offset,
+        )?);
+        self.file = segment.file()?;
         self.shared.segments_mut().push(segment.clone());
+        self.active.seal();
         self.active = segment;
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.durable_pos = self.write_pos;
@@ -435,8 +441,7 @@ impl Writer {
             self.sync()?;
             let mut marker = EncodedBatch::marker();
             let bytes = marker.seal(self.next_offset, self.last_append_ms, self.write_pos);
-            self.active
-                .file
+            self.file
                 .write_all_at(bytes, self.write_pos)
                 .at(&self.active.path)?;
             self.write_pos += bytes.len() as u64;

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn retention_deletes_whole_expired_segments_and_never_reuses_offsets() -> Result<()> {
-    const HORIZON: i64 = 1000;
+    const HORIZON: i64 = 8000;
     const MAX_AGE: i64 = HORIZON / 8;
     for env in Env::all() {
         let log = env.open();
@@ -12,7 +12,7 @@ fn retention_deletes_whole_expired_segments_and_never_reuses_offsets() -> Result
         let p = stream.partition(0)?;
         let (mut want, mut times) = (Vec::new(), Vec::new());
         for b in 0..100 {
-            env.clock.advance(20);
+            env.clock.advance(160);
             let recs = batch_recs(b, 1, 100);
             let ack = p.append_blocking(encode(&recs))?;
             times.push(ack.append_time_ms);
@@ -21,7 +21,7 @@ fn retention_deletes_whole_expired_segments_and_never_reuses_offsets() -> Result
         let segments = p.stats().segments;
         assert!(segments > 5, "{}: age rolls segments", env.name);
 
-        let now = T0 + 2000;
+        let now = T0 + 16_000;
         assert_eq!(p.enforce_retention(Duration::from_millis(HOUR))?, 0);
         let cutoff = now - HORIZON;
         let deleted = stream.enforce_retention()?;
@@ -35,7 +35,7 @@ fn retention_deletes_whole_expired_segments_and_never_reuses_offsets() -> Result
             "a record younger than the horizon was deleted"
         );
         assert!(
-            times[earliest as usize] > cutoff - MAX_AGE - 20,
+            times[earliest as usize] > cutoff - MAX_AGE - 160,
             "more than a segment of expired records kept"
         );
         assert!(matches!(
@@ -279,5 +279,118 @@ fn an_empty_append_is_refused() -> Result<()> {
     assert_eq!(p.stats(), before, "nothing was written");
     append(p, &batch_recs(0, 1, 10));
     assert_eq!(p.next_offset(), 1);
+    Ok(())
+}
+
+/// A [`MemoryStorage`] that counts the files open through it.
+#[derive(Debug, Clone, Default)]
+struct CountingStorage {
+    inner: MemoryStorage,
+    open: Arc<AtomicU32>,
+}
+
+#[derive(Debug)]
+struct CountedFile {
+    inner: Box<dyn StorageFile>,
+    open: Arc<AtomicU32>,
+}
+
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl StorageFile for CountedFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for CountingStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let inner = self.inner.open(path, mode)?;
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(CountedFile {
+            inner,
+            open: self.open.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        self.inner.lock(path)
+    }
+}
+
+/// A partition holds one open file however many segments it keeps (sealed ones are opened
+/// per read), and a tiny horizon rolls at most once a second: single sends under a 1 ms
+/// horizon used to take a file and a descriptor each until retention ran.
+#[test]
+fn segments_hold_no_descriptor_once_sealed_and_roll_at_most_once_a_second() -> Result<()> {
+    let storage = CountingStorage::default();
+    let clock = Arc::new(ManualClock::new(T0));
+    let log = open(MEM_ROOT, &options(Arc::new(storage.clone()), clock.clone()));
+    let stream = create(&log, "fds", config(1, 8000));
+    let p = stream.partition(0)?;
+    let baseline = storage.open.load(Ordering::SeqCst);
+    let mut want = Vec::new();
+    for b in 0..50 {
+        clock.advance(1000);
+        let recs = batch_recs(b, 1, 100);
+        append(p, &recs);
+        want.extend(recs);
+    }
+    assert_eq!(p.stats().segments, 50, "one segment per second of age");
+    assert_eq!(
+        storage.open.load(Ordering::SeqCst),
+        baseline,
+        "sealed segments keep no file open"
+    );
+    assert_records(&read_all(p)?, &want, 0);
+    assert_eq!(storage.open.load(Ordering::SeqCst), baseline, "reads close");
+
+    let tiny = create(&log, "tiny", config(1, 1));
+    let p = tiny.partition(0)?;
+    for b in 0..40 {
+        clock.advance(20);
+        append(p, &batch_recs(b, 1, 10));
+    }
+    assert_eq!(
+        p.stats().segments,
+        1,
+        "800 ms of sends under a 1 ms horizon"
+    );
     Ok(())
 }
