@@ -2,7 +2,11 @@
 //! directory, its output and exit status checked.
 
 mod commands;
+mod kills;
 mod serve;
+mod served;
+
+use served::{Http, Served};
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
