@@ -39,6 +39,9 @@ mod clock;
 mod error;
 pub mod format;
 mod framed_file;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod latency;
 mod log;

@@ -20,7 +20,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use cloudstream::backend::{Checkpoint, ReadOptions};
 use cloudstream::checkpoint::store_of;
-use cloudstream::wire::{CheckpointBody, ConsumerList, Existed, Fetched, GapJson, RecordJson};
+use cloudstream::wire::{
+    CheckpointBody, ConsumerList, Existed, Fetched, GapJson, PayloadForm, RecordJson,
+};
 use cloudstream::Consumer;
 use serde::Deserialize;
 
@@ -60,6 +62,8 @@ pub(crate) struct FetchQuery {
     /// default 10 s).
     #[param(maximum = 3_600_000)]
     lease_ms: Option<u64>,
+    /// `json` (default: JSON payloads as JSON values) or `text` (every payload as its text).
+    payload: Option<PayloadForm>,
 }
 
 /// A consumer handle kept between requests, with the settings it was made with.
@@ -246,7 +250,11 @@ pub(crate) async fn fetch(
         crate::events::payload_bytes(&batch.records),
     );
     Ok(Json(Fetched {
-        records: batch.records.iter().map(RecordJson::from).collect(),
+        records: batch
+            .records
+            .iter()
+            .map(|r| RecordJson::new(r, query.payload.unwrap_or_default()))
+            .collect(),
         gaps: batch.gaps.iter().map(GapJson::from).collect(),
         ack,
     }))

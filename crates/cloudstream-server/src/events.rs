@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use cloudstream::backend::ReadOptions;
-use cloudstream::wire::{parse_from, Appended, EventJson, RecordJson, Records};
+use cloudstream::wire::{parse_from, Appended, EventJson, PayloadForm, RecordJson, Records};
 use cloudstream::{Event, ReadFrom};
 use serde::Deserialize;
 
@@ -174,6 +174,8 @@ pub(crate) struct ReadQuery {
     max: Option<usize>,
     max_bytes: Option<usize>,
     wait_ms: Option<u64>,
+    /// `json` (default: JSON payloads as JSON values) or `text` (every payload as its text).
+    payload: Option<PayloadForm>,
 }
 
 #[utoipa::path(
@@ -214,7 +216,8 @@ pub(crate) async fn read(
     state
         .metrics
         .events_out(&name, records.len() as u64, payload_bytes(&records));
-    let records = records.iter().map(RecordJson::from).collect();
+    let form = query.payload.unwrap_or_default();
+    let records = records.iter().map(|r| RecordJson::new(r, form)).collect();
     Ok(Json(Records { records }))
 }
 

@@ -45,6 +45,9 @@ mod coalesce;
 mod consumers;
 mod error;
 mod events;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod ingest;
 mod leases;
 mod listen;

@@ -18,7 +18,7 @@ use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use cloudstream::backend::{Checkpoint, PartitionStart};
-use cloudstream::wire::{parse_from, record_json};
+use cloudstream::wire::{parse_from, PayloadForm, RecordJson};
 use cloudstream::Position;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
@@ -31,6 +31,8 @@ use crate::{ApiError, Path, State};
 #[into_params(parameter_in = Query)]
 pub(crate) struct TailQuery {
     from: Option<String>,
+    /// `json` (default: JSON payloads as JSON values) or `text` (every payload as its text).
+    payload: Option<PayloadForm>,
 }
 
 /// The cursor in a `Last-Event-ID` header: `0:41,1@at:17`.
@@ -85,7 +87,9 @@ pub(crate) async fn tail(
     query: Result<Query<TailQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    let from = parse_from(query?.0.from.as_deref().unwrap_or("latest"))?;
+    let query = query?.0;
+    let from = parse_from(query.from.as_deref().unwrap_or("latest"))?;
+    let form = query.payload.unwrap_or_default();
     let resume = cursor_from(&headers)?;
     let permit = state.tails.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
@@ -117,7 +121,9 @@ pub(crate) async fn tail(
                 SseEvent::default()
                     .id(cursor_id(&cursor))
                     .event("record")
-                    .data(record_json(&record).to_string())
+                    .data(
+                        serde_json::to_string(&RecordJson::new(&record, form)).unwrap_or_default(),
+                    )
             }
             Err(e) => SseEvent::default()
                 .event("error")

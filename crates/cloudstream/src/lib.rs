@@ -50,6 +50,9 @@ mod consume;
 mod consumer;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod lease;
 #[cfg(feature = "openapi")]
 mod openapi;

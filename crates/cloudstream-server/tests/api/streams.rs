@@ -98,7 +98,20 @@ async fn events_are_sent_one_by_one_and_in_batches_and_read_back() {
     assert_eq!(status, StatusCode::OK);
     let records = body["records"].as_array().expect("records");
     assert_eq!(records.len(), 4);
-    assert_eq!(records[0]["payload"], r#"{"device":7,"temp":21.5}"#);
+    // A JSON payload comes back as JSON, not as a string to parse again; `payload=text`
+    // asks for the exact text.
+    assert_eq!(records[0]["payload"], json!({"device": 7, "temp": 21.5}));
+    let (_, text) = s
+        .get("/v1/streams/t/records?from=earliest&max=1&payload=text")
+        .await;
+    assert_eq!(text["records"][0]["payload"], r#"{"device":7,"temp":21.5}"#);
+    let (_, fetched) = s
+        .post("/v1/streams/t/consumers/json/fetch?max=1", Value::Null)
+        .await;
+    assert_eq!(
+        fetched["records"][0]["payload"],
+        json!({"device": 7, "temp": 21.5})
+    );
     assert_eq!(records[0]["key"], "7");
     assert_eq!(records[0]["headers"]["ce_type"], "reading");
     assert_eq!(records[0]["event_time"], "2026-11-24T10:00:00.000Z");
@@ -241,7 +254,7 @@ async fn events_arrive_as_raw_bytes_cloudevents_and_ndjson() {
     assert_eq!(records[0]["key"], "device-7");
     assert_eq!(records[0]["headers"], json!({"unit": "celsius"}));
     assert_eq!(records[0]["event_time"], "2026-11-24T10:00:00.250Z");
-    assert_eq!(records[1]["payload"], r#"{"temp":21.5}"#);
+    assert_eq!(records[1]["payload"], json!({"temp": 21.5}));
     assert_eq!(records[1]["key"], "device-7");
     assert_eq!(records[1]["headers"]["ce_id"], "e-1");
     assert_eq!(records[1]["headers"]["ce_type"], "telemetry.reading");

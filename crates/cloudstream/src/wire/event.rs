@@ -76,9 +76,45 @@ pub fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime> {
     })
 }
 
+/// How a record's payload is written in JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadForm {
+    /// A JSON payload (its `content-type` says JSON) as the JSON value itself, any other
+    /// UTF-8 payload as a string, bytes as `payload_base64`.
+    #[default]
+    Json,
+    /// Every UTF-8 payload as a string holding its exact text; bytes as `payload_base64`.
+    Text,
+}
+
+/// Whether `content_type` names JSON (`application/json`, `application/cloudevents+json`,
+/// `...; charset=utf-8`).
+fn is_json_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+/// `text` as a JSON value, if it is the compact JSON of a value other than a string, so
+/// that a client writing the value back gets exactly `text` again.
+fn as_json_value(text: &str) -> Option<Value> {
+    let value: Value = serde_json::from_str(text).ok()?;
+    let exact = !value.is_string() && serde_json::to_string(&value).ok()? == text;
+    exact.then_some(value)
+}
+
 /// A record as the API carries it: `{"position": "0:42", "partition": 0, "sequence": 42,
 /// "append_time": RFC3339, "key": ..., "headers": {...}, "event_time": RFC3339?, "payload":
-/// TEXT}`, with `payload_base64` instead of `payload` when the payload is not UTF-8.
+/// ...}`. `payload` is the JSON value itself when the record holds JSON (its `content-type`
+/// header says so, and the payload is the compact JSON of a value other than a string),
+/// else its text; `payload_base64` replaces it when the payload is not UTF-8. With
+/// [`PayloadForm::Text`], every UTF-8 payload is a string of its exact text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(
     feature = "openapi",
@@ -102,9 +138,9 @@ pub struct RecordJson {
     /// When the event happened, as its writer said (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<String>,
-    /// The payload, when it is UTF-8 text.
+    /// The payload: its JSON value where it holds JSON, else its text (when UTF-8).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<String>,
+    pub payload: Option<Value>,
     /// The payload in base64, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
@@ -112,8 +148,30 @@ pub struct RecordJson {
 
 impl From<&Record> for RecordJson {
     fn from(r: &Record) -> Self {
+        RecordJson::new(r, PayloadForm::Json)
+    }
+}
+
+impl RecordJson {
+    /// The JSON of `r`, its payload written in `form`.
+    pub fn new(r: &Record, form: PayloadForm) -> Self {
+        let json_typed = || {
+            r.event
+                .headers
+                .get("content-type")
+                .is_some_and(|t| is_json_type(t))
+        };
         let (payload, payload_base64) = match std::str::from_utf8(&r.event.payload) {
-            Ok(text) => (Some(text.to_owned()), None),
+            Ok(text) => {
+                let value = match form {
+                    PayloadForm::Json if json_typed() => as_json_value(text),
+                    _ => None,
+                };
+                (
+                    Some(value.unwrap_or_else(|| Value::String(text.to_owned()))),
+                    None,
+                )
+            }
             Err(_) => (None, Some(base64_encode(&r.event.payload))),
         };
         RecordJson {
@@ -128,13 +186,13 @@ impl From<&Record> for RecordJson {
             payload_base64,
         }
     }
-}
 
-impl RecordJson {
     /// The record this describes; `InvalidArgument` says what is wrong with it.
     pub fn into_record(self) -> Result<Record> {
         let payload = match (self.payload, self.payload_base64) {
-            (Some(text), None) => text.into_bytes(),
+            (Some(Value::String(text)), None) => text.into_bytes(),
+            (Some(value), None) => serde_json::to_vec(&value)
+                .map_err(|e| Error::InvalidArgument(format!("payload: {e}")))?,
             (None, Some(b64)) => base64_decode(&b64)?,
             _ => {
                 return Err(Error::InvalidArgument(
@@ -189,6 +247,47 @@ mod tests {
                     .with_time(time),
             };
             assert_eq!(record_from_json(record_json(&record))?, record);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn json_payloads_are_json_values_and_survive_exactly() -> Result<()> {
+        let time = UNIX_EPOCH + Duration::from_millis(1_790_000_000_123);
+        let record = |payload: &str, content_type: Option<&str>| {
+            let mut event = Event::new(payload.as_bytes().to_vec());
+            if let Some(t) = content_type {
+                event = event.with_header("content-type", t);
+            }
+            Record {
+                position: Position::new(0, 1),
+                append_time: time,
+                event,
+            }
+        };
+        let json = Some("application/json; charset=utf-8");
+        for (payload, content_type, as_value) in [
+            (r#"{"temp":21.5,"tags":["a"]}"#, json, true),
+            ("[1,2,3]", Some("application/cloudevents+json"), true),
+            ("42", json, true),
+            (r#"{"temp": 21.5}"#, json, false), // not compact: its exact text
+            (r#""a string""#, json, false),     // would read as text
+            ("1e2", json, false),               // would print as 100.0
+            ("{not json", json, false),
+            (r#"{"temp":21.5}"#, None, false), // not said to be JSON
+            (r#"{"temp":21.5}"#, Some("text/plain"), false),
+        ] {
+            let r = record(payload, content_type);
+            let value = record_json(&r);
+            assert_eq!(
+                !value["payload"].is_string(),
+                as_value,
+                "{payload} {content_type:?}: {value}"
+            );
+            assert_eq!(record_from_json(value)?, r, "{payload} survives");
+            let text = serde_json::to_value(RecordJson::new(&r, PayloadForm::Text))
+                .map_err(|e| Error::Backend(e.into()))?;
+            assert_eq!(text["payload"], payload, "text form");
         }
         Ok(())
     }

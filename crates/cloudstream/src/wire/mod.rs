@@ -20,7 +20,7 @@ pub use bodies::{
     LeaseList, Records, Sent, StreamCreated, StreamDescription, StreamList,
 };
 pub use errors::{error_details, error_from_body, error_status};
-pub use event::{parse_time, record_from_json, record_json, EventJson, RecordJson};
+pub use event::{parse_time, record_from_json, record_json, EventJson, PayloadForm, RecordJson};
 
 use crate::{Error, ReadFrom, Result};
 

@@ -232,6 +232,8 @@ impl Backend for HttpBackend {
             ("max", options.max_records.to_string()),
             ("max_bytes", options.max_bytes.to_string()),
             ("wait_ms", wait.as_millis().to_string()),
+            // Exact bytes back, whatever the payload holds.
+            ("payload", "text".to_owned()),
         ];
         let body: Records = self
             .remote
