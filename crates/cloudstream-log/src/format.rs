@@ -32,6 +32,8 @@ pub const BODY_HEADER_LEN: usize = 28;
 pub const MAX_BATCH_BODY: usize = 256 * 1024 * 1024;
 
 const NO_TIME: i64 = i64::MIN;
+/// The smallest record: event time, key length, header count and value length, all empty.
+const MIN_RECORD_LEN: usize = 8 + 4 + 2 + 4;
 const NO_KEY: u32 = u32::MAX;
 
 /// One record as stored and read back.
@@ -316,7 +318,12 @@ pub fn check_frame(buf: &[u8]) -> Frame {
 /// The checksum has been checked, so a decoding failure means a writer bug or a checksum
 /// collision; it is still an error, never a panic.
 pub fn decode_records(header: &BatchHeader, frame: Bytes) -> Result<Vec<LogRecord>, &'static str> {
-    let mut records = Vec::with_capacity(header.count as usize);
+    // The count comes from the disk: no more room than the frame's bytes can hold records.
+    let room = frame
+        .len()
+        .saturating_sub(FRAME_HEADER_LEN + BODY_HEADER_LEN)
+        / MIN_RECORD_LEN;
+    let mut records = Vec::with_capacity((header.count as usize).min(room));
     let mut cur = Cursor {
         buf: &frame,
         pos: FRAME_HEADER_LEN + BODY_HEADER_LEN,
@@ -340,8 +347,12 @@ pub fn decode_records(header: &BatchHeader, frame: Bytes) -> Result<Vec<LogRecor
         }
         let value_len = cur.u32()? as usize;
         let value = cur.bytes(&frame, value_len)?;
+        let offset = header
+            .base_offset
+            .checked_add(u64::from(i))
+            .ok_or("batch offsets overflow")?;
         records.push(LogRecord {
-            offset: header.base_offset + u64::from(i),
+            offset,
             append_time_ms: header.append_time_ms,
             event_time_ms: (event_time != NO_TIME).then_some(event_time),
             key,
@@ -459,6 +470,25 @@ mod tests {
         assert_eq!(
             records[0].encoded_len() + records[1].encoded_len() + 36,
             len
+        );
+    }
+
+    /// Found by fuzzing: a frame's count and base offset come from the disk, so a damaged
+    /// one must neither reserve room for billions of records nor overflow an offset.
+    #[test]
+    fn damaged_counts_and_offsets_are_errors() {
+        let mut batch = sample();
+        let bytes = Bytes::copy_from_slice(batch.seal(40, 1000, 24));
+        let Frame::Valid { mut header, .. } = check_frame(&bytes) else {
+            panic!("frame not valid")
+        };
+        header.count = u32::MAX;
+        assert!(decode_records(&header, bytes.clone()).is_err());
+        header.count = 2;
+        header.base_offset = u64::MAX;
+        assert_eq!(
+            decode_records(&header, bytes).err(),
+            Some("batch offsets overflow")
         );
     }
 

@@ -161,6 +161,9 @@ impl Record {
     }
 }
 
+/// The last millisecond RFC 3339 can print: 9999-12-31T23:59:59.999Z.
+pub(crate) const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Milliseconds since the Unix epoch (negative before it).
 pub(crate) fn to_millis(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {

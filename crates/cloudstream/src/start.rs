@@ -19,14 +19,15 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use crate::backend::PartitionStart;
-use crate::event::{from_millis, to_millis};
+use crate::event::{from_millis, to_millis, MAX_TIME_MS};
 use crate::wire::rfc3339;
 use crate::{Error, Position, ReadFrom, Result, StartAt};
 
-/// A time after `time:`: milliseconds since the Unix epoch, or RFC 3339.
+/// A time after `time:`: milliseconds since the Unix epoch, or RFC 3339, from 1970 to the
+/// end of year 9999 (what RFC 3339 can print).
 fn parse_time(text: &str) -> Option<SystemTime> {
     match text.parse::<i64>() {
-        Ok(ms) => Some(from_millis(ms)),
+        Ok(ms) => (0..=MAX_TIME_MS).contains(&ms).then(|| from_millis(ms)),
         Err(_) => humantime::parse_rfc3339_weak(text).ok(),
     }
 }
@@ -155,6 +156,23 @@ serde_as_text!(ReadFrom, PartitionStart, StartAt);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing: a time RFC 3339 cannot print was accepted, and printing it (a
+    /// webhook's start saved to its state file) panicked.
+    #[test]
+    fn times_outside_what_rfc3339_prints_are_refused() {
+        for text in ["time:-1", "time:253402300800000", "time:99999999999999999"] {
+            assert!(text.parse::<StartAt>().is_err(), "{text}");
+            assert!(text.parse::<ReadFrom>().is_err(), "{text}");
+            assert!(text.parse::<PartitionStart>().is_err(), "{text}");
+        }
+        let last: StartAt = "time:253402300799999".parse().expect("the last time");
+        assert_eq!(last.to_string(), "time:9999-12-31T23:59:59.999Z");
+        assert_eq!(
+            crate::wire::rfc3339(std::time::UNIX_EPOCH - std::time::Duration::from_secs(1)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
 
     #[test]
     fn one_grammar_for_every_start_type() -> Result<()> {

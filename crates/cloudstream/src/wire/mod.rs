@@ -25,8 +25,12 @@ pub use event::{parse_time, record_from_json, record_json, EventJson, PayloadFor
 use crate::{Error, ReadFrom, Result};
 
 /// A time as RFC 3339 with milliseconds, UTC.
+///
+/// Times before 1970 print as 1970-01-01T00:00:00.000Z and times after 9999 as the end of
+/// 9999, the range RFC 3339 prints (a stored event time may lie outside it).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let last = crate::event::from_millis(crate::event::MAX_TIME_MS);
+    humantime::format_rfc3339_millis(t.clamp(std::time::UNIX_EPOCH, last)).to_string()
 }
 
 /// Standard base64 with padding.
