@@ -8,7 +8,7 @@
 //! group: each reads only the partitions it holds a lease on, and a member that stops
 //! fetching for `lease_ms` loses them to the others, which get its uncommitted records again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudstream::backend::{Checkpoint, ReadOptions};
+use cloudstream::backend::{PartitionStart, ReadOptions};
 use cloudstream::checkpoint::store_of;
 use cloudstream::wire::{
     CheckpointBody, ConsumerList, Existed, Fetched, GapJson, PayloadForm, RecordJson,
@@ -49,10 +49,9 @@ pub(crate) fn long_poll(state: &State, ms: u64) -> Duration {
 pub(crate) struct FetchQuery {
     /// The `ack` token of the last batch this client received: it is committed. Without it
     /// (or with an older one), the outstanding batch is delivered again.
-    #[param(max_length = 64)]
     ack: Option<String>,
-    /// Most records (1 to the server's batch limit; default 100).
-    #[param(minimum = 1)]
+    /// Most records (default 100; 0 counts as 1, more than the server's batch limit as the
+    /// limit).
     max: Option<usize>,
     /// Wait up to this long for a first record (capped at 30 s).
     wait_ms: Option<u64>,
@@ -154,7 +153,7 @@ async fn session(
     let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
     let wait = long_poll(state, query.wait_ms.unwrap_or(0));
     let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
-    if query.member.is_some() && lease > crate::leases::MAX_TTL {
+    if lease > crate::leases::MAX_TTL {
         return Err(ApiError::bad_request(format!(
             "lease_ms must be at most {} (one hour), got {}",
             crate::leases::MAX_TTL.as_millis(),
@@ -260,9 +259,20 @@ pub(crate) async fn fetch(
     }))
 }
 
+/// The query of a commit: the token of the batch to commit, and the member of a group.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CommitQuery {
+    /// The `ack` token of the batch to commit, from its fetch's answer.
+    ack: String,
+    /// The member of the consumer group that fetched it.
+    member: Option<String>,
+}
+
 #[utoipa::path(
     post, path = "/v1/streams/{name}/consumers/{consumer}/commit", tag = "consumers",
-    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), FetchQuery),
+    params(("name" = String, Path, description = "Stream name"), ("consumer" = String, Path, description = "Consumer name"), CommitQuery),
     responses(
         (status = 204, description = "The batch named by `ack=` is committed"),
         crate::openapi::Failures
@@ -271,14 +281,13 @@ pub(crate) async fn fetch(
 pub(crate) async fn commit(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
-    query: Result<Query<FetchQuery>, QueryRejection>,
+    query: Result<Query<CommitQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let query = query?.0;
-    let Some(ack) = query.ack.as_deref() else {
-        return Err(ApiError::bad_request(
-            "ack= is required: the token of the batch to commit, from its fetch's answer",
-        ));
-    };
+    let ack = query.ack.as_str();
+    if let Some(member) = &query.member {
+        cloudstream::validate_name("member", member)?;
+    }
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
     let key = (stream, consumer, query.member.clone().unwrap_or_default());
@@ -354,16 +363,30 @@ pub(crate) async fn checkpoint(
 pub(crate) async fn set_checkpoint(
     state: State,
     Path((stream, consumer)): Path<(String, String)>,
-    body: Result<Json<Checkpoint>, JsonRejection>,
+    body: Result<Json<BTreeMap<String, PartitionStart>>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let resume: Vec<_> = body?.0.into_iter().collect();
+    let resume = body?
+        .0
+        .into_iter()
+        .map(|(p, start)| {
+            let partition = p
+                .parse::<u32>()
+                .ok()
+                .filter(|_| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            partition
+                .map(|p| (p, start))
+                .ok_or_else(|| ApiError::bad_request(format!("{p:?} is not a partition number")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     cloudstream::validate_name("consumer", &consumer)?;
     let handle = state.stream(&stream).await?;
     if let Some((p, _)) = resume.iter().find(|(p, _)| *p >= handle.partitions()) {
-        return Err(ApiError::bad_request(format!(
-            "stream {stream:?} has no partition {p} (it has {})",
-            handle.partitions()
-        )));
+        return Err(cloudstream::Error::PartitionNotFound {
+            stream,
+            partition: *p,
+            partitions: handle.partitions(),
+        }
+        .into());
     }
     store_of(state.client.backend().as_ref())?
         .commit(&stream, &consumer, &resume)

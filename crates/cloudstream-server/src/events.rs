@@ -9,7 +9,7 @@ use axum::Json;
 
 use cloudstream::backend::ReadOptions;
 use cloudstream::wire::{parse_from, Appended, EventJson, PayloadForm, RecordJson, Records};
-use cloudstream::{Event, ReadFrom};
+use cloudstream::Event;
 use serde::Deserialize;
 
 use crate::openapi::{BatchResult, BatchResults, Sent};
@@ -136,10 +136,12 @@ pub(crate) async fn append(
         .collect::<Result<Vec<_>, _>>()?;
     let stream = state.stream(&name).await?;
     if partition >= stream.partitions() {
-        return Err(ApiError::bad_request(format!(
-            "stream {name:?} has no partition {partition} (it has {})",
-            stream.partitions()
-        )));
+        return Err(cloudstream::Error::PartitionNotFound {
+            stream: name,
+            partition,
+            partitions: stream.partitions(),
+        }
+        .into());
     }
     for event in &events {
         stream.check_event(event)?;
@@ -161,15 +163,14 @@ fn bad_json_event(e: &serde_json::Error) -> ApiError {
     )
 }
 
-/// The query of a read: where to start (`from`, a start point of the stream, or `start`, a
-/// start point within `partition`), how many records and bytes at most, and how long to
+/// The query of a read: where to start (`from`, in `partition`: `earliest`, `latest`,
+/// `time:...`, or a position `P:S` / `after:P:S`), how many records and bytes at most, and how long to
 /// wait for a first record.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReadQuery {
     from: Option<String>,
-    start: Option<String>,
     partition: Option<u32>,
     max: Option<usize>,
     max_bytes: Option<usize>,
@@ -192,11 +193,16 @@ pub(crate) async fn read(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Records>, ApiError> {
     let query = query?.0;
-    let from = match (&query.from, &query.start) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("give from or start, not both")),
-        (_, Some(start)) => ReadFrom::within(query.partition.unwrap_or(0), start.parse()?),
-        (from, None) => parse_from(from.as_deref().unwrap_or("earliest"))?,
-    };
+    let from = parse_from(query.from.as_deref().unwrap_or("earliest"))?;
+    if let (Some(p), Some(q)) = (from.partition(), query.partition) {
+        if p != q {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "inconsistent_partition",
+                format!("from names a position in partition {p}, partition= says {q}"),
+            ));
+        }
+    }
     let partition = query.partition.or(from.partition()).unwrap_or(0);
     let defaults = ReadOptions::default();
     let options = ReadOptions {

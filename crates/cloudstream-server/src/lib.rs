@@ -18,7 +18,7 @@
 //! | `POST /v1/streams/{name}/events` | send one event: JSON, a CloudEvent (structured or binary) or raw bytes |
 //! | `POST /v1/streams/{name}/events/batch` | send a JSON array, NDJSON or a CloudEvents batch; one result per event |
 //! | `POST /v1/streams/{name}/partitions/{p}/events` | append a JSON array of events to one partition, all or nothing |
-//! | `GET /v1/streams/{name}/records?from=&start=&partition=&max=&max_bytes=&wait_ms=` | deterministic read |
+//! | `GET /v1/streams/{name}/records?from=&partition=&max=&max_bytes=&wait_ms=&payload=` | deterministic read |
 //! | `GET /v1/streams/{name}/tail?from=latest` | live tail, Server-Sent Events, resumable with `Last-Event-ID` (a cursor over every partition) |
 //! | `GET /v1/streams/{name}/consumers` | consumers and their lag |
 //! | `POST /v1/streams/{name}/consumers/{consumer}/fetch?ack=&max=&wait_ms=&member=&lease_ms=` | next batch with its `ack` token; commits the batch `ack=` names, else delivers the outstanding batch again; `member` joins a consumer group sharing partitions through leases |
@@ -52,6 +52,7 @@ mod ingest;
 mod leases;
 mod listen;
 mod metrics;
+mod numbers;
 mod openapi;
 mod protect;
 mod streams;

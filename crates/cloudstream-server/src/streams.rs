@@ -16,9 +16,12 @@ use crate::{ApiError, Path, State};
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateStream {
-    /// Retention horizon, as `48h`, `30m`, `7days` (default 24 h).
+    /// Retention horizon: a whole number and a unit, `ms`, `s`, `m` (minutes), `h` or `d`
+    /// (`48h`, `7d`; default 24 h), within the provider's range (`GET /v1/capabilities`;
+    /// 422 `horizon_out_of_range` outside it).
     horizon: Option<String>,
     /// Number of partitions (default 1).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u32")]
     partitions: Option<u32>,
 }
 
@@ -78,23 +81,29 @@ pub(crate) async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<StreamCreated>), ApiError> {
     let body = body?;
-    let spec: CreateStream = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateStream::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("not a stream spec: {e}"),
-            )
-        })?
-    };
+    let spec = parse_spec(&body)?;
     let horizon = match &spec.horizon {
         None => Duration::from_secs(24 * 3600),
-        Some(text) => humantime::parse_duration(text).map_err(|e| {
-            ApiError::bad_request(format!("horizon {text:?} is not a duration like 48h: {e}"))
+        Some(text) => parse_horizon(text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "horizon {text:?} is not a whole number and a unit (ms, s, m, h or d), like 48h"
+            ))
         })?,
     };
+    let (shortest, longest) = state.client.backend().capabilities().horizon_range;
+    if !(shortest..=longest).contains(&horizon) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "horizon_out_of_range",
+            format!(
+                "horizon {} is outside what the {} provider holds: {} to {}",
+                humantime::format_duration(horizon),
+                state.client.backend().name(),
+                humantime::format_duration(shortest),
+                humantime::format_duration(longest)
+            ),
+        ));
+    }
     state.forget_stream(&name);
     let stream = state
         .client
@@ -105,6 +114,50 @@ pub(crate) async fn create(
         .await?;
     let info = stream.describe().await?;
     Ok((StatusCode::CREATED, Json(StreamCreated { stream: info })))
+}
+
+/// The body of a create: nothing, `null` or a JSON object of [`CreateStream`].
+fn parse_spec(body: &[u8]) -> Result<CreateStream, ApiError> {
+    let bad = |e: String| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_json",
+            format!("not a stream spec: {e}"),
+        )
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CreateStream::default());
+    }
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| bad(e.to_string()))? {
+        serde_json::Value::Null => Ok(CreateStream::default()),
+        object @ serde_json::Value::Object(_) => {
+            serde_json::from_value(object).map_err(|e| bad(e.to_string()))
+        }
+        _ => Err(bad("the body must be a JSON object".to_owned())),
+    }
+}
+
+/// The pattern of a horizon, as the OpenAPI document gives it.
+pub(crate) const HORIZON_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
+
+/// A horizon: a whole number and a unit (`ms`, `s`, `m`, `h`, `d`); a number too large for
+/// any provider saturates, to be refused as out of range.
+fn parse_horizon(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let n: u64 = number.parse().unwrap_or(u64::MAX);
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(n.saturating_mul(ms_per)))
 }
 
 #[utoipa::path(

@@ -43,12 +43,14 @@ fn cursor_from(headers: &HeaderMap) -> Result<Vec<(u32, PartitionStart)>, ApiErr
     let text = value
         .to_str()
         .map_err(|_| ApiError::bad_request("Last-Event-ID is not text"))?;
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
     text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
         .map(|item| match item.split_once('@') {
             Some((p, start)) => {
-                let p = p.parse::<u32>().map_err(|_| {
+                let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+                let p = p.parse::<u32>().ok().filter(|_| digits).ok_or_else(|| {
                     ApiError::bad_request(format!("{item:?} in Last-Event-ID is not P@START"))
                 })?;
                 Ok((p, start.parse::<PartitionStart>()?))

@@ -47,6 +47,16 @@ pub enum Error {
         /// The consumer.
         consumer: String,
     },
+    /// A partition the stream does not have.
+    #[error("stream {stream:?} has no partition {partition} (it has {partitions})")]
+    PartitionNotFound {
+        /// The stream.
+        stream: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the stream has.
+        partitions: u32,
+    },
     /// A stream of that name exists already.
     #[error("stream {stream:?} already exists")]
     StreamExists {
@@ -146,6 +156,15 @@ impl Error {
             },
             Error::StreamExists { stream } => Error::StreamExists {
                 stream: stream.clone(),
+            },
+            Error::PartitionNotFound {
+                stream,
+                partition,
+                partitions,
+            } => Error::PartitionNotFound {
+                stream: stream.clone(),
+                partition: *partition,
+                partitions: *partitions,
             },
             Error::RecordTooLarge { size, max } => Error::RecordTooLarge {
                 size: *size,

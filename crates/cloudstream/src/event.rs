@@ -115,6 +115,9 @@ impl FromStr for Position {
             ))
         };
         let (p, seq) = s.split_once(':').ok_or_else(bad)?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
         Ok(Position {
             partition: p.parse().map_err(|_| bad())?,
             sequence: seq.parse().map_err(|_| bad())?,

@@ -53,6 +53,7 @@ mod event;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grammar;
 mod lease;
 #[cfg(feature = "openapi")]
 mod openapi;
@@ -73,6 +74,9 @@ pub use retry::RetryPolicy;
 pub use sequence::Sequence;
 pub use stream::{ReadFrom, Stream};
 pub use trigger::{dlq_headers, BatchOutcome, BatchReport, Trigger, TriggerReport, TriggerTotals};
+
+/// Longest stream, consumer or member name.
+pub const MAX_NAME_LEN: usize = cloudstream_log::MAX_NAME_LEN;
 
 /// Checks a stream or consumer name (`kind` is "stream" or "consumer"): 1 to 128 letters,
 /// digits, `_`, `.` and `-`, not `.` or `..`; [`Error::InvalidName`] otherwise.

@@ -26,10 +26,11 @@ use crate::{Error, Position, ReadFrom, Result, StartAt};
 /// A time after `time:`: milliseconds since the Unix epoch, or RFC 3339, from 1970 to the
 /// end of year 9999 (what RFC 3339 can print).
 fn parse_time(text: &str) -> Option<SystemTime> {
-    match text.parse::<i64>() {
-        Ok(ms) => (0..=MAX_TIME_MS).contains(&ms).then(|| from_millis(ms)),
-        Err(_) => humantime::parse_rfc3339_weak(text).ok(),
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let ms = text.parse::<i64>().ok()?;
+        return (0..=MAX_TIME_MS).contains(&ms).then(|| from_millis(ms));
     }
+    humantime::parse_rfc3339(text).ok()
 }
 
 /// The error for `text`, not a start point of the kind `forms` lists.

@@ -284,10 +284,11 @@ impl Stream {
         options: &ReadOptions,
     ) -> Result<Vec<Record>> {
         if partition >= self.inner.partitions {
-            return Err(Error::InvalidArgument(format!(
-                "stream {:?} has no partition {partition} (it has {})",
-                self.inner.name, self.inner.partitions
-            )));
+            return Err(Error::PartitionNotFound {
+                stream: self.inner.name.clone(),
+                partition,
+                partitions: self.inner.partitions,
+            });
         }
         self.inner
             .backend
@@ -334,10 +335,11 @@ impl Stream {
             .chain(resume.iter().map(|(p, _)| *p))
         {
             if p >= self.inner.partitions {
-                return Err(Error::InvalidArgument(format!(
-                    "stream {:?} has no partition {p} (it has {})",
-                    self.inner.name, self.inner.partitions
-                )));
+                return Err(Error::PartitionNotFound {
+                    stream: self.inner.name.clone(),
+                    partition: p,
+                    partitions: self.inner.partitions,
+                });
             }
         }
         let mut starts: Checkpoint = match from {

@@ -306,7 +306,7 @@ impl Webhooks {
         cloudstream::validate_name("consumer", &consumer)?;
         let (spec, url) = body.resolve(stream, id)?;
         self.policy.check(&url).map_err(|message| {
-            ApiError::new(StatusCode::BAD_REQUEST, "webhook_url_not_allowed", message)
+            ApiError::new(StatusCode::FORBIDDEN, "webhook_url_not_allowed", message)
         })?;
         let handle = self.client.stream(stream).open().await?;
         let http = self.http().map_err(internal)?;

@@ -12,6 +12,9 @@ use super::internal;
 use super::spec::SpecIn;
 use crate::{ApiError, Path, State};
 
+/// Longest name of a stream with a webhook: its dead-letter stream is `NAME.dlq`.
+pub(crate) const MAX_STREAM_NAME: usize = cloudstream::MAX_NAME_LEN - ".dlq".len();
+
 /// Parses the body of a registration: a 400 `bad_json` unless it is a webhook spec.
 fn parse_spec(body: Result<Bytes, BytesRejection>) -> Result<SpecIn, ApiError> {
     let body = body?;
@@ -47,6 +50,16 @@ pub(crate) async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = parse_spec(body)?;
+    if stream.len() > MAX_STREAM_NAME {
+        return Err(cloudstream::Error::InvalidName {
+            kind: "stream",
+            name: stream,
+            reason: "a webhook's stream has a name of at most 124 characters, so that \
+                     NAME.dlq is a name too"
+                .into(),
+        }
+        .into());
+    }
     // The webhook writes (and may create) its dead-letter stream: the token needs admin there.
     if let Some(dead_letter) = spec.dead_letter_stream(&stream)? {
         let principal = principal.as_ref().map(|axum::Extension(p)| p);

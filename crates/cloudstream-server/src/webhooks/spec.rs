@@ -75,18 +75,23 @@ pub(crate) struct SpecIn {
     /// An `http://` or `https://` URL.
     url: String,
     /// Most records per POST (default 1, at most 1,000).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u64")]
     batch_size: Option<u64>,
     /// How long a batch gathers records after its first one (default 100 ms).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u64")]
     max_wait_ms: Option<u64>,
     /// Attempts per batch (default 5, at most 100).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u64")]
     max_attempts: Option<u64>,
     /// Backoff after the first failure (default 200 ms).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u64")]
     backoff_ms: Option<u64>,
     /// The dead-letter stream, or `false`.
     dead_letter: Option<Value>,
     /// `earliest`, `latest` (default) or `time:RFC3339`.
     start: Option<StartAt>,
     /// Timeout of one POST (default 10 s).
+    #[serde(default, deserialize_with = "crate::numbers::opt_u64")]
     timeout_ms: Option<u64>,
 }
 
@@ -128,7 +133,9 @@ impl SpecIn {
         if let Some(name) = &dead_letter {
             cloudstream::validate_name("stream", name)?;
             if name == stream {
-                return Err(ApiError::bad_request(
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "bad_dead_letter",
                     "dead_letter must be another stream than the webhook's own",
                 ));
             }

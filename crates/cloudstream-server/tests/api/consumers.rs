@@ -21,7 +21,7 @@ async fn consumers_fetch_with_implicit_checkpoints_and_show_their_lag() {
     );
     let commit = "/v1/streams/t/consumers/reader/commit";
     let (status, body) = s.post(commit, Value::Null).await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_query");
     let (status, body) = s.post(&acked(commit, &first), Value::Null).await;
     assert_error(status, &body, StatusCode::CONFLICT, "batch_not_outstanding");
     let (status, _) = s.post(&acked(commit, &second), Value::Null).await;
@@ -234,7 +234,7 @@ async fn the_primitive_routes_answer_as_documented() {
             json!([{"payload": "x"}]),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(status, &body, StatusCode::NOT_FOUND, "partition_not_found");
     let (status, body) = s
         .post(
             "/v1/streams/p/partitions/0/events",
@@ -251,24 +251,29 @@ async fn the_primitive_routes_answer_as_documented() {
 
     // Reads by partition start, with byte limits and a long poll that times out empty.
     let (status, body) = s
-        .get("/v1/streams/p/records?partition=1&start=after:0&max_bytes=1")
+        .get("/v1/streams/p/records?partition=1&from=after:1:0&max_bytes=1")
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["records"][0]["position"], "1:1");
     let (status, body) = s
-        .get("/v1/streams/p/records?partition=1&start=at:2&wait_ms=50")
+        .get("/v1/streams/p/records?partition=1&from=1:2&wait_ms=50")
         .await;
     assert_eq!(
         (status, body["records"].clone()),
         (StatusCode::OK, json!([]))
     );
-    let (status, body) = s.get("/v1/streams/p/records?partition=1&start=at:9").await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST, "beyond_end");
+    let (status, body) = s.get("/v1/streams/p/records?partition=1&from=1:9").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "beyond_end",
+    );
     assert_eq!(body["error"]["details"]["next"], "1:2");
     let (status, body) = s
         .get("/v1/streams/p/records?start=earliest&from=earliest")
         .await;
-    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_query");
 
     // Checkpoints: none, set per partition, read back; a partition the stream lacks is a 400.
     let checkpoint = "/v1/streams/p/consumers/c/checkpoint";
@@ -291,7 +296,17 @@ async fn the_primitive_routes_answer_as_documented() {
                 .json(&json!({"5": "earliest"})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::NOT_FOUND, "no partition 5");
+    for key in ["+1", "", "x", "4294967296"] {
+        let (status, body) = s
+            .call(
+                s.http
+                    .put(s.url(checkpoint))
+                    .json(&json!({key: "earliest"})),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    }
     let (status, body) = s
         .call(s.http.put(s.url(checkpoint)).json(&json!({"0": "soon"})))
         .await;

@@ -131,7 +131,7 @@ async fn events_are_sent_one_by_one_and_in_batches_and_read_back() {
         ),
         (
             "/v1/streams/t/records?from=0:99",
-            StatusCode::BAD_REQUEST,
+            StatusCode::RANGE_NOT_SATISFIABLE,
             "beyond_end",
         ),
         (

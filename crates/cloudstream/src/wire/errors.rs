@@ -16,9 +16,11 @@ pub fn error_status(e: &Error) -> (u16, &'static str) {
         Error::StreamNotFound { .. } => (404, "stream_not_found"),
         Error::ConsumerNotFound { .. } => (404, "consumer_not_found"),
         Error::StreamExists { .. } => (409, "stream_exists"),
+        Error::PartitionNotFound { .. } => (404, "partition_not_found"),
         Error::RecordTooLarge { .. } => (413, "record_too_large"),
         Error::Expired { .. } => (410, "expired"),
-        Error::BeyondEnd { .. } => (400, "beyond_end"),
+        // Range Not Satisfiable: the request is well formed, the partition not there yet.
+        Error::BeyondEnd { .. } => (416, "beyond_end"),
         Error::Unsupported { .. } => (501, "unsupported"),
         Error::Throttled(_) => (429, "throttled"),
         Error::Unavailable(_) => (503, "unavailable"),
@@ -43,6 +45,11 @@ pub fn error_details(e: &Error) -> Option<Value> {
             json!({ "stream": stream, "consumer": consumer })
         }
         Error::RecordTooLarge { size, max } => json!({ "size": size, "max": max }),
+        Error::PartitionNotFound {
+            stream,
+            partition,
+            partitions,
+        } => json!({ "stream": stream, "partition": partition, "partitions": partitions }),
         Error::Expired {
             requested,
             earliest,
@@ -93,6 +100,16 @@ pub fn error_from_body(status: u16, body: &Value) -> Error {
         "consumer_not_found" => text("stream")
             .zip(text("consumer"))
             .map(|(stream, consumer)| Error::ConsumerNotFound { stream, consumer }),
+        "partition_not_found" => text("stream")
+            .zip(number("partition"))
+            .zip(number("partitions"))
+            .map(
+                |((stream, partition), partitions)| Error::PartitionNotFound {
+                    stream,
+                    partition: u32::try_from(partition).unwrap_or(u32::MAX),
+                    partitions: u32::try_from(partitions).unwrap_or(u32::MAX),
+                },
+            ),
         "throttled" => Some(Error::Throttled(Box::new(Remote(message.clone())))),
         "record_too_large" => number("size")
             .zip(number("max"))
@@ -193,6 +210,11 @@ mod tests {
             Error::ConsumerNotFound {
                 stream: "s".into(),
                 consumer: "c".into(),
+            },
+            Error::PartitionNotFound {
+                stream: "s".into(),
+                partition: 7,
+                partitions: 2,
             },
         ] {
             let back = round_trip(e.replicate());

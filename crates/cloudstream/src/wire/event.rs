@@ -71,7 +71,7 @@ impl EventJson {
 
 /// A time from RFC 3339; `InvalidArgument` naming `field` otherwise.
 pub fn parse_time(field: &str, text: &str) -> Result<std::time::SystemTime> {
-    humantime::parse_rfc3339_weak(text).map_err(|e| {
+    humantime::parse_rfc3339(text).map_err(|e| {
         Error::InvalidArgument(format!("{field} {text:?} is not an RFC 3339 time: {e}"))
     })
 }

@@ -9,7 +9,7 @@
 //! | capabilities | `GET /v1/capabilities` (once, on connect) |
 //! | create / describe / list / delete | `PUT`, `GET`, `GET /v1/streams`, `DELETE /v1/streams/{s}` |
 //! | append | `POST /v1/streams/{s}/partitions/{p}/events` (all or nothing) |
-//! | read | `GET /v1/streams/{s}/records?partition=&start=&max=&max_bytes=&wait_ms=` |
+//! | read | `GET /v1/streams/{s}/records?partition=&from=&max=&max_bytes=&wait_ms=&payload=text` |
 //! | checkpoints | `GET` / `PUT /v1/streams/{s}/consumers/{c}/checkpoint` |
 //! | consumers | `GET /v1/streams/{s}/consumers`, `DELETE /v1/streams/{s}/consumers/{c}` |
 //! | leases | `PUT` / `DELETE /v1/streams/{s}/consumers/{c}/leases/{l}`, `GET .../leases` |
@@ -38,7 +38,7 @@ use crate::wire::{
     error_from_body, Appended, CapabilitiesBody, CheckpointBody, ConsumerList, EventJson, Existed,
     Held, LeaseList, RecordJson, Records, StreamCreated, StreamDescription, StreamList,
 };
-use crate::{Error, Event, Position, Record, Result};
+use crate::{Error, Event, Position, ReadFrom, Record, Result};
 
 /// The client backend of a remote `cloudstream serve`.
 #[derive(Debug)]
@@ -228,7 +228,7 @@ impl Backend for HttpBackend {
         let wait = options.wait.unwrap_or(Duration::ZERO);
         let query = [
             ("partition", partition.to_string()),
-            ("start", start.to_string()),
+            ("from", ReadFrom::within(partition, start).to_string()),
             ("max", options.max_records.to_string()),
             ("max_bytes", options.max_bytes.to_string()),
             ("wait_ms", wait.as_millis().to_string()),

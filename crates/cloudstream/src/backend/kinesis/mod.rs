@@ -271,12 +271,14 @@ impl KinesisBackend {
 
     async fn shard(&self, stream: &str, partition: u32) -> Result<Shard> {
         let shards = self.shards(stream).await?;
-        shards.get(partition as usize).cloned().ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "stream {stream:?} has no partition {partition} (it has {})",
-                shards.len()
-            ))
-        })
+        shards
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| Error::PartitionNotFound {
+                stream: stream.to_owned(),
+                partition,
+                partitions: shards.len() as u32,
+            })
     }
 
     /// Forgets what is cached about a stream (after it is deleted or not found).

@@ -68,9 +68,11 @@ fn log_error(stream: &str, partition: u32, e: LogError) -> Error {
             requested: Position::new(partition, requested),
             next: Position::new(partition, next),
         },
-        LogError::PartitionNotFound { partition, count } => Error::InvalidArgument(format!(
-            "stream {stream:?} has no partition {partition} (it has {count})"
-        )),
+        LogError::PartitionNotFound { partition, count } => Error::PartitionNotFound {
+            stream: stream.to_owned(),
+            partition,
+            partitions: count,
+        },
         e => e.into(),
     }
 }
@@ -346,9 +348,11 @@ impl Backend for LogBackend {
         let watchers = self.watchers(stream)?;
         let part_count = watchers.stream.partitions().len();
         let Some(end) = watchers.ends.get(partition as usize) else {
-            return Err(Error::InvalidArgument(format!(
-                "stream {stream:?} has no partition {partition} (it has {part_count})"
-            )));
+            return Err(Error::PartitionNotFound {
+                stream: stream.to_owned(),
+                partition,
+                partitions: part_count as u32,
+            });
         };
         let mut end_rx = end.subscribe();
         let s = watchers.stream.clone();

@@ -349,9 +349,11 @@ impl Backend for PubSubBackend {
         events: &[Event],
     ) -> Result<Vec<Position>> {
         if partition != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "stream {stream:?} has no partition {partition} (it has 1)"
-            )));
+            return Err(Error::PartitionNotFound {
+                stream: stream.to_owned(),
+                partition,
+                partitions: 1,
+            });
         }
         cloudstream_log::validate_name("stream", stream)?;
         let publisher = self.publisher(stream);

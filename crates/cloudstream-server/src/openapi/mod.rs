@@ -6,6 +6,8 @@
 //! real responses by that test, and unknown fields are refused there (`additionalProperties:
 //! false`), so the document cannot drift from what the server sends.
 
+mod strict;
+
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -52,7 +54,7 @@ use utoipa::{OpenApi, ToSchema};
         crate::webhooks::routes::delete,
         crate::metrics::render,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, cloudstream::wire::PayloadForm)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -75,8 +77,14 @@ impl utoipa::Modify for BearerAuth {
 /// `GET /v1/openapi.json`.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta", security(()),
     responses((status = 200, description = "This document", content_type = "application/json"), Failures))]
-pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub(crate) async fn document(state: crate::State) -> Json<Value> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let served = strict::Served {
+        tokens: state.tokens.is_some(),
+        max_partitions: state.client.backend().capabilities().max_partitions,
+    };
+    strict::tighten(&mut doc, served);
+    Json(doc)
 }
 
 /// `GET /healthz`.
