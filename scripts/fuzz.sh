@@ -15,7 +15,8 @@
 # normal build). A crash, a hang (FUZZ_TIMEOUT, default 10 s per input) or an input using
 # more than FUZZ_RSS_MB (default 1024) of memory fails the run; the input that did it is in
 # fuzz/artifacts/TARGET/ and replays with `cargo +nightly fuzz run TARGET FILE`. Other knobs:
-# FUZZ_SANITIZER (address, the default, or none), FUZZ_FLAGS (more libFuzzer flags).
+# FUZZ_SANITIZER (address, the default with nightly, or none), FUZZ_FLAGS (more libFuzzer
+# flags).
 # The last line: "fuzz: T targets, N runs, C crashes".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,18 @@ LOGS="$CACHE/fuzz-logs"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-if ! cargo +nightly fuzz --help >/dev/null 2>&1; then
+# cargo-fuzz wants nightly rustc flags. With a nightly toolchain installed it is used (and
+# can add AddressSanitizer); a machine with only its stable toolchain builds the targets
+# with RUSTC_BOOTSTRAP=1 and no sanitizer (libFuzzer still finds panics, hangs and memory
+# blow-ups, which is what safe Rust can have).
+if rustup run nightly rustc --version >/dev/null 2>&1; then
+  TOOLCHAIN=(+nightly)
+else
+  TOOLCHAIN=()
+  export RUSTC_BOOTSTRAP=1
+  SANITIZER=none
+fi
+if ! cargo fuzz --help >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
   cargo install cargo-fuzz --locked
 fi
@@ -59,7 +71,7 @@ max_len() {
 }
 
 echo "== cargo fuzz build (every target, sanitizer $SANITIZER)"
-cargo +nightly fuzz build --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR"
+cargo ${TOOLCHAIN[@]+"${TOOLCHAIN[@]}"} fuzz build --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR"
 
 mkdir -p "$LOGS"
 total_runs=0
@@ -71,7 +83,7 @@ for t in "${targets[@]}"; do
   rc=0
   # ${FUZZ_FLAGS} unquoted on purpose: several flags.
   # shellcheck disable=SC2086
-  cargo +nightly fuzz run "$t" --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" \
+  cargo ${TOOLCHAIN[@]+"${TOOLCHAIN[@]}"} fuzz run "$t" --sanitizer "$SANITIZER" --target-dir "$TARGET_DIR" \
     "$WORK/$t" "fuzz/corpus/$t" -- \
     -max_total_time="$SECONDS_EACH" -timeout="$TIMEOUT" -rss_limit_mb="$RSS_MB" \
     -max_len="$(max_len "$t")" -print_final_stats=1 ${FUZZ_FLAGS:-} >"$log" 2>&1 || rc=$?

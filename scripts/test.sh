@@ -24,6 +24,13 @@ bash scripts/servers.sh start
 echo "== cargo test"
 # --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
 cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
+: >/tmp/cloudstream-proof.log
+echo "== abuse: a hostile client against cloudstream serve on loopback"
+python3 scripts/abuse.py "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
+echo "== schemathesis: the served OpenAPI document against the server"
+bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
+echo "== fuzzing: every on-disk decoder and request parser, ${FUZZ_SECONDS:-20} s each"
+FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" bash scripts/fuzz.sh | tee -a /tmp/cloudstream-proof.log
 echo "== docs (broken intra-doc links denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features cloudstream/conformance
 echo "== the library alone (no cloud SDK) builds, and refuses compiled-out backends clearly"
@@ -45,4 +52,5 @@ if [ "$passed" -eq 0 ]; then
   echo "no test ran: failing" >&2
   exit 1
 fi
+grep -E '^(abuse|schemathesis|fuzz): ' /tmp/cloudstream-proof.log || true
 echo "tests: $passed passed, $failed failed"

@@ -361,10 +361,15 @@ impl Stream {
 
     /// Every record from the given start of each partition on, as they arrive, the
     /// partitions merged (each in order); see [`Stream::tail_starts`].
+    ///
+    /// A tail holds one read batch per partition until its reader takes the records: the
+    /// partitions share one budget of records and bytes (a default read's), so a slow
+    /// reader of a 64-partition stream pins about 8 MiB, not 64 reads' worth.
     pub fn tail_from(&self, starts: &Checkpoint) -> BoxStream<'static, Result<Record>> {
+        let options = tail_share(starts.len());
         let tails = starts
             .iter()
-            .map(|(&p, &from)| self.tail_partition(p, from));
+            .map(|(&p, &from)| self.tail_partition(p, from, options.clone()));
         stream::select_all(tails).boxed()
     }
 
@@ -372,11 +377,8 @@ impl Stream {
         &self,
         partition: u32,
         from: PartitionStart,
+        options: ReadOptions,
     ) -> BoxStream<'static, Result<Record>> {
-        let options = ReadOptions {
-            wait: Some(Duration::from_secs(1)),
-            ..ReadOptions::default()
-        };
         let state = (self.clone(), from, false);
         stream::unfold(state, move |(stream, from, failed)| async move {
             if failed {
@@ -449,8 +451,31 @@ fn chunks(events: &[Event], max_records: usize, max_bytes: usize) -> Vec<&[Event
     out
 }
 
+/// The reads of each of `partitions` tailed partitions: a default read's records and bytes
+/// shared among them (at least one record each), waiting up to a second for a first one.
+fn tail_share(partitions: usize) -> ReadOptions {
+    let whole = ReadOptions::default();
+    let n = partitions.max(1);
+    ReadOptions {
+        max_records: (whole.max_records / n).max(1),
+        max_bytes: (whole.max_bytes / n).max(1),
+        wait: Some(Duration::from_secs(1)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tail_shares_one_read_budget_across_its_partitions() {
+        let whole = super::ReadOptions::default();
+        for n in [1, 2, 64, 5000] {
+            let share = super::tail_share(n);
+            assert!(share.max_records >= 1 && share.max_bytes >= 1);
+            assert!(share.max_bytes * n <= whole.max_bytes.max(n), "{n}");
+            assert!(share.max_records * n <= whole.max_records.max(n), "{n}");
+        }
+    }
+
     use super::*;
 
     #[test]
