@@ -369,7 +369,7 @@ impl Stream {
         let options = tail_share(starts.len());
         let tails = starts
             .iter()
-            .map(|(&p, &from)| self.tail_partition(p, from, options.clone()));
+            .map(|(&p, &from)| self.tail_partition(p, from, options));
         stream::select_all(tails).boxed()
     }
 
