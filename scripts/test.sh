@@ -27,6 +27,8 @@ cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee /tmp/cl
 : >/tmp/cloudstream-proof.log
 echo "== abuse: a hostile client against cloudstream serve on loopback"
 python3 scripts/abuse.py "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
+echo "== soak: a minute of mixed load (sends, batches, a tail, a consumer, a webhook), checked for growth"
+python3 scripts/soak.py "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
 echo "== schemathesis: the served OpenAPI document against the server"
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
 echo "== fuzzing: every on-disk decoder and request parser, ${FUZZ_SECONDS:-20} s each"
@@ -52,5 +54,5 @@ if [ "$passed" -eq 0 ]; then
   echo "no test ran: failing" >&2
   exit 1
 fi
-grep -E '^(abuse|schemathesis|fuzz): ' /tmp/cloudstream-proof.log || true
+grep -E '^(abuse|soak|schemathesis|fuzz): ' /tmp/cloudstream-proof.log || true
 echo "tests: $passed passed, $failed failed"

@@ -7,7 +7,8 @@
 //!   being its data;
 //! - any other content type (`application/octet-stream`, `text/plain`, ...): the body is the
 //!   payload, as bytes; the key comes from the `cloudstream-key` header, the event time from
-//!   `cloudstream-event-time` (RFC 3339), headers from `cloudstream-header-NAME: VALUE`, and
+//!   `cloudstream-event-time` (RFC 3339), the id from `cloudstream-id`, headers from
+//!   `cloudstream-header-NAME: VALUE`, and
 //!   a content type other than octet-stream is kept as the `content-type` header.
 //!
 //! A batch (`POST .../events/batch`): a JSON array of events (`application/json`), NDJSON
@@ -306,6 +307,8 @@ fn raw(headers: &HeaderMap, body: &Bytes, content_type: Option<String>) -> Resul
             event.key = Some(text()?);
         } else if name == "cloudstream-event-time" {
             event.time = Some(parse_time(name, &text()?)?);
+        } else if name == cloudstream::ID_HEADER {
+            event = event.with_id(text()?);
         } else if let Some(header) = name.strip_prefix("cloudstream-header-") {
             event.headers.insert(header.to_owned(), text()?);
         }

@@ -42,6 +42,20 @@ impl Event {
         Ok(Event::new(payload).with_header("content-type", "application/json"))
     }
 
+    /// Sets the event's id (the `cloudstream-id` header): sending it again within the
+    /// provider's deduplication window stores it once, and answers with the first copy's
+    /// position (the embedded engine: two minutes per stream, across restarts; see the
+    /// README's capability table for the others). A CloudEvent's `source` and `id` serve
+    /// the same way.
+    pub fn with_id(self, id: impl Into<String>) -> Self {
+        self.with_header(ID_HEADER, id)
+    }
+
+    /// The event's id, if it has one (see [`Event::with_id`]).
+    pub fn id(&self) -> Option<&str> {
+        self.headers.get(ID_HEADER).map(String::as_str)
+    }
+
     /// Sets the partition key.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
@@ -162,6 +176,14 @@ impl Record {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         self.event.json_payload()
     }
+}
+
+/// The header holding an event's id (see [`Event::with_id`]).
+pub const ID_HEADER: &str = "cloudstream-id";
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    to_millis(SystemTime::now())
 }
 
 /// The last millisecond RFC 3339 can print: 9999-12-31T23:59:59.999Z.

@@ -191,6 +191,12 @@ pub struct Capabilities {
     #[serde(rename = "horizon_range_ms", with = "range_ms")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<u64>))]
     pub horizon_range: (Duration, Duration),
+    /// How long an event's id ([`crate::Event::with_id`]) is remembered: a copy sent again
+    /// within it is stored once. `None` (`null` in JSON): the provider does not deduplicate,
+    /// and the id travels as a header for consumers to check.
+    #[serde(default, rename = "dedup_window_ms", with = "opt_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u64>))]
+    pub dedup_window: Option<Duration>,
 }
 
 impl Capabilities {
@@ -214,6 +220,7 @@ impl Capabilities {
             max_batch_bytes: 5 * 1024 * 1024,
             max_partitions: 1,
             horizon_range: (Duration::from_secs(60), Duration::from_secs(7 * 24 * 3600)),
+            dedup_window: None,
         }
     }
 }
@@ -243,6 +250,24 @@ mod limit {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         let limit = Option::<u64>::deserialize(d)?;
         Ok(limit.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+}
+
+/// An optional duration as milliseconds, for [`Capabilities::dedup_window`].
+mod opt_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

@@ -160,7 +160,8 @@ macro_rules! conformance_tests {
             waits_wake_on_new_records,
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
-            triggers_report_each_batch_outcome, events_over_header_limits_fail_alone);
+            triggers_report_each_batch_outcome, events_over_header_limits_fail_alone,
+            events_with_an_id_are_stored_once);
     };
     (@each $make:path; $($name:ident),*) => {
         $(

@@ -185,3 +185,72 @@ pub async fn events_over_header_limits_fail_alone(client: &Client) {
         }
     }
 }
+
+/// An event sent again with the same id ([`Event::with_id`]) within the provider's
+/// deduplication window is stored once: every copy, one by one, in a batch or sent at the
+/// same time, answers with the first copy's position, and a read finds one record. A
+/// CloudEvent's source and id count as its id. Where the provider does not deduplicate
+/// (`dedup_window` is `None`), every copy is stored and carries its id.
+pub async fn events_with_an_id_are_stored_once(client: &Client) {
+    let stream = new_stream(client, "dedup", 2).await;
+    let caps = client.backend().capabilities();
+    let first = stream
+        .send(event(0).with_id("order-1"))
+        .await
+        .expect("send");
+    assert_eq!(Event::new("x").with_id("i").id(), Some("i"));
+    let again = stream
+        .send(event(1).with_id("order-1"))
+        .await
+        .expect("send again");
+    let batch = stream
+        .send_batch(vec![
+            event(2).with_id("order-2"),
+            event(3).with_id("order-1"),
+            event(4).with_id("order-2"),
+            event(5),
+        ])
+        .await;
+    let positions: Vec<Position> = batch.into_iter().map(|r| r.expect("batch event")).collect();
+    let same_time =
+        futures::future::join_all((0..4).map(|i| stream.send(event(10 + i).with_id("order-3"))))
+            .await;
+    let same_time: Vec<Position> = same_time
+        .into_iter()
+        .map(|r| r.expect("concurrent send"))
+        .collect();
+    let cloud = |i: usize, id: &str| {
+        event(i)
+            .with_header("ce_source", "/devices/7")
+            .with_header("ce_id", id)
+    };
+    let ce_first = stream.send(cloud(20, "e-1")).await.expect("cloudevent");
+    let ce_again = stream
+        .send(cloud(21, "e-1"))
+        .await
+        .expect("cloudevent again");
+    let ce_other = stream.send(cloud(22, "e-2")).await.expect("another id");
+    if caps.dedup_window.is_none() {
+        assert_ne!(again, first, "every copy stored");
+        assert_ne!(ce_again, ce_first, "every copy stored");
+        return;
+    }
+    let mut stored = super::read_all(&stream, 0).await;
+    stored.extend(super::read_all(&stream, 1).await);
+    assert_eq!(again, first, "the first copy's position");
+    assert_eq!(positions[1], first, "a copy in a batch");
+    assert_eq!(positions[2], positions[0], "two copies in one batch");
+    assert_ne!(positions[3], positions[0]);
+    assert!(
+        same_time.iter().all(|p| *p == same_time[0]),
+        "copies sent at the same time: {same_time:?}"
+    );
+    assert_eq!(ce_again, ce_first, "a CloudEvent's source and id");
+    assert_ne!(ce_other, ce_first);
+    let payloads: Vec<&[u8]> = stored.iter().map(|r| &r.event.payload[..]).collect();
+    assert_eq!(
+        stored.len(),
+        6,
+        "one record per id, and the event without: {payloads:?}"
+    );
+}

@@ -31,6 +31,10 @@ pub struct EventJson {
     /// When the event happened, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<String>,
+    /// The event's id: sent again within the provider's deduplication window, it is stored
+    /// once (the `cloudstream-id` header; see `Event::with_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 impl EventJson {
@@ -44,6 +48,8 @@ impl EventJson {
             event_time: event
                 .time
                 .map(|t| humantime::format_rfc3339_nanos(t).to_string()),
+            // Carried by the headers.
+            id: None,
         }
     }
 
@@ -62,6 +68,9 @@ impl EventJson {
         };
         event.key = self.key;
         event.headers.extend(self.headers);
+        if let Some(id) = self.id {
+            event = event.with_id(id);
+        }
         if let Some(t) = self.event_time {
             event.time = Some(parse_time("event_time", &t)?);
         }

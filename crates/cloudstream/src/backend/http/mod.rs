@@ -38,7 +38,7 @@ use crate::wire::{
     error_from_body, Appended, CapabilitiesBody, CheckpointBody, ConsumerList, EventJson, Existed,
     Held, LeaseList, RecordJson, Records, StreamCreated, StreamDescription, StreamList,
 };
-use crate::{Error, Event, Position, ReadFrom, Record, Result};
+use crate::{Error, Event, Position, ReadFrom, Record, Result, RetryPolicy};
 
 /// The client backend of a remote `cloudstream serve`.
 #[derive(Debug)]
@@ -205,17 +205,35 @@ impl Backend for HttpBackend {
         partition: u32,
         events: &[Event],
     ) -> Result<Vec<Position>> {
+        // An append whose answer was lost (a timeout, a dropped connection) may have been
+        // stored. When every event has an id and the server deduplicates, sending it again
+        // stores nothing twice, so such failures are retried; otherwise they are reported.
+        let idempotent =
+            self.capabilities.dedup_window.is_some() && events.iter().all(|e| e.id().is_some());
+        let policy = RetryPolicy {
+            max_attempts: if idempotent { 4 } else { 1 },
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        };
         let events: Vec<EventJson> = events.iter().map(EventJson::exact).collect();
         let p = partition.to_string();
-        let body: Appended = self
-            .remote
-            .call(
-                Method::POST,
-                &["streams", stream, "partitions", &p, "events"],
-                |r| r.json(&events),
-            )
-            .await?;
-        Ok(body.positions)
+        let path = ["streams", stream, "partitions", &p, "events"];
+        let ambiguous = |e: &Error| matches!(e, Error::Unavailable(_));
+        let sent = crate::retry::retry(
+            &policy,
+            None,
+            ambiguous,
+            |_, _| {},
+            || {
+                self.remote
+                    .call::<Appended>(Method::POST, &path, |r| r.json(&events))
+            },
+        )
+        .await;
+        match sent {
+            Some(answer) => Ok(answer?.positions),
+            None => Err(Error::Unavailable("the append was stopped".into())),
+        }
     }
 
     async fn read(

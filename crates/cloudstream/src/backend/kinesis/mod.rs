@@ -359,6 +359,8 @@ impl Backend for KinesisBackend {
                 Duration::from_secs(24 * 3600),
                 Duration::from_secs(8760 * 3600),
             ),
+            // Kinesis does not deduplicate: PutRecords retried after a lost answer stores twice.
+            dedup_window: None,
         }
     }
 

@@ -5,6 +5,8 @@
 //! Reads and checkpoint writes run on the blocking pool. Long-poll reads wait on a watch
 //! channel fed by the partition's append listener.
 
+mod append;
+mod dedup;
 mod open;
 mod options;
 
@@ -16,8 +18,8 @@ use async_trait::async_trait;
 
 pub(crate) use self::open::{check_local, check_memory, open_local_url, open_memory_url};
 pub use self::options::LocalOptions;
-use cloudstream_log::{BatchBuilder, Log, LogError, LogRecord, StreamLog};
-use tokio::sync::{oneshot, watch};
+use cloudstream_log::{Log, LogError, LogRecord, StreamLog};
+use tokio::sync::watch;
 
 use super::{
     Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
@@ -40,6 +42,8 @@ pub struct LogBackend {
     max_record_bytes: usize,
     watchers: Mutex<HashMap<String, Watchers>>,
     leases: MemoryLeases,
+    /// The ids of recent events, per stream, for idempotent appends.
+    dedup: dedup::Dedup,
 }
 
 /// The end offset of each partition of one open stream, as watch channels.
@@ -147,6 +151,7 @@ impl LogBackend {
             max_record_bytes,
             watchers: Mutex::default(),
             leases: MemoryLeases::default(),
+            dedup: dedup::Dedup::default(),
         }
     }
 
@@ -248,6 +253,7 @@ impl Backend for LogBackend {
             max_batch_bytes: MAX_BATCH_BYTES,
             max_partitions: cloudstream_log::MAX_PARTITIONS,
             horizon_range: (Duration::from_millis(1), cloudstream_log::MAX_HORIZON),
+            dedup_window: Some(dedup::WINDOW),
         }
     }
 
@@ -284,6 +290,7 @@ impl Backend for LogBackend {
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         self.leases.forget_stream(name);
+        self.dedup.forget(name);
         Ok(())
     }
 
@@ -293,49 +300,7 @@ impl Backend for LogBackend {
         partition: u32,
         events: &[Event],
     ) -> Result<Vec<Position>> {
-        if events.is_empty() {
-            // An empty batch would be an fsynced frame of no records.
-            return Err(Error::InvalidArgument(
-                "an append needs at least one event".into(),
-            ));
-        }
-        let log_stream = self.stream(stream)?;
-        let part = log_stream
-            .partition(partition)
-            .map_err(|e| log_error(stream, partition, e))?;
-        let bytes: usize = events.iter().map(|e| e.payload.len() + 64).sum();
-        let mut batch = BatchBuilder::with_capacity(bytes);
-        for event in events {
-            if event.size() > self.max_record_bytes {
-                return Err(Error::RecordTooLarge {
-                    size: event.size(),
-                    max: self.max_record_bytes,
-                });
-            }
-            let headers = event.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-            batch
-                .push(
-                    event.key.as_deref().map(str::as_bytes),
-                    headers,
-                    &event.payload,
-                    event.time.map(to_millis),
-                )
-                .map_err(|e| Error::InvalidArgument(format!("event cannot be encoded: {e:?}")))?;
-        }
-        let (tx, rx) = oneshot::channel();
-        part.append(
-            batch.finish(),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let ack = rx
-            .await
-            .map_err(|_| Error::from(LogError::Closed))?
-            .map_err(|e| log_error(stream, partition, e))?;
-        Ok((0..u64::from(ack.count))
-            .map(|i| Position::new(partition, ack.base_offset + i))
-            .collect())
+        append::append(self, stream, partition, events).await
     }
 
     async fn read(

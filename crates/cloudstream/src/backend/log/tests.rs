@@ -128,6 +128,44 @@ async fn local_streams_survive_reopen() {
     );
 }
 
+/// Deduplication survives a restart: the ids of the records within the window are read
+/// back from the log, so a producer retrying after the server came back stores nothing
+/// twice.
+#[tokio::test]
+async fn event_ids_are_remembered_across_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("local://{}", dir.path().display());
+    let first = {
+        let client = crate::open(&url).await.expect("open");
+        let stream = client
+            .stream("ids")
+            .partitions(3)
+            .create()
+            .await
+            .expect("create");
+        stream
+            .send(Event::new("once").with_id("payment-42"))
+            .await
+            .expect("send")
+    };
+    let client = crate::open(&url).await.expect("reopen");
+    let stream = client.stream("ids").open().await.expect("open stream");
+    let again = stream
+        .send(Event::new("twice").with_id("payment-42"))
+        .await
+        .expect("send again");
+    assert_eq!(again, first, "the first copy's position, after a restart");
+    let mut stored = 0;
+    for p in 0..3 {
+        stored += stream
+            .read_partition(p, ReadFrom::Earliest, 10)
+            .await
+            .expect("read")
+            .len();
+    }
+    assert_eq!(stored, 1);
+}
+
 #[tokio::test]
 async fn url_options_reach_the_engine() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -260,6 +260,8 @@ impl Backend for PubSubBackend {
                 Duration::from_secs(10 * 60),
                 Duration::from_secs(31 * 24 * 3600),
             ),
+            // Publishing does not deduplicate (exactly-once delivery is a subscription setting).
+            dedup_window: None,
         }
     }
 
