@@ -846,6 +846,8 @@ def check_malformed_bodies():
     for label, method, path, hdrs, specific in routes:
         for blabel, body in generic + [("wrong type " + b.decode("latin-1")[:30], b)
                                        for b in specific]:
+            if label == "PUT stream" and blabel == "null":
+                continue  # a null body creates the stream with defaults, as documented
             sent += 1
             try:
                 st, _, rbody, _ = request(method, path, body, hdrs)
