@@ -40,6 +40,12 @@ impl ApiError {
         }
     }
 
+    /// This error with `details`, the figures a client may act on.
+    pub(crate) fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     /// The error's JSON body (also used for per-event results of a batch).
     pub fn body(&self) -> serde_json::Value {
         serde_json::to_value(self.error_body()).unwrap_or_else(|_| json!({}))

@@ -9,9 +9,8 @@
 use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use cloudstream::backend::{Checkpoint, PartitionStart};
+use cloudstream::backend::Checkpoint;
 use cloudstream::wire::EventJson;
-use cloudstream::Position;
 
 use crate::{Tokens, WebhookPolicy};
 
@@ -86,15 +85,15 @@ pub fn request_params(data: &[u8]) {
         let _ = Query::<crate::consumers::FetchQuery>::try_from_uri(&uri);
         let _ = Query::<crate::leases::LeaseQuery>::try_from_uri(&uri);
     }
-    if let Some(resume) = cursor(text) {
+    if let Ok(resume) = crate::tail::parse_cursor(text) {
         let resume: Checkpoint = resume.into_iter().collect();
         cursor_reparses(&resume);
     }
     if let Ok(checkpoint) = serde_json::from_slice::<Checkpoint>(data) {
         cursor_reparses(&checkpoint);
     }
-    let _ = serde_json::from_slice::<crate::streams::CreateStream>(data);
-    let _ = humantime::parse_duration(text);
+    let _ = crate::streams::parse_spec(data);
+    let _ = crate::streams::parse_horizon(text);
     if let Ok(tokens) = Tokens::parse(text) {
         let _ = tokens.len();
     }
@@ -121,35 +120,11 @@ fn request(data: &[u8]) -> (HeaderMap, &[u8]) {
     (headers, &data[end + 2..])
 }
 
-/// A `Last-Event-ID` cursor (`0:41,1@at:17`) read as `tail.rs` reads it: that reader is
-/// private to its module, so this repeats it over the same parsers.
-fn cursor(text: &str) -> Option<Vec<(u32, PartitionStart)>> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| match item.split_once('@') {
-            Some((p, start)) => Some((
-                p.parse::<u32>().ok()?,
-                start.parse::<PartitionStart>().ok()?,
-            )),
-            None => {
-                let seen = item.parse::<Position>().ok()?;
-                Some((seen.partition, PartitionStart::After(seen.sequence)))
-            }
-        })
-        .collect()
-}
-
-/// Prints `resume` as the tail writes its event ids (as `tail.rs` does), which must read
-/// back.
+/// Prints `resume` as the tail writes its event ids, which must read back.
 fn cursor_reparses(resume: &Checkpoint) {
-    let items: Vec<String> = resume
-        .iter()
-        .map(|(p, start)| match start {
-            PartitionStart::After(seq) => format!("{p}:{seq}"),
-            other => format!("{p}@{other}"),
-        })
-        .collect();
-    let id = items.join(",");
-    assert!(cursor(&id).is_some(), "cursor {id:?} does not read back");
+    let id = crate::tail::cursor_id(resume);
+    assert!(
+        crate::tail::parse_cursor(&id).is_ok(),
+        "cursor {id:?} does not read back"
+    );
 }

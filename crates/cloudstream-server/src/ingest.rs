@@ -200,6 +200,11 @@ fn structured(value: Value) -> Result<Event, ApiError> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let payload: Vec<u8> = match (data, data_base64) {
+        (Some(Value::Null), _) => {
+            return Err(ApiError::bad_request(
+                "a CloudEvent's data is not null (leave it out for no data)",
+            ))
+        }
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "a CloudEvent has data or data_base64, not both",

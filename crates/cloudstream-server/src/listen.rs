@@ -74,7 +74,24 @@ fn default_max_connections() -> usize {
     soft.saturating_sub(RESERVED_DESCRIPTORS).clamp(64, 16_384) as usize
 }
 
-/// The answer to a connection over the cap, written without waiting before it is closed.
+/// Connections over the cap answered at once; more are closed without an answer.
+const MAX_REFUSALS: usize = 32;
+
+/// Answers a connection over the cap with a 503 and closes it: the answer written, the
+/// write side shut, and what the client sent read and dropped for up to a second.
+async fn refuse(mut tcp: tokio::net::TcpStream, _refusal: tokio::sync::OwnedSemaphorePermit) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = async {
+        tcp.write_all(&over_capacity()).await?;
+        tcp.shutdown().await?;
+        let mut sink = [0; 4096];
+        while tcp.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
+}
+
+/// The answer to a connection over the cap.
 fn over_capacity() -> Vec<u8> {
     let body = r#"{"error":{"code":"too_many_connections","message":"the server holds as many connections as it may; retry later"}}"#;
     format!(
@@ -127,6 +144,7 @@ pub async fn serve_with(
             .max_connections
             .unwrap_or_else(default_max_connections),
     ));
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     let tls = options.tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut connections = tokio::task::JoinSet::new();
@@ -147,8 +165,11 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            let _ = tcp.try_write(&over_capacity());
-            drop(tcp);
+            // Answered in a task of its own (a few at a time: each holds a descriptor), the
+            // request read and dropped so the close is not a reset; over TLS, just closed.
+            if let (None, Ok(refusal)) = (&tls, Arc::clone(&refusals).try_acquire_owned()) {
+                tokio::spawn(refuse(tcp, refusal));
+            }
             continue;
         };
         let _ = tcp.set_nodelay(true);

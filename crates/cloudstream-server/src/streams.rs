@@ -117,7 +117,7 @@ pub(crate) async fn create(
 }
 
 /// The body of a create: nothing, `null` or a JSON object of [`CreateStream`].
-fn parse_spec(body: &[u8]) -> Result<CreateStream, ApiError> {
+pub(crate) fn parse_spec(body: &[u8]) -> Result<CreateStream, ApiError> {
     let bad = |e: String| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -142,7 +142,7 @@ pub(crate) const HORIZON_PATTERN: &str = "^[0-9]+(ms|s|m|h|d)$";
 
 /// A horizon: a whole number and a unit (`ms`, `s`, `m`, `h`, `d`); a number too large for
 /// any provider saturates, to be refused as out of range.
-fn parse_horizon(text: &str) -> Option<Duration> {
+pub(crate) fn parse_horizon(text: &str) -> Option<Duration> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let (number, unit) = text.split_at(split);
     if number.is_empty() {

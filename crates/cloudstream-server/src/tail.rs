@@ -43,6 +43,12 @@ fn cursor_from(headers: &HeaderMap) -> Result<Vec<(u32, PartitionStart)>, ApiErr
     let text = value
         .to_str()
         .map_err(|_| ApiError::bad_request("Last-Event-ID is not text"))?;
+    parse_cursor(text)
+}
+
+/// A cursor as the tail writes its event ids: `P:S` after record S, `P@START` at START,
+/// joined by commas.
+pub(crate) fn parse_cursor(text: &str) -> Result<Vec<(u32, PartitionStart)>, ApiError> {
     if text.is_empty() {
         return Ok(Vec::new());
     }
@@ -64,7 +70,7 @@ fn cursor_from(headers: &HeaderMap) -> Result<Vec<(u32, PartitionStart)>, ApiErr
 }
 
 /// The cursor as an SSE id.
-fn cursor_id(cursor: &Checkpoint) -> String {
+pub(crate) fn cursor_id(cursor: &Checkpoint) -> String {
     let items: Vec<String> = cursor
         .iter()
         .map(|(p, start)| match start {

@@ -181,6 +181,32 @@ impl Record {
 /// The header holding an event's id (see [`Event::with_id`]).
 pub const ID_HEADER: &str = "cloudstream-id";
 
+/// Longest event id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Checks what every provider needs of an event's own fields: an id of 1 to
+/// [`MAX_ID_BYTES`] bytes, and an event time from 1970 to the end of 9999 (what RFC 3339
+/// prints, so that every reader gets back the time that was sent).
+pub(crate) fn check_fields(event: &Event) -> Result<()> {
+    if let Some(id) = event.id() {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "an event id has 1 to {MAX_ID_BYTES} bytes, this one {}",
+                id.len()
+            )));
+        }
+    }
+    if let Some(t) = event.time {
+        let ms = to_millis(t);
+        if !(0..=MAX_TIME_MS).contains(&ms) || t < UNIX_EPOCH {
+            return Err(Error::InvalidArgument(
+                "an event time lies between 1970 and the end of 9999".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     to_millis(SystemTime::now())

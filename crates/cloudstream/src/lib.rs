@@ -69,7 +69,7 @@ pub mod wire;
 pub use client::{open, url_from_env, Client, StreamBuilder, DEFAULT_URL};
 pub use consumer::{Batch, Consumer, Gap, StartAt};
 pub use error::{Error, Result};
-pub use event::{Event, Position, Receipt, Record, ID_HEADER};
+pub use event::{Event, Position, Receipt, Record, ID_HEADER, MAX_ID_BYTES};
 pub use retry::RetryPolicy;
 pub use sequence::Sequence;
 pub use stream::{ReadFrom, Stream};

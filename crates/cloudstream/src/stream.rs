@@ -111,6 +111,7 @@ impl Stream {
     /// and value lengths) before it is written, so that a bad event fails alone instead of
     /// failing the append it would share with others.
     pub fn check_event(&self, event: &Event) -> Result<()> {
+        crate::event::check_fields(event)?;
         let caps = &self.inner.capabilities;
         if event.size() > caps.max_record_bytes {
             return Err(Error::RecordTooLarge {

@@ -228,8 +228,21 @@ impl Partition {
             bytes: max_bytes,
         };
         for segment in &segments {
-            if segment.read(from, &mut limits, &mut out)? {
-                break;
+            match segment.read(from, &mut limits, &mut out) {
+                Ok(true) => break,
+                Ok(false) => {}
+                // A sealed segment is opened per read: retention may have deleted it since
+                // the list was taken. What it held expired, as a read a moment later says.
+                Err(LogError::Io { source, .. })
+                    if out.is_empty() && source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    let (earliest, _) = extent(&self.shared.segments());
+                    return Err(LogError::Expired {
+                        requested: from,
+                        earliest,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -291,7 +291,11 @@ impl Writer {
                 self.marked_at = self.write_pos;
             }
             // Only the proof is lost: recovery treats the last round as it did without it.
-            Err(e) => tracing::debug!(error = %e, "could not write the durability marker"),
+            // Part of it may be on the file all the same, beyond `write_pos`: a seal cuts it.
+            Err(e) => {
+                self.zeroed_to = self.zeroed_to.max(self.write_pos + bytes.len() as u64);
+                tracing::debug!(error = %e, "could not write the durability marker");
+            }
         }
     }
 

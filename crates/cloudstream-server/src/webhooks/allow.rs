@@ -21,8 +21,12 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 const DENIED_NETWORKS: &[&str] = &[
     "169.254.0.0/16",
     "fe80::/10",
-    "fd00:ec2::254/128",  // AWS's IPv6 instance metadata
-    "100.100.100.200/32", // Alibaba Cloud's metadata
+    "fd00:ec2::254/128",   // AWS's IPv6 instance metadata
+    "100.100.100.200/32",  // Alibaba Cloud's metadata
+    "168.63.129.16/32",    // Azure's WireServer
+    "192.0.0.192/32",      // Oracle Cloud's metadata
+    "64:ff9b::a9fe:0/112", // 169.254.0.0/16 through NAT64
+    "2002:a9fe::/32",      // 169.254.0.0/16 through 6to4
 ];
 
 /// Host names of metadata services, refused unless the allowlist names them.
@@ -79,8 +83,10 @@ impl WebhookPolicy {
         })
     }
 
-    /// Whether a webhook may connect to `ip`.
-    pub(crate) fn allows_ip(&self, ip: IpAddr) -> bool {
+    /// Whether a webhook may connect to `ip`, reached through a host name the allowlist
+    /// names (`by_listed_name`) or not: a listed network, else no denied network and either
+    /// no allowlist or a listed name.
+    pub(crate) fn allows_ip(&self, ip: IpAddr, by_listed_name: bool) -> bool {
         let ip = ip.to_canonical();
         if self.listed_ip(ip) {
             return true;
@@ -89,7 +95,29 @@ impl WebhookPolicy {
             .iter()
             .filter_map(|n| n.parse::<IpNet>().ok())
             .any(|net| net.contains(&ip));
-        !denied && self.allow.is_none()
+        !denied && (self.allow.is_none() || by_listed_name)
+    }
+
+    /// The addresses `host` resolved to that a webhook may connect to; an error naming the
+    /// policy when there are some and none is allowed.
+    pub(crate) fn admit(
+        &self,
+        host: &str,
+        found: Vec<SocketAddr>,
+    ) -> Result<Vec<SocketAddr>, String> {
+        let by_name = self.allow.is_some() && self.allows_name(host);
+        let allowed: Vec<SocketAddr> = found
+            .iter()
+            .copied()
+            .filter(|a| self.allows_ip(a.ip(), by_name))
+            .collect();
+        if allowed.is_empty() && !found.is_empty() {
+            return Err(format!(
+                "{host} resolves only to addresses webhooks may not reach: {}",
+                self.refusal()
+            ));
+        }
+        Ok(allowed)
     }
 
     /// Whether a webhook may post to host name `name` (before it is resolved).
@@ -111,7 +139,7 @@ impl WebhookPolicy {
     pub(crate) fn check(&self, url: &reqwest::Url) -> Result<(), String> {
         let host = url.host_str().unwrap_or("");
         let allowed = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            Ok(ip) => self.allows_ip(ip),
+            Ok(ip) => self.allows_ip(ip, false),
             Err(_) => !host.is_empty() && self.allows_name(host),
         };
         if allowed {
@@ -176,18 +204,7 @@ impl Resolve for GuardedResolver {
             let host = name.as_str().to_owned();
             let found: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|a| policy.allows_ip(a.ip()))
-                .collect();
-            if allowed.is_empty() && !found.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to addresses webhooks may not reach: {}",
-                    policy.refusal()
-                )
-                .into());
-            }
+            let allowed = policy.admit(&host, found)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
     }
@@ -260,6 +277,47 @@ mod tests {
         );
         assert!(WebhookPolicy::allow_only("").is_err());
         assert!(WebhookPolicy::allow_only("bad host!").is_err());
+    }
+
+    #[test]
+    fn resolved_addresses_are_checked_against_the_policy() {
+        let addr = |text: &str| SocketAddr::new(text.parse().expect("ip"), 0);
+        let open = WebhookPolicy::default();
+        // DNS rebinding: a name that resolves to a metadata address.
+        assert!(open
+            .admit("rebind.example.com", vec![addr("169.254.169.254")])
+            .is_err());
+        assert_eq!(
+            open.admit(
+                "mixed.example.com",
+                vec![addr("169.254.169.254"), addr("192.0.2.7")]
+            ),
+            Ok(vec![addr("192.0.2.7")])
+        );
+        let listed = WebhookPolicy::allow_only("hooks.example.com,10.0.0.0/8").expect("list");
+        assert_eq!(
+            listed.admit("hooks.example.com", vec![addr("203.0.113.9")]),
+            Ok(vec![addr("203.0.113.9")]),
+            "a listed name reaches whatever public address it has"
+        );
+        assert!(listed
+            .admit("hooks.example.com", vec![addr("169.254.169.254")])
+            .is_err());
+        assert!(listed
+            .admit("other.example.com", vec![addr("203.0.113.9")])
+            .is_err());
+        assert_eq!(
+            listed.admit("other.example.com", vec![addr("10.1.2.3")]),
+            Ok(vec![addr("10.1.2.3")]),
+            "a listed network"
+        );
+        for nat in [
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(!open.allows_ip(nat.parse().expect("ip"), false), "{nat}");
+        }
     }
 
     #[test]

@@ -59,8 +59,10 @@ fn payloads(fetched: &Value) -> Vec<String> {
 }
 
 /// Two clients fetching under one consumer name (no group): a fetch commits only the batch
-/// whose token it carries, so client B's fetch never commits the batch client A holds, and
-/// a batch A never handled is delivered again rather than lost.
+/// whose token it carries. While client A holds its batch (its visibility time, `lease_ms`),
+/// client B gets 409 `batch_outstanding` instead of A's batch; once the time is up, B gets
+/// it (A is taken to be gone), so a batch nobody handled is delivered again, never lost,
+/// and A's stale token commits nothing.
 #[tokio::test]
 async fn a_fetch_commits_only_the_batch_its_client_received() {
     let s = start().await;
@@ -69,10 +71,15 @@ async fn a_fetch_commits_only_the_batch_its_client_received() {
         .map(|i| json!({"payload": format!("e{i}")}))
         .collect();
     s.post("/v1/streams/two/events/batch", json!(events)).await;
-    let fetch = "/v1/streams/two/consumers/shared/fetch?max=2";
+    let fetch = "/v1/streams/two/consumers/shared/fetch?max=2&lease_ms=300";
     let (_, a) = s.post(fetch, Value::Null).await;
     assert_eq!(payloads(&a), ["e0", "e1"]);
-    // B fetches under the same name; A dies without handling its batch.
+    // B fetches under the same name while A holds its batch.
+    let (status, body) = s.post(fetch, Value::Null).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "batch_outstanding");
+    assert!(body["error"]["details"]["retry_after_ms"].as_u64() <= Some(300));
+    // A dies without handling its batch; after its visibility time, B gets it.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
     let (_, b) = s.post(fetch, Value::Null).await;
     assert_eq!(
         payloads(&b),
@@ -81,10 +88,9 @@ async fn a_fetch_commits_only_the_batch_its_client_received() {
     );
     let (_, b2) = s.post(&acked(fetch, &b), Value::Null).await;
     assert_eq!(payloads(&b2), ["e2", "e3"], "B's own batch is committed");
-    // A comes back with its old token: that batch is no longer outstanding, so B's is
-    // delivered again rather than committed by A.
-    let (_, a2) = s.post(&acked(fetch, &a), Value::Null).await;
-    assert_eq!(payloads(&a2), ["e2", "e3"]);
+    // A comes back with its old token: it commits nothing, and B's batch stays with B.
+    let (status, body) = s.post(&acked(fetch, &a), Value::Null).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "batch_outstanding");
     let (_, body) = s.get("/v1/streams/two/consumers/shared/checkpoint").await;
     assert_eq!(body["checkpoint"], json!({"0": "at:2"}), "e0 and e1 only");
 }

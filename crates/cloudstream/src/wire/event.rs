@@ -114,7 +114,9 @@ fn is_json_type(content_type: &str) -> bool {
 /// that a client writing the value back gets exactly `text` again.
 fn as_json_value(text: &str) -> Option<Value> {
     let value: Value = serde_json::from_str(text).ok()?;
-    let exact = !value.is_string() && serde_json::to_string(&value).ok()? == text;
+    // A string would read back as text, and null as no payload at all.
+    let exact =
+        !value.is_string() && !value.is_null() && serde_json::to_string(&value).ok()? == text;
     exact.then_some(value)
 }
 
@@ -279,6 +281,7 @@ mod tests {
             (r#"{"temp":21.5,"tags":["a"]}"#, json, true),
             ("[1,2,3]", Some("application/cloudevents+json"), true),
             ("42", json, true),
+            ("null", json, false),
             (r#"{"temp": 21.5}"#, json, false), // not compact: its exact text
             (r#""a string""#, json, false),     // would read as text
             ("1e2", json, false),               // would print as 100.0

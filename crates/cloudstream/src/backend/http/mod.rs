@@ -218,7 +218,11 @@ impl Backend for HttpBackend {
         let events: Vec<EventJson> = events.iter().map(EventJson::exact).collect();
         let p = partition.to_string();
         let path = ["streams", stream, "partitions", &p, "events"];
-        let ambiguous = |e: &Error| matches!(e, Error::Unavailable(_));
+        // Never past half the server's window, so that a late copy is still recognized.
+        let started = std::time::Instant::now();
+        let window = self.capabilities.dedup_window.unwrap_or_default();
+        let ambiguous =
+            |e: &Error| matches!(e, Error::Unavailable(_)) && started.elapsed() < window / 2;
         let sent = crate::retry::retry(
             &policy,
             None,

@@ -27,59 +27,6 @@ pub(super) async fn append(
             "an append needs at least one event".into(),
         ));
     }
-    let log_stream = backend.stream(stream)?;
-    if events.iter().any(|e| dedup::event_key(e).is_some()) && !backend.dedup.loaded(stream) {
-        let found = recent_ids(Arc::clone(&log_stream)).await?;
-        backend.dedup.load(stream, found);
-    }
-    let (plans, claims) = backend.dedup.plan(stream, events);
-    let to_store: Vec<usize> = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| matches!(p, Plan::Store))
-        .map(|(i, _)| i)
-        .collect();
-    let stored = if to_store.is_empty() {
-        Ok(HashMap::new())
-    } else {
-        let chosen: Vec<&Event> = to_store.iter().map(|&i| &events[i]).collect();
-        write(backend, &log_stream, stream, partition, &chosen)
-            .await
-            .map(|positions| to_store.iter().copied().zip(positions).collect())
-    };
-    match &stored {
-        Ok(positions) => backend.dedup.settle(claims, Ok(positions)),
-        Err(e) => backend.dedup.settle(claims, Err(e.to_string())),
-    }
-    let stored = stored?;
-    let mut positions: Vec<Position> = Vec::with_capacity(events.len());
-    for (i, plan) in plans.into_iter().enumerate() {
-        let at = match plan {
-            Plan::Store => stored.get(&i).copied().ok_or_else(|| {
-                Error::Backend(format!("event {i} of the append has no position").into())
-            })?,
-            Plan::Known(at) => at,
-            Plan::SameAs(j) => positions[j],
-            Plan::Wait(rx) => dedup::wait(rx).await?,
-        };
-        positions.push(at);
-    }
-    Ok(positions)
-}
-
-/// Writes `events` to the partition as one batch; their positions in order.
-async fn write(
-    backend: &LogBackend,
-    log_stream: &StreamLog,
-    stream: &str,
-    partition: u32,
-    events: &[&Event],
-) -> Result<Vec<Position>> {
-    let part = log_stream
-        .partition(partition)
-        .map_err(|e| log_error(stream, partition, e))?;
-    let bytes: usize = events.iter().map(|e| e.payload.len() + 64).sum();
-    let mut batch = BatchBuilder::with_capacity(bytes);
     for event in events {
         if event.size() > backend.max_record_bytes {
             return Err(Error::RecordTooLarge {
@@ -87,6 +34,85 @@ async fn write(
                 max: backend.max_record_bytes,
             });
         }
+        crate::event::check_fields(event)?;
+    }
+    let log_stream = backend.stream(stream)?;
+    if events.iter().any(|e| dedup::event_identity(e).is_some()) {
+        let scanned = Arc::clone(&log_stream);
+        backend.dedup.load(stream, || recent_ids(scanned)).await?;
+    }
+    // Copies being written by other appends are waited for first, so that once this one
+    // writes, nothing is left that could fail it.
+    let (plans, claims) = loop {
+        let (plans, claims) = backend.dedup.plan(stream, events);
+        let waits: Vec<_> = plans
+            .iter()
+            .filter_map(|p| match p {
+                Plan::Wait(rx) => Some(rx.clone()),
+                _ => None,
+            })
+            .collect();
+        if waits.is_empty() {
+            break (plans, claims);
+        }
+        drop(claims);
+        for rx in waits {
+            dedup::settled(rx).await;
+        }
+    };
+    let to_store: Vec<usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p, Plan::Store))
+        .map(|(i, _)| i)
+        .collect();
+    let stored = if to_store.is_empty() {
+        HashMap::new()
+    } else {
+        write(
+            backend,
+            &log_stream,
+            stream,
+            partition,
+            events,
+            to_store,
+            claims,
+        )
+        .await?
+    };
+    let mut positions: Vec<Position> = Vec::with_capacity(events.len());
+    for (i, plan) in plans.into_iter().enumerate() {
+        let at = match plan {
+            Plan::Known(at) => at,
+            Plan::SameAs(j) => positions[j],
+            Plan::Store | Plan::Wait(_) => stored.get(&i).copied().ok_or_else(|| {
+                Error::Backend(format!("event {i} of the append has no position").into())
+            })?,
+        };
+        positions.push(at);
+    }
+    Ok(positions)
+}
+
+/// Writes the events at `indices` to the partition as one batch; their positions by index.
+/// The claims settle on the writer thread as the append completes, so copies waiting for
+/// them learn the outcome even if the caller went away meanwhile.
+async fn write(
+    backend: &LogBackend,
+    log_stream: &StreamLog,
+    stream: &str,
+    partition: u32,
+    events: &[Event],
+    indices: Vec<usize>,
+    claims: dedup::Claims,
+) -> Result<HashMap<usize, Position>> {
+    let part = log_stream
+        .partition(partition)
+        .map_err(|e| log_error(stream, partition, e))?;
+    let bytes: usize = indices.iter().map(|&i| events[i].payload.len() + 64).sum();
+    let mut batch = BatchBuilder::with_capacity(bytes);
+    for &i in &indices {
+        let event = &events[i];
         let headers = event.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         batch
             .push(
@@ -98,19 +124,36 @@ async fn write(
             .map_err(|e| Error::InvalidArgument(format!("event cannot be encoded: {e:?}")))?;
     }
     let (tx, rx) = oneshot::channel();
+    let dedup = Arc::clone(&backend.dedup);
     part.append(
         batch.finish(),
         Box::new(move |r| {
-            let _ = tx.send(r);
+            match &r {
+                Ok(ack) => {
+                    let stored = positions(&indices, partition, ack);
+                    dedup.settle(claims, Ok(&stored));
+                }
+                Err(e) => dedup.settle(claims, Err(e.to_string())),
+            }
+            let _ = tx.send(r.map(|ack| positions(&indices, partition, &ack)));
         }),
     );
-    let ack = rx
-        .await
+    rx.await
         .map_err(|_| Error::from(LogError::Closed))?
-        .map_err(|e| log_error(stream, partition, e))?;
-    Ok((0..u64::from(ack.count))
-        .map(|i| Position::new(partition, ack.base_offset + i))
-        .collect())
+        .map_err(|e| log_error(stream, partition, e))
+}
+
+/// The positions of the events at `indices`, stored in order by `ack`.
+fn positions(
+    indices: &[usize],
+    partition: u32,
+    ack: &cloudstream_log::AppendResult,
+) -> HashMap<usize, Position> {
+    indices
+        .iter()
+        .zip(0..u64::from(ack.count))
+        .map(|(&i, k)| (i, Position::new(partition, ack.base_offset + k)))
+        .collect()
 }
 
 /// The ids of the records of `log_stream` appended within the deduplication window, read
@@ -143,7 +186,7 @@ async fn recent_ids(log_stream: Arc<StreamLog>) -> Result<Vec<(String, Position,
                             .find(|(n, _)| n == name)
                             .map(|(_, v)| v.clone())
                     };
-                    if let Some(key) = dedup::key_of(header) {
+                    if let Some(key) = dedup::identity(header) {
                         found.push((key, Position::new(partition, r.offset), r.append_time_ms));
                     }
                 }

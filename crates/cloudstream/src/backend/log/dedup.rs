@@ -4,29 +4,31 @@
 //! does after a lost answer, returns the position of the first copy instead of storing a
 //! second; a copy sent while the first is still being written waits for it.
 //!
-//! The ids live in memory, per stream, and come back at open from the log itself: the
-//! records appended within the window are read again for their ids, so deduplication
-//! survives restarts without a file of its own. At most [`MAX_IDS`] per stream are kept;
-//! past that the oldest are forgotten early.
+//! The ids live in memory, per stream, and come back from the log itself after a restart:
+//! at the first append of a stream that carries an id, the records appended within the
+//! window are read again for their ids, so deduplication survives restarts without a file
+//! of its own. At most [`MAX_IDS`] per stream are kept (as 128-bit keyed hashes); past
+//! that the oldest are forgotten early.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::event::{now_ms, ID_HEADER};
-use crate::{Error, Event, Position, Result};
+use crate::{Event, Position, Result};
 
 /// How long an id is remembered after its event was stored (NATS JetStream's default
 /// duplicate window).
 pub(crate) const WINDOW: Duration = Duration::from_secs(120);
 
-/// Most ids remembered per stream.
-pub(crate) const MAX_IDS: usize = 1_000_000;
+/// Most ids remembered per stream (about 100 bytes each).
+pub(crate) const MAX_IDS: usize = 200_000;
 
-/// The deduplication key of an event: its id, or its CloudEvent source and id.
-pub(crate) fn key_of(headers: impl Fn(&str) -> Option<String>) -> Option<String> {
+/// The deduplication identity of an event: its id, or its CloudEvent source and id.
+pub(crate) fn identity(headers: impl Fn(&str) -> Option<String>) -> Option<String> {
     if let Some(id) = headers(ID_HEADER) {
         return Some(format!("id:{id}"));
     }
@@ -35,10 +37,14 @@ pub(crate) fn key_of(headers: impl Fn(&str) -> Option<String>) -> Option<String>
     Some(format!("ce:{}:{source}{id}", source.len()))
 }
 
-/// The key of an event, if it has one.
-pub(crate) fn event_key(event: &Event) -> Option<String> {
-    key_of(|name| event.headers.get(name).cloned())
+/// The identity of an event, if it has one.
+pub(crate) fn event_identity(event: &Event) -> Option<String> {
+    identity(|name| event.headers.get(name).cloned())
 }
+
+/// What the tables hold of an identity: a 128-bit keyed hash, so that an id costs the same
+/// whatever its length.
+type Key = u128;
 
 /// The outcome of an append a later copy waits for.
 type Outcome = Option<std::result::Result<Position, String>>;
@@ -49,48 +55,55 @@ struct Table {
     /// Whether the ids of the records in the window were read back from the log.
     loaded: bool,
     /// Stored: key → (position, append time in ms).
-    stored: HashMap<String, (Position, i64)>,
+    stored: HashMap<Key, (Position, i64)>,
     /// Keys by append time, oldest first, to forget them.
-    order: VecDeque<(i64, String)>,
+    order: VecDeque<(i64, Key)>,
     /// Being written: key → where its outcome will be told.
-    pending: HashMap<String, watch::Receiver<Outcome>>,
+    pending: HashMap<Key, watch::Receiver<Outcome>>,
 }
 
 impl Table {
-    fn remember(&mut self, key: String, at: Position, time_ms: i64) {
-        self.order.push_back((time_ms, key.clone()));
+    fn remember(&mut self, key: Key, at: Position, time_ms: i64) {
+        self.order.push_back((time_ms, key));
         self.stored.insert(key, (at, time_ms));
         let horizon = now_ms() - WINDOW.as_millis() as i64;
-        while let Some((t, _)) = self.order.front() {
-            if *t >= horizon && self.order.len() <= MAX_IDS {
+        while let Some(&(t, k)) = self.order.front() {
+            if t >= horizon && self.order.len() <= MAX_IDS {
                 break;
             }
-            let Some((t, k)) = self.order.pop_front() else {
-                break;
-            };
+            self.order.pop_front();
             if self.stored.get(&k).is_some_and(|(_, stored)| *stored == t) {
                 self.stored.remove(&k);
             }
         }
     }
 
-    fn known(&self, key: &str) -> Option<Position> {
+    fn known(&self, key: Key) -> Option<Position> {
         let horizon = now_ms() - WINDOW.as_millis() as i64;
         self.stored
-            .get(key)
+            .get(&key)
             .filter(|(_, t)| *t >= horizon)
             .map(|(at, _)| *at)
     }
+
+    /// The outcome channel of an append writing `key` now; a claim whose append went away
+    /// before it settled (its sender dropped) is free again.
+    fn in_flight(&self, key: Key) -> Option<watch::Receiver<Outcome>> {
+        self.pending
+            .get(&key)
+            .filter(|rx| rx.has_changed().is_ok())
+            .cloned()
+    }
 }
 
-/// What became of one event of an append.
+/// What becomes of one event of an append.
 #[derive(Debug)]
 pub(crate) enum Plan {
-    /// Store it: it has no key, or its key is new.
+    /// Store it: it has no id, or its id is new.
     Store,
     /// Stored before, here.
     Known(Position),
-    /// Another append is writing it: wait for that one.
+    /// Another append is writing it: wait for that one, then plan again.
     Wait(watch::Receiver<Outcome>),
     /// The same as an earlier event of this append.
     SameAs(usize),
@@ -100,13 +113,19 @@ pub(crate) enum Plan {
 #[derive(Debug, Default)]
 pub(crate) struct Dedup {
     streams: Mutex<HashMap<String, Table>>,
+    /// One reading back of a stream's ids at a time.
+    loading: tokio::sync::Mutex<()>,
+    hashers: (
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    ),
 }
 
-/// The senders of the keys an append claimed, to tell waiting copies how it went.
+/// The keys an append claimed, to tell waiting copies how it went.
 #[derive(Debug, Default)]
 pub(crate) struct Claims {
     stream: String,
-    keys: Vec<(usize, String, watch::Sender<Outcome>)>,
+    keys: Vec<(usize, Key, watch::Sender<Outcome>)>,
 }
 
 impl Dedup {
@@ -114,22 +133,42 @@ impl Dedup {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the ids of `stream`'s recent records were read back yet.
-    pub(crate) fn loaded(&self, stream: &str) -> bool {
-        self.lock().get(stream).is_some_and(|t| t.loaded)
+    fn key(&self, identity: &str) -> Key {
+        let hash = |state: &std::collections::hash_map::RandomState| {
+            let mut h = state.build_hasher();
+            h.write(identity.as_bytes());
+            h.finish()
+        };
+        (u128::from(hash(&self.hashers.0)) << 64) | u128::from(hash(&self.hashers.1))
     }
 
-    /// Records the ids read back from `stream`'s log: (key, position, append time).
-    pub(crate) fn load(&self, stream: &str, found: Vec<(String, Position, i64)>) {
+    /// Reads back `stream`'s ids with `read` (identity, position, append time) unless that
+    /// was done: once per stream, one stream at a time.
+    pub(crate) async fn load<F, Fut>(&self, stream: &str, read: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<(String, Position, i64)>>>,
+    {
+        let loaded = |d: &Self| d.lock().get(stream).is_some_and(|t| t.loaded);
+        if loaded(self) {
+            return Ok(());
+        }
+        let _one = self.loading.lock().await;
+        if loaded(self) {
+            return Ok(());
+        }
+        let found = read().await?;
+        let keys: Vec<(Key, Position, i64)> = found
+            .iter()
+            .map(|(identity, at, t)| (self.key(identity), *at, *t))
+            .collect();
         let mut all = self.lock();
         let table = all.entry(stream.to_owned()).or_default();
-        if table.loaded {
-            return;
-        }
-        for (key, at, time_ms) in found {
+        for (key, at, time_ms) in keys {
             table.remember(key, at, time_ms);
         }
         table.loaded = true;
+        Ok(())
     }
 
     /// Forgets a stream (deleted, or created anew).
@@ -139,40 +178,45 @@ impl Dedup {
 
     /// Plans an append of `events` to `stream`: which to store, and which were stored or
     /// are being stored already. The keys of those to store are claimed until
-    /// [`Dedup::settle`].
+    /// [`Dedup::settle`] (or until the claims are dropped).
     pub(crate) fn plan(&self, stream: &str, events: &[Event]) -> (Vec<Plan>, Claims) {
         let mut claims = Claims {
             stream: stream.to_owned(),
             keys: Vec::new(),
         };
-        let keys: Vec<Option<String>> = events.iter().map(event_key).collect();
+        let keys: Vec<Option<Key>> = events
+            .iter()
+            .map(|e| event_identity(e).map(|i| self.key(&i)))
+            .collect();
         if keys.iter().all(Option::is_none) {
             return (keys.iter().map(|_| Plan::Store).collect(), claims);
         }
         let mut all = self.lock();
         let table = all.entry(stream.to_owned()).or_default();
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        if table.pending.len() > 1024 {
+            table.pending.retain(|_, rx| rx.has_changed().is_ok());
+        }
+        let mut first: HashMap<Key, usize> = HashMap::new();
         let plans = keys
             .iter()
             .enumerate()
             .map(|(i, key)| {
-                let Some(key) = key else {
+                let Some(key) = *key else {
                     return Plan::Store;
                 };
-                if let Some(&j) = first.get(key.as_str()) {
+                if let Some(&j) = first.get(&key) {
                     return Plan::SameAs(j);
                 }
                 first.insert(key, i);
                 if let Some(at) = table.known(key) {
                     return Plan::Known(at);
                 }
-                // A claim whose append was dropped before it settled is free again.
-                if let Some(rx) = table.pending.get(key).filter(|rx| rx.has_changed().is_ok()) {
-                    return Plan::Wait(rx.clone());
+                if let Some(rx) = table.in_flight(key) {
+                    return Plan::Wait(rx);
                 }
                 let (tx, rx) = watch::channel(None);
-                table.pending.insert(key.clone(), rx);
-                claims.keys.push((i, key.clone(), tx));
+                table.pending.insert(key, rx);
+                claims.keys.push((i, key, tx));
                 Plan::Store
             })
             .collect();
@@ -191,39 +235,33 @@ impl Dedup {
         }
         let now = now_ms();
         let mut all = self.lock();
-        let table = all.entry(claims.stream).or_default();
+        // A stream deleted meanwhile keeps nothing.
+        let mut table = all.get_mut(&claims.stream);
         for (i, key, tx) in claims.keys {
-            table.pending.remove(&key);
             let outcome = match &stored {
                 Ok(positions) => match positions.get(&i) {
-                    Some(&at) => {
-                        table.remember(key, at, now);
-                        Ok(at)
-                    }
+                    Some(&at) => Ok(at),
                     None => Err("the event was not stored".to_owned()),
                 },
                 Err(why) => Err(why.clone()),
             };
+            if let Some(table) = table.as_deref_mut() {
+                table.pending.remove(&key);
+                if let Ok(at) = outcome {
+                    table.remember(key, at, now);
+                }
+            }
             tx.send_replace(Some(outcome));
         }
     }
 }
 
-/// The position a copy waited for: where the first copy was stored, or an error saying
-/// that its append failed (the copy may be sent again).
-pub(crate) async fn wait(mut rx: watch::Receiver<Outcome>) -> Result<Position> {
-    loop {
-        if let Some(outcome) = rx.borrow_and_update().clone() {
-            return outcome.map_err(|why| {
-                Error::Unavailable(
-                    format!("the first copy of this event failed to be stored: {why}").into(),
-                )
-            });
-        }
+/// Waits until the append writing a copy has settled (stored or failed); the caller then
+/// plans again.
+pub(crate) async fn settled(mut rx: watch::Receiver<Outcome>) {
+    while rx.borrow_and_update().is_none() {
         if rx.changed().await.is_err() {
-            return Err(Error::Unavailable(
-                "the first copy of this event was dropped before it was stored".into(),
-            ));
+            return;
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct LogBackend {
     watchers: Mutex<HashMap<String, Watchers>>,
     leases: MemoryLeases,
     /// The ids of recent events, per stream, for idempotent appends.
-    dedup: dedup::Dedup,
+    dedup: Arc<dedup::Dedup>,
 }
 
 /// The end offset of each partition of one open stream, as watch channels.
@@ -151,7 +151,7 @@ impl LogBackend {
             max_record_bytes,
             watchers: Mutex::default(),
             leases: MemoryLeases::default(),
-            dedup: dedup::Dedup::default(),
+            dedup: Arc::default(),
         }
     }
 
@@ -270,6 +270,8 @@ impl Backend for LogBackend {
             )?)
         })
         .await?;
+        // A stream of this name deleted before left no ids behind for the new one.
+        self.dedup.forget(stream.name());
         Ok(self.info(&stream))
     }
 

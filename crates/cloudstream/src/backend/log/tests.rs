@@ -166,6 +166,43 @@ async fn event_ids_are_remembered_across_a_reopen() {
     assert_eq!(stored, 1);
 }
 
+/// A send dropped after its events reached the writer (the caller timed out, a server
+/// answered 408) still stores them, and the copy sent next must learn where: the claims
+/// settle on the writer thread, not in the dropped future.
+#[tokio::test]
+async fn a_copy_sent_after_a_dropped_send_is_not_stored_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = crate::open(&format!("local://{}", dir.path().display()))
+        .await
+        .expect("open");
+    let stream = client.stream("dropped").create().await.expect("create");
+    // The first send with an id reads the window's ids back; the next ones go straight on.
+    stream
+        .send(Event::new("warm").with_id("warm-up"))
+        .await
+        .expect("send");
+    for i in 0..20 {
+        let id = format!("order-{i}");
+        let dropped = tokio::time::timeout(
+            Duration::from_nanos(1),
+            stream.send(Event::new("first").with_id(id.clone())),
+        )
+        .await;
+        let again = stream
+            .send(Event::new("again").with_id(id))
+            .await
+            .expect("send again");
+        if let Ok(Ok(first)) = dropped {
+            assert_eq!(first, again);
+        }
+    }
+    let records = stream
+        .read_partition(0, ReadFrom::Earliest, 100)
+        .await
+        .expect("read");
+    assert_eq!(records.len(), 21, "one record per id: {records:?}");
+}
+
 #[tokio::test]
 async fn url_options_reach_the_engine() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,22 +8,22 @@
 //! group: each reads only the partitions it holds a lease on, and a member that stops
 //! fetching for `lease_ms` loses them to the others, which get its uncommitted records again.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod session;
+
+pub(crate) use session::Handles;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::Json;
-use cloudstream::backend::{PartitionStart, ReadOptions};
+use cloudstream::backend::PartitionStart;
 use cloudstream::checkpoint::store_of;
 use cloudstream::wire::{
     CheckpointBody, ConsumerList, Existed, Fetched, GapJson, PayloadForm, RecordJson,
 };
-use cloudstream::Consumer;
 use serde::Deserialize;
 
 use crate::{ApiError, Path, State};
@@ -57,167 +57,13 @@ pub(crate) struct FetchQuery {
     wait_ms: Option<u64>,
     /// Join the consumer group of this name as this member.
     member: Option<String>,
-    /// With `member`, how long the member's leases outlive its last fetch (100 ms to 1 h;
-    /// default 10 s).
+    /// How long a fetched batch stays with its client before another client of the consumer
+    /// may take it (and, with `member`, how long the member's leases outlive its last
+    /// fetch): 100 ms to 1 h, default 10 s.
     #[param(maximum = 3_600_000)]
     lease_ms: Option<u64>,
     /// `json` (default: JSON payloads as JSON values) or `text` (every payload as its text).
     payload: Option<PayloadForm>,
-}
-
-/// A consumer handle kept between requests, with the settings it was made with.
-#[derive(Debug)]
-struct Held {
-    session: Arc<Session>,
-    max: usize,
-    wait: Duration,
-    lease: Duration,
-    used: Instant,
-}
-
-/// A consumer handle and the token of the batch it handed out last, not yet committed. The
-/// token's lock is held for a whole fetch, so that the check of the token and the fetch
-/// that commits are one step.
-#[derive(Debug)]
-struct Session {
-    consumer: Consumer,
-    outstanding: tokio::sync::Mutex<Option<String>>,
-}
-
-impl Session {
-    /// Settles the outstanding batch before the next fetch or commit: kept for committing
-    /// when `ack` names it, otherwise given back for delivery again. Returns whether the
-    /// outstanding batch (if any) is to be committed.
-    async fn settle(&self, outstanding: &mut Option<String>, ack: Option<&str>) -> bool {
-        match outstanding.as_deref() {
-            Some(token) if Some(token) == ack => true,
-            Some(_) => {
-                self.consumer.redeliver().await;
-                *outstanding = None;
-                false
-            }
-            None => false,
-        }
-    }
-}
-
-/// A fresh batch token: unique within the server's life and not guessable from the last.
-fn token() -> String {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(n);
-    format!("{n:x}-{:016x}", h.finish())
-}
-
-/// How long an unused handle is kept; a member's is kept for at least its lease.
-const IDLE: Duration = Duration::from_secs(600);
-
-/// Most REST consumer handles held at once (each a consumer name, or a member of a group).
-const MAX_HANDLES: usize = 10_000;
-
-/// The consumer handles of the REST consumers: one per stream, consumer and member (""
-/// outside a group). A handle unused for 10 minutes (or its lease, if longer) is dropped,
-/// its uncommitted batch redelivered to the next fetch.
-#[derive(Debug, Default)]
-pub(crate) struct Handles(Mutex<HashMap<(String, String, String), Held>>);
-
-impl Handles {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String, String), Held>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Forgets the handles of `consumer` of `stream` (every consumer when `None`): after a
-    /// checkpoint is set or a consumer or stream deleted, the next fetch starts afresh.
-    pub(crate) fn forget(&self, stream: &str, consumer: Option<&str>) {
-        self.lock()
-            .retain(|(s, c, _), _| !(s == stream && consumer.is_none_or(|name| name == c)));
-    }
-}
-
-async fn session(
-    state: &State,
-    stream: &str,
-    consumer: &str,
-    query: &FetchQuery,
-) -> Result<Arc<Session>, ApiError> {
-    cloudstream::validate_name("consumer", consumer)?;
-    if let Some(member) = &query.member {
-        cloudstream::validate_name("member", member)?;
-    }
-    let key = (
-        stream.to_owned(),
-        consumer.to_owned(),
-        query.member.clone().unwrap_or_default(),
-    );
-    let max = query.max.unwrap_or(100).clamp(1, state.limits.max_records);
-    let wait = long_poll(state, query.wait_ms.unwrap_or(0));
-    let lease = Duration::from_millis(query.lease_ms.unwrap_or(10_000).max(100));
-    if lease > crate::leases::MAX_TTL {
-        return Err(ApiError::bad_request(format!(
-            "lease_ms must be at most {} (one hour), got {}",
-            crate::leases::MAX_TTL.as_millis(),
-            lease.as_millis()
-        )));
-    }
-    let previous = {
-        let mut handles = state.consumers.lock();
-        match handles.get_mut(&key) {
-            Some(held) if (held.max, held.wait, held.lease) == (max, wait, lease) => {
-                held.used = Instant::now();
-                return Ok(held.session.clone());
-            }
-            // Other settings: a new handle, once the old one has committed the batch this
-            // fetch acknowledges (an unacknowledged one is read again from the checkpoint).
-            Some(_) => handles.remove(&key).map(|held| held.session),
-            None => None,
-        }
-    };
-    if let Some(old) = previous {
-        let mut outstanding = old.outstanding.lock().await;
-        if old.settle(&mut outstanding, query.ack.as_deref()).await {
-            old.consumer.commit().await?;
-        }
-        old.consumer.redeliver().await;
-        *outstanding = None;
-    }
-    let mut handle = state
-        .stream(stream)
-        .await?
-        .consumer(consumer)
-        .max_records(max)
-        .max_bytes(
-            ReadOptions::default()
-                .max_bytes
-                .min(state.limits.max_body_bytes),
-        )
-        .wait(wait);
-    if let Some(member) = &query.member {
-        handle = handle.lease_ttl(lease).member(member.clone());
-    }
-    let held = Held {
-        session: Arc::new(Session {
-            consumer: handle,
-            outstanding: tokio::sync::Mutex::new(None),
-        }),
-        max,
-        wait,
-        lease,
-        used: Instant::now(),
-    };
-    let mut handles = state.consumers.lock();
-    handles.retain(|_, h| h.used.elapsed() < IDLE.max(h.lease));
-    if handles.len() >= MAX_HANDLES && !handles.contains_key(&key) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_consumers",
-            format!(
-                "the server holds {MAX_HANDLES} REST consumer handles, each unused for less \
-                 than 10 minutes; retry later, or reuse consumer and member names"
-            ),
-        ));
-    }
-    Ok(handles.entry(key).or_insert(held).session.clone())
 }
 
 #[utoipa::path(
@@ -234,15 +80,8 @@ pub(crate) async fn fetch(
     query: Result<Query<FetchQuery>, QueryRejection>,
 ) -> Result<Json<Fetched>, ApiError> {
     let query = query?.0;
-    let session = session(&state, &stream, &consumer, &query).await?;
-    let mut outstanding = session.outstanding.lock().await;
-    session.settle(&mut outstanding, query.ack.as_deref()).await;
-    // The fetch commits what the handle handed out, which is now the acknowledged batch or
-    // nothing; if it fails, the token stays, so a retry with it commits the batch.
-    let batch = session.consumer.fetch().await?;
-    let ack = token();
-    *outstanding = Some(ack.clone());
-    drop(outstanding);
+    let session = session::open(&state, &stream, &consumer, &query).await?;
+    let (batch, ack) = session.fetch(query.ack.as_deref()).await?;
     state.metrics.events_out(
         &stream,
         batch.records.len() as u64,
@@ -291,22 +130,11 @@ pub(crate) async fn commit(
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
     let key = (stream, consumer, query.member.clone().unwrap_or_default());
-    let session = state.consumers.lock().get(&key).map(|h| h.session.clone());
-    let not_outstanding = || {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "batch_not_outstanding",
-            "the batch of this ack token is not the consumer's outstanding batch (it was \
-             committed already, or another fetch took it back for delivery again)",
-        )
-    };
-    let session = session.ok_or_else(not_outstanding)?;
-    let mut outstanding = session.outstanding.lock().await;
-    if outstanding.as_deref() != Some(ack) {
-        return Err(not_outstanding());
-    }
-    session.consumer.commit().await?;
-    *outstanding = None;
+    let session = state
+        .consumers
+        .get(&key)
+        .ok_or_else(session::not_outstanding)?;
+    session.commit(ack).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
