@@ -167,8 +167,17 @@ pub async fn serve_with(
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             // Answered in a task of its own (a few at a time: each holds a descriptor), the
             // request read and dropped so the close is not a reset; over TLS, just closed.
-            if let (None, Ok(refusal)) = (&tls, Arc::clone(&refusals).try_acquire_owned()) {
-                tokio::spawn(refuse(tcp, refusal));
+            if tls.is_none() {
+                match Arc::clone(&refusals).try_acquire_owned() {
+                    Ok(refusal) => {
+                        tokio::spawn(refuse(tcp, refusal));
+                    }
+                    // Too many refusals at once: the answer if it fits the socket's buffer
+                    // now, then the close.
+                    Err(_) => {
+                        let _ = tcp.try_write(&over_capacity());
+                    }
+                }
             }
             continue;
         };

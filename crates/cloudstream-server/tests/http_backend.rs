@@ -16,7 +16,8 @@ impl Drop for Running {
     }
 }
 
-async fn make() -> (Client, Running) {
+/// A server on a loopback port over the embedded engine in a temporary directory.
+async fn serve_engine() -> (std::net::SocketAddr, Running) {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = cloudstream::open(&format!("local://{}", dir.path().display()))
         .await
@@ -31,10 +32,15 @@ async fn make() -> (Client, Running) {
         router,
         std::future::pending(),
     ));
+    (addr, Running { _dir: dir, task })
+}
+
+async fn make() -> (Client, Running) {
+    let (addr, running) = serve_engine().await;
     let client = cloudstream::open(&format!("http://{addr}"))
         .await
         .expect("open http://");
-    (client, Running { _dir: dir, task })
+    (client, running)
 }
 
 cloudstream::conformance_tests!(make);
@@ -129,20 +135,7 @@ async fn losing_proxy(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
 /// sending again could store the events twice.
 #[tokio::test]
 async fn an_append_whose_answer_was_lost_is_retried_safely_with_ids() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let engine = cloudstream::open(&format!("local://{}", dir.path().display()))
-        .await
-        .expect("open engine");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let upstream = listener.local_addr().expect("addr");
-    let router = cloudstream_server::router(engine, cloudstream_server::Limits::default());
-    let _server = tokio::spawn(cloudstream_server::serve(
-        listener,
-        router,
-        std::future::pending(),
-    ));
+    let (upstream, _server) = serve_engine().await;
     let proxy = losing_proxy(upstream).await;
     let client = cloudstream::open(&format!("http://{proxy}"))
         .await

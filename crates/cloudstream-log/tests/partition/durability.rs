@@ -282,84 +282,12 @@ fn an_empty_append_is_refused() -> Result<()> {
     Ok(())
 }
 
-/// A [`MemoryStorage`] that counts the files open through it.
-#[derive(Debug, Clone, Default)]
-struct CountingStorage {
-    inner: MemoryStorage,
-    open: Arc<AtomicU32>,
-}
-
-#[derive(Debug)]
-struct CountedFile {
-    inner: Box<dyn StorageFile>,
-    open: Arc<AtomicU32>,
-}
-
-impl Drop for CountedFile {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl StorageFile for CountedFile {
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, pos)
-    }
-    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, pos)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl Storage for CountingStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
-        let inner = self.inner.open(path, mode)?;
-        self.open.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(CountedFile {
-            inner,
-            open: self.open.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        self.inner.lock(path)
-    }
-}
-
 /// A partition holds one open file however many segments it keeps (sealed ones are opened
 /// per read), and a tiny horizon rolls at most once a second: single sends under a 1 ms
 /// horizon used to take a file and a descriptor each until retention ran.
 #[test]
 fn segments_hold_no_descriptor_once_sealed_and_roll_at_most_once_a_second() -> Result<()> {
-    let storage = CountingStorage::default();
+    let storage = HookedStorage::default();
     let clock = Arc::new(ManualClock::new(T0));
     let log = open(MEM_ROOT, &options(Arc::new(storage.clone()), clock.clone()));
     let stream = create(&log, "fds", config(1, 8000));

@@ -43,78 +43,6 @@ fn a_failed_fsync_stops_the_partition_until_reopened() -> Result<()> {
     Ok(())
 }
 
-/// A [`MemoryStorage`] whose next `n` fdatasyncs fail when armed.
-#[derive(Debug, Clone, Default)]
-struct FlakyStorage {
-    inner: MemoryStorage,
-    fail_next: Arc<AtomicU32>,
-}
-
-#[derive(Debug)]
-struct FlakyFile {
-    inner: Box<dyn StorageFile>,
-    fail_next: Arc<AtomicU32>,
-}
-
-impl StorageFile for FlakyFile {
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, pos)
-    }
-    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, pos)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        let take = |n: u32| n.checked_sub(1);
-        if self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
-            .is_ok()
-        {
-            return Err(io::Error::other("injected fdatasync failure"));
-        }
-        self.inner.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
-
-impl Storage for FlakyStorage {
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(path)
-    }
-    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
-    }
-    fn exists(&self, path: &Path) -> bool {
-        self.inner.exists(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(FlakyFile {
-            inner: self.inner.open(path, mode)?,
-            fail_next: self.fail_next.clone(),
-        }))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_file(path)
-    }
-    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove_dir_all(path)
-    }
-    fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        self.inner.sync_dir(path)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
-        self.inner.lock(path)
-    }
-}
-
 fn append_async(p: &Partition, recs: &[Rec]) -> mpsc::Receiver<Result<AppendResult>> {
     let (tx, rx) = mpsc::channel();
     p.append(
@@ -126,20 +54,13 @@ fn append_async(p: &Partition, recs: &[Rec]) -> mpsc::Receiver<Result<AppendResu
     rx
 }
 
-/// Appends queued in one group-commit round with a segment roll whose fsync fails: a later
-/// fsync that succeeds must not acknowledge anything (the failed one may have lost their
-/// pages).
-#[test]
-fn no_acknowledgement_in_a_round_after_a_failed_fsync() -> Result<()> {
-    let storage = FlakyStorage::default();
-    let clock = Arc::new(ManualClock::new(T0));
-    let log = open(MEM_ROOT, &options(Arc::new(storage.clone()), clock));
-    let stream = create(&log, "round", config(1, HOUR));
-    let p = stream.partition(0)?;
-    append(p, &[Rec::value(&[1; 100])]);
-
-    // Hold the writer inside the publication of batch C, queue A then B (which rolls the
-    // segment), then fail the next fsync: the roll's.
+/// Queues appends A then B (which rolls the segment) in one group-commit round: the writer
+/// is held inside the publication of an append C while they queue and `arm` sets up a
+/// failure, then released. The outcomes of C, A and B.
+fn round_with_a_roll(
+    p: &Partition,
+    arm: impl FnOnce(),
+) -> [mpsc::Receiver<Result<AppendResult>>; 3] {
     let (entered_tx, entered_rx) = mpsc::channel();
     let (gate_tx, gate_rx) = mpsc::channel::<()>();
     let gate_rx = Mutex::new(gate_rx);
@@ -154,8 +75,25 @@ fn no_acknowledgement_in_a_round_after_a_failed_fsync() -> Result<()> {
     entered_rx.recv().expect("writer publishes C");
     let a = append_async(p, &[Rec::value(&[3; 100])]);
     let b = append_async(p, &[Rec::value(&[4; 4000])]);
-    storage.fail_next.store(1, Ordering::SeqCst);
+    arm();
     gate_tx.send(()).expect("release writer");
+    [c, a, b]
+}
+
+/// Appends queued in one group-commit round with a segment roll whose fsync fails: a later
+/// fsync that succeeds must not acknowledge anything (the failed one may have lost their
+/// pages).
+#[test]
+fn no_acknowledgement_in_a_round_after_a_failed_fsync() -> Result<()> {
+    let storage = HookedStorage::default();
+    let clock = Arc::new(ManualClock::new(T0));
+    let log = open(MEM_ROOT, &options(Arc::new(storage.clone()), clock));
+    let stream = create(&log, "round", config(1, HOUR));
+    let p = stream.partition(0)?;
+    append(p, &[Rec::value(&[1; 100])]);
+
+    // Fail the next fsync: the roll's.
+    let [c, a, b] = round_with_a_roll(p, || storage.fail_next.store(1, Ordering::SeqCst));
 
     assert!(c.recv().expect("C done").is_ok());
     let a = a.recv().expect("A done");
@@ -182,24 +120,8 @@ fn a_roll_failing_after_its_sync_acknowledges_what_it_synced() -> Result<()> {
     let p = stream.partition(0)?;
     append(p, &[Rec::value(&[1; 100])]);
 
-    // Hold the writer inside the publication of C, queue A then B (which rolls the
-    // segment), then fail creating the next segment.
-    let (entered_tx, entered_rx) = mpsc::channel();
-    let (gate_tx, gate_rx) = mpsc::channel::<()>();
-    let gate_rx = Mutex::new(gate_rx);
-    let armed = AtomicBool::new(true);
-    p.set_listener(Some(Arc::new(move |_| {
-        if armed.swap(false, Ordering::SeqCst) {
-            let _ = entered_tx.send(());
-            let _ = gate_rx.lock().expect("lock").recv();
-        }
-    })));
-    let c = append_async(p, &[Rec::value(&[2; 100])]);
-    entered_rx.recv().expect("writer publishes C");
-    let a = append_async(p, &[Rec::value(&[3; 100])]);
-    let b = append_async(p, &[Rec::value(&[4; 4000])]);
-    storage.inject(Fault::Create, true);
-    gate_tx.send(()).expect("release writer");
+    // Fail creating the next segment.
+    let [c, a, b] = round_with_a_roll(p, || storage.inject(Fault::Create, true));
 
     assert!(c.recv().expect("C done").is_ok());
     let a = a.recv().expect("A done");

@@ -74,3 +74,89 @@ fn batch_recs(b: u64, n: usize, max_value: usize) -> Vec<Rec> {
         .map(|i| rec_for(b * 1000 + i, max_value))
         .collect()
 }
+
+/// A [`MemoryStorage`] with hooks: it counts the files open through it, and fails its next
+/// `fail_next` fdatasyncs.
+#[derive(Debug, Clone, Default)]
+struct HookedStorage {
+    inner: MemoryStorage,
+    /// fdatasyncs to fail from now on.
+    fail_next: Arc<AtomicU32>,
+    /// Files open now.
+    open: Arc<AtomicU32>,
+}
+
+#[derive(Debug)]
+struct HookedFile {
+    inner: Box<dyn StorageFile>,
+    fail_next: Arc<AtomicU32>,
+    open: Arc<AtomicU32>,
+}
+
+impl Drop for HookedFile {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl StorageFile for HookedFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, pos)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        let take = |n: u32| n.checked_sub(1);
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+            .is_ok()
+        {
+            return Err(io::Error::other("injected fdatasync failure"));
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl Storage for HookedStorage {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StorageFile>> {
+        let inner = self.inner.open(path, mode)?;
+        self.open.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(HookedFile {
+            inner,
+            fail_next: self.fail_next.clone(),
+            open: self.open.clone(),
+        }))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        self.inner.lock(path)
+    }
+}
