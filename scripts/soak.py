@@ -50,7 +50,8 @@ The last line is
 
 and the exit status is non-zero if any check failed. The server is killed on exit, and the
 temporary directory removed (SOAK_KEEP=1 keeps it, with the server's log). Standard library
-only; Linux (/proc) only.
+only; Linux (/proc) only. Starting and measuring the server, and the PASS/FAIL lines, are in
+scripts/harness.py.
 """
 
 import argparse
@@ -60,17 +61,17 @@ import http.server
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-HOST = "127.0.0.1"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import HOST, Server, counts, report  # noqa: E402
+
 STREAM = "s"
 PARTITIONS = 4
 SEGMENT_BYTES = 256 * 1024
@@ -81,19 +82,11 @@ P99_FLOOR_MS = 25.0
 CATCH_UP = 15.0
 PAD = "x" * 96
 
-PORT = 0
-PROC = None
-TMP = None
-DATA = None
+# CLOUDSTREAM_LOG unset: the server logs at its default level, and the log's lines are counted.
+SERVER = Server("soak", url_query=f"?segment_bytes={SEGMENT_BYTES}", unset=("CLOUDSTREAM_LOG",))
 T0 = 0.0
-OUTCOMES = []
 STOP = threading.Event()  # everything stops
 LOAD_STOP = threading.Event()  # the senders and the reader stop
-
-
-def report(ok, name, detail):
-    OUTCOMES.append(bool(ok))
-    print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
 
 def elapsed():
@@ -103,30 +96,11 @@ def elapsed():
 # --------------------------------------------------------------------------- the server
 
 
-def proc_status(field):
-    """A field of /proc/PID/status in kB (VmRSS, VmHWM), or 0 once the process is gone."""
-    try:
-        with open(f"/proc/{PROC.pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def fd_count():
-    try:
-        return len(os.listdir(f"/proc/{PROC.pid}/fd"))
-    except OSError:
-        return -1
-
-
 def segments():
     """(segments, bytes of every file) under the stream's directory: a segment is a `.log`
     file (with its `.index` and `.timeindex`)."""
     n = size = 0
-    for d, _, files in os.walk(os.path.join(DATA, "streams", STREAM)):
+    for d, _, files in os.walk(os.path.join(SERVER.data, "streams", STREAM)):
         for name in files:
             try:
                 size += os.path.getsize(os.path.join(d, name))
@@ -136,70 +110,9 @@ def segments():
     return n, size
 
 
-def start_server(binary):
-    global PORT, PROC, TMP, DATA
-    TMP = tempfile.mkdtemp(prefix="cloudstream-soak-")
-    DATA = os.path.join(TMP, "data")
-    os.makedirs(DATA)
-    PORT = free_port()
-    log = open(os.path.join(TMP, "server.log"), "wb")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CLOUDSTREAM_URL", "RUST_LOG", "CLOUDSTREAM_LOG")}
-    PROC = subprocess.Popen(
-        [binary, "serve", "--listen", f"{HOST}:{PORT}",
-         "--url", f"local://{DATA}?segment_bytes={SEGMENT_BYTES}"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-        start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if PROC.poll() is not None:
-            sys.exit(f"soak: the server exited with {PROC.returncode}; see its log:\n"
-                     + server_log())
-        try:
-            if request("GET", "/healthz", timeout=1)[0] == 200:
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(0.1)
-    sys.exit("soak: the server did not answer /healthz within 30 s")
-
-
-def server_log():
-    try:
-        with open(os.path.join(TMP, "server.log"), errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def stop_server():
+def stop():
     STOP.set()
-    if PROC is not None and PROC.poll() is None:
-        PROC.terminate()
-        try:
-            PROC.wait(5)
-        except subprocess.TimeoutExpired:
-            PROC.kill()
-            PROC.wait()
-    if TMP and os.environ.get("SOAK_KEEP") != "1":
-        shutil.rmtree(TMP, ignore_errors=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def request(method, path, body=None, headers=None, timeout=10):
-    """One request on a new connection: (status, body)."""
-    conn = http.client.HTTPConnection(HOST, PORT, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    SERVER.stop()
 
 
 # --------------------------------------------------------------------------- what is measured
@@ -330,7 +243,7 @@ class Conn:
         t = time.monotonic()
         try:
             if self.conn is None:
-                self.conn = http.client.HTTPConnection(HOST, PORT, timeout=self.timeout)
+                self.conn = http.client.HTTPConnection(HOST, SERVER.port, timeout=self.timeout)
             self.conn.request(method, path, body=body, headers=headers)
             r = self.conn.getresponse()
             data = r.read()
@@ -458,7 +371,7 @@ class Tail(threading.Thread):
     def run(self):
         while not STOP.is_set():
             try:
-                self.conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
+                self.conn = http.client.HTTPConnection(HOST, SERVER.port, timeout=30)
                 headers = {"Accept": "text/event-stream"}
                 if self.last_id:
                     headers["Last-Event-ID"] = self.last_id
@@ -565,7 +478,7 @@ class Sampler(threading.Thread):
     @staticmethod
     def sample():
         n, size = segments()
-        row = (elapsed(), proc_status("VmRSS"), fd_count(), n, size)
+        row = (elapsed(), SERVER.rss_kb("VmRSS"), SERVER.fd_count(), n, size)
         with STATS.lock:
             STATS.samples.append(row)
 
@@ -638,16 +551,17 @@ def main():
     interval = args.interval or (60.0 if long_run else 5.0)
     horizon = args.horizon or ("2m" if long_run else "30s")
     binary = os.path.abspath(args.binary)
-    atexit.register(stop_server)
+    atexit.register(stop)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
         signal.signal(sig, lambda *_: sys.exit("soak: interrupted or out of time"))
     signal.alarm(int(args.seconds) + 120)
 
     STATS = Stats(int(args.rate * args.seconds * 1.2) + 10_000)
-    start_server(binary)
-    st, body = request("PUT", f"/v1/streams/{STREAM}",
-                       json.dumps({"partitions": PARTITIONS, "horizon": horizon}).encode(),
-                       {"Content-Type": "application/json"})
+    SERVER.start(binary)
+    st, _, body, _ = SERVER.request(
+        "PUT", f"/v1/streams/{STREAM}",
+        json.dumps({"partitions": PARTITIONS, "horizon": horizon}).encode(),
+        {"Content-Type": "application/json"})
     if st != 201:
         sys.exit(f"soak: cannot create stream {STREAM}: {st} {body!r}")
 
@@ -655,20 +569,20 @@ def main():
     hook_server.daemon_threads = True
     threading.Thread(target=hook_server.serve_forever, daemon=True).start()
     hook_url = f"http://{HOST}:{hook_server.server_address[1]}/hook"
-    st, body = request("PUT", f"/v1/streams/{STREAM}/webhooks/w",
-                       json.dumps({"url": hook_url, "batch_size": 50,
-                                   "start": "earliest"}).encode(),
-                       {"Content-Type": "application/json"})
+    st, _, body, _ = SERVER.request(
+        "PUT", f"/v1/streams/{STREAM}/webhooks/w",
+        json.dumps({"url": hook_url, "batch_size": 50, "start": "earliest"}).encode(),
+        {"Content-Type": "application/json"})
     if st != 201:
         sys.exit(f"soak: cannot register the webhook: {st} {body!r}")
 
     T0 = time.monotonic()
-    print(f"soak: server pid {PROC.pid} on {HOST}:{PORT}, data {DATA} (segments "
-          f"{SEGMENT_BYTES // 1024} KiB), stream {STREAM!r} of {PARTITIONS} partitions, horizon "
-          f"{horizon}; {args.seconds:.0f} s at {args.rate:.0f} events/s (half single sends on "
-          f"{SINGLE_CONNECTIONS} connections, half batches of 10-100), tail, consumer, webhook "
-          f"to {hook_url}; RSS {proc_status('VmRSS') / 1024:.1f} MB, fds {fd_count()}",
-          flush=True)
+    print(f"soak: server pid {SERVER.proc.pid} on {HOST}:{SERVER.port}, data {SERVER.data} "
+          f"(segments {SEGMENT_BYTES // 1024} KiB), stream {STREAM!r} of {PARTITIONS} "
+          f"partitions, horizon {horizon}; {args.seconds:.0f} s at {args.rate:.0f} events/s "
+          f"(half single sends on {SINGLE_CONNECTIONS} connections, half batches of 10-100), "
+          f"tail, consumer, webhook to {hook_url}; RSS {SERVER.rss_kb('VmRSS') / 1024:.1f} MB, "
+          f"fds {SERVER.fd_count()}", flush=True)
     sampler = Sampler()
     sampler.start()
     tail = Tail()
@@ -688,7 +602,7 @@ def main():
     while True:
         hi = min(lo + interval, args.seconds)
         time.sleep(max(0.0, hi - elapsed()))
-        if PROC.poll() is not None:
+        if not SERVER.alive():
             break
         prev = interval_line(lo, hi, prev)
         lo = hi
@@ -701,7 +615,7 @@ def main():
 
     # Catch-up: every acknowledged event seen by the consumer, the tail and the webhook.
     deadline = time.monotonic() + CATCH_UP
-    while time.monotonic() < deadline and PROC.poll() is None:
+    while time.monotonic() < deadline and SERVER.alive():
         with STATS.lock:
             missing = [s.missing(STATS.acked) for s in (STATS.consumed, STATS.tailed, STATS.hooked)]
         if not any(missing):
@@ -714,25 +628,25 @@ def main():
     tail.stop()
     tail.join(5)
     hook_server.shutdown()
-    alive = PROC.poll() is None
+    alive = SERVER.alive()
     hook_view = None
     if alive:
         try:
-            st, body = request("GET", f"/v1/streams/{STREAM}/webhooks/w")
+            st, _, body, _ = SERVER.request("GET", f"/v1/streams/{STREAM}/webhooks/w")
             hook_view = json.loads(body) if st == 200 else None
         except (OSError, http.client.HTTPException, ValueError):
             pass
     metrics = {}
     if alive:
         try:
-            st, body = request("GET", "/metrics")
+            st, _, body, _ = SERVER.request("GET", "/metrics")
             metrics = parse_metrics(body.decode(errors="replace")) if st == 200 else {}
         except (OSError, http.client.HTTPException):
             pass
-    log = server_log()
+    log = SERVER.log()
     log_lines = [ln for ln in log.splitlines() if ln.strip()]
     print(f"soak: load stopped at {load_end:.1f}s; caught up {catch_up:.1f}s later; server "
-          f"alive {alive}, peak RSS (VmHWM) {proc_status('VmHWM') / 1024:.1f} MB; "
+          f"alive {alive}, peak RSS (VmHWM) {SERVER.rss_kb('VmHWM') / 1024:.1f} MB; "
           f"{STATS.requests} requests timed, {STATS.fetches} fetches ({STATS.fetch_gaps} gaps), "
           f"{STATS.hook_posts} webhook POSTs, {STATS.tail_reconnects} tail reconnects; "
           f"duplicates c/t/w {STATS.consumed.dups}/{STATS.tailed.dups}/{STATS.hooked.dups}; "
@@ -742,7 +656,7 @@ def main():
         print(f"  log: {ln[:300]}", flush=True)
 
     # ------------------------------------------------------------------ the checks
-    report(alive, "server alive", f"exit status {PROC.returncode}" if not alive else "yes")
+    report(alive, "server alive", f"exit status {SERVER.proc.returncode}" if not alive else "yes")
     report(STATS.errors == 0, "no errors",
            f"{STATS.errors} errors {STATS.error_kinds}"
            + (f"; first: {STATS.error_samples}" if STATS.error_samples else ""))
@@ -803,9 +717,8 @@ def main():
     print(f"soak: reads and describes: {len(others)}, p50 {pct(others, 0.5) * 1000:.1f} ms, "
           f"p99 {pct(others, 0.99) * 1000:.1f} ms; segments of the stream min "
           f"{min(segs, default=0)} max {max(segs, default=0)} end {segs[-1] if segs else 0}; server log "
-          f"{os.path.join(TMP, 'server.log')} "
-          f"({'kept' if os.environ.get('SOAK_KEEP') == '1' else 'removed'})", flush=True)
-    failed = len(OUTCOMES) - sum(OUTCOMES)
+          f"{SERVER.log_path} ({'kept' if SERVER.keep else 'removed'})", flush=True)
+    failed = counts()[1]
     print(f"soak: {args.seconds:.0f} s at {args.rate:.0f} events/s, {STATS.sent_events} sent, "
           f"{seen['consumer']} consumed, {seen['tail']} tailed, {seen['webhook']} "
           f"webhook-delivered, RSS {first[0]:.1f}→{last[0]:.1f} MB, fds {first[1]:.0f}→"

@@ -70,13 +70,27 @@ impl Handles {
     }
 }
 
+/// The batch a handle handed out last and that is not committed yet.
+#[derive(Debug)]
+struct Outstanding {
+    token: String,
+    handed_out: Instant,
+    /// Whether it holds anything (records or a gap): an empty batch is held by nobody.
+    holds: bool,
+}
+
 /// The tokens of a handle.
 #[derive(Debug, Default)]
 struct Tokens {
-    /// The batch handed out last and not committed: its token and when it was handed out.
-    outstanding: Option<(String, Instant)>,
+    outstanding: Option<Outstanding>,
     /// The token committed last.
     committed: Option<String>,
+}
+
+impl Tokens {
+    fn is_outstanding(&self, ack: &str) -> bool {
+        self.outstanding.as_ref().is_some_and(|o| o.token == ack)
+    }
 }
 
 /// A consumer handle and its batch tokens. The tokens' lock is held for a whole fetch, so
@@ -119,12 +133,12 @@ impl Session {
             )
         })?;
         let mut acked = None;
-        if let Some((token, handed_out)) = &tokens.outstanding {
+        if let Some(o) = &tokens.outstanding {
             let lost_answer = ack.is_some() && ack == tokens.committed.as_deref();
-            if Some(token.as_str()) == ack {
-                acked = Some(token.clone());
-            } else if !lost_answer && handed_out.elapsed() < self.visibility {
-                let left = self.visibility.saturating_sub(handed_out.elapsed());
+            if Some(o.token.as_str()) == ack {
+                acked = Some(o.token.clone());
+            } else if o.holds && !lost_answer && o.handed_out.elapsed() < self.visibility {
+                let left = self.visibility.saturating_sub(o.handed_out.elapsed());
                 return Err(conflict(
                     "batch_outstanding",
                     format!(
@@ -146,15 +160,18 @@ impl Session {
             tokens.committed = acked;
         }
         let token = token();
-        let holds = !batch.records.is_empty() || !batch.gaps.is_empty();
-        tokens.outstanding = holds.then(|| (token.clone(), Instant::now()));
+        tokens.outstanding = Some(Outstanding {
+            token: token.clone(),
+            handed_out: Instant::now(),
+            holds: !batch.records.is_empty() || !batch.gaps.is_empty(),
+        });
         Ok((batch, token))
     }
 
     /// Commits the outstanding batch, if `ack` is its token; 409 otherwise.
     pub(crate) async fn commit(&self, ack: &str) -> Result<(), ApiError> {
         let mut tokens = self.tokens.lock().await;
-        if tokens.outstanding.as_ref().map(|(t, _)| t.as_str()) != Some(ack) {
+        if !tokens.is_outstanding(ack) {
             return Err(not_outstanding());
         }
         self.consumer.commit().await?;
@@ -167,7 +184,7 @@ impl Session {
     /// and gives back anything else for delivery again.
     async fn retire(&self, ack: Option<&str>) -> Result<(), ApiError> {
         let mut tokens = self.tokens.lock().await;
-        if tokens.outstanding.as_ref().map(|(t, _)| t.as_str()) == ack && ack.is_some() {
+        if ack.is_some_and(|a| tokens.is_outstanding(a)) {
             self.consumer.commit().await?;
         }
         self.consumer.redeliver().await;

@@ -324,17 +324,29 @@ impl Backend for LogBackend {
         let mut end_rx = end.subscribe();
         let s = watchers.stream.clone();
         let name = stream.to_owned();
-        let from = resolve_offset(&s, partition, start).await?;
+        let mut from = resolve_offset(&s, partition, start).await?;
         let deadline = options.wait.map(|w| tokio::time::Instant::now() + w);
         loop {
             let s = watchers.stream.clone();
             let (name, opts) = (name.clone(), *options);
-            let records = blocking(move || {
+            let read = blocking(move || {
                 let p = s.partition(partition)?;
                 p.read(from, opts.max_records, opts.max_bytes)
                     .map_err(|e| log_error(&name, partition, e))
             })
-            .await?;
+            .await;
+            let records = match read {
+                // "From the earliest" means the earliest there is when the read runs:
+                // retention moved it meanwhile.
+                Err(Error::Expired { earliest, .. })
+                    if start == PartitionStart::Earliest
+                        && earliest.sequence.as_u64().is_some_and(|e| e > from) =>
+                {
+                    from = earliest.sequence.as_u64().unwrap_or(from);
+                    continue;
+                }
+                read => read?,
+            };
             if !records.is_empty() {
                 return Ok(records
                     .into_iter()
