@@ -75,13 +75,9 @@ impl Segment {
         file: Arc<dyn StorageFile>,
         state: SegmentState,
     ) -> Self {
-        Segment {
-            base_offset,
-            path,
-            storage,
-            open: RwLock::new(Some(file)),
-            state: RwLock::new(state),
-        }
+        let segment = Segment::sealed(base_offset, path, storage, state);
+        *segment.open.write().unwrap_or_else(|e| e.into_inner()) = Some(file);
+        segment
     }
 
     /// A sealed segment: its file is opened for each read.

@@ -37,14 +37,15 @@ pub(super) async fn append(
         crate::event::check_fields(event)?;
     }
     let log_stream = backend.stream(stream)?;
-    if events.iter().any(|e| dedup::event_identity(e).is_some()) {
+    let identities: Vec<Option<String>> = events.iter().map(dedup::event_identity).collect();
+    if identities.iter().any(Option::is_some) {
         let scanned = Arc::clone(&log_stream);
         backend.dedup.load(stream, || recent_ids(scanned)).await?;
     }
     // Copies being written by other appends are waited for first, so that once this one
     // writes, nothing is left that could fail it.
     let (plans, claims) = loop {
-        let (plans, claims) = backend.dedup.plan(stream, events);
+        let (plans, claims) = backend.dedup.plan(stream, &identities);
         let waits: Vec<_> = plans
             .iter()
             .filter_map(|p| match p {
@@ -128,14 +129,12 @@ async fn write(
     part.append(
         batch.finish(),
         Box::new(move |r| {
-            match &r {
-                Ok(ack) => {
-                    let stored = positions(&indices, partition, ack);
-                    dedup.settle(claims, Ok(&stored));
-                }
+            let stored = r.map(|ack| positions(&indices, partition, &ack));
+            match &stored {
+                Ok(positions) => dedup.settle(claims, Ok(positions)),
                 Err(e) => dedup.settle(claims, Err(e.to_string())),
             }
-            let _ = tx.send(r.map(|ack| positions(&indices, partition, &ack)));
+            let _ = tx.send(stored);
         }),
     );
     rx.await

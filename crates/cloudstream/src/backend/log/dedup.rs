@@ -176,17 +176,17 @@ impl Dedup {
         self.lock().remove(stream);
     }
 
-    /// Plans an append of `events` to `stream`: which to store, and which were stored or
+    /// Plans an append to `stream` of events of these identities: which to store, and which were stored or
     /// are being stored already. The keys of those to store are claimed until
     /// [`Dedup::settle`] (or until the claims are dropped).
-    pub(crate) fn plan(&self, stream: &str, events: &[Event]) -> (Vec<Plan>, Claims) {
+    pub(crate) fn plan(&self, stream: &str, identities: &[Option<String>]) -> (Vec<Plan>, Claims) {
         let mut claims = Claims {
             stream: stream.to_owned(),
             keys: Vec::new(),
         };
-        let keys: Vec<Option<Key>> = events
+        let keys: Vec<Option<Key>> = identities
             .iter()
-            .map(|e| event_identity(e).map(|i| self.key(&i)))
+            .map(|i| i.as_deref().map(|i| self.key(i)))
             .collect();
         if keys.iter().all(Option::is_none) {
             return (keys.iter().map(|_| Plan::Store).collect(), claims);
