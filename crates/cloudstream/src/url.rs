@@ -48,8 +48,8 @@ impl ProviderUrl {
             .collect()
     }
 
-    /// An [`Error::InvalidUrl`] about this URL, with the values of secret options
-    /// (`secret_access_key`, `session_token`, `token`, `password`) masked.
+    /// An [`Error::InvalidUrl`] about this URL, with the values of secret options masked
+    /// (see [`ProviderUrl::redacted`]).
     pub fn invalid(&self, reason: impl Into<String>) -> Error {
         Error::InvalidUrl {
             url: self.redacted(),
@@ -57,16 +57,25 @@ impl ProviderUrl {
         }
     }
 
-    /// The URL with the values of secret options replaced by `***`.
+    /// The URL with the values of secret options replaced by `***`: every option whose
+    /// name, percent-decoded and in lower case, contains `secret`, `token`, `password`,
+    /// `connection_string` or `.key` (AWS keys, bearer tokens, librdkafka's
+    /// `sasl.password` and `ssl.key.pem`, an Event Hubs connection string).
     pub fn redacted(&self) -> String {
-        const SECRETS: &[&str] = &["secret_access_key", "session_token", "token", "password"];
+        const SECRETS: &[&str] = &["secret", "token", "password", "connection_string", ".key"];
+        let secret = |k: &str| {
+            let k = ::url::form_urlencoded::parse(format!("{k}=").as_bytes())
+                .next()
+                .map_or_else(|| k.to_ascii_lowercase(), |(k, _)| k.to_ascii_lowercase());
+            SECRETS.iter().any(|s| k.contains(s))
+        };
         let Some(q) = self.query_start else {
             return self.url.clone();
         };
         let query: Vec<String> = self.url[q + 1..]
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if SECRETS.contains(&k) => format!("{k}=***"),
+                Some((k, _)) if secret(k) => format!("{k}=***"),
                 _ => pair.to_owned(),
             })
             .collect();
@@ -211,5 +220,18 @@ mod tests {
             .expect_err("unknown option")
             .to_string();
         assert!(!err.contains("abc") && err.contains("token=***"), "{err}");
+        let url = parse_url(
+            "kafka://b:9093?sasl.username=u&sasl.password=p1&ssl.key.pem=p2&connection_string=p3&SASL%2EPASSWORD=p4&linger.ms=5",
+        )
+        .expect("url");
+        let shown = url.redacted();
+        assert!(
+            !["p1", "p2", "p3", "p4"].iter().any(|p| shown.contains(p)),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("sasl.username=u") && shown.contains("linger.ms=5"),
+            "{shown}"
+        );
     }
 }

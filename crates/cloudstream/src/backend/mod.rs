@@ -6,8 +6,12 @@
 //! A new backend is one module here plus one line in [`providers`]; `docs/backends.md` has
 //! the whole checklist.
 
+#[cfg(feature = "eventhubs")]
+mod eventhubs;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "kafka")]
+mod kafka;
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod log;
@@ -17,8 +21,14 @@ mod pubsub;
 pub(crate) mod registry;
 mod types;
 
+#[cfg(feature = "eventhubs")]
+pub use self::eventhubs::{
+    options_from_url as eventhubs_options, ConnectionString, CONNECTION_STRING_VAR,
+};
 #[cfg(feature = "http")]
 pub use self::http::{HttpBackend, HttpOptions};
+#[cfg(feature = "kafka")]
+pub use self::kafka::{EventHubsTier, KafkaBackend, KafkaOptions, Service as KafkaService};
 #[cfg(feature = "kinesis")]
 pub use self::kinesis::{CapacityMode, KinesisBackend, KinesisMetrics, KinesisOptions};
 pub use self::log::{LocalOptions, LogBackend, DEFAULT_MAX_RECORD_BYTES};
@@ -74,8 +84,16 @@ pub fn providers() -> Vec<Provider> {
             describes: "Google Cloud Pub/Sub",
             build: built_with!("pubsub", pubsub),
         },
-        planned(&["eventhubs"], "Azure Event Hubs"),
-        planned(&["kafka"], "Apache Kafka"),
+        Provider {
+            schemes: &["eventhubs"],
+            describes: "Azure Event Hubs, through its Kafka endpoint",
+            build: built_with!("eventhubs", eventhubs),
+        },
+        Provider {
+            schemes: &["kafka"],
+            describes: "Apache Kafka (and brokers speaking its protocol)",
+            build: built_with!("kafka", kafka),
+        },
         planned(&["pulsar"], "Apache Pulsar"),
         planned(&["nats"], "NATS JetStream"),
         planned(&["redis"], "Redis Streams"),

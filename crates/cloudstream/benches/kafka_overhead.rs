@@ -1,0 +1,189 @@
+//! What `kafka://` costs over the client it wraps, in one run against the same broker:
+//! `send_batch` of 100-byte events against a plain `rdkafka` producer with the same
+//! settings and batch size, and a catch-up read against a plain `rdkafka` consumer.
+//!
+//! ```text
+//! scripts/servers.sh start
+//! cargo bench -p cloudstream --features kafka --bench kafka_overhead -- [EVENTS] [BATCH] [ROUNDS]
+//! ```
+//!
+//! Each round runs the plain client and cloudstream one after the other on fresh topics of
+//! one partition; the figures are the medians over the rounds, and the ratios are
+//! cloudstream's over the plain client's.
+
+use std::time::{Duration, Instant};
+
+use cloudstream::backend::ReadOptions;
+use cloudstream::conformance::unique_name;
+use cloudstream::{Event, ReadFrom};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+fn broker() -> String {
+    std::env::var("CLOUDSTREAM_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Plain librdkafka: the same producer settings as `kafka://` (idempotent, `acks=all`),
+/// a batch's records queued, then every delivery awaited.
+async fn plain_produce(topic: &str, events: usize, batch: usize) -> Duration {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    let payload = [b'x'; 100];
+    let started = Instant::now();
+    for chunk in 0..events.div_ceil(batch) {
+        let n = batch.min(events - chunk * batch);
+        let mut deliveries = Vec::with_capacity(n);
+        for _ in 0..n {
+            let record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).partition(0).payload(&payload[..]);
+            deliveries.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("queued"),
+            );
+        }
+        for d in futures::future::join_all(deliveries).await {
+            d.expect("delivered").map_err(|(e, _)| e).expect("stored");
+        }
+    }
+    started.elapsed()
+}
+
+/// Plain librdkafka: a consumer assigned to the partition from offset 0, polled until it
+/// has every record.
+fn plain_consume(topic: &str, events: usize) -> Duration {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", "bench-plain")
+        .set("enable.auto.commit", "false")
+        .set("queued.max.messages.kbytes", "8192")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    let started = Instant::now();
+    consumer.assign(&tpl).expect("assign");
+    let mut seen = 0;
+    while seen < events {
+        if let Some(m) = consumer.poll(Duration::from_secs(10)) {
+            let m = m.expect("message");
+            std::hint::black_box(m.payload());
+            seen += 1;
+        }
+    }
+    started.elapsed()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let events = arg(0, 200_000);
+    let batch = arg(1, 1000);
+    let rounds = arg(2, 3);
+    let client = cloudstream::open(&format!("kafka://{}", broker()))
+        .await
+        .expect("open kafka://");
+    let (mut plain_send, mut ours_send, mut plain_read, mut ours_read) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let plain_topic = unique_name("bench-plain");
+        let stream = client
+            .stream(&unique_name("bench-ours"))
+            .horizon(Duration::from_secs(3600))
+            .create()
+            .await
+            .expect("create");
+        client
+            .stream(&plain_topic)
+            .horizon(Duration::from_secs(3600))
+            .create()
+            .await
+            .expect("create");
+
+        let t = plain_produce(&plain_topic, events, batch).await;
+        plain_send.push(events as f64 / t.as_secs_f64());
+
+        let started = Instant::now();
+        for chunk in 0..events.div_ceil(batch) {
+            let n = batch.min(events - chunk * batch);
+            let batch: Vec<Event> = (0..n).map(|_| Event::new(vec![b'x'; 100])).collect();
+            let results = stream.send_batch(batch).await;
+            assert!(results.iter().all(Result::is_ok), "send_batch failed");
+        }
+        ours_send.push(events as f64 / started.elapsed().as_secs_f64());
+
+        let topic = plain_topic.clone();
+        let t = tokio::task::spawn_blocking(move || plain_consume(&topic, events))
+            .await
+            .expect("join");
+        plain_read.push(events as f64 / t.as_secs_f64());
+
+        let options = ReadOptions {
+            max_records: 10_000,
+            ..ReadOptions::default()
+        };
+        let started = Instant::now();
+        let mut next = ReadFrom::Earliest;
+        let mut seen = 0;
+        while seen < events {
+            let records = stream.read_with(0, next, &options).await.expect("read");
+            if let Some(last) = records.last() {
+                next = ReadFrom::After(last.position);
+            }
+            seen += records.len();
+            std::hint::black_box(&records);
+        }
+        ours_read.push(events as f64 / started.elapsed().as_secs_f64());
+        eprintln!(
+            "round {round}: send plain {:.0}/s ours {:.0}/s; read plain {:.0}/s ours {:.0}/s",
+            plain_send[round], ours_send[round], plain_read[round], ours_read[round]
+        );
+        client
+            .backend()
+            .delete_stream(stream.name())
+            .await
+            .expect("delete");
+        client
+            .backend()
+            .delete_stream(&plain_topic)
+            .await
+            .expect("delete");
+    }
+    let (ps, os, pr, or) = (
+        median(plain_send),
+        median(ours_send),
+        median(plain_read),
+        median(ours_read),
+    );
+    println!("| work | plain rdkafka | kafka:// | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| send_batch, {batch} × 100 B, {events} events | {ps:.0} events/s | {os:.0} events/s | {:.2} |",
+        os / ps
+    );
+    println!(
+        "| catch-up read, {events} events | {pr:.0} events/s | {or:.0} events/s | {:.2} |",
+        or / pr
+    );
+}

@@ -1,0 +1,385 @@
+//! Reads by position and time: a pool of consumers assigned to one partition each (no
+//! group), reused by the read that goes on where the last one stopped.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::errors::{joined, kafka_error};
+use super::produce::TIME_HEADER;
+use super::{client_config, KafkaBackend, KafkaOptions};
+use crate::backend::{PartitionStart, ReadOptions};
+use crate::event::from_millis;
+use crate::{Error, Event, Position, Record, Result, Sequence};
+
+/// Settings of the consumer that answers metadata, watermark and time lookups.
+pub(super) const META_SETTINGS: [(&str, &str); 1] = [("enable.auto.commit", "false")];
+
+/// Settings of a reader: assigned partitions only (librdkafka wants a group id even so; no
+/// member ever joins it), no commits (checkpoints are committed by the consumer runtime),
+/// an event at the end of the partition, an error rather than a silent jump when an offset
+/// is out of range, and a bounded prefetch.
+const READER_SETTINGS: [(&str, &str); 6] = [
+    ("group.id", "cloudstream-readers"),
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+    ("enable.partition.eof", "true"),
+    ("auto.offset.reset", "error"),
+    ("queued.max.messages.kbytes", "8192"),
+];
+
+/// Longest wait for a fetch to answer when records are known to be there.
+const FETCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a reader stands: the next offset it hands out of a topic's partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Place {
+    topic: String,
+    partition: u32,
+    next: i64,
+}
+
+/// One consumer, assigned to at most one partition.
+struct Reader {
+    consumer: StreamConsumer,
+    at: Option<Place>,
+    /// The partition's end was the last thing this reader saw.
+    at_end: bool,
+    /// A record fetched but over the last read's byte budget: the next read's first.
+    pending: Option<Record>,
+}
+
+/// The pool of readers.
+pub(super) struct Readers {
+    config: ClientConfig,
+    idle: Mutex<Vec<Reader>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    pub(super) fn new(options: &KafkaOptions) -> Self {
+        Readers {
+            config: client_config(options, &READER_SETTINGS),
+            idle: Mutex::default(),
+            permits: Arc::new(Semaphore::new(options.readers)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Reader>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reader standing at `place` if one is idle, else another (or a new one) to assign.
+    async fn take(&self, place: Option<&Place>) -> Result<(OwnedSemaphorePermit, Reader)> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Unavailable("the Kafka reader pool is closed".into()))?;
+        let mut idle = self.lock();
+        if let Some(i) = place.and_then(|p| idle.iter().position(|r| r.at.as_ref() == Some(p))) {
+            return Ok((permit, idle.swap_remove(i)));
+        }
+        // The reader used longest ago (the front) is the one repositioned.
+        if !idle.is_empty() {
+            let mut reader = idle.remove(0);
+            reader.at = None;
+            return Ok((permit, reader));
+        }
+        drop(idle);
+        let consumer: StreamConsumer = self
+            .config
+            .create()
+            .map_err(|e| Error::InvalidArgument(format!("librdkafka refused a reader: {e}")))?;
+        Ok((
+            permit,
+            Reader {
+                consumer,
+                at: None,
+                at_end: false,
+                pending: None,
+            },
+        ))
+    }
+
+    fn put(&self, _permit: OwnedSemaphorePermit, reader: Reader) {
+        self.lock().push(reader);
+    }
+
+    /// Drops the readers standing in a topic (deleted, or found missing).
+    pub(super) fn forget(&self, topic: &str) {
+        self.lock()
+            .retain(|r| r.at.as_ref().is_none_or(|p| p.topic != topic));
+    }
+}
+
+impl Reader {
+    fn assign(&mut self, place: Place, at_end: bool) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition_offset(
+            &place.topic,
+            place.partition as i32,
+            Offset::Offset(place.next),
+        )
+        .map_err(|e| kafka_error(e, &place.topic))?;
+        self.consumer
+            .assign(&tpl)
+            .map_err(|e| kafka_error(e, &place.topic))?;
+        self.at = Some(place);
+        self.at_end = at_end;
+        self.pending = None;
+        Ok(())
+    }
+
+    /// Hands out records from where the reader stands, within the read's limits.
+    async fn fill(
+        &mut self,
+        options: &ReadOptions,
+    ) -> std::result::Result<Vec<Record>, KafkaError> {
+        let Some(place) = self.at.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut next = place.next;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        if let Some(r) = self.pending.take() {
+            bytes += r.event.size();
+            next = offset_after(&r);
+            out.push(r);
+        }
+        let started = Instant::now();
+        let waited = |now: Instant| options.wait.is_none_or(|w| now >= started + w);
+        while out.len() < options.max_records && bytes < options.max_bytes {
+            let now = Instant::now();
+            // At the end: take what is already queued, then wait only as long as asked, and
+            // not at all once something is in hand.
+            let timeout = if self.at_end {
+                if !out.is_empty() || waited(now) {
+                    Duration::from_millis(1)
+                } else {
+                    options
+                        .wait
+                        .unwrap_or_default()
+                        .saturating_sub(now - started)
+                }
+            } else {
+                FETCH_WAIT.max(options.wait.unwrap_or_default())
+            };
+            let message = match tokio::time::timeout(timeout, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(KafkaError::PartitionEOF(_))) => {
+                    self.at_end = true;
+                    if !out.is_empty() || waited(Instant::now()) {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(m)) => m,
+            };
+            if message.topic() != place.topic
+                || message.partition() != place.partition as i32
+                || message.offset() < next
+            {
+                continue; // left over from an earlier assignment
+            }
+            self.at_end = false;
+            let record = to_record(place.partition, &message);
+            next = offset_after(&record);
+            let size = record.event.size();
+            if !out.is_empty() && bytes + size > options.max_bytes {
+                self.pending = Some(record);
+                next = message.offset();
+                break;
+            }
+            bytes += size;
+            out.push(record);
+        }
+        self.at = Some(Place { next, ..place });
+        Ok(out)
+    }
+}
+
+/// The offset after a record's.
+fn offset_after(record: &Record) -> i64 {
+    record
+        .position
+        .sequence
+        .as_u64()
+        .map_or(i64::MAX, |s| (s as i64).saturating_add(1))
+}
+
+/// A Kafka offset for a sequence; `None` past what an offset can be.
+fn offset_of(sequence: Sequence) -> Option<i64> {
+    sequence.as_u64().and_then(|s| i64::try_from(s).ok())
+}
+
+/// The record a message holds: its key, its headers (the time header taken out as the
+/// event time), and the broker's timestamp as the append time. Keys and header values
+/// that are not UTF-8 (written by other clients) are read lossily.
+pub(super) fn to_record(partition: u32, message: &BorrowedMessage<'_>) -> Record {
+    let mut headers = BTreeMap::new();
+    let mut time = None;
+    if let Some(h) = message.headers() {
+        for header in h.iter() {
+            let value = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
+            if header.key == TIME_HEADER {
+                if let Ok(ms) = value.parse::<i64>() {
+                    time = Some(from_millis(ms));
+                    continue;
+                }
+            }
+            headers.insert(header.key.to_owned(), value);
+        }
+    }
+    let append_time = message
+        .timestamp()
+        .to_millis()
+        .map_or(SystemTime::UNIX_EPOCH, from_millis);
+    Record {
+        position: Position::new(partition, message.offset().max(0) as u64),
+        append_time,
+        event: Event {
+            payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            time,
+        },
+    }
+}
+
+impl KafkaBackend {
+    /// Reads one partition from `start` (the `Backend::read` primitive).
+    pub(super) async fn read_partition(
+        &self,
+        stream: &str,
+        partition: u32,
+        start: PartitionStart,
+        options: &ReadOptions,
+    ) -> Result<Vec<Record>> {
+        self.check_partition(stream, partition).await?;
+        let position = |offset: i64| Position::new(partition, offset.max(0) as u64);
+        let beyond_offsets = |s: Sequence| {
+            Error::InvalidArgument(format!("sequence {s} is beyond what a Kafka offset can be"))
+        };
+        let asked = match start {
+            PartitionStart::At(s) => Some(offset_of(s).ok_or_else(|| beyond_offsets(s))?),
+            PartitionStart::After(s) => Some(
+                offset_of(s)
+                    .and_then(|o| o.checked_add(1))
+                    .ok_or_else(|| beyond_offsets(s))?,
+            ),
+            _ => None,
+        };
+        let wanted = asked.map(|next| Place {
+            topic: stream.to_owned(),
+            partition,
+            next,
+        });
+        let (permit, mut reader) = self.readers.take(wanted.as_ref()).await?;
+        if reader.at.is_none() || reader.at != wanted {
+            let (low, high) = self.watermarks(stream, partition).await?;
+            let next = match start {
+                PartitionStart::Earliest => low,
+                PartitionStart::Latest => high,
+                PartitionStart::AtTime(t) => self
+                    .offset_for_time(stream, partition, t)
+                    .await?
+                    .unwrap_or(high),
+                PartitionStart::At(_) | PartitionStart::After(_) => {
+                    let next = asked.unwrap_or(high);
+                    if next < low {
+                        self.readers.put(permit, reader);
+                        return Err(Error::Expired {
+                            requested: position(next),
+                            earliest: position(low),
+                        });
+                    }
+                    if next > high {
+                        self.readers.put(permit, reader);
+                        return Err(Error::BeyondEnd {
+                            requested: position(next),
+                            next: position(high),
+                        });
+                    }
+                    next
+                }
+            };
+            let place = Place {
+                topic: stream.to_owned(),
+                partition,
+                next,
+            };
+            reader.assign(place, next >= high)?;
+        }
+        match reader.fill(options).await {
+            Ok(records) => {
+                self.readers.put(permit, reader);
+                Ok(records)
+            }
+            // The reader is dropped: its place is unknown.
+            Err(e) => Err(self.read_error(stream, partition, asked, e).await),
+        }
+    }
+
+    /// The error of a failed fetch: `Expired` or `BeyondEnd` when the offset fell out of
+    /// the partition's range (retention ran meanwhile), else the error itself.
+    async fn read_error(
+        &self,
+        stream: &str,
+        partition: u32,
+        asked: Option<i64>,
+        e: KafkaError,
+    ) -> Error {
+        let out_of_range = matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::OffsetOutOfRange | RDKafkaErrorCode::AutoOffsetReset)
+        );
+        if let (true, Some(next)) = (out_of_range, asked) {
+            if let Ok((low, high)) = self.watermarks(stream, partition).await {
+                let position = |o: i64| Position::new(partition, o.max(0) as u64);
+                if next < low {
+                    return Error::Expired {
+                        requested: position(next),
+                        earliest: position(low),
+                    };
+                }
+                if next > high {
+                    return Error::BeyondEnd {
+                        requested: position(next),
+                        next: position(high),
+                    };
+                }
+            }
+        }
+        self.stream_error(stream, e)
+    }
+
+    /// The first offset appended at or after `time`; `None` when there is none yet.
+    async fn offset_for_time(
+        &self,
+        stream: &str,
+        partition: u32,
+        time: SystemTime,
+    ) -> Result<Option<i64>> {
+        let meta = self.meta.clone();
+        let topic = stream.to_owned();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                super::offsets::time_offset(&meta, &topic, partition, time)
+            })
+            .await,
+        )
+    }
+}
