@@ -3,8 +3,7 @@
 #   kinesalite (Kinesis, npm)              127.0.0.1:4567
 #   moto_server (Kinesis + DynamoDB, PyPI) 127.0.0.1:4566
 #   Google's Pub/Sub emulator (gcloud)     127.0.0.1:8085
-#   tansu (Kafka protocol, crates.io)      127.0.0.1:9092, its storage in PostgreSQL
-#                                          (Debian) on 127.0.0.1:5433
+#   tansu (Kafka protocol, crates.io)      127.0.0.1:9092, SQLite storage under $RUN
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -31,17 +30,11 @@ install() {
     echo "== installing moto[server] (PyPI)"
     python3 -m pip install --quiet 'moto[server]==5.*'
   fi
-  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    echo "== installing PostgreSQL (Debian package postgresql), tansu's storage"
-    apt-get install -y -qq postgresql >/dev/null ||
-      (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
-  fi
-  # tansu's PostgreSQL engine: its SQLite engine cannot describe consumer groups (tansu 0.6
-  # stores the group as JSON text and reads it back as a JSON string) and its memory engine
-  # counts a batch as one offset in the high watermark.
+  # tansu's SQLite engine: its memory engine counts a batch as one offset in the high
+  # watermark (a fetch past the first record of a batch finds nothing).
   if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
-    echo "== building tansu 0.6.0 with its PostgreSQL engine (crates.io; about 10 minutes on 2 cores, once)"
-    cargo install tansu@0.6.0 --locked --quiet --features dynostore,libsql,postgres --root "$TOOLS/tansu"
+    echo "== building tansu 0.6.0 (crates.io; about 10 minutes on 2 cores, once)"
+    cargo install tansu@0.6.0 --locked --quiet --features dynostore,libsql --root "$TOOLS/tansu"
   fi
   if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
     echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"
@@ -88,25 +81,6 @@ wait_tcp() {
   return 1
 }
 
-# PostgreSQL for tansu, in a fresh cluster under $RUN (run as the postgres user: the
-# server refuses root).
-start_postgres() {
-  local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  rm -rf "$RUN/pg" && mkdir -p "$RUN/pg" && chown postgres "$RUN/pg"
-  runuser -u postgres -- "$bin/initdb" -D "$RUN/pg/data" -A trust -U postgres >"$RUN/pg-init.log" 2>&1
-  runuser -u postgres -- "$bin/postgres" -D "$RUN/pg/data" -h 127.0.0.1 -p 5433 -k "$RUN/pg" \
-    >"$RUN/postgres.log" 2>&1 &
-  echo $! >"$RUN/postgres.pid"
-  wait_tcp postgres "$(cat "$RUN/postgres.pid")" 5433
-  for _ in $(seq 1 100); do
-    "$bin/pg_isready" -q -h 127.0.0.1 -p 5433 && return 0
-    sleep 0.1
-  done
-  echo "PostgreSQL did not accept connections" >&2
-  return 1
-}
-
 start() {
   install
   stop_quietly
@@ -120,10 +94,11 @@ start() {
   setsid gcloud beta emulators pubsub start --host-port=127.0.0.1:8085 --project=test-project \
     --data-dir="$RUN/pubsub-data" >"$RUN/pubsub.log" 2>&1 &
   echo $! >"$RUN/pubsub.pid"
-  start_postgres
-  "$TOOLS/tansu/bin/tansu" broker --listener-url tcp://127.0.0.1:9092 \
-    --advertised-listener-url tcp://127.0.0.1:9092 \
-    --storage-engine postgres://postgres@127.0.0.1:5433/postgres >"$RUN/tansu.log" 2>&1 &
+  # tansu resolves a sqlite:// path against its working directory.
+  rm -rf "$RUN/tansu" && mkdir -p "$RUN/tansu"
+  (cd "$RUN/tansu" && exec "$TOOLS/tansu/bin/tansu" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine sqlite://tansu.db) \
+    >"$RUN/tansu.log" 2>&1 &
   echo $! >"$RUN/tansu.pid"
   wait_tcp tansu "$(cat "$RUN/tansu.pid")" 9092
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
@@ -138,10 +113,6 @@ stop_quietly() {
     kill -- -"$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
   done
-  # PostgreSQL's postmaster, whose PID runuser's differs from.
-  if [ -f "$RUN/pg/data/postmaster.pid" ]; then
-    kill "$(head -1 "$RUN/pg/data/postmaster.pid")" 2>/dev/null || true
-  fi
 }
 
 # urls DIR: the provider URL of each server, as the examples and the CLI take it.

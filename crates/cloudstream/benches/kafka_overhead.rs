@@ -33,16 +33,25 @@ fn arg(n: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Plain librdkafka: the same producer settings as `kafka://` (idempotent, `acks=all`),
-/// a batch's records queued, then every delivery awaited.
-async fn plain_produce(topic: &str, events: usize, batch: usize) -> Duration {
-    let producer: FutureProducer = ClientConfig::new()
+/// Plain librdkafka with the same producer settings as `kafka://` (idempotent,
+/// `acks=all`), made once and kept, as the backend keeps its own.
+fn plain_producer() -> FutureProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("message.timeout.ms", "30000")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+/// A batch's records queued, then every delivery awaited, batch after batch.
+async fn plain_produce(
+    producer: &FutureProducer,
+    topic: &str,
+    events: usize,
+    batch: usize,
+) -> Duration {
     let payload = [b'x'; 100];
     let started = Instant::now();
     for chunk in 0..events.div_ceil(batch) {
@@ -65,16 +74,19 @@ async fn plain_produce(topic: &str, events: usize, batch: usize) -> Duration {
     started.elapsed()
 }
 
-/// Plain librdkafka: a consumer assigned to the partition from offset 0, polled until it
-/// has every record.
-fn plain_consume(topic: &str, events: usize) -> Duration {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// Plain librdkafka: a consumer with the prefetch of `kafka://`'s readers, made once.
+fn plain_consumer() -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("group.id", "bench-plain")
         .set("enable.auto.commit", "false")
         .set("queued.max.messages.kbytes", "8192")
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// The consumer assigned to the partition from offset 0, polled until it has every record.
+fn plain_consume(consumer: &BaseConsumer, topic: &str, events: usize) -> Duration {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .expect("tpl");
@@ -88,7 +100,10 @@ fn plain_consume(topic: &str, events: usize) -> Duration {
             seen += 1;
         }
     }
-    started.elapsed()
+    let took = started.elapsed();
+    // Nothing may fetch from the topic once the round deletes it (see tests/kafka.rs).
+    consumer.unassign().expect("unassign");
+    took
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -104,6 +119,8 @@ async fn main() {
     let client = cloudstream::open(&format!("kafka://{}", broker()))
         .await
         .expect("open kafka://");
+    let producer = plain_producer();
+    let consumer = std::sync::Arc::new(plain_consumer());
     let (mut plain_send, mut ours_send, mut plain_read, mut ours_read) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -121,9 +138,12 @@ async fn main() {
             .await
             .expect("create");
 
-        let t = plain_produce(&plain_topic, events, batch).await;
-        plain_send.push(events as f64 / t.as_secs_f64());
-
+        // Odd rounds run cloudstream first, so neither side always meets the broker fresh.
+        let ours_first = round % 2 == 1;
+        if !ours_first {
+            let t = plain_produce(&producer, &plain_topic, events, batch).await;
+            plain_send.push(events as f64 / t.as_secs_f64());
+        }
         let started = Instant::now();
         for chunk in 0..events.div_ceil(batch) {
             let n = batch.min(events - chunk * batch);
@@ -132,13 +152,24 @@ async fn main() {
             assert!(results.iter().all(Result::is_ok), "send_batch failed");
         }
         ours_send.push(events as f64 / started.elapsed().as_secs_f64());
+        if ours_first {
+            let t = plain_produce(&producer, &plain_topic, events, batch).await;
+            plain_send.push(events as f64 / t.as_secs_f64());
+        }
 
-        let topic = plain_topic.clone();
-        let t = tokio::task::spawn_blocking(move || plain_consume(&topic, events))
-            .await
-            .expect("join");
-        plain_read.push(events as f64 / t.as_secs_f64());
-
+        let plain_read_once = |topic: String| {
+            let consumer = consumer.clone();
+            async move {
+                let t =
+                    tokio::task::spawn_blocking(move || plain_consume(&consumer, &topic, events))
+                        .await
+                        .expect("join");
+                events as f64 / t.as_secs_f64()
+            }
+        };
+        if !ours_first {
+            plain_read.push(plain_read_once(plain_topic.clone()).await);
+        }
         let options = ReadOptions {
             max_records: 10_000,
             ..ReadOptions::default()
@@ -155,20 +186,16 @@ async fn main() {
             std::hint::black_box(&records);
         }
         ours_read.push(events as f64 / started.elapsed().as_secs_f64());
+        if ours_first {
+            plain_read.push(plain_read_once(plain_topic.clone()).await);
+        }
         eprintln!(
             "round {round}: send plain {:.0}/s ours {:.0}/s; read plain {:.0}/s ours {:.0}/s",
             plain_send[round], ours_send[round], plain_read[round], ours_read[round]
         );
-        client
-            .backend()
-            .delete_stream(stream.name())
-            .await
-            .expect("delete");
-        client
-            .backend()
-            .delete_stream(&plain_topic)
-            .await
-            .expect("delete");
+        // Best effort: the next round uses topics of its own.
+        let _ = client.backend().delete_stream(stream.name()).await;
+        let _ = client.backend().delete_stream(&plain_topic).await;
     }
     let (ps, os, pr, or) = (
         median(plain_send),

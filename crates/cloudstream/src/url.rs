@@ -57,17 +57,14 @@ impl ProviderUrl {
         }
     }
 
-    /// The URL with the values of secret options replaced by `***`: every option whose
-    /// name, percent-decoded and in lower case, contains `secret`, `token`, `password`,
-    /// `connection_string` or `.key` (AWS keys, bearer tokens, librdkafka's
-    /// `sasl.password` and `ssl.key.pem`, an Event Hubs connection string).
+    /// The URL with the values of secret options ([`is_secret_option`], names
+    /// percent-decoded) replaced by `***`.
     pub fn redacted(&self) -> String {
-        const SECRETS: &[&str] = &["secret", "token", "password", "connection_string", ".key"];
         let secret = |k: &str| {
             let k = ::url::form_urlencoded::parse(format!("{k}=").as_bytes())
                 .next()
-                .map_or_else(|| k.to_ascii_lowercase(), |(k, _)| k.to_ascii_lowercase());
-            SECRETS.iter().any(|s| k.contains(s))
+                .map_or_else(|| k.to_owned(), |(k, _)| k.into_owned());
+            is_secret_option(&k)
         };
         let Some(q) = self.query_start else {
             return self.url.clone();
@@ -96,6 +93,23 @@ impl ProviderUrl {
             .parse()
             .map_err(|_| self.invalid(format!("{key} must be a whole number, got {value:?}")))
     }
+}
+
+/// Whether an option's value is a secret to mask when shown: its name, in lower case,
+/// contains `secret`, `token`, `password`, `connection_string`, `jaas` or `.key` (AWS keys,
+/// bearer tokens, librdkafka's `sasl.password`, `sasl.jaas.config` and `ssl.key.pem`, an
+/// Event Hubs connection string).
+pub fn is_secret_option(name: &str) -> bool {
+    const SECRETS: &[&str] = &[
+        "secret",
+        "token",
+        "password",
+        "connection_string",
+        "jaas",
+        ".key",
+    ];
+    let name = name.to_ascii_lowercase();
+    SECRETS.iter().any(|s| name.contains(s))
 }
 
 /// Splits a provider URL without touching anything; the scheme is not checked here (see

@@ -52,8 +52,8 @@ const KNOWN: &[&str] = &[
     "replication",
 ];
 
-/// What an Event Hubs connection string says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an Event Hubs connection string says. Its `Debug` leaves the string itself out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionString {
     /// The namespace's host (`NAMESPACE.servicebus.windows.net`).
     pub host: String,
@@ -63,6 +63,16 @@ pub struct ConnectionString {
     pub entity_path: Option<String>,
     /// The whole string, the SASL password.
     pub raw: String,
+}
+
+impl std::fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionString")
+            .field("host", &self.host)
+            .field("key_name", &self.key_name)
+            .field("entity_path", &self.entity_path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionString {

@@ -54,8 +54,8 @@ use super::{
 use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result};
 
-/// How long a metadata, watermark or offset call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a metadata, watermark, offset or admin call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A Kafka cluster (or Event Hubs namespace) as a backend.
 pub struct KafkaBackend {
@@ -88,13 +88,13 @@ impl KafkaBackend {
         let limits = options.service.limits(options.message_max_bytes());
         let producer: FutureProducer = client_config(&options, &produce::SETTINGS)
             .create()
-            .map_err(|e| setting_error(&options, e))?;
+            .map_err(|e| setting_error("the producer", &e))?;
         let admin: AdminClient<DefaultClientContext> = client_config(&options, &[])
             .create()
-            .map_err(|e| setting_error(&options, e))?;
+            .map_err(|e| setting_error("the admin client", &e))?;
         let meta: BaseConsumer = client_config(&options, &read::META_SETTINGS)
             .create()
-            .map_err(|e| setting_error(&options, e))?;
+            .map_err(|e| setting_error("the admin client", &e))?;
         let meta = Arc::new(meta);
         Ok(KafkaBackend {
             readers: Readers::new(&options),
@@ -215,12 +215,22 @@ fn defaults(service: Service) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// The error of a client librdkafka would not make: a setting it refused.
-fn setting_error(options: &KafkaOptions, e: rdkafka::error::KafkaError) -> Error {
-    Error::InvalidArgument(format!(
-        "librdkafka refused the settings for {}: {e}",
-        options.brokers
-    ))
+/// The error of a client librdkafka would not make: the setting it refused and why, never
+/// the setting's value (it may be a password).
+fn setting_error(what: &str, e: &rdkafka::error::KafkaError) -> Error {
+    use rdkafka::error::KafkaError;
+    let why = match e {
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            let desc = if value.is_empty() {
+                desc.clone()
+            } else {
+                desc.replace(value.as_str(), "***")
+            };
+            format!("setting {key}: {desc}")
+        }
+        e => e.to_string(),
+    };
+    Error::InvalidArgument(format!("librdkafka refused the settings of {what}: {why}"))
 }
 
 #[async_trait]

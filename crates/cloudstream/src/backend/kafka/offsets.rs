@@ -60,7 +60,7 @@ impl GroupClients {
             &[("group.id", group), ("enable.auto.commit", "false")],
         )
         .create()
-        .map_err(|e| setting_error(&self.options, e))?;
+        .map_err(|e| setting_error("a consumer group's client", &e))?;
         let client = Arc::new(client);
         let mut open = self.lock();
         if open.len() >= MAX_GROUP_CLIENTS {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::url::ProviderUrl;
+use crate::url::{is_secret_option, ProviderUrl};
 use crate::Result;
 
 /// Settings cloudstream sets itself on each client it makes.
@@ -62,8 +62,9 @@ pub enum EventHubsTier {
     Dedicated,
 }
 
-/// Settings of `kafka://` (and of `eventhubs://`, which makes them) from the URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of `kafka://` (and of `eventhubs://`, which makes them) from the URL. Its
+/// `Debug` masks the values of secret settings.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaOptions {
     /// The bootstrap brokers, `host:port[,host:port...]`.
     pub brokers: String,
@@ -78,6 +79,31 @@ pub struct KafkaOptions {
     /// The one topic this client may use (an Event Hubs URL or connection string scoped to
     /// one hub); `None`: any.
     pub only_topic: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings: BTreeMap<&str, &str> = self
+            .settings
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_option(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaOptions")
+            .field("brokers", &self.brokers)
+            .field("settings", &settings)
+            .field("replication", &self.replication)
+            .field("readers", &self.readers)
+            .field("service", &self.service)
+            .field("only_topic", &self.only_topic)
+            .finish()
+    }
 }
 
 impl KafkaOptions {
@@ -179,8 +205,15 @@ pub(crate) fn is_owned(key: &str) -> bool {
     OWNED.contains(&key)
 }
 
-/// Refuses a setting cloudstream sets itself.
+/// Refuses a setting cloudstream sets itself, or one librdkafka does not take.
 fn check_setting(key: &str) -> std::result::Result<(), String> {
+    if key == "sasl.jaas.config" {
+        return Err(
+            "sasl.jaas.config is Java's; librdkafka takes sasl.mechanism, sasl.username and \
+             sasl.password (for Event Hubs, give the connection string as connection_string=)"
+                .into(),
+        );
+    }
     if is_owned(key) {
         return Err(format!(
             "{key} is set by cloudstream itself (the brokers are the URL's location; consumers \

@@ -1,13 +1,14 @@
 //! Appends: every event of a call sent to its partition by the idempotent producer, in
 //! order, and the call answered once each is acknowledged by the cluster (`acks=all`).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use super::{KafkaBackend, RECORD_ROOM};
+use crate::backend::{PartitionStart, ReadOptions};
 use crate::event::to_millis;
 use crate::{Error, Event, Position, Result};
 
@@ -68,6 +69,7 @@ impl KafkaBackend {
             });
         }
         let deadline = Instant::now() + self.options.delivery_timeout();
+        let sent_at = SystemTime::now();
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord {
@@ -96,11 +98,14 @@ impl KafkaBackend {
                 }
             }
         }
-        let mut positions = Vec::with_capacity(events.len());
+        // Offsets as the cluster reported them; `None`: stored, offset not said (librdkafka
+        // reports -1 when the broker recognised a retried batch as a duplicate without
+        // naming its offsets, as tansu does and Kafka does past its five cached batches).
+        let mut offsets: Vec<Option<i64>> = Vec::with_capacity(events.len());
         for delivered in futures::future::join_all(deliveries).await {
             match delivered {
-                Ok(Ok(d)) if d.partition == partition as i32 && d.offset >= 0 => {
-                    positions.push(Position::new(partition, d.offset as u64));
+                Ok(Ok(d)) if d.partition == partition as i32 => {
+                    offsets.push((d.offset >= 0).then_some(d.offset));
                 }
                 Ok(Ok(d)) => {
                     return Err(Error::Backend(
@@ -119,6 +124,107 @@ impl KafkaBackend {
                 }
             }
         }
-        Ok(positions)
+        // The records of one call went to one partition in order: an offset not above the
+        // one before it is wrong (tansu answers the batches after a duplicate one with
+        // offsets from 0), so it is looked up as an unreported one; the look-up places the
+        // records before it, which may show later offsets wrong in turn.
+        for round in 0.. {
+            let mut last = -1;
+            for offset in offsets.iter_mut() {
+                match *offset {
+                    Some(o) if o > last => last = o,
+                    Some(_) => *offset = None,
+                    None => {}
+                }
+            }
+            if !offsets.iter().any(Option::is_none) {
+                break;
+            }
+            if round == 4 {
+                return Err(Error::Backend(
+                    format!("the broker reported offsets for {stream}:{partition} that contradict the order the records were sent in").into(),
+                ));
+            }
+            self.locate(stream, partition, events, &mut offsets, sent_at)
+                .await?;
+        }
+        Ok(offsets
+            .into_iter()
+            .map(|o| Position::new(partition, o.unwrap_or(0).max(0) as u64))
+            .collect())
     }
+
+    /// Finds the offsets the cluster did not report by reading the partition back: from
+    /// the last reported offset before them (else from the first record appended since the
+    /// call began), each unreported event is the first record after the one before it that
+    /// holds the same event. The producer sent them in order, once each.
+    async fn locate(
+        &self,
+        stream: &str,
+        partition: u32,
+        events: &[Event],
+        offsets: &mut [Option<i64>],
+        sent_at: SystemTime,
+    ) -> Result<()> {
+        let unknown = |offsets: &[Option<i64>]| offsets.iter().position(Option::is_none);
+        let lost = || {
+            Error::Backend(
+                format!(
+                    "records appended to {stream}:{partition} were stored, but the broker did not say at which offsets and they were not found reading back"
+                )
+                .into(),
+            )
+        };
+        let Some(first) = unknown(offsets) else {
+            return Ok(());
+        };
+        let mut from = match offsets[..first].iter().rev().flatten().next() {
+            Some(o) => o + 1,
+            None => {
+                let since = sent_at - Duration::from_secs(1);
+                self.offset_for_time(stream, partition, since)
+                    .await?
+                    .ok_or_else(lost)?
+            }
+        };
+        let options = ReadOptions {
+            max_records: 10_000,
+            max_bytes: 16 * 1024 * 1024,
+            wait: None,
+        };
+        while let Some(i) = unknown(offsets) {
+            let records = self
+                .read_partition(
+                    stream,
+                    partition,
+                    PartitionStart::At((from as u64).into()),
+                    &options,
+                )
+                .await?;
+            if records.is_empty() {
+                return Err(lost());
+            }
+            let mut wanted = i;
+            for r in &records {
+                let offset = r.position.sequence.as_u64().unwrap_or(0) as i64;
+                from = offset + 1;
+                if same_event(&r.event, &events[wanted]) {
+                    offsets[wanted] = Some(offset);
+                    match unknown(offsets) {
+                        Some(next) => wanted = next,
+                        None => return Ok(()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a record read back holds `sent` (its event time kept to the millisecond).
+fn same_event(read: &Event, sent: &Event) -> bool {
+    read.payload == sent.payload
+        && read.key == sent.key
+        && read.headers == sent.headers
+        && read.time.map(to_millis) == sent.time.map(to_millis)
 }

@@ -17,7 +17,7 @@ use super::errors::{joined, kafka_error};
 use super::produce::TIME_HEADER;
 use super::{client_config, KafkaBackend, KafkaOptions};
 use crate::backend::{PartitionStart, ReadOptions};
-use crate::event::from_millis;
+use crate::event::{from_millis, to_millis};
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Settings of the consumer that answers metadata, watermark and time lookups.
@@ -36,8 +36,10 @@ const READER_SETTINGS: [(&str, &str); 6] = [
     ("queued.max.messages.kbytes", "8192"),
 ];
 
-/// Longest wait for a fetch to answer when records are known to be there.
-const FETCH_WAIT: Duration = Duration::from_secs(10);
+/// Longest wait for a fetch to answer when records are known to be there: two of
+/// librdkafka's request timeouts (a broker still building a large answer is waited for; one
+/// that never answers is an error).
+const FETCH_WAIT: Duration = Duration::from_secs(120);
 
 /// Where a reader stands: the next offset it hands out of a topic's partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +59,45 @@ struct Reader {
     pending: Option<Record>,
 }
 
-/// The pool of readers.
+/// The pool of readers. An idle reader keeps its place and goes on prefetching (up to its
+/// queue's 8 MiB), so the read that goes on from there finds its records fetched. (Pausing
+/// idle readers would cost a new fetch per read: librdkafka drops what it prefetched when a
+/// partition is resumed.)
 pub(super) struct Readers {
     config: ClientConfig,
     idle: Mutex<Vec<Reader>>,
     permits: Arc<Semaphore>,
+}
+
+/// A reader taken from the pool, given back when dropped: at its place if the read
+/// finished, else with its place unknown (a read cancelled midway, as a long poll across
+/// partitions cancels the others), so the next read assigns it anew rather than making a
+/// new librdkafka client.
+struct Lease<'a> {
+    pool: &'a Readers,
+    reader: Option<Reader>,
+    finished: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease<'_> {
+    fn reader(&mut self) -> &mut Reader {
+        self.reader
+            .as_mut()
+            .expect("a lease holds its reader until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(mut reader) = self.reader.take() {
+            if !self.finished {
+                reader.at = None;
+                reader.pending = None;
+            }
+            self.pool.lock().push(reader);
+        }
+    }
 }
 
 impl Readers {
@@ -78,51 +114,96 @@ impl Readers {
     }
 
     /// A reader standing at `place` if one is idle, else another (or a new one) to assign.
-    async fn take(&self, place: Option<&Place>) -> Result<(OwnedSemaphorePermit, Reader)> {
+    async fn take(&self, place: Option<&Place>) -> Result<Lease<'_>> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| Error::Unavailable("the Kafka reader pool is closed".into()))?;
+        let lease = |reader: Reader| Lease {
+            pool: self,
+            reader: Some(reader),
+            finished: false,
+            _permit: permit,
+        };
         let mut idle = self.lock();
         if let Some(i) = place.and_then(|p| idle.iter().position(|r| r.at.as_ref() == Some(p))) {
-            return Ok((permit, idle.swap_remove(i)));
+            let reader = idle.remove(i);
+            drop(idle);
+            return Ok(lease(reader));
         }
         // The reader used longest ago (the front) is the one repositioned.
         if !idle.is_empty() {
             let mut reader = idle.remove(0);
+            drop(idle);
             reader.at = None;
-            return Ok((permit, reader));
+            reader.pending = None;
+            return Ok(lease(reader));
         }
         drop(idle);
         let consumer: StreamConsumer = self
             .config
             .create()
-            .map_err(|e| Error::InvalidArgument(format!("librdkafka refused a reader: {e}")))?;
-        Ok((
-            permit,
-            Reader {
-                consumer,
-                at: None,
-                at_end: false,
-                pending: None,
-            },
-        ))
+            .map_err(|e| super::setting_error("a reader", &e))?;
+        Ok(lease(Reader {
+            consumer,
+            at: None,
+            at_end: false,
+            pending: None,
+        }))
     }
 
-    fn put(&self, _permit: OwnedSemaphorePermit, reader: Reader) {
-        self.lock().push(reader);
+    /// Takes out of the pool the readers assigned to a topic (deleted, or found missing).
+    fn take_topic(&self, topic: &str) -> Vec<Reader> {
+        let mut idle = self.lock();
+        let (gone, keep) = std::mem::take(&mut *idle)
+            .into_iter()
+            .partition(|r: &Reader| r.is_on(topic));
+        *idle = keep;
+        gone
     }
 
-    /// Drops the readers standing in a topic (deleted, or found missing).
+    /// Drops the readers assigned to a topic found missing; closing a librdkafka client
+    /// blocks, so it happens on a blocking thread.
     pub(super) fn forget(&self, topic: &str) {
-        self.lock()
-            .retain(|r| r.at.as_ref().is_none_or(|p| p.topic != topic));
+        close_later(self.take_topic(topic));
+    }
+
+    /// Closes the readers assigned to a topic about to be deleted, and waits until they are
+    /// closed: none may fetch from it once it is gone (a fetch of an unknown topic whose
+    /// answer names a leader crashes librdkafka 2.12's metadata cache).
+    pub(super) async fn close_topic(&self, topic: &str) {
+        let gone = self.take_topic(topic);
+        if !gone.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || drop(gone)).await;
+        }
+    }
+}
+
+/// Closes librdkafka clients off the async threads.
+fn close_later<T: Send + 'static>(clients: Vec<T>) {
+    if clients.is_empty() {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            handle.spawn_blocking(move || drop(clients));
+        }
+        Err(_) => drop(clients),
     }
 }
 
 impl Reader {
+    /// Whether the reader is assigned to a partition of `topic`.
+    fn is_on(&self, topic: &str) -> bool {
+        self.at.as_ref().is_some_and(|p| p.topic == topic)
+            || self
+                .consumer
+                .assignment()
+                .is_ok_and(|tpl| tpl.elements().iter().any(|e| e.topic() == topic))
+    }
+
     fn assign(&mut self, place: Place, at_end: bool) -> Result<()> {
         let mut tpl = TopicPartitionList::with_capacity(1);
         tpl.add_partition_offset(
@@ -175,6 +256,13 @@ impl Reader {
                 FETCH_WAIT.max(options.wait.unwrap_or_default())
             };
             let message = match tokio::time::timeout(timeout, self.consumer.recv()).await {
+                // Records are known to be there (the end was not reached) but no fetch
+                // brought them: an error, never an empty answer that reads as "no more".
+                Err(_) if !self.at_end && out.is_empty() => {
+                    return Err(KafkaError::MessageConsumption(
+                        RDKafkaErrorCode::OperationTimedOut,
+                    ))
+                }
                 Err(_) => break,
                 Ok(Err(KafkaError::PartitionEOF(_))) => {
                     self.at_end = true;
@@ -183,7 +271,18 @@ impl Reader {
                     }
                     continue;
                 }
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) if is_partition_error(&e) => {
+                    if out.is_empty() {
+                        return Err(e);
+                    }
+                    break; // the next read meets it again
+                }
+                // A client-level event (a broker connection lost and found again): the
+                // client reconnects by itself; the read goes on until its deadline.
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, topic = place.topic, "Kafka reader event");
+                    continue;
+                }
                 Ok(Ok(m)) => m,
             };
             if message.topic() != place.topic
@@ -207,6 +306,25 @@ impl Reader {
         self.at = Some(Place { next, ..place });
         Ok(out)
     }
+}
+
+/// Whether a consumer error concerns the partition being read (its offset out of range,
+/// the topic gone, access refused, a fatal client error) rather than the connection.
+fn is_partition_error(e: &KafkaError) -> bool {
+    if matches!(e, KafkaError::MessageConsumptionFatal(_)) {
+        return true;
+    }
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OffsetOutOfRange
+                | RDKafkaErrorCode::AutoOffsetReset
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
 }
 
 /// The offset after a record's.
@@ -287,8 +405,8 @@ impl KafkaBackend {
             partition,
             next,
         });
-        let (permit, mut reader) = self.readers.take(wanted.as_ref()).await?;
-        if reader.at.is_none() || reader.at != wanted {
+        let mut lease = self.readers.take(wanted.as_ref()).await?;
+        if lease.reader().at.is_none() || lease.reader().at != wanted {
             let (low, high) = self.watermarks(stream, partition).await?;
             let next = match start {
                 PartitionStart::Earliest => low,
@@ -300,14 +418,12 @@ impl KafkaBackend {
                 PartitionStart::At(_) | PartitionStart::After(_) => {
                     let next = asked.unwrap_or(high);
                     if next < low {
-                        self.readers.put(permit, reader);
                         return Err(Error::Expired {
                             requested: position(next),
                             earliest: position(low),
                         });
                     }
                     if next > high {
-                        self.readers.put(permit, reader);
                         return Err(Error::BeyondEnd {
                             requested: position(next),
                             next: position(high),
@@ -321,14 +437,25 @@ impl KafkaBackend {
                 partition,
                 next,
             };
-            reader.assign(place, next >= high)?;
+            lease.reader().assign(place, next >= high)?;
         }
-        match reader.fill(options).await {
-            Ok(records) => {
-                self.readers.put(permit, reader);
+        match lease.reader().fill(options).await {
+            Ok(mut records) => {
+                lease.finished = true;
+                if let PartitionStart::AtTime(t) = start {
+                    // A broker that answers a time lookup with an earlier offset (tansu 0.6
+                    // answers 0 for a time after every record) must not make older records
+                    // count as appended at or after `t`.
+                    let t = to_millis(t);
+                    let older = records
+                        .iter()
+                        .take_while(|r| to_millis(r.append_time) < t)
+                        .count();
+                    records.drain(..older);
+                }
                 Ok(records)
             }
-            // The reader is dropped: its place is unknown.
+            // The reader goes back with its place unknown.
             Err(e) => Err(self.read_error(stream, partition, asked, e).await),
         }
     }
@@ -367,7 +494,7 @@ impl KafkaBackend {
     }
 
     /// The first offset appended at or after `time`; `None` when there is none yet.
-    async fn offset_for_time(
+    pub(super) async fn offset_for_time(
         &self,
         stream: &str,
         partition: u32,

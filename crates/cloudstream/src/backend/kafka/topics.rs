@@ -248,6 +248,7 @@ impl KafkaBackend {
     /// Deletes the topic of a stream and its consumers' groups.
     pub(super) async fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_topic(name)?;
+        self.readers.close_topic(name).await;
         let results = self
             .admin
             .delete_topics(&[name], &Self::admin_options())
