@@ -62,7 +62,7 @@ fn eventhubs_url() -> String {
 /// broker" in the README's capability table.
 macro_rules! conformance {
     ($make:path) => {
-        cloudstream::conformance_tests!(@each $make;
+        conformance!(@run $make;
             create_describe_list_delete, bad_input_is_refused, send_and_read_back,
             send_batch_has_per_event_results, large_batches_are_split, reads_are_deterministic,
             keys_choose_partitions, unknown_streams_are_errors,
@@ -72,6 +72,20 @@ macro_rules! conformance {
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
             triggers_report_each_batch_outcome, events_over_header_limits_fail_alone,
             events_with_an_id_are_stored_once);
+    };
+    (@run $make:path; $($name:ident),*) => {
+        cloudstream::conformance_tests!(@each $make; $($name),*);
+
+        /// Every conformance function runs here (the ignored one included).
+        #[test]
+        fn no_conformance_function_is_left_out() {
+            let mut here = vec![$(stringify!($name)),*];
+            here.push("consumers_checkpoint_implicitly");
+            here.sort_unstable();
+            let mut all = cloudstream::conformance::NAMES.to_vec();
+            all.sort_unstable();
+            assert_eq!(here, all);
+        }
 
         #[tokio::test]
         #[ignore = "tansu 0.6 (SQLite) fails DescribeGroups: listing consumers is not verified against a broker"]

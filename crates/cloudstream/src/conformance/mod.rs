@@ -147,12 +147,13 @@ pub(crate) async fn read_all(stream: &Stream, partition: u32) -> Vec<Record> {
     }
 }
 
-/// Stamps out one `#[tokio::test]` per conformance function. `$make` is an async fn returning
-/// `(Client, Guard)`; the guard (a temp dir, a server) lives as long as the test.
+/// Calls macro `[$callback]` with `$args`, a `;`, and the name of every conformance function:
+/// the one list `conformance_tests!` and [`NAMES`] are made from.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! conformance_tests {
-    ($make:path) => {
-        $crate::conformance_tests!(@each $make;
+macro_rules! __conformance_list {
+    ([$($callback:tt)*] $($args:tt)*) => {
+        $($callback)*! { $($args)*;
             create_describe_list_delete, bad_input_is_refused, send_and_read_back,
             send_batch_has_per_event_results, large_batches_are_split, reads_are_deterministic,
             keys_choose_partitions, unknown_streams_are_errors, consumers_checkpoint_implicitly,
@@ -161,7 +162,26 @@ macro_rules! conformance_tests {
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
             triggers_report_each_batch_outcome, events_over_header_limits_fail_alone,
-            events_with_an_id_are_stored_once);
+            events_with_an_id_are_stored_once }
+    };
+}
+
+macro_rules! names_of {
+    (; $($name:ident),*) => {
+        &[$(stringify!($name)),*]
+    };
+}
+
+/// The name of every conformance function, for the tests of a backend that runs them one
+/// by one (to check that none is left out).
+pub const NAMES: &[&str] = __conformance_list!([names_of]);
+
+/// Stamps out one `#[tokio::test]` per conformance function. `$make` is an async fn returning
+/// `(Client, Guard)`; the guard (a temp dir, a server) lives as long as the test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::__conformance_list!([$crate::conformance_tests] @each $make);
     };
     (@each $make:path; $($name:ident),*) => {
         $(

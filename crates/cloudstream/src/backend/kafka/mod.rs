@@ -20,8 +20,9 @@
 //!
 //! An append is as atomic as Kafka makes one producer's sends to one partition without
 //! transactions: in order, without duplicates through the producer's own retries; if one
-//! record fails (its delivery timed out, the topic went away) the call fails, and records
-//! before it may be stored.
+//! record fails (its delivery timed out, the topic went away) the call fails, and some of
+//! its records may be stored. The producer's settings (`acks`, `enable.idempotence`) can be
+//! overridden from the URL, at the cost of these promises.
 
 mod errors;
 mod limits;
@@ -61,7 +62,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct KafkaBackend {
     options: KafkaOptions,
     limits: Limits,
-    producer: FutureProducer,
+    /// The producer, made anew after a fatal error (an idempotent producer that lost track
+    /// of its sequence numbers refuses every send from then on).
+    producer: std::sync::RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     /// A consumer outside any group, for metadata, watermarks and time lookups.
     meta: Arc<BaseConsumer>,
@@ -100,7 +103,7 @@ impl KafkaBackend {
             readers: Readers::new(&options),
             groups: GroupClients::new(&options),
             limits,
-            producer,
+            producer: std::sync::RwLock::new(producer),
             admin,
             meta,
             options,
@@ -172,6 +175,7 @@ impl KafkaBackend {
         let topic = stream.to_owned();
         joined(
             tokio::task::spawn_blocking(move || {
+                drain(&meta);
                 meta.fetch_watermarks(&topic, partition as i32, CALL_TIMEOUT)
                     .map_err(|e| kafka_error(e, &topic))
             })
@@ -180,13 +184,25 @@ impl KafkaBackend {
     }
 }
 
-/// A client configuration: the brokers, the user's settings, then `extra` (what this
-/// client needs, which the user cannot override: see `options::OWNED`).
+/// A client configuration: the brokers, the service's defaults, the user's settings, then
+/// `extra` (what this client needs: the user's own value wins, except for the settings
+/// cloudstream owns, `options::OWNED`, which the URL cannot carry anyway).
 fn client_config(options: &KafkaOptions, extra: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &options.brokers);
+    // A default gives way to the user's setting, or to the user's setting of its alias
+    // (librdkafka applies whichever of two aliases it meets last).
+    let alias = |k: &str| match k {
+        "message.timeout.ms" => Some("delivery.timeout.ms"),
+        "delivery.timeout.ms" => Some("message.timeout.ms"),
+        _ => None,
+    };
     for (k, v) in defaults(options.service) {
-        config.set(*k, *v);
+        let overridden = options.settings.contains_key(*k)
+            || alias(k).is_some_and(|a| options.settings.contains_key(a));
+        if !overridden {
+            config.set(*k, *v);
+        }
     }
     for (k, v) in &options.settings {
         config.set(k, v);
@@ -197,6 +213,13 @@ fn client_config(options: &KafkaOptions, extra: &[(&str, &str)]) -> ClientConfig
         }
     }
     config
+}
+
+/// Serves the events a client without assigned partitions has queued (errors, logs,
+/// statistics), so they do not pile up: the metadata and group clients are never polled
+/// for messages. Call on a blocking thread.
+pub(super) fn drain(client: &BaseConsumer) {
+    while client.poll(Duration::ZERO).is_some() {}
 }
 
 /// Settings every client of a service starts from (the user's own override them).

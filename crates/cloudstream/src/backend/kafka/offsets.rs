@@ -164,7 +164,13 @@ impl KafkaBackend {
         let client = self.groups.get(&group_id(stream, consumer))?;
         let meta = self.meta.clone();
         let topic = stream.to_owned();
-        joined(tokio::task::spawn_blocking(move || f(&meta, &client, &topic)).await)
+        joined(
+            tokio::task::spawn_blocking(move || {
+                super::drain(&client);
+                f(&meta, &client, &topic)
+            })
+            .await,
+        )
     }
 
     /// The groups of a stream's consumers: (consumer name, group id).

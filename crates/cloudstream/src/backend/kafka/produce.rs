@@ -5,9 +5,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{KafkaBackend, RECORD_ROOM};
+use super::{client_config, KafkaBackend, RECORD_ROOM};
 use crate::backend::{PartitionStart, ReadOptions};
 use crate::event::to_millis;
 use crate::{Error, Event, Position, Result};
@@ -70,6 +70,7 @@ impl KafkaBackend {
         }
         let deadline = Instant::now() + self.options.delivery_timeout();
         let sent_at = SystemTime::now();
+        let producer = self.producer();
         let mut deliveries = Vec::with_capacity(events.len());
         for event in events {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord {
@@ -83,7 +84,7 @@ impl KafkaBackend {
             // Records are offered one after the other, each only once the one before is
             // queued, so a full queue never lets a later record overtake an earlier one.
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         deliveries.push(delivery);
                         break;
@@ -94,7 +95,7 @@ impl KafkaBackend {
                         record = r;
                         tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                     }
-                    Err((e, _)) => return Err(self.stream_error(stream, e)),
+                    Err((e, _)) => return Err(self.send_error(&producer, stream, e)),
                 }
             }
         }
@@ -116,7 +117,7 @@ impl KafkaBackend {
                         .into(),
                     ))
                 }
-                Ok(Err((e, _))) => return Err(self.stream_error(stream, e)),
+                Ok(Err((e, _))) => return Err(self.send_error(&producer, stream, e)),
                 Err(_) => {
                     return Err(Error::Unavailable(
                         "the Kafka producer closed before the record was acknowledged".into(),
@@ -124,26 +125,21 @@ impl KafkaBackend {
                 }
             }
         }
-        // The records of one call went to one partition in order: an offset not above the
-        // one before it is wrong (tansu answers the batches after a duplicate one with
-        // offsets from 0), so it is looked up as an unreported one; the look-up places the
-        // records before it, which may show later offsets wrong in turn.
-        for round in 0.. {
-            let mut last = -1;
-            for offset in offsets.iter_mut() {
-                match *offset {
-                    Some(o) if o > last => last = o,
-                    Some(_) => *offset = None,
-                    None => {}
-                }
+        // The records of one call went to one partition in order, so their offsets rise.
+        // From the first one missing or not above the one before (tansu answers the batches
+        // after a duplicate one with offsets from 0), none is trusted: they are found by
+        // reading the partition back.
+        let mut last = -1;
+        let suspect = offsets.iter().position(|o| match *o {
+            Some(o) if o > last => {
+                last = o;
+                false
             }
-            if !offsets.iter().any(Option::is_none) {
-                break;
-            }
-            if round == 4 {
-                return Err(Error::Backend(
-                    format!("the broker reported offsets for {stream}:{partition} that contradict the order the records were sent in").into(),
-                ));
+            _ => true,
+        });
+        if let Some(first) = suspect {
+            for offset in &mut offsets[first..] {
+                *offset = None;
             }
             self.locate(stream, partition, events, &mut offsets, sent_at)
                 .await?;
@@ -152,6 +148,43 @@ impl KafkaBackend {
             .into_iter()
             .map(|o| Position::new(partition, o.unwrap_or(0).max(0) as u64))
             .collect())
+    }
+
+    /// The producer in use.
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The error of a failed send. After a fatal producer error (librdkafka refuses every
+    /// send from then on) a new producer replaces the old one, and the caller may send again.
+    fn send_error(&self, producer: &FutureProducer, stream: &str, e: KafkaError) -> Error {
+        let Some((code, reason)) = producer.client().fatal_error() else {
+            return self.stream_error(stream, e);
+        };
+        tracing::warn!(
+            ?code,
+            reason,
+            "the Kafka producer failed fatally; making a new one"
+        );
+        match client_config(&self.options, &SETTINGS).create::<FutureProducer>() {
+            Ok(fresh) => {
+                let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
+                // Another send may have replaced it already.
+                if current.client().fatal_error().is_some() {
+                    *current = fresh;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a new Kafka producer could not be made"),
+        }
+        Error::Unavailable(
+            format!(
+                "the Kafka producer failed ({code:?}: {reason}); a new one was made, send again"
+            )
+            .into(),
+        )
     }
 
     /// Finds the offsets the cluster did not report by reading the partition back: from

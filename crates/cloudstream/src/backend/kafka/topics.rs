@@ -144,6 +144,9 @@ impl KafkaBackend {
                     self.forget(name);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 Ok(info) => return Ok(info),
                 Err(e) => return Err(e),
             }
