@@ -200,7 +200,7 @@ mod tests {
             ("nothing", "SCHEME://"),
             ("local://", "needs a directory"),
             ("ftp://x", "unknown scheme"),
-            ("kafka://broker", "not available in this build"),
+            ("pulsar://broker", "not available in this build"),
             ("local://d?sync=sometimes", "sync must be"),
             ("local://d?segment_bytes=big", "whole number"),
             ("local://d?colour=red", "unknown option"),
@@ -210,6 +210,13 @@ mod tests {
             ("pubsub://", "needs a project"),
             ("pubsub://p?ack_deadline_s=5", "from 10 to 600"),
         ]);
+        #[cfg(feature = "kafka")]
+        cases.extend([
+            ("kafka://", "needs brokers"),
+            ("kafka://b:9092?group.id=g", "set by cloudstream itself"),
+        ]);
+        #[cfg(not(feature = "kafka"))]
+        cases.push(("kafka://b:9092", "enable the `kafka` feature"));
         #[cfg(feature = "kinesis")]
         cases.extend([
             ("kinesis://?mode=fast", "mode must be"),

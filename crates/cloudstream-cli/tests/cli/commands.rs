@@ -103,7 +103,7 @@ fn errors_are_clear_and_exit_nonzero() {
         .fails(&["create", "x", "--horizon", "soon"])
         .contains("horizon"));
     assert!(cli
-        .fails(&["read", "x", "--url", "kafka://broker"])
+        .fails(&["read", "x", "--url", "pulsar://broker"])
         .contains("not available in this build"));
     cli.ok(&["create", "s"]);
     assert!(cli.fails(&["create", "s"]).contains("already exists"));

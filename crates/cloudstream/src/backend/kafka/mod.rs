@@ -143,7 +143,12 @@ impl KafkaBackend {
 
     /// Checks that `partition` is one of the topic's.
     async fn check_partition(&self, stream: &str, partition: u32) -> Result<()> {
-        let partitions = self.partition_count(stream).await?;
+        let mut partitions = self.partition_count(stream).await?;
+        if partition >= partitions {
+            // Partitions may have been added since the count was cached: ask once more.
+            self.lock_topics().remove(stream);
+            partitions = self.partition_count(stream).await?;
+        }
         if partition >= partitions {
             return Err(Error::PartitionNotFound {
                 stream: stream.to_owned(),

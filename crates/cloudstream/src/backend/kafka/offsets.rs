@@ -138,16 +138,17 @@ fn committed(
     let found = client
         .committed_offsets(tpl, CALL_TIMEOUT)
         .map_err(|e| kafka_error(e, topic))?;
-    let checkpoint: Checkpoint = found
-        .elements_for_topic(topic)
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) if o >= 0 => {
-                Some((e.partition() as u32, PartitionStart::At((o as u64).into())))
+    let mut checkpoint = Checkpoint::new();
+    for e in found.elements_for_topic(topic) {
+        // A partition whose offset could not be read is an error, not "no checkpoint"
+        // (which would start it over).
+        e.error().map_err(|e| kafka_error(e, topic))?;
+        if let Offset::Offset(o) = e.offset() {
+            if o >= 0 {
+                checkpoint.insert(e.partition() as u32, PartitionStart::At((o as u64).into()));
             }
-            _ => None,
-        })
-        .collect();
+        }
+    }
     Ok((!checkpoint.is_empty()).then_some(checkpoint))
 }
 
@@ -186,7 +187,10 @@ impl KafkaBackend {
                     .groups()
                     .iter()
                     .filter_map(|g| {
+                        // A group of another application that only looks like ours
+                        // (`S:not a name`) is not one of the stream's consumers.
                         let consumer = g.name().strip_prefix(&prefix)?;
+                        cloudstream_log::validate_name("consumer", consumer).ok()?;
                         Some((consumer.to_owned(), g.name().to_owned()))
                     })
                     .collect())
@@ -271,7 +275,7 @@ impl CheckpointStore for KafkaBackend {
         resume: &[(u32, PartitionStart)],
     ) -> Result<()> {
         let resume = resume.to_vec();
-        self.with_group(stream, consumer, move |meta, client, topic| {
+        let commit = self.with_group(stream, consumer, move |meta, client, topic| {
             let mut tpl = TopicPartitionList::with_capacity(resume.len());
             for (p, start) in resume {
                 let offset = resolve(meta, topic, p, start)?;
@@ -281,8 +285,16 @@ impl CheckpointStore for KafkaBackend {
             client
                 .commit(&tpl, CommitMode::Sync)
                 .map_err(|e| kafka_error(e, topic))
-        })
-        .await
+        });
+        // A synchronous commit waits for the group coordinator without a bound of its own.
+        tokio::time::timeout(2 * CALL_TIMEOUT, commit)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    format!("the commit of consumer {consumer} of {stream} was not answered")
+                        .into(),
+                ))
+            })
     }
 
     async fn list(&self, stream: &str) -> Result<Vec<(String, Checkpoint)>> {

@@ -125,6 +125,10 @@ impl KafkaOptions {
         if brokers.is_empty() || brokers.split(',').any(|b| b.trim().is_empty()) {
             return Err(url.invalid("kafka:// needs brokers, e.g. kafka://127.0.0.1:9092"));
         }
+        if brokers.contains('@') {
+            return Err(url
+                .invalid("credentials go in sasl.username and sasl.password, not in the brokers"));
+        }
         let mut o = KafkaOptions::new(brokers, Service::Kafka);
         o.apply(url, &url.options(), KNOWN, |_, _| Ok(false))?;
         Ok(o)
@@ -239,7 +243,8 @@ fn parse_properties(text: &str) -> std::result::Result<Vec<(String, String)>, St
             continue;
         }
         let Some((k, v)) = line.split_once(['=', ':']) else {
-            return Err(format!("line {}: expected key=value, got {line:?}", n + 1));
+            // The line itself is not shown: it may hold a password.
+            return Err(format!("line {}: expected key=value", n + 1));
         };
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() {
@@ -305,6 +310,8 @@ mod tests {
             ("kafka://", "needs brokers"),
             ("kafka://a:1,", "needs brokers"),
             ("kafka://a:1?group.id=x", "set by cloudstream itself"),
+            ("kafka://u:p@a:1", "sasl.username"),
+            ("kafka://a:1?sasl.jaas.config=x", "Java's"),
             (
                 "kafka://a:1?bootstrap.servers=x",
                 "set by cloudstream itself",

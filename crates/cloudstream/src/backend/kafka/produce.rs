@@ -174,7 +174,10 @@ impl KafkaBackend {
                 let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
                 // Another send may have replaced it already.
                 if current.client().fatal_error().is_some() {
-                    *current = fresh;
+                    let old = std::mem::replace(&mut *current, fresh);
+                    drop(current);
+                    // Closing a librdkafka client blocks.
+                    super::read::close_later(vec![old]);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "a new Kafka producer could not be made"),
@@ -214,7 +217,9 @@ impl KafkaBackend {
         let mut from = match offsets[..first].iter().rev().flatten().next() {
             Some(o) => o + 1,
             None => {
-                let since = sent_at - Duration::from_secs(1);
+                // Broker time (LogAppendTime) may lag this host's clock: look from a while
+                // before, never below the partition's start.
+                let since = sent_at - Duration::from_secs(60);
                 self.offset_for_time(stream, partition, since)
                     .await?
                     .ok_or_else(lost)?

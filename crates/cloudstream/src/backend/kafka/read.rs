@@ -92,8 +92,9 @@ impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if let Some(mut reader) = self.reader.take() {
             if !self.finished {
-                reader.at = None;
-                reader.pending = None;
+                // Cancelled or failed: its place is unknown, and it fetches nothing more (its
+                // topic may be gone).
+                reader.unassign();
             }
             self.pool.lock().push(reader);
         }
@@ -182,7 +183,7 @@ impl Readers {
 }
 
 /// Closes librdkafka clients off the async threads.
-fn close_later<T: Send + 'static>(clients: Vec<T>) {
+pub(super) fn close_later<T: Send + 'static>(clients: Vec<T>) {
     if clients.is_empty() {
         return;
     }
@@ -238,7 +239,17 @@ impl Reader {
             out.push(r);
         }
         let started = Instant::now();
-        let waited = |now: Instant| options.wait.is_none_or(|w| now >= started + w);
+        // One deadline for the whole read, whatever events arrive meanwhile.
+        let longest = FETCH_WAIT.max(options.wait.unwrap_or_default());
+        let deadline = started
+            .checked_add(longest)
+            .unwrap_or(started + Duration::from_secs(86_400));
+        let mut stopped = false;
+        let waited = |now: Instant| {
+            options
+                .wait
+                .is_none_or(|w| started.checked_add(w).is_some_and(|end| now >= end))
+        };
         while out.len() < options.max_records && bytes < options.max_bytes {
             let now = Instant::now();
             // At the end: take what is already queued, then wait only as long as asked, and
@@ -253,7 +264,7 @@ impl Reader {
                         .saturating_sub(now - started)
                 }
             } else {
-                FETCH_WAIT.max(options.wait.unwrap_or_default())
+                deadline.saturating_duration_since(now)
             };
             let message = match tokio::time::timeout(timeout, self.consumer.recv()).await {
                 // Records are known to be there (the end was not reached) but no fetch
@@ -264,7 +275,7 @@ impl Reader {
                     ))
                 }
                 Err(_) => break,
-                Ok(Err(KafkaError::PartitionEOF(_))) => {
+                Ok(Err(KafkaError::PartitionEOF(p))) if p == place.partition as i32 => {
                     self.at_end = true;
                     if !out.is_empty() || waited(Instant::now()) {
                         break;
@@ -275,12 +286,18 @@ impl Reader {
                     if out.is_empty() {
                         return Err(e);
                     }
-                    break; // the next read meets it again
+                    // librdkafka stopped fetching the partition: the next read starts anew
+                    // from where this one ends, and meets the error itself.
+                    stopped = true;
+                    break;
                 }
                 // A client-level event (a broker connection lost and found again): the
                 // client reconnects by itself; the read goes on until its deadline.
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, topic = place.topic, "Kafka reader event");
+                    if Instant::now() >= deadline && out.is_empty() && !self.at_end {
+                        return Err(e);
+                    }
                     continue;
                 }
                 Ok(Ok(m)) => m,
@@ -304,7 +321,18 @@ impl Reader {
             out.push(record);
         }
         self.at = Some(Place { next, ..place });
+        if stopped {
+            self.unassign();
+        }
         Ok(out)
+    }
+
+    /// Stops fetching and forgets the place, keeping the client for another read.
+    fn unassign(&mut self) {
+        let _ = self.consumer.unassign();
+        self.at = None;
+        self.at_end = false;
+        self.pending = None;
     }
 }
 
@@ -406,6 +434,16 @@ impl KafkaBackend {
             next,
         });
         let mut lease = self.readers.take(wanted.as_ref()).await?;
+        if lease.reader().at_end && lease.reader().at == wanted && options.wait.is_none() {
+            // The reader last saw the end; records appended since may not be fetched yet,
+            // and a read without a wait must still find them.
+            let (_, high) = self.watermarks(stream, partition).await?;
+            if asked.is_some_and(|next| next < high) {
+                lease.reader().at_end = false;
+            }
+        }
+        // Where the read starts, once known: an out-of-range answer is judged against it.
+        let mut requested = asked;
         if lease.reader().at.is_none() || lease.reader().at != wanted {
             let (low, high) = self.watermarks(stream, partition).await?;
             let next = match start {
@@ -437,6 +475,7 @@ impl KafkaBackend {
                 partition,
                 next,
             };
+            requested = Some(next);
             lease.reader().assign(place, next >= high)?;
         }
         match lease.reader().fill(options).await {
@@ -456,7 +495,7 @@ impl KafkaBackend {
                 Ok(records)
             }
             // The reader goes back with its place unknown.
-            Err(e) => Err(self.read_error(stream, partition, asked, e).await),
+            Err(e) => Err(self.read_error(stream, partition, requested, e).await),
         }
     }
 

@@ -262,6 +262,8 @@ impl KafkaBackend {
                 return Err(kafka_error(KafkaError::AdminOp(code), name));
             }
         }
+        // Readers whose read ran meanwhile went back to the pool: close them too.
+        self.readers.close_topic(name).await;
         self.forget(name);
         // Kafka drops the deleted topic's committed offsets itself; the groups left empty
         // are removed here, best effort (a broker that cannot list them keeps them).
