@@ -43,43 +43,35 @@ install() {
   fi
 }
 
-# wait_for NAME PID URL: until URL answers HTTP, or fail if the process died or 60 s passed.
-wait_for() {
-  local name=$1 pid=$2 url=$3
+# wait_up NAME PID PROBE...: until the command PROBE succeeds while the process lives, or
+# fail if it died (showing its log) or 60 s passed.
+wait_up() {
+  local name=$1 pid=$2
+  shift 2
   for _ in $(seq 1 600); do
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$name exited before answering; its log:" >&2
+      echo "$name exited before it was up; its log:" >&2
       cat "$RUN/$name.log" >&2
       return 1
     fi
-    if curl -s -o /dev/null --max-time 1 "$url" && kill -0 "$pid" 2>/dev/null; then
+    if "$@" && kill -0 "$pid" 2>/dev/null; then
       echo "== $name is up (pid $pid)"
       return 0
     fi
     sleep 0.1
   done
-  echo "$name did not answer $url within 60 s" >&2
+  echo "$name was not up within 60 s ($*)" >&2
   return 1
 }
 
-# wait_tcp NAME PID PORT: until 127.0.0.1:PORT accepts connections, or fail.
-wait_tcp() {
-  local name=$1 pid=$2 port=$3
-  for _ in $(seq 1 600); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$name exited before listening; its log:" >&2
-      cat "$RUN/$name.log" >&2
-      return 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      echo "== $name is up (pid $pid)"
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "$name did not listen on 127.0.0.1:$port within 60 s" >&2
-  return 1
-}
+answers_http() { curl -s -o /dev/null --max-time 1 "$1"; }
+accepts_tcp() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_for NAME PID URL: until URL answers HTTP.
+wait_for() { wait_up "$1" "$2" answers_http "$3"; }
+
+# wait_tcp NAME PID PORT: until 127.0.0.1:PORT accepts connections.
+wait_tcp() { wait_up "$1" "$2" accepts_tcp "$3"; }
 
 start() {
   install
