@@ -45,6 +45,16 @@ pub use self::types::{
 pub use crate::checkpoint::{Checkpoint, CheckpointStore};
 pub use cloudstream_log::LatencySnapshot;
 
+/// Runs a blocking call (file I/O, a librdkafka call) on a blocking thread; one that did not
+/// finish (it panicked) is [`crate::Error::Unavailable`].
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::Result<T> + Send + 'static,
+) -> crate::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| crate::Error::Unavailable(Box::new(e)))?
+}
+
 /// Every provider cloudstream knows, by URL scheme, with the feature that builds each.
 pub fn providers() -> Vec<Provider> {
     let planned = |schemes, describes| Provider {

@@ -64,15 +64,6 @@ fn code_error(code: Code, e: KafkaError, stream: &str) -> Error {
     }
 }
 
-/// The error of a librdkafka call that ran on a blocking thread and did not finish.
-pub(super) fn joined<T>(r: Result<crate::Result<T>, tokio::task::JoinError>) -> crate::Result<T> {
-    r.unwrap_or_else(|e| {
-        Err(Error::Backend(
-            format!("a Kafka client call stopped: {e}").into(),
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

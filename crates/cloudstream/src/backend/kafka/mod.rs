@@ -43,14 +43,14 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 
-use self::errors::{joined, kafka_error};
+use self::errors::kafka_error;
 use self::limits::{Limits, RECORD_ROOM};
 use self::offsets::GroupClients;
 pub use self::options::{EventHubsTier, KafkaOptions, Service};
 use self::read::Readers;
 use super::{
-    Backend, Capabilities, ConsumerInfo, Consumption, PartitionStart, ReadOptions, StreamConfig,
-    StreamInfo,
+    blocking, Backend, Capabilities, ConsumerInfo, Consumption, PartitionStart, ReadOptions,
+    StreamConfig, StreamInfo,
 };
 use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result};
@@ -134,9 +134,7 @@ impl KafkaBackend {
         self.check_topic(stream)?;
         let meta = self.meta.clone();
         let topic = stream.to_owned();
-        let n = joined(
-            tokio::task::spawn_blocking(move || topics::partition_count(&meta, &topic)).await,
-        )?;
+        let n = blocking(move || topics::partition_count(&meta, &topic)).await?;
         self.lock_topics().insert(stream.to_owned(), n);
         Ok(n)
     }
@@ -178,14 +176,12 @@ impl KafkaBackend {
     async fn watermarks(&self, stream: &str, partition: u32) -> Result<(i64, i64)> {
         let meta = self.meta.clone();
         let topic = stream.to_owned();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                drain(&meta);
-                meta.fetch_watermarks(&topic, partition as i32, CALL_TIMEOUT)
-                    .map_err(|e| kafka_error(e, &topic))
-            })
-            .await,
-        )
+        blocking(move || {
+            drain(&meta);
+            meta.fetch_watermarks(&topic, partition as i32, CALL_TIMEOUT)
+                .map_err(|e| kafka_error(e, &topic))
+        })
+        .await
     }
 }
 

@@ -16,9 +16,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::errors::{joined, kafka_error};
+use super::errors::kafka_error;
 use super::topics::partition_count;
 use super::{client_config, setting_error, KafkaBackend, KafkaOptions, CALL_TIMEOUT};
+use crate::backend::blocking;
 use crate::backend::{ConsumerInfo, PartitionStart};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::event::to_millis;
@@ -84,8 +85,7 @@ fn resolve(meta: &BaseConsumer, topic: &str, partition: u32, start: PartitionSta
             .map_err(|e| kafka_error(e, topic))
     };
     let offset = |s: crate::Sequence| {
-        s.as_u64()
-            .and_then(|s| i64::try_from(s).ok())
+        super::read::offset_of(s)
             .ok_or_else(|| Error::InvalidArgument(format!("sequence {s} is not a Kafka offset")))
     };
     Ok(match start {
@@ -165,38 +165,34 @@ impl KafkaBackend {
         let client = self.groups.get(&group_id(stream, consumer))?;
         let meta = self.meta.clone();
         let topic = stream.to_owned();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                super::drain(&client);
-                f(&meta, &client, &topic)
-            })
-            .await,
-        )
+        blocking(move || {
+            super::drain(&client);
+            f(&meta, &client, &topic)
+        })
+        .await
     }
 
     /// The groups of a stream's consumers: (consumer name, group id).
     async fn stream_groups(&self, stream: &str) -> Result<Vec<(String, String)>> {
         let meta = self.meta.clone();
         let prefix = group_id(stream, "");
-        joined(
-            tokio::task::spawn_blocking(move || {
-                let groups = meta
-                    .fetch_group_list(None, CALL_TIMEOUT)
-                    .map_err(|e| kafka_error(e, "consumer groups"))?;
-                Ok(groups
-                    .groups()
-                    .iter()
-                    .filter_map(|g| {
-                        // A group of another application that only looks like ours
-                        // (`S:not a name`) is not one of the stream's consumers.
-                        let consumer = g.name().strip_prefix(&prefix)?;
-                        cloudstream_log::validate_name("consumer", consumer).ok()?;
-                        Some((consumer.to_owned(), g.name().to_owned()))
-                    })
-                    .collect())
-            })
-            .await,
-        )
+        blocking(move || {
+            let groups = meta
+                .fetch_group_list(None, CALL_TIMEOUT)
+                .map_err(|e| kafka_error(e, "consumer groups"))?;
+            Ok(groups
+                .groups()
+                .iter()
+                .filter_map(|g| {
+                    // A group of another application that only looks like ours
+                    // (`S:not a name`) is not one of the stream's consumers.
+                    let consumer = g.name().strip_prefix(&prefix)?;
+                    cloudstream_log::validate_name("consumer", consumer).ok()?;
+                    Some((consumer.to_owned(), g.name().to_owned()))
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Deletes consumer groups; those already gone count as deleted.

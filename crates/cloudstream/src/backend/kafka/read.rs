@@ -13,9 +13,10 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::errors::{joined, kafka_error};
+use super::errors::kafka_error;
 use super::produce::TIME_HEADER;
 use super::{client_config, KafkaBackend, KafkaOptions};
+use crate::backend::blocking;
 use crate::backend::{PartitionStart, ReadOptions};
 use crate::event::{from_millis, to_millis};
 use crate::{Error, Event, Position, Record, Result, Sequence};
@@ -364,8 +365,13 @@ fn offset_after(record: &Record) -> i64 {
         .map_or(i64::MAX, |s| (s as i64).saturating_add(1))
 }
 
+/// The position of an offset in a partition.
+fn position_at(partition: u32, offset: i64) -> Position {
+    Position::new(partition, offset.max(0) as u64)
+}
+
 /// A Kafka offset for a sequence; `None` past what an offset can be.
-fn offset_of(sequence: Sequence) -> Option<i64> {
+pub(super) fn offset_of(sequence: Sequence) -> Option<i64> {
     sequence.as_u64().and_then(|s| i64::try_from(s).ok())
 }
 
@@ -415,7 +421,7 @@ impl KafkaBackend {
         options: &ReadOptions,
     ) -> Result<Vec<Record>> {
         self.check_partition(stream, partition).await?;
-        let position = |offset: i64| Position::new(partition, offset.max(0) as u64);
+        let position = |offset| position_at(partition, offset);
         let beyond_offsets = |s: Sequence| {
             Error::InvalidArgument(format!("sequence {s} is beyond what a Kafka offset can be"))
         };
@@ -514,7 +520,7 @@ impl KafkaBackend {
         );
         if let (true, Some(next)) = (out_of_range, asked) {
             if let Ok((low, high)) = self.watermarks(stream, partition).await {
-                let position = |o: i64| Position::new(partition, o.max(0) as u64);
+                let position = |offset| position_at(partition, offset);
                 if next < low {
                     return Error::Expired {
                         requested: position(next),
@@ -541,11 +547,6 @@ impl KafkaBackend {
     ) -> Result<Option<i64>> {
         let meta = self.meta.clone();
         let topic = stream.to_owned();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                super::offsets::time_offset(&meta, &topic, partition, time)
-            })
-            .await,
-        )
+        blocking(move || super::offsets::time_offset(&meta, &topic, partition, time)).await
     }
 }

@@ -9,9 +9,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 
-use super::errors::{joined, kafka_error};
+use super::errors::kafka_error;
 use super::options::Service;
 use super::{KafkaBackend, CALL_TIMEOUT};
+use crate::backend::blocking;
 use crate::backend::{PartitionInfo, StreamConfig, StreamInfo};
 use crate::{Error, Result};
 
@@ -158,7 +159,8 @@ impl KafkaBackend {
         self.check_topic(name)?;
         let meta = self.meta.clone();
         let topic = name.to_owned();
-        let layout = joined(tokio::task::spawn_blocking(move || layout(&meta, &topic)).await)
+        let layout = blocking(move || layout(&meta, &topic))
+            .await
             .inspect_err(|e| {
                 if matches!(e, Error::StreamNotFound { .. }) {
                     self.forget(name);
@@ -229,23 +231,21 @@ impl KafkaBackend {
     pub(super) async fn list_topics(&self) -> Result<Vec<String>> {
         let meta = self.meta.clone();
         let only = self.options.only_topic.clone();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                let metadata = meta
-                    .fetch_metadata(None, CALL_TIMEOUT)
-                    .map_err(|e| kafka_error(e, "topics"))?;
-                let mut names: Vec<String> = metadata
-                    .topics()
-                    .iter()
-                    .map(|t| t.name().to_owned())
-                    .filter(|n| !n.starts_with("__"))
-                    .filter(|n| only.as_ref().is_none_or(|o| o == n))
-                    .collect();
-                names.sort();
-                Ok(names)
-            })
-            .await,
-        )
+        blocking(move || {
+            let metadata = meta
+                .fetch_metadata(None, CALL_TIMEOUT)
+                .map_err(|e| kafka_error(e, "topics"))?;
+            let mut names: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_owned())
+                .filter(|n| !n.starts_with("__"))
+                .filter(|n| only.as_ref().is_none_or(|o| o == n))
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+        .await
     }
 
     /// Deletes the topic of a stream and its consumers' groups.
@@ -276,8 +276,7 @@ impl KafkaBackend {
         while tokio::time::Instant::now() < deadline {
             let meta = self.meta.clone();
             let topic = name.to_owned();
-            match joined(tokio::task::spawn_blocking(move || partition_count(&meta, &topic)).await)
-            {
+            match blocking(move || partition_count(&meta, &topic)).await {
                 Err(Error::StreamNotFound { .. }) => break,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }

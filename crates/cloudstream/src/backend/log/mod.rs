@@ -22,8 +22,8 @@ use cloudstream_log::{Log, LogError, LogRecord, StreamLog};
 use tokio::sync::watch;
 
 use super::{
-    Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption, PartitionInfo,
-    PartitionStart, ReadOptions, StreamConfig, StreamInfo,
+    blocking, Backend, Capabilities, Checkpoint, CheckpointStore, ConsumerInfo, Consumption,
+    PartitionInfo, PartitionStart, ReadOptions, StreamConfig, StreamInfo,
 };
 use crate::event::{from_millis, to_millis};
 use crate::lease::MemoryLeases;
@@ -51,12 +51,6 @@ pub struct LogBackend {
 struct Watchers {
     stream: Arc<StreamLog>,
     ends: Arc<Vec<watch::Sender<u64>>>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Unavailable(Box::new(e)))?
 }
 
 fn log_error(stream: &str, partition: u32, e: LogError) -> Error {
