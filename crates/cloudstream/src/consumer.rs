@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::backend::{Checkpoint, PartitionStart};
 use crate::consume::{self, Lane, Lanes, Take};
-use crate::lease;
+use crate::lease::{self, Membership};
 use crate::{Record, Result, Stream};
 
 /// Where a consumer without a checkpoint starts.
@@ -83,13 +83,6 @@ struct State {
     held: BTreeSet<u32>,
 }
 
-/// A consumer's identity within its group.
-#[derive(Debug, Clone)]
-struct Membership {
-    member: String,
-    ttl: Duration,
-}
-
 /// A named reader of all partitions of a stream with durable checkpoints.
 #[derive(Debug)]
 pub struct Consumer {
@@ -139,8 +132,8 @@ impl Consumer {
         self
     }
 
-    /// How long a member's leases outlive its last fetch (default 10 s). A member must fetch
-    /// more often than this to keep its partitions.
+    /// How long a member's leases outlive its last fetch (default 10 s; 100 ms to 1 hour).
+    /// A member must fetch more often than this to keep its partitions.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
         if let Some(m) = &mut self.membership {
@@ -186,8 +179,7 @@ impl Consumer {
             match &self.membership {
                 // A member opens lanes as it gains partitions.
                 Some(m) => {
-                    cloudstream_log::validate_name("consumer", &self.name)?;
-                    cloudstream_log::validate_name("member", &m.member)?;
+                    m.check(&self.name)?;
                     consume::check_group(&self.stream)?;
                 }
                 None => {
@@ -209,8 +201,7 @@ impl Consumer {
         let Some(m) = &self.membership else {
             return Ok(());
         };
-        let renewed =
-            lease::renew(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await;
+        let renewed = lease::renew(&self.stream, &self.name, m, &mut state.held).await;
         state.lanes.retain(|p, _| state.held.contains(p));
         renewed.map(drop)
     }
@@ -225,8 +216,15 @@ impl Consumer {
         let Some(m) = &self.membership else {
             return Ok(());
         };
-        let balanced =
-            lease::balance(&self.stream, &self.name, &m.member, m.ttl, &mut state.held).await;
+        // Everything fetched is committed by now: partitions above the fair share go back
+        // at once.
+        let balanced = match lease::round(&self.stream, &self.name, m, &mut state.held).await {
+            Ok(round) => {
+                let (stream, member) = (&self.stream, &m.member);
+                lease::release(stream, &self.name, member, &round.surplus, &mut state.held).await
+            }
+            Err(e) => Err(e),
+        };
         state.lanes.retain(|p, _| state.held.contains(p));
         let missing: Vec<u32> = state
             .held
@@ -239,7 +237,7 @@ impl Consumer {
             let lanes = consume::open(&self.stream, &self.name, self.start, gained, false).await?;
             state.lanes.extend(by_partition(lanes));
         }
-        balanced.map(drop)
+        balanced
     }
 
     /// Acknowledges everything handed out, and makes it durable. What a fetch that never

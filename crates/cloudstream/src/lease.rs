@@ -10,17 +10,18 @@
 //! directory), a DynamoDB table with conditional writes for Kinesis, as the Kinesis Client
 //! Library does.
 //!
-//! [`balance`] is the protocol every member runs on each fetch: renew what it holds, count
-//! the live members, take free partitions up to its fair share, and give back the ones above
-//! it (after committing them), so partitions spread evenly and a member that stops renewing
-//! loses its partitions to the others when its leases expire.
+//! [`round`] is the protocol every member runs (a consumer on each fetch, a trigger every
+//! third of its TTL): renew what it holds, count the live members, take free partitions up
+//! to its fair share, and name the ones above it, which the member gives back with
+//! [`release`] once it has committed them. Partitions spread evenly, and a member that stops
+//! renewing loses its partitions to the others when its leases expire.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::store_of;
-use crate::{Result, Stream};
+use crate::{Error, Result, Stream};
 
 /// The lease naming a member's heartbeat.
 pub(crate) fn member_lease(member: &str) -> String {
@@ -94,61 +95,99 @@ impl MemoryLeases {
     }
 }
 
-/// What one round of [`balance`] changed.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Change {
-    /// Partitions taken this round: read them from the group's checkpoint.
-    pub(crate) gained: Vec<u32>,
-    /// Partitions another member holds now (this member's leases expired): forget them.
-    pub(crate) lost: Vec<u32>,
-    /// Partitions above the fair share, given back (the caller committed them first).
-    pub(crate) released: Vec<u32>,
+/// Shortest lease TTL: a lease must outlive the round trips that renew it.
+pub(crate) const MIN_TTL: Duration = Duration::from_millis(100);
+
+/// Longest lease TTL: a member that died holds its partitions at most this long, and the
+/// Kafka claims log's replay window is a multiple of it.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// A consumer's (or trigger's) identity within its group, and how long its leases last.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    /// The member's id, unique within the group.
+    pub(crate) member: String,
+    /// How long its leases outlive its last round.
+    pub(crate) ttl: Duration,
 }
 
-/// Renews `member`'s heartbeat and the leases of the partitions it holds; returns (and
-/// removes from `held`) those another member took after they expired.
+impl Membership {
+    /// Checks the member's id and TTL for consumer group `group`.
+    pub(crate) fn check(&self, group: &str) -> Result<()> {
+        cloudstream_log::validate_name("consumer", group)?;
+        cloudstream_log::validate_name("member", &self.member)?;
+        check_ttl(self.ttl)
+    }
+}
+
+/// Checks a lease TTL: between [`MIN_TTL`] and [`MAX_TTL`].
+pub(crate) fn check_ttl(ttl: Duration) -> Result<()> {
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(Error::InvalidArgument(format!(
+            "a lease TTL must be between {} ms and {} s, got {} ms",
+            MIN_TTL.as_millis(),
+            MAX_TTL.as_secs(),
+            ttl.as_millis()
+        )));
+    }
+    Ok(())
+}
+
+/// What one [`round`] of the group protocol found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Round {
+    /// Partitions taken this round: read them from the group's checkpoint.
+    pub(crate) gained: Vec<u32>,
+    /// Partitions another member holds now (this member's leases expired): forget them, and
+    /// commit nothing more for them.
+    pub(crate) lost: Vec<u32>,
+    /// Partitions above the fair share, still held: commit what was handled of them, then
+    /// give them back with [`release`].
+    pub(crate) surplus: Vec<u32>,
+}
+
+/// Renews `member`'s heartbeat and the leases of the partitions it holds, in one store call;
+/// returns (and removes from `held`) those another member took after they expired.
 pub(crate) async fn renew(
     stream: &Stream,
     group: &str,
-    member: &str,
-    ttl: Duration,
+    m: &Membership,
     held: &mut BTreeSet<u32>,
 ) -> Result<Vec<u32>> {
     let store = store_of(stream.backend().as_ref())?;
-    let name = stream.name();
-    store
-        .take_lease(name, group, &member_lease(member), member, ttl)
+    let mut names = vec![member_lease(&m.member)];
+    names.extend(held.iter().map(|&p| partition_lease(p)));
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let taken = store
+        .take_leases(stream.name(), group, &names, &m.member, m.ttl)
         .await?;
-    let mut lost = Vec::new();
-    for &p in held.iter() {
-        if !store
-            .take_lease(name, group, &partition_lease(p), member, ttl)
-            .await?
-        {
-            lost.push(p);
-        }
-    }
+    let lost: Vec<u32> = held
+        .iter()
+        .zip(taken.iter().skip(1))
+        .filter(|(_, &kept)| !kept)
+        .map(|(&p, _)| p)
+        .collect();
     for p in &lost {
         held.remove(p);
     }
     Ok(lost)
 }
 
-/// One round of the group protocol for `member`, which holds `held`. The caller must have
-/// committed everything it fetched from `held` before calling, since partitions above the
-/// fair share are given back here.
-pub(crate) async fn balance(
+/// One round of the group protocol for member `m`, which holds `held`: renew, count the live
+/// members, take free partitions up to the fair share (in one store call), and name those
+/// above it. Partitions spread evenly this way, and a member that stops renewing loses its
+/// partitions to the others when its leases expire.
+pub(crate) async fn round(
     stream: &Stream,
     group: &str,
-    member: &str,
-    ttl: Duration,
+    m: &Membership,
     held: &mut BTreeSet<u32>,
-) -> Result<Change> {
+) -> Result<Round> {
     let store = store_of(stream.backend().as_ref())?;
     let name = stream.name();
-    let mut change = Change {
-        lost: renew(stream, group, member, ttl, held).await?,
-        ..Change::default()
+    let mut round = Round {
+        lost: renew(stream, group, m, held).await?,
+        ..Round::default()
     };
     let live = store.live_leases(name, group).await?;
     let members = live
@@ -158,33 +197,73 @@ pub(crate) async fn balance(
         .max(1);
     let partitions = stream.partitions();
     let fair = partitions.div_ceil(members as u32) as usize;
-    while held.len() > fair {
-        let Some(p) = held.pop_last() else { break };
-        store
-            .release_lease(name, group, &partition_lease(p), member)
-            .await?;
-        change.released.push(p);
+    if held.len() > fair {
+        round.surplus = held.iter().rev().take(held.len() - fair).copied().collect();
+        return Ok(round);
     }
-    for p in 0..partitions {
-        if held.len() >= fair {
-            break;
-        }
-        // A partition whose live lease is already this member's (a handle of the same
-        // member made anew, as after a restart) is taken back at once, as Kafka's static
-        // members do; one another member holds live is left to it.
-        let owner = live.get(&partition_lease(p));
-        if held.contains(&p) || owner.is_some_and(|o| o != member) {
-            continue;
-        }
-        if store
-            .take_lease(name, group, &partition_lease(p), member, ttl)
-            .await?
-        {
+    // A partition whose live lease is already this member's (a handle of the same member
+    // made anew, as after a restart) is taken back at once, as Kafka's static members do;
+    // one another member holds live is left to it.
+    let wanted: Vec<u32> = (0..partitions)
+        .filter(|p| !held.contains(p))
+        .filter(|p| {
+            live.get(&partition_lease(*p))
+                .is_none_or(|o| *o == m.member)
+        })
+        .take(fair - held.len())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(round);
+    }
+    let names: Vec<String> = wanted.iter().map(|&p| partition_lease(p)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let taken = store
+        .take_leases(name, group, &names, &m.member, m.ttl)
+        .await?;
+    for (&p, &ok) in wanted.iter().zip(&taken) {
+        if ok {
             held.insert(p);
-            change.gained.push(p);
+            round.gained.push(p);
         }
     }
-    Ok(change)
+    Ok(round)
+}
+
+/// Gives back the leases of `partitions` (which the caller committed), and forgets them
+/// from `held` even where the store did not answer: they expire by themselves.
+pub(crate) async fn release(
+    stream: &Stream,
+    group: &str,
+    member: &str,
+    partitions: &[u32],
+    held: &mut BTreeSet<u32>,
+) -> Result<()> {
+    let store = store_of(stream.backend().as_ref())?;
+    let mut result = Ok(());
+    for &p in partitions {
+        held.remove(&p);
+        let released = store
+            .release_lease(stream.name(), group, &partition_lease(p), member)
+            .await;
+        result = result.and(released);
+    }
+    result
+}
+
+/// Gives back every lease of a member that stops (its partitions and its heartbeat), best
+/// effort: what the store does not take back expires by itself.
+pub(crate) async fn leave(stream: &Stream, group: &str, member: &str, held: &mut BTreeSet<u32>) {
+    let partitions: Vec<u32> = held.iter().copied().collect();
+    let mut left = release(stream, group, member, &partitions, held).await;
+    if let Ok(store) = store_of(stream.backend().as_ref()) {
+        let heartbeat = store
+            .release_lease(stream.name(), group, &member_lease(member), member)
+            .await;
+        left = left.and(heartbeat);
+    }
+    if let Err(e) = left {
+        tracing::warn!(stream = stream.name(), group, member, error = %e, "leases not given back; they expire by themselves");
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ macro_rules! conformance {
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
             triggers_report_each_batch_outcome, events_over_header_limits_fail_alone,
-            events_with_an_id_are_stored_once);
+            events_with_an_id_are_stored_once, triggers_share_partitions_as_group_members);
     };
     (@run $make:path; $($name:ident),*) => {
         cloudstream::conformance_tests!(@each $make; $($name),*);

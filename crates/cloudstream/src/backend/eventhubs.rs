@@ -10,6 +10,7 @@
 //! | event size | 1 MB (Standard, Premium, Dedicated) ([quotas]) | checked before sending |
 //! | consumer `NAME` of stream `S` | Kafka consumer group `S:NAME`, created on first commit; separate from the hub's AMQP consumer groups ([Kafka FAQ]) | committed offsets kept by the service |
 //! | sequence | offset | — |
+//! | consumer group members (`member(id)`) | leases claimed on hub `cloudstream-leases` (`leases_topic=`), made on first use | needs a namespace-scoped connection string: a hub-scoped one cannot reach the claims hub, so its clients refuse `member()` |
 //!
 //! The Basic tier has no Kafka endpoint and is refused. Compression is gzip only, on
 //! Premium and Dedicated. A hub-scoped connection string (`EntityPath=HUB`), or a URL naming
@@ -18,7 +19,7 @@
 //! Options: `connection_string=` (else `EVENTHUBS_CONNECTION_STRING`), `tier=standard|premium|dedicated`,
 //! `endpoint=HOST:PORT` (another Kafka endpoint: a test broker on loopback, with
 //! `security.protocol=PLAINTEXT`), and every `kafka://` option (librdkafka settings with a dot,
-//! `config=FILE`, `readers=`). Without a connection string, configure another SASL
+//! `config=FILE`, `readers=`, `leases_topic=`). Without a connection string, configure another SASL
 //! mechanism yourself (`sasl.mechanism=OAUTHBEARER` with librdkafka's OIDC settings).
 //!
 //! [Kafka overview]: https://learn.microsoft.com/azure/event-hubs/azure-event-hubs-apache-kafka-overview
@@ -50,6 +51,7 @@ const KNOWN: &[&str] = &[
     "config",
     "readers",
     "replication",
+    "leases_topic",
 ];
 
 /// What an Event Hubs connection string says. Its `Debug` leaves the string itself out.

@@ -73,6 +73,23 @@ pub trait CheckpointStore: Debug + Send + Sync {
         let _ = (stream, group, name, member, ttl);
         Err(self.no_leases())
     }
+    /// [`CheckpointStore::take_lease`] for several leases of one group at once (a member's
+    /// round: its heartbeat and its partitions); whether `member` holds each afterwards.
+    /// Stores that can decide several in one call (the Kafka claims log) do.
+    async fn take_leases(
+        &self,
+        stream: &str,
+        group: &str,
+        names: &[&str],
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>> {
+        let mut held = Vec::with_capacity(names.len());
+        for name in names {
+            held.push(self.take_lease(stream, group, name, member, ttl).await?);
+        }
+        Ok(held)
+    }
     /// Gives lease `name` back, if `member` holds it.
     async fn release_lease(
         &self,

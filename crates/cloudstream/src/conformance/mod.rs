@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 use crate::{Client, Consumer, Event, ReadFrom, Record, Stream};
 
 mod consumers;
+mod groups;
 mod lifecycle;
 mod outcomes;
 mod reads;
@@ -27,6 +28,7 @@ mod triggers;
 mod writes;
 
 pub use consumers::*;
+pub use groups::*;
 pub use lifecycle::*;
 pub use outcomes::*;
 pub use reads::*;
@@ -162,7 +164,7 @@ macro_rules! __conformance_list {
             triggers_deliver_every_event_in_order, triggers_retry_then_dead_letter,
             batch_triggers_gather_and_dead_letter, triggers_pin_their_start_and_survive_panics,
             triggers_report_each_batch_outcome, events_over_header_limits_fail_alone,
-            events_with_an_id_are_stored_once }
+            events_with_an_id_are_stored_once, triggers_share_partitions_as_group_members }
     };
 }
 

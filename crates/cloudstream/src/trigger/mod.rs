@@ -9,6 +9,7 @@
 //! plus the error, and the loop goes on. Shutdown lets the record in hand finish, commits, and
 //! returns a report.
 
+mod group;
 mod handle;
 mod outcome;
 
@@ -26,6 +27,7 @@ use self::outcome::Observer;
 pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport, TriggerTotals};
 use crate::consume::{self, Lane, Lanes, Take};
 use crate::consumer::StartAt;
+use crate::lease::Membership;
 use crate::retry::Pause;
 use crate::{Error, Record, Result, RetryPolicy, Stream};
 
@@ -102,6 +104,8 @@ pub struct Trigger {
     dead_letter: Option<String>,
     start: StartAt,
     observers: Vec<Observer>,
+    membership: Option<Membership>,
+    lease_ttl: Duration,
 }
 
 impl std::fmt::Debug for Trigger {
@@ -115,6 +119,7 @@ impl std::fmt::Debug for Trigger {
             .field("retry", &self.retry)
             .field("dead_letter", &self.dead_letter)
             .field("observers", &self.observers.len())
+            .field("membership", &self.membership)
             .finish()
     }
 }
@@ -150,6 +155,8 @@ impl Trigger {
             dead_letter,
             start: StartAt::Earliest,
             observers: Vec::new(),
+            membership: None,
+            lease_ttl: Duration::from_secs(10),
         }
     }
 
@@ -194,6 +201,31 @@ impl Trigger {
         self
     }
 
+    /// Runs the trigger as member `id` of its consumer's group: the members (in this
+    /// process or others) share the stream's partitions through leases, each handling only
+    /// the partitions it holds, and take over those of a member that stops or dies (see
+    /// [`crate::Consumer::member`]). A member gives a partition back only after committing
+    /// what it handled, so a hand-over delivers nothing twice; one that dies is replaced
+    /// once its leases expire, from the group's last commit.
+    pub fn member(mut self, id: impl Into<String>) -> Self {
+        self.membership = Some(Membership {
+            member: id.into(),
+            ttl: self.lease_ttl,
+        });
+        self
+    }
+
+    /// How long a member's leases outlive its last renewal (default 10 s; 100 ms to 1
+    /// hour): a member that dies loses its partitions this long after. Renewed every third
+    /// of it.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        if let Some(m) = &mut self.membership {
+            m.ttl = ttl;
+        }
+        self
+    }
+
     /// Tells `observer` of every batch's outcome (handled, retried, dead-lettered, with the
     /// error) as it happens, in order within a partition; see [`BatchReport`]. Sinks and
     /// webhooks count and act on these instead of guessing from attempts.
@@ -209,6 +241,17 @@ impl Trigger {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<TriggerReport> {
         cloudstream_log::validate_name("consumer", &self.consumer)?;
+        if let Some(m) = &self.membership {
+            m.check(&self.consumer)?;
+            consume::check_group(&self.stream)?;
+            let backend = self.stream.backend();
+            if !backend.capabilities().leases {
+                return Err(Error::Unsupported {
+                    operation: "consumer-group leases".into(),
+                    backend: backend.name(),
+                });
+            }
+        }
         let dlq = match &self.dead_letter {
             Some(name) => {
                 let client = crate::Client::new(self.stream.backend().clone());
@@ -223,8 +266,13 @@ impl Trigger {
             }
             None => None,
         };
-        let (stop_tx, stop_rx) = watch::channel(false);
         let counters = Arc::new(TriggerTotals::default());
+        if let Some(m) = self.membership.clone() {
+            let this = Arc::new(self);
+            let ran = this.run_member(m, dlq, counters.clone(), shutdown).await;
+            return ran.map(|()| counters.report());
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
         // The start is pinned before the first pull: what is sent from now on is kept for
         // this consumer, even if the trigger stops before it reads.
         let lanes =

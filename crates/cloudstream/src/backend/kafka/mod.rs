@@ -10,6 +10,7 @@
 //! | sequence | offset (dense: `BeyondEnd`, lag and record counts are known) |
 //! | `Earliest` / `Latest` / `At` / `After` / `AtTime` | low watermark / high watermark / offset / offset + 1 / `offsets_for_times` |
 //! | consumer `NAME` of stream `S` | consumer group `S:NAME`, its committed offsets the checkpoint (`kafka-consumer-groups --describe --group S:NAME` shows them) |
+//! | members of a consumer group (`member(id)`) | leases decided by a claims log, the one-partition topic `__cloudstream_leases`, which every process replays with one rule (`leases.rs`, `ledger.rs`) |
 //! | describe | topic metadata (partitions, leaders, replicas), `DescribeConfigs` (retention, cleanup policy) and each partition's watermarks |
 //!
 //! Reads come from a pool of assigned (not subscribed) consumers: a read that goes on
@@ -25,6 +26,8 @@
 //! overridden from the URL, at the cost of these promises.
 
 mod errors;
+mod leases;
+mod ledger;
 mod limits;
 mod offsets;
 mod options;
@@ -44,6 +47,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 
 use self::errors::kafka_error;
+use self::leases::LeaseLog;
 use self::limits::{Limits, RECORD_ROOM};
 use self::offsets::GroupClients;
 pub use self::options::{EventHubsTier, KafkaOptions, Service};
@@ -73,6 +77,8 @@ pub struct KafkaBackend {
     groups: GroupClients,
     /// Partition counts of the topics met, so appends and reads need no metadata call.
     topics: Mutex<HashMap<String, u32>>,
+    /// The consumer groups' lease claims; `None` for a client limited to one hub.
+    leases: Option<LeaseLog>,
 }
 
 impl std::fmt::Debug for KafkaBackend {
@@ -99,7 +105,13 @@ impl KafkaBackend {
             .create()
             .map_err(|e| setting_error("the admin client", &e))?;
         let meta = Arc::new(meta);
+        let claims = match (&options.leases_topic, &options.only_topic) {
+            (Some(topic), _) => Some(topic.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(leases::default_topic(options.service).to_owned()),
+        };
         Ok(KafkaBackend {
+            leases: claims.map(LeaseLog::new),
             readers: Readers::new(&options),
             groups: GroupClients::new(&options),
             limits,
@@ -114,6 +126,13 @@ impl KafkaBackend {
     /// Checks a stream name, and that this client may use it.
     fn check_topic(&self, name: &str) -> Result<()> {
         cloudstream_log::validate_name("stream", name)?;
+        if self.leases.as_ref().is_some_and(|l| l.topic() == name) {
+            return Err(Error::InvalidName {
+                kind: "stream",
+                name: name.to_owned(),
+                reason: "it is the topic that keeps consumer groups' lease claims".into(),
+            });
+        }
         match &self.options.only_topic {
             Some(only) if only != name => Err(Error::InvalidArgument(format!(
                 "this client is limited to stream {only} (its URL or connection string names that hub); {name} asked"
@@ -271,7 +290,7 @@ impl Backend for KafkaBackend {
             consumers_see_history: true,
             server_side_checkpoints: true,
             durable: true,
-            leases: false,
+            leases: self.leases.is_some(),
             max_record_bytes: self.limits.message_bytes.saturating_sub(RECORD_ROOM),
             max_headers: usize::MAX,
             max_header_name_bytes: usize::MAX,

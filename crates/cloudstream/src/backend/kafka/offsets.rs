@@ -7,9 +7,9 @@
 //! reads partitions by position), as Kafka's "simple consumers" and Kafka Connect's sink
 //! offsets resets do.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -17,6 +17,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::errors::kafka_error;
+use super::ledger::Op;
 use super::topics::partition_count;
 use super::{client_config, setting_error, KafkaBackend, KafkaOptions, CALL_TIMEOUT};
 use crate::backend::blocking;
@@ -314,5 +315,47 @@ impl CheckpointStore for KafkaBackend {
         let groups = self.stream_groups(stream).await?;
         let ids: Vec<&str> = groups.iter().map(|(_, g)| g.as_str()).collect();
         self.delete_groups(&ids).await
+    }
+
+    async fn take_lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let held = self
+            .take_leases(stream, group, &[name], member, ttl)
+            .await?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+
+    async fn take_leases(
+        &self,
+        stream: &str,
+        group: &str,
+        names: &[&str],
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>> {
+        self.claim(Op::Take, stream, group, names, member, ttl)
+            .await
+    }
+
+    async fn release_lease(
+        &self,
+        stream: &str,
+        group: &str,
+        name: &str,
+        member: &str,
+    ) -> Result<()> {
+        self.claim(Op::Release, stream, group, &[name], member, Duration::ZERO)
+            .await
+            .map(drop)
+    }
+
+    async fn live_leases(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
+        self.live(stream, group).await
     }
 }

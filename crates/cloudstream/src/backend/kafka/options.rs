@@ -10,6 +10,7 @@
 //! | `config=FILE` | librdkafka settings from a properties file |
 //! | `replication=N` | replication factor of the topics this client creates (default: the broker's `default.replication.factor`) |
 //! | `readers=N` | most partition reads under way at once (each holds a librdkafka consumer; default 32) |
+//! | `leases_topic=NAME` | the topic that keeps consumer groups' lease claims (default `__cloudstream_leases`; on Event Hubs `cloudstream-leases`) |
 //!
 //! The settings cloudstream itself owns per client (`bootstrap.servers`, which is the URL's
 //! location, `group.id`, `enable.auto.commit`, `enable.auto.offset.store`,
@@ -34,7 +35,7 @@ const OWNED: &[&str] = &[
 ];
 
 /// Our own options (no dot).
-const KNOWN: &[&str] = &["config", "replication", "readers"];
+const KNOWN: &[&str] = &["config", "replication", "readers", "leases_topic"];
 
 /// Most partition reads under way at once, unless `readers=` says otherwise.
 const DEFAULT_READERS: usize = 32;
@@ -79,6 +80,9 @@ pub struct KafkaOptions {
     /// The one topic this client may use (an Event Hubs URL or connection string scoped to
     /// one hub); `None`: any.
     pub only_topic: Option<String>,
+    /// The topic that keeps consumer groups' lease claims; `None`: the service's default
+    /// (none for a client limited to one hub).
+    pub leases_topic: Option<String>,
 }
 
 impl std::fmt::Debug for KafkaOptions {
@@ -102,6 +106,7 @@ impl std::fmt::Debug for KafkaOptions {
             .field("readers", &self.readers)
             .field("service", &self.service)
             .field("only_topic", &self.only_topic)
+            .field("leases_topic", &self.leases_topic)
             .finish()
     }
 }
@@ -116,6 +121,7 @@ impl KafkaOptions {
             readers: DEFAULT_READERS,
             service,
             only_topic: None,
+            leases_topic: None,
         }
     }
 
@@ -135,7 +141,7 @@ impl KafkaOptions {
     }
 
     /// Applies a URL's options: librdkafka settings (with a dot), `config=`,
-    /// `replication=`, `readers=`, and whatever `own` takes (it answers whether it took
+    /// `replication=`, `readers=`, `leases_topic=`, and whatever `own` takes (it answers whether it took
     /// the option); `known` names the options without a dot for the error of an unknown one.
     pub(crate) fn apply(
         &mut self,
@@ -167,6 +173,11 @@ impl KafkaOptions {
                         return Err(url.invalid(format!("readers must be 1 to 4096, got {n}")));
                     }
                     self.readers = n;
+                }
+                "leases_topic" => {
+                    cloudstream_log::validate_name("stream", v)
+                        .map_err(|e| url.invalid(format!("leases_topic: {e}")))?;
+                    self.leases_topic = Some(v.clone());
                 }
                 _ if k.contains('.') => {
                     check_setting(k).map_err(|e| url.invalid(e))?;

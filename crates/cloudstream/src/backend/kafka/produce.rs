@@ -151,7 +151,7 @@ impl KafkaBackend {
     }
 
     /// The producer in use.
-    fn producer(&self) -> FutureProducer {
+    pub(super) fn producer(&self) -> FutureProducer {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -116,6 +116,12 @@ impl KafkaBackend {
         self.check_topic(name)?;
         self.limits
             .check_create(self.options.service, config.horizon, config.partitions)?;
+        self.make_topic(name, config).await
+    }
+
+    /// Makes a topic (a stream's, or the lease claims'), and waits until the cluster's
+    /// metadata shows it.
+    pub(super) async fn make_topic(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
         let retention = config.horizon.as_millis().to_string();
         let replication = TopicReplication::Fixed(self.options.replication.unwrap_or(-1));
         let mut topic = NewTopic::new(name, config.partitions as i32, replication)
@@ -137,7 +143,7 @@ impl KafkaBackend {
         // A new topic reaches every broker's metadata a little later.
         let deadline = tokio::time::Instant::now() + PROPAGATION;
         loop {
-            match self.describe_topic(name).await {
+            match self.topic_view(name).await {
                 Ok(info) if info.partitions.len() == config.partitions as usize => return Ok(info),
                 Ok(_) | Err(Error::StreamNotFound { .. })
                     if tokio::time::Instant::now() < deadline =>
@@ -157,6 +163,11 @@ impl KafkaBackend {
     /// The topic's own view of itself.
     pub(super) async fn describe_topic(&self, name: &str) -> Result<StreamInfo> {
         self.check_topic(name)?;
+        self.topic_view(name).await
+    }
+
+    /// [`KafkaBackend::describe_topic`] of any topic, the lease claims' too.
+    async fn topic_view(&self, name: &str) -> Result<StreamInfo> {
         let meta = self.meta.clone();
         let topic = name.to_owned();
         let layout = blocking(move || layout(&meta, &topic))
@@ -227,10 +238,11 @@ impl KafkaBackend {
         Ok(out)
     }
 
-    /// Every topic but the cluster's own (`__consumer_offsets`, ...).
+    /// Every topic but the cluster's own (`__consumer_offsets`, ...) and the lease claims'.
     pub(super) async fn list_topics(&self) -> Result<Vec<String>> {
         let meta = self.meta.clone();
         let only = self.options.only_topic.clone();
+        let claims = self.leases.as_ref().map(|l| l.topic().to_owned());
         blocking(move || {
             let metadata = meta
                 .fetch_metadata(None, CALL_TIMEOUT)
@@ -239,7 +251,7 @@ impl KafkaBackend {
                 .topics()
                 .iter()
                 .map(|t| t.name().to_owned())
-                .filter(|n| !n.starts_with("__"))
+                .filter(|n| !n.starts_with("__") && claims.as_ref() != Some(n))
                 .filter(|n| only.as_ref().is_none_or(|o| o == n))
                 .collect();
             names.sort();

@@ -1,0 +1,406 @@
+//! Consumer-group leases kept in Kafka itself: a one-partition claims topic
+//! (`__cloudstream_leases`; `cloudstream-leases` on Event Hubs, whose hub names cannot begin
+//! with `_`), which every process replays with the same rule (`ledger.rs`).
+//!
+//! | lease call | on the claims topic |
+//! |---|---|
+//! | take (or renew) leases for a member | one claim per lease, produced together; each answered once the replay reaches it |
+//! | release | a release claim, answered the same way |
+//! | live leases of a group | the replay brought up to the topic's end as it is now, then the leases unexpired by this host's clock |
+//!
+//! The topic is made on first use (one partition, `LogAppendTime`, six hours of
+//! retention); a process replays it from [`REPLAY_BACK`] before it first needs it. Members
+//! in any number of processes agree on who holds what, because each decision is the log's.
+//! Kafka's own group protocol was not used: see `docs/design.md` (Kafka decisions).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::oneshot;
+
+use super::errors::kafka_error;
+use super::ledger::{self, Claim, Ledger, Op, Read, REPLAY_BACK};
+use super::offsets::time_offset;
+use super::options::Service;
+use super::{client_config, setting_error, KafkaBackend, KafkaOptions, CALL_TIMEOUT};
+use crate::backend::{blocking, StreamConfig};
+use crate::event::to_millis;
+use crate::{Error, Result};
+
+/// How long the claims topic keeps claims: well past [`REPLAY_BACK`].
+const CLAIMS_RETENTION: Duration = Duration::from_secs(6 * 3600);
+
+/// Settings of the replaying consumer: assigned, never committing, and fetching again soon
+/// after reaching the end, so a claim is decided within a few tens of milliseconds even by a
+/// broker that holds a fetch until its wait is over instead of answering when a record
+/// arrives (tansu does).
+const REPLAY_SETTINGS: [(&str, &str); 5] = [
+    ("group.id", "cloudstream-lease-replay"),
+    ("enable.auto.commit", "false"),
+    ("enable.partition.eof", "true"),
+    ("auto.offset.reset", "earliest"),
+    ("fetch.wait.max.ms", "20"),
+];
+
+/// The claims topic a client uses, unless its URL names another (`leases_topic=`).
+pub(super) fn default_topic(service: Service) -> &'static str {
+    match service {
+        Service::Kafka => "__cloudstream_leases",
+        Service::EventHubs(_) => "cloudstream-leases",
+    }
+}
+
+/// What the replaying thread shares with the callers.
+#[derive(Default)]
+struct Shared {
+    inner: Mutex<Replayed>,
+    stop: AtomicBool,
+}
+
+/// The replay so far.
+#[derive(Default)]
+struct Replayed {
+    ledger: Ledger,
+    /// The next offset to replay (everything before it is applied).
+    next: i64,
+    /// Claims sent and not decided yet, by nonce.
+    pending: HashMap<String, oneshot::Sender<bool>>,
+    /// Callers waiting for the replay to reach an offset.
+    reaching: Vec<(i64, oneshot::Sender<()>)>,
+    /// Why the replay stopped deciding (a claim of an unknown version).
+    stopped: Option<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Replayed> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the record at `offset`, appended at `at_ms`.
+    fn apply(&self, offset: i64, at_ms: i64, payload: &[u8]) {
+        let mut r = self.lock();
+        if r.stopped.is_none() {
+            match ledger::read(payload) {
+                Read::Claim(claim) => {
+                    let granted = r.ledger.apply(&claim, at_ms);
+                    if let Some(answer) = r.pending.remove(&claim.nonce) {
+                        let _ = answer.send(granted);
+                    }
+                }
+                Read::Unknown(v) => {
+                    let why = format!("the claims log holds a claim of version {v}, written by a newer cloudstream; this one decides version {}: upgrade it", ledger::VERSION);
+                    tracing::error!(offset, "{why}");
+                    r.stopped = Some(why);
+                    r.pending.clear(); // the waiters learn why from `stopped`
+                }
+                Read::Foreign => {
+                    tracing::warn!(offset, "a record of the claims log is not a claim; ignored")
+                }
+            }
+        }
+        self.reached(&mut r, offset + 1);
+    }
+
+    /// Records that everything before `next` is applied.
+    fn reached(&self, r: &mut Replayed, next: i64) {
+        r.next = r.next.max(next);
+        let next = r.next;
+        let (done, waiting) = std::mem::take(&mut r.reaching)
+            .into_iter()
+            .partition(|(at, _)| *at <= next);
+        r.reaching = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The error of an answer that will not come.
+    fn unanswered(&self) -> Error {
+        match &self.lock().stopped {
+            Some(why) => Error::Unavailable(why.clone().into()),
+            None => Error::Unavailable("the replay of the lease claims stopped".into()),
+        }
+    }
+}
+
+/// The claims log of one backend: its topic, and the replay (started on first use).
+pub(super) struct LeaseLog {
+    topic: String,
+    shared: Arc<Shared>,
+    started: tokio::sync::OnceCell<()>,
+    /// Makes the nonces of this process unique.
+    counter: AtomicU64,
+    process: String,
+}
+
+impl Drop for LeaseLog {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl LeaseLog {
+    pub(super) fn new(topic: String) -> Self {
+        let process = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            rand::random::<u64>(),
+            to_millis(SystemTime::now())
+        );
+        LeaseLog {
+            topic,
+            shared: Arc::default(),
+            started: tokio::sync::OnceCell::new(),
+            counter: AtomicU64::new(0),
+            process,
+        }
+    }
+
+    /// The claims topic's name.
+    pub(super) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn nonce(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.process)
+    }
+}
+
+/// Starts replaying `topic` from `REPLAY_BACK` ago on a thread of its own (blocking calls).
+fn start_replay(options: &KafkaOptions, topic: &str, shared: Arc<Shared>) -> Result<()> {
+    let consumer: BaseConsumer = client_config(options, &REPLAY_SETTINGS)
+        .create()
+        .map_err(|e| setting_error("the lease replay", &e))?;
+    let since = SystemTime::now() - REPLAY_BACK;
+    let (_, end) = consumer
+        .fetch_watermarks(topic, 0, CALL_TIMEOUT)
+        .map_err(|e| kafka_error(e, topic))?;
+    let start = time_offset(&consumer, topic, 0, since)?.unwrap_or(end);
+    let mut tpl = TopicPartitionList::with_capacity(1);
+    tpl.add_partition_offset(topic, 0, Offset::Offset(start))
+        .map_err(|e| kafka_error(e, topic))?;
+    consumer.assign(&tpl).map_err(|e| kafka_error(e, topic))?;
+    {
+        let mut r = shared.lock();
+        r.next = start;
+    }
+    let topic = topic.to_owned();
+    std::thread::Builder::new()
+        .name("cloudstream-leases".into())
+        .spawn(move || replay(&consumer, &topic, &shared))
+        .map_err(|e| Error::Unavailable(Box::new(e)))?;
+    Ok(())
+}
+
+/// The replaying thread: applies every claim in log order until the log is dropped.
+fn replay(consumer: &BaseConsumer, topic: &str, shared: &Shared) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                let at_ms = m.timestamp().to_millis().unwrap_or(0);
+                shared.apply(m.offset(), at_ms, m.payload().unwrap_or_default());
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let end = consumer.position().ok().and_then(|tpl| {
+                    match tpl.find_partition(topic, 0)?.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    }
+                });
+                if let Some(end) = end {
+                    let mut r = shared.lock();
+                    shared.reached(&mut r, end);
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, topic, "reading the lease claims failed; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+impl KafkaBackend {
+    /// The claims log, made and replayed on first use; [`Error::Unsupported`] for a client
+    /// limited to one Event Hub (it cannot reach the claims hub).
+    async fn lease_log(&self) -> Result<&LeaseLog> {
+        let Some(log) = &self.leases else {
+            return Err(Error::Unsupported {
+                operation: "consumer-group leases (this client is limited to one hub, so it cannot keep its claims in another)".into(),
+                backend: self.options.service.name(),
+            });
+        };
+        log.started
+            .get_or_try_init(|| async {
+                let config = StreamConfig {
+                    horizon: CLAIMS_RETENTION,
+                    partitions: 1,
+                };
+                match self.make_topic(log.topic(), &config).await {
+                    Ok(_) | Err(Error::StreamExists { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                let (options, topic, shared) =
+                    (self.options.clone(), log.topic.clone(), log.shared.clone());
+                blocking(move || start_replay(&options, &topic, shared)).await
+            })
+            .await?;
+        Ok(log)
+    }
+
+    /// Appends claims and waits until the replay decides each; whether each was granted.
+    pub(super) async fn claim(
+        &self,
+        op: Op,
+        stream: &str,
+        group: &str,
+        leases: &[&str],
+        member: &str,
+        ttl: Duration,
+    ) -> Result<Vec<bool>> {
+        if op == Op::Take {
+            crate::lease::check_ttl(ttl)?;
+        }
+        let log = self.lease_log().await?;
+        if let Some(why) = &log.shared.lock().stopped {
+            return Err(Error::Unavailable(why.clone().into()));
+        }
+        let mut answers = Vec::with_capacity(leases.len());
+        let mut claims = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let claim = Claim {
+                v: ledger::VERSION,
+                op,
+                stream: stream.to_owned(),
+                group: group.to_owned(),
+                lease: (*lease).to_owned(),
+                member: member.to_owned(),
+                ttl_ms: if op == Op::Take {
+                    ttl.as_millis() as u64
+                } else {
+                    0
+                },
+                nonce: log.nonce(),
+            };
+            let (tx, rx) = oneshot::channel();
+            log.shared.lock().pending.insert(claim.nonce.clone(), tx);
+            answers.push(rx);
+            claims.push(claim);
+        }
+        let forget = |claims: &[Claim]| {
+            let mut r = log.shared.lock();
+            for c in claims {
+                r.pending.remove(&c.nonce);
+            }
+        };
+        let sent = self.send_claims(log.topic(), &claims).await;
+        if let Err(e) = sent {
+            forget(&claims);
+            return Err(e);
+        }
+        let decided = tokio::time::timeout(CALL_TIMEOUT, futures::future::join_all(answers)).await;
+        forget(&claims);
+        let Ok(decided) = decided else {
+            return Err(Error::Unavailable(
+                "the lease claims were stored but not read back in time".into(),
+            ));
+        };
+        decided
+            .into_iter()
+            .map(|d| d.map_err(|_| log.shared.unanswered()))
+            .collect()
+    }
+
+    /// Produces claims to the claims topic, in order, and waits until each is stored.
+    async fn send_claims(&self, topic: &str, claims: &[Claim]) -> Result<()> {
+        let producer = self.producer();
+        let mut deliveries = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let payload = serde_json::to_vec(claim).map_err(|e| Error::Backend(Box::new(e)))?;
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                .partition(0)
+                .payload(&payload[..])
+                .key(claim.group.as_bytes());
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| kafka_error(e, topic))?;
+            deliveries.push(delivery);
+        }
+        for delivered in futures::future::join_all(deliveries).await {
+            match delivered {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_error(e, topic)),
+                Err(_) => {
+                    return Err(Error::Unavailable(
+                        "the Kafka producer closed before a lease claim was stored".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The leases of a group unexpired now, once the replay has reached the claims
+    /// topic's end as it is now.
+    pub(super) async fn live(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
+        let log = self.lease_log().await?;
+        let topic = log.topic().to_owned();
+        let meta = self.meta.clone();
+        let (_, end) = blocking(move || {
+            meta.fetch_watermarks(&topic, 0, CALL_TIMEOUT)
+                .map_err(|e| kafka_error(e, &topic))
+        })
+        .await?;
+        let reached = {
+            let mut r = log.shared.lock();
+            if let Some(why) = &r.stopped {
+                return Err(Error::Unavailable(why.clone().into()));
+            }
+            if r.next >= end {
+                None
+            } else {
+                let (tx, rx) = oneshot::channel();
+                r.reaching.push((end, tx));
+                Some(rx)
+            }
+        };
+        if let Some(rx) = reached {
+            match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(log.shared.unanswered()),
+                Err(_) => {
+                    return Err(Error::Unavailable(
+                        "the lease claims were not read up to their end in time".into(),
+                    ))
+                }
+            }
+        }
+        let now = to_millis(SystemTime::now());
+        Ok(log.shared.lock().ledger.live(stream, group, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_of_an_unknown_version_stops_the_answers() {
+        let shared = Shared::default();
+        let (tx, mut rx) = oneshot::channel();
+        shared.lock().pending.insert("n".into(), tx);
+        shared.apply(0, 0, br#"{"v":9}"#);
+        assert!(rx.try_recv().is_err(), "no answer");
+        assert!(shared.unanswered().to_string().contains("version 9"));
+        assert_eq!(shared.lock().next, 1, "the replay moves on");
+    }
+}
