@@ -266,6 +266,7 @@ impl Consumer {
         self.renew(state).await?;
         self.commit_state(state).await?;
         self.rebalance(state).await?;
+        let renewed_at = std::time::Instant::now();
         let mut batch = Batch::default();
         let turn = state.turn;
         let n = state.lanes.len() as u32;
@@ -317,6 +318,18 @@ impl Consumer {
             }
         }
         state.turn = (turn + 1) % n;
+        if let Some(m) = &self.membership {
+            // A slow fetch renews its leases before it hands records out, and hands out none
+            // of a partition another member took meanwhile.
+            if renewed_at.elapsed() > m.ttl / 3 {
+                self.renew(state).await?;
+                let held = &state.held;
+                batch
+                    .records
+                    .retain(|r| held.contains(&r.position.partition));
+                batch.gaps.retain(|g| held.contains(&g.partition));
+            }
+        }
         state.fetching = false;
         Ok(batch)
     }

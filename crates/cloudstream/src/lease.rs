@@ -174,8 +174,8 @@ pub(crate) async fn renew(
 }
 
 /// One round of the group protocol for member `m`, which holds `held`: renew, count the live
-/// members, take free partitions up to the fair share (in one store call), and name those
-/// above it. Partitions spread evenly this way, and a member that stops renewing loses its
+/// members, take free partitions up to its share ([`quota`]; in one store call), and name
+/// those above it. Partitions spread evenly this way, and a member that stops renewing loses its
 /// partitions to the others when its leases expire.
 pub(crate) async fn round(
     stream: &Stream,
@@ -190,13 +190,8 @@ pub(crate) async fn round(
         ..Round::default()
     };
     let live = store.live_leases(name, group).await?;
-    let members = live
-        .keys()
-        .filter(|k| k.starts_with("member:"))
-        .count()
-        .max(1);
     let partitions = stream.partitions();
-    let fair = partitions.div_ceil(members as u32) as usize;
+    let fair = quota(&live, &m.member, partitions);
     if held.len() > fair {
         round.surplus = held.iter().rev().take(held.len() - fair).copied().collect();
         return Ok(round);
@@ -227,6 +222,23 @@ pub(crate) async fn round(
         }
     }
     Ok(round)
+}
+
+/// How many partitions `member` should hold, given the live leases: the partitions split
+/// evenly, the first `partitions % members` live members (by id) holding one more, so that
+/// no member holds two more than another and every partition has a place.
+fn quota(live: &BTreeMap<String, String>, member: &str, partitions: u32) -> usize {
+    let mut members: Vec<&str> = live
+        .keys()
+        .filter_map(|k| k.strip_prefix("member:"))
+        .collect();
+    if !members.contains(&member) {
+        members.push(member);
+        members.sort_unstable();
+    }
+    let n = members.len() as u32;
+    let rank = members.iter().position(|m| *m == member).unwrap_or(0) as u32;
+    (partitions / n + u32::from(rank < partitions % n)) as usize
 }
 
 /// Gives back the leases of `partitions` (which the caller committed), and forgets them
@@ -269,6 +281,29 @@ pub(crate) async fn leave(stream: &Stream, group: &str, member: &str, held: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_split_evenly_and_every_one_has_a_place() {
+        let live = |members: &[&str]| -> BTreeMap<String, String> {
+            members
+                .iter()
+                .map(|m| (member_lease(m), (*m).to_owned()))
+                .collect()
+        };
+        let shares = |members: &[&str], partitions| -> Vec<usize> {
+            let l = live(members);
+            members.iter().map(|m| quota(&l, m, partitions)).collect()
+        };
+        assert_eq!(shares(&["a", "b", "c"], 4), [2, 1, 1]);
+        assert_eq!(shares(&["a", "b"], 4), [2, 2]);
+        assert_eq!(shares(&["a", "b", "c", "d", "e"], 4), [1, 1, 1, 1, 0]);
+        assert_eq!(shares(&["a"], 7), [7]);
+        assert_eq!(
+            quota(&live(&["a", "c"]), "b", 4),
+            1,
+            "a member not seen yet counts itself"
+        );
+    }
 
     #[test]
     fn a_lease_is_held_until_it_expires_or_is_released() {

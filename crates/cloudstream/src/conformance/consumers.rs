@@ -117,7 +117,9 @@ pub async fn consumer_groups_share_partitions_through_leases(client: &Client) {
         );
         return;
     }
-    let ttl = Duration::from_millis(1500);
+    // Long enough for a fetch from a slow broker (a first read on tansu takes ~0.6 s a
+    // partition) to finish well within it.
+    let ttl = Duration::from_secs(3);
     let member = |id: &str| {
         stream
             .consumer("g")
@@ -160,7 +162,15 @@ pub async fn consumer_groups_share_partitions_through_leases(client: &Client) {
         .chain(got_b.iter())
         .map(|r| r.position)
         .collect();
-    assert_eq!(seen.len(), 40, "each new record to exactly one member");
+    assert_eq!(
+        seen.len(),
+        40,
+        "each new record to exactly one member: a {} from {:?}, b {} from {:?}",
+        got_a.len(),
+        held_a.keys(),
+        got_b.len(),
+        held_b.keys()
+    );
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 40);

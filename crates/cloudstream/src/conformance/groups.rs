@@ -45,7 +45,10 @@ fn run_member(
 async fn until(handled: &Handled, what: &str, done: impl Fn(&[(&'static str, Position)]) -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !done(&handled.lock().expect("lock")) {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -90,7 +93,10 @@ pub async fn triggers_share_partitions_as_group_members(client: &Client) {
     // Records keep coming until b has handled some: a gave partitions back while running.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !handled.lock().expect("lock").iter().any(|(m, _)| *m == "b") {
-        assert!(tokio::time::Instant::now() < deadline, "b never got a partition");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never got a partition"
+        );
         send(8).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -18,14 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::stream::FuturesUnordered;
-use futures::StreamExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::outcome::TriggerTotals;
-use super::Trigger;
+use super::{joined, Trigger};
 use crate::backend::PartitionStart;
 use crate::consume::{self, Lane, Lanes, Pulled, Take};
 use crate::lease::{self, Membership};
@@ -92,9 +90,6 @@ struct Running {
     giving_back: bool,
 }
 
-/// What a lane's task returns: its partition, and how it ended.
-type Ended = (u32, Result<()>);
-
 /// The supervisor's state: the partitions held and their lanes.
 struct Member<'a> {
     trigger: &'a Arc<Trigger>,
@@ -104,7 +99,8 @@ struct Member<'a> {
     validity: Arc<Validity>,
     held: BTreeSet<u32>,
     lanes: BTreeMap<u32, Running>,
-    tasks: FuturesUnordered<JoinHandle<Ended>>,
+    /// The lanes' tasks, aborted if the trigger is dropped before it returns.
+    tasks: JoinSet<(u32, Result<()>)>,
 }
 
 impl Trigger {
@@ -125,7 +121,7 @@ impl Trigger {
             counters,
             held: BTreeSet::new(),
             lanes: BTreeMap::new(),
-            tasks: FuturesUnordered::new(),
+            tasks: JoinSet::new(),
         };
         let period = member.m.ttl / 3;
         let mut shutdown = std::pin::pin!(shutdown);
@@ -146,8 +142,8 @@ impl Trigger {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep_until(next_round) => {}
-                Some(joined) = member.tasks.next() => {
-                    if let Err(e) = member.ended(joined).await {
+                Some(done) = member.tasks.join_next() => {
+                    if let Err(e) = member.ended(done).await {
                         result = Err(e);
                         break;
                     }
@@ -233,9 +229,8 @@ impl Member<'_> {
             self.dlq.clone(),
             self.counters.clone(),
         );
-        self.tasks.push(tokio::spawn(async move {
-            (p, t.run_lane(lane, dlq, stopped, &counters).await)
-        }));
+        self.tasks
+            .spawn(async move { (p, t.run_lane(lane, dlq, stopped, &counters).await) });
         self.lanes.insert(
             p,
             Running {
@@ -250,9 +245,9 @@ impl Member<'_> {
     /// trigger.
     async fn ended(
         &mut self,
-        joined: std::result::Result<Ended, tokio::task::JoinError>,
+        done: std::result::Result<(u32, Result<()>), tokio::task::JoinError>,
     ) -> Result<()> {
-        let (p, result) = joined.map_err(|e| Error::Backend(Box::new(e)))?;
+        let (p, result) = done.map_err(|e| Error::Backend(Box::new(e)))?;
         let running = self.lanes.remove(&p);
         result?;
         if running.is_some_and(|r| r.giving_back && !r.fence.lost.load(Ordering::Acquire)) {
@@ -278,11 +273,8 @@ impl Member<'_> {
             let _ = lane.stop.send(true);
         }
         let mut result = Ok(());
-        while let Some(joined) = self.tasks.next().await {
-            if let Err(e) = joined
-                .map_err(|e| Error::Backend(Box::new(e)))
-                .and_then(|(_, r)| r)
-            {
+        while let Some(done) = self.tasks.join_next().await {
+            if let Err(e) = joined(done.map(|(_, r)| r)) {
                 result = result.and(Err(e));
             }
         }

@@ -18,8 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use tokio::sync::watch;
 
 use self::handle::Outcome;
@@ -46,6 +45,11 @@ pub mod dlq_headers {
     /// Present when the event's own headers did not fit the dead-letter stream's limits
     /// beside these ones.
     pub const HEADERS_DROPPED: &str = "cloudstream-dlq-headers-dropped";
+}
+
+/// How a lane's task ended: its own result, or an error if it panicked.
+fn joined<T>(done: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    done.unwrap_or_else(|e| Err(Error::Backend(Box::new(e))))
 }
 
 /// How the handler is called: once per record, or once per batch.
@@ -278,28 +282,23 @@ impl Trigger {
         let lanes =
             consume::open(&self.stream, &self.consumer, self.start, Lanes::All, true).await?;
         let this = Arc::new(self);
-        // One task per lane: partitions run in parallel, each in order.
-        let mut tasks: FuturesUnordered<_> = lanes
-            .into_iter()
-            .map(|lane| {
-                let (this, dlq, stop, counters) =
-                    (this.clone(), dlq.clone(), stop_rx.clone(), counters.clone());
-                tokio::spawn(async move { this.run_lane(lane, dlq, stop, &counters).await })
-            })
-            .collect();
-        let joined = |done: std::result::Result<Result<()>, tokio::task::JoinError>| match done {
-            Ok(r) => r,
-            Err(e) => Err(Error::Backend(Box::new(e))),
-        };
+        // One task per lane: partitions run in parallel, each in order. A trigger dropped
+        // before it returns (its task aborted) aborts its lanes with it.
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in lanes {
+            let (this, dlq, stop, counters) =
+                (this.clone(), dlq.clone(), stop_rx.clone(), counters.clone());
+            tasks.spawn(async move { this.run_lane(lane, dlq, stop, &counters).await });
+        }
         let mut result = Ok(());
         let mut shutdown = std::pin::pin!(shutdown);
         // Run until shutdown, or until a lane stops on an error no retry can fix.
         tokio::select! {
             _ = &mut shutdown => {}
-            Some(done) = tasks.next() => result = joined(done),
+            Some(done) = tasks.join_next() => result = joined(done),
         }
         let _ = stop_tx.send(true);
-        while let Some(done) = tasks.next().await {
+        while let Some(done) = tasks.join_next().await {
             if let Err(e) = joined(done) {
                 result = result.and(Err(e));
             }

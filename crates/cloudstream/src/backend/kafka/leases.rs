@@ -8,6 +8,9 @@
 //! | release | a release claim, answered the same way |
 //! | live leases of a group | the replay brought up to the topic's end as it is now, then the leases unexpired by this host's clock |
 //!
+//! The replay reads on demand: a thread of its own fetches up to the offset a call waits
+//! for, then pauses the partition until the next call.
+//!
 //! The topic is made on first use (one partition, `LogAppendTime`, six hours of
 //! retention); a process replays it from [`REPLAY_BACK`] before it first needs it. Members
 //! in any number of processes agree on who holds what, because each decision is the log's.
@@ -15,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -61,6 +64,8 @@ pub(super) fn default_topic(service: Service) -> &'static str {
 #[derive(Default)]
 struct Shared {
     inner: Mutex<Replayed>,
+    /// Wakes the replaying thread when a caller waits for an offset it has not reached.
+    wanted: Condvar,
     stop: AtomicBool,
 }
 
@@ -121,6 +126,49 @@ impl Shared {
         }
     }
 
+    /// Waits until everything before `end` is applied (the replaying thread reads up to
+    /// there, then pauses).
+    async fn reach(&self, end: i64) -> Result<()> {
+        let rx = {
+            let mut r = self.lock();
+            if let Some(why) = &r.stopped {
+                return Err(Error::Unavailable(why.clone().into()));
+            }
+            if r.next >= end {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            r.reaching.push((end, tx));
+            rx
+        };
+        self.wanted.notify_all();
+        match tokio::time::timeout(CALL_TIMEOUT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.unanswered()),
+            Err(_) => Err(Error::Unavailable(
+                "the lease claims were not read up to their end in time".into(),
+            )),
+        }
+    }
+
+    /// The furthest offset a caller waits for, waiting for one (or for the stop) first.
+    fn wanted_end(&self) -> Option<i64> {
+        let mut r = self.lock();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(end) = r.reaching.iter().map(|(end, _)| *end).max() {
+                return Some(end);
+            }
+            r = self
+                .wanted
+                .wait_timeout(r, Duration::from_millis(200))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// The error of an answer that will not come.
     fn unanswered(&self) -> Error {
         match &self.lock().stopped {
@@ -143,6 +191,7 @@ pub(super) struct LeaseLog {
 impl Drop for LeaseLog {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.wanted.notify_all();
     }
 }
 
@@ -188,43 +237,54 @@ fn start_replay(options: &KafkaOptions, topic: &str, shared: Arc<Shared>) -> Res
     tpl.add_partition_offset(topic, 0, Offset::Offset(start))
         .map_err(|e| kafka_error(e, topic))?;
     consumer.assign(&tpl).map_err(|e| kafka_error(e, topic))?;
-    {
-        let mut r = shared.lock();
-        r.next = start;
-    }
+    consumer.pause(&tpl).map_err(|e| kafka_error(e, topic))?;
+    shared.lock().next = start;
     let topic = topic.to_owned();
     std::thread::Builder::new()
         .name("cloudstream-leases".into())
-        .spawn(move || replay(&consumer, &topic, &shared))
+        .spawn(move || replay(&consumer, &topic, &tpl, &shared))
         .map_err(|e| Error::Unavailable(Box::new(e)))?;
     Ok(())
 }
 
-/// The replaying thread: applies every claim in log order until the log is dropped.
-fn replay(consumer: &BaseConsumer, topic: &str, shared: &Shared) {
-    while !shared.stop.load(Ordering::Relaxed) {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(m)) => {
-                let at_ms = m.timestamp().to_millis().unwrap_or(0);
-                shared.apply(m.offset(), at_ms, m.payload().unwrap_or_default());
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                let end = consumer.position().ok().and_then(|tpl| {
-                    match tpl.find_partition(topic, 0)?.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
+/// The replaying thread: whenever a caller waits for an offset not reached yet, fetches up
+/// to there, applying every claim in log order, then pauses again, until the log is
+/// dropped. Between calls it fetches nothing: a broker answering fetches oddly while it
+/// deletes a topic (tansu, see `docs/design.md`) has nothing to answer.
+fn replay(consumer: &BaseConsumer, topic: &str, tpl: &TopicPartitionList, shared: &Shared) {
+    while let Some(end) = shared.wanted_end() {
+        if let Err(e) = consumer.resume(tpl) {
+            tracing::warn!(error = %e, topic, "the lease replay could not resume; retrying");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        while shared.lock().next < end && !shared.stop.load(Ordering::Relaxed) {
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(m)) => {
+                    let at_ms = m.timestamp().to_millis().unwrap_or(0);
+                    shared.apply(m.offset(), at_ms, m.payload().unwrap_or_default());
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {
+                    let end = consumer.position().ok().and_then(|tpl| {
+                        match tpl.find_partition(topic, 0)?.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        }
+                    });
+                    if let Some(end) = end {
+                        let mut r = shared.lock();
+                        shared.reached(&mut r, end);
                     }
-                });
-                if let Some(end) = end {
-                    let mut r = shared.lock();
-                    shared.reached(&mut r, end);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, topic, "reading the lease claims failed; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, topic, "reading the lease claims failed; retrying");
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        }
+        if let Err(e) = consumer.pause(tpl) {
+            tracing::warn!(error = %e, topic, "the lease replay could not pause");
         }
     }
 }
@@ -246,7 +306,11 @@ impl KafkaBackend {
                     partitions: 1,
                 };
                 match self.make_topic(log.topic(), &config).await {
-                    Ok(_) | Err(Error::StreamExists { .. }) => {}
+                    Ok(_) => {}
+                    // Made by another process, maybe a moment ago.
+                    Err(Error::StreamExists { .. }) => {
+                        self.await_topic(log.topic(), 1).await?;
+                    }
                     Err(e) => return Err(e),
                 }
                 let (options, topic, shared) =
@@ -302,7 +366,10 @@ impl KafkaBackend {
                 r.pending.remove(&c.nonce);
             }
         };
-        let sent = self.send_claims(log.topic(), &claims).await;
+        let sent = match self.send_claims(log.topic(), &claims).await {
+            Ok(end) => log.shared.reach(end).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = sent {
             forget(&claims);
             return Err(e);
@@ -320,8 +387,9 @@ impl KafkaBackend {
             .collect()
     }
 
-    /// Produces claims to the claims topic, in order, and waits until each is stored.
-    async fn send_claims(&self, topic: &str, claims: &[Claim]) -> Result<()> {
+    /// Produces claims to the claims topic, in order, and waits until each is stored; the
+    /// offset past the last of them (the topic's end, where the broker did not say).
+    async fn send_claims(&self, topic: &str, claims: &[Claim]) -> Result<i64> {
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(claims.len());
         for claim in claims {
@@ -335,9 +403,12 @@ impl KafkaBackend {
                 .map_err(|(e, _)| kafka_error(e, topic))?;
             deliveries.push(delivery);
         }
+        let mut end = Some(0);
         for delivered in futures::future::join_all(deliveries).await {
             match delivered {
-                Ok(Ok(_)) => {}
+                // librdkafka says -1 where a broker recognised a resent batch without
+                // naming its offset.
+                Ok(Ok(d)) => end = end.filter(|_| d.offset >= 0).map(|e| e.max(d.offset + 1)),
                 Ok(Err((e, _))) => return Err(kafka_error(e, topic)),
                 Err(_) => {
                     return Err(Error::Unavailable(
@@ -346,44 +417,29 @@ impl KafkaBackend {
                 }
             }
         }
-        Ok(())
+        match end {
+            Some(end) => Ok(end),
+            None => self.claims_end(topic).await,
+        }
+    }
+
+    /// The end of the claims topic as it is now.
+    async fn claims_end(&self, topic: &str) -> Result<i64> {
+        let (meta, topic) = (self.meta.clone(), topic.to_owned());
+        blocking(move || {
+            meta.fetch_watermarks(&topic, 0, CALL_TIMEOUT)
+                .map(|(_, end)| end)
+                .map_err(|e| kafka_error(e, &topic))
+        })
+        .await
     }
 
     /// The leases of a group unexpired now, once the replay has reached the claims
     /// topic's end as it is now.
     pub(super) async fn live(&self, stream: &str, group: &str) -> Result<BTreeMap<String, String>> {
         let log = self.lease_log().await?;
-        let topic = log.topic().to_owned();
-        let meta = self.meta.clone();
-        let (_, end) = blocking(move || {
-            meta.fetch_watermarks(&topic, 0, CALL_TIMEOUT)
-                .map_err(|e| kafka_error(e, &topic))
-        })
-        .await?;
-        let reached = {
-            let mut r = log.shared.lock();
-            if let Some(why) = &r.stopped {
-                return Err(Error::Unavailable(why.clone().into()));
-            }
-            if r.next >= end {
-                None
-            } else {
-                let (tx, rx) = oneshot::channel();
-                r.reaching.push((end, tx));
-                Some(rx)
-            }
-        };
-        if let Some(rx) = reached {
-            match tokio::time::timeout(CALL_TIMEOUT, rx).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(log.shared.unanswered()),
-                Err(_) => {
-                    return Err(Error::Unavailable(
-                        "the lease claims were not read up to their end in time".into(),
-                    ))
-                }
-            }
-        }
+        let end = self.claims_end(log.topic()).await?;
+        log.shared.reach(end).await?;
         let now = to_millis(SystemTime::now());
         Ok(log.shared.lock().ledger.live(stream, group, now))
     }

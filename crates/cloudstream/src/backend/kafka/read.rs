@@ -58,6 +58,10 @@ struct Reader {
     at_end: bool,
     /// A record fetched but over the last read's byte budget: the next read's first.
     pending: Option<Record>,
+    /// The partition's end as a watermark said it before this read (-1: not known): a
+    /// read that reaches it stops there, instead of waiting for a fetch that finds nothing
+    /// (a broker may hold that one for its whole `fetch.wait.max.ms`).
+    known_end: i64,
 }
 
 /// The pool of readers. An idle reader keeps its place and goes on prefetching (up to its
@@ -153,6 +157,7 @@ impl Readers {
             at: None,
             at_end: false,
             pending: None,
+            known_end: -1,
         }))
     }
 
@@ -320,7 +325,12 @@ impl Reader {
             }
             bytes += size;
             out.push(record);
+            if next == self.known_end {
+                self.at_end = true;
+                break;
+            }
         }
+        self.known_end = -1;
         self.at = Some(Place { next, ..place });
         if stopped {
             self.unassign();
@@ -334,6 +344,7 @@ impl Reader {
         self.at = None;
         self.at_end = false;
         self.pending = None;
+        self.known_end = -1;
     }
 }
 
@@ -446,6 +457,7 @@ impl KafkaBackend {
             let (_, high) = self.watermarks(stream, partition).await?;
             if asked.is_some_and(|next| next < high) {
                 lease.reader().at_end = false;
+                lease.reader().known_end = high;
             }
         }
         // Where the read starts, once known: an out-of-range answer is judged against it.
@@ -483,6 +495,7 @@ impl KafkaBackend {
             };
             requested = Some(next);
             lease.reader().assign(place, next >= high)?;
+            lease.reader().known_end = high;
         }
         match lease.reader().fill(options).await {
             Ok(mut records) => {

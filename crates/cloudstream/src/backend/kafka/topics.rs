@@ -140,7 +140,16 @@ impl KafkaBackend {
             }
         }
         self.forget(name);
-        // A new topic reaches every broker's metadata a little later.
+        self.await_topic(name, config.partitions).await
+    }
+
+    /// Waits until the cluster's metadata shows topic `name` with `partitions` partitions
+    /// (a new topic reaches every broker's metadata a little later); its view then.
+    pub(super) async fn await_topic(&self, name: &str, partitions: u32) -> Result<StreamInfo> {
+        let config = StreamConfig {
+            partitions,
+            ..StreamConfig::default()
+        };
         let deadline = tokio::time::Instant::now() + PROPAGATION;
         loop {
             match self.topic_view(name).await {
