@@ -4,6 +4,7 @@
 #   moto_server (Kinesis + DynamoDB, PyPI) 127.0.0.1:4566
 #   Google's Pub/Sub emulator (gcloud)     127.0.0.1:8085
 #   tansu (Kafka protocol, crates.io)      127.0.0.1:9092, SQLite storage under $RUN
+#   redis-server (Redis Streams, Debian)   127.0.0.1:6390, appendonly yes, appendfsync always
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -35,6 +36,11 @@ install() {
   if [ ! -x "$TOOLS/tansu/bin/tansu" ]; then
     echo "== building tansu 0.6.0 (crates.io; about 10 minutes on 2 cores, once)"
     cargo install tansu@0.6.0 --locked --quiet --features dynostore,libsql --root "$TOOLS/tansu"
+  fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "== installing redis-server (Debian)"
+    apt-get install -y -qq redis-server >/dev/null ||
+      (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
   fi
   if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
     echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"
@@ -92,7 +98,13 @@ start() {
     --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine sqlite://tansu.db) \
     >"$RUN/tansu.log" 2>&1 &
   echo $! >"$RUN/tansu.pid"
+  # Every write fsynced before it is answered: the durability the README's Redis rows state.
+  rm -rf "$RUN/redis" && mkdir -p "$RUN/redis"
+  redis-server --bind 127.0.0.1 --port 6390 --dir "$RUN/redis" --save '' --appendonly yes \
+    --appendfsync always >"$RUN/redis.log" 2>&1 &
+  echo $! >"$RUN/redis.pid"
   wait_tcp tansu "$(cat "$RUN/tansu.pid")" 9092
+  wait_tcp redis "$(cat "$RUN/redis.pid")" 6390
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
   wait_for moto "$(cat "$RUN/moto.pid")" http://127.0.0.1:4566/moto-api/
   wait_for pubsub "$(cat "$RUN/pubsub.pid")" http://127.0.0.1:8085/
@@ -114,6 +126,7 @@ urls() {
   echo "kinesis://us-east-1?endpoint=http://127.0.0.1:4566&$aws&checkpoints=dynamodb"
   echo "pubsub://test-project?endpoint=http://127.0.0.1:8085"
   echo "kafka://127.0.0.1:9092"
+  echo "redis://127.0.0.1:6390"
 }
 
 case "${1:-}" in

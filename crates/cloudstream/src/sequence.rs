@@ -40,6 +40,22 @@ impl Sequence {
         }
     }
 
+    /// The sequence as a `u128`, when it fits (Redis stream ids: milliseconds in the high
+    /// 64 bits, the sequence within the millisecond in the low 64).
+    pub fn as_u128(&self) -> Option<u128> {
+        match self.limbs {
+            [0, 0, high, low] => Some((u128::from(high) << 64) | u128::from(low)),
+            _ => None,
+        }
+    }
+
+    /// The sequence of a `u128`.
+    pub fn from_u128(n: u128) -> Sequence {
+        Sequence {
+            limbs: [0, 0, (n >> 64) as u64, n as u64],
+        }
+    }
+
     /// The next sequence, unless this is [`Sequence::MAX`].
     pub fn checked_next(&self) -> Option<Sequence> {
         let mut limbs = self.limbs;

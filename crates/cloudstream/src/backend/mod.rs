@@ -18,6 +18,8 @@ mod log;
 mod primitives;
 #[cfg(feature = "pubsub")]
 mod pubsub;
+#[cfg(feature = "redis")]
+mod redis;
 pub(crate) mod registry;
 mod types;
 
@@ -35,6 +37,8 @@ pub use self::log::{LocalOptions, LogBackend, DEFAULT_MAX_RECORD_BYTES};
 pub use self::primitives::{Acker, Backend, Consumption, Delivery, Subscriptions};
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::{PubSubBackend, PubSubOptions};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackend, RedisOptions};
 use self::registry::built_with;
 pub use self::registry::Provider;
 use self::registry::{Build, Constructor};
@@ -106,6 +110,10 @@ pub fn providers() -> Vec<Provider> {
         },
         planned(&["pulsar"], "Apache Pulsar"),
         planned(&["nats"], "NATS JetStream"),
-        planned(&["redis"], "Redis Streams"),
+        Provider {
+            schemes: &["redis"],
+            describes: "Redis Streams (7.0 or later)",
+            build: built_with!("redis", redis),
+        },
     ]
 }

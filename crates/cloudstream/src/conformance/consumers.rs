@@ -37,12 +37,13 @@ pub async fn consumers_checkpoint_implicitly(client: &Client) {
         .iter()
         .find(|c| c.name == "telemetry-reader")
         .expect("listed");
+    // Lag is known where sequences are dense; elsewhere it may be (Redis counts it), and
+    // where it is, it is right.
     let dense = client.backend().capabilities().dense_sequences;
-    assert_eq!(
-        me.lag,
-        dense.then_some(0),
-        "lag is known where sequences are dense"
-    );
+    match me.lag {
+        None => assert!(!dense, "lag is known where sequences are dense"),
+        Some(lag) => assert_eq!(lag, 0, "everything was committed"),
+    }
     // Another name starts from the beginning.
     let other = stream.consumer("other").max_records(1000);
     let mut from_start = 0;

@@ -121,10 +121,11 @@ pub async fn unknown_streams_are_errors(client: &Client) {
     let name = unique_name("ghost");
     let stream = client.stream(&name).create().await.expect("create");
     client.delete_stream(&name).await.expect("delete");
-    assert!(matches!(
-        stream.send(event(0)).await,
-        Err(Error::StreamNotFound { .. })
-    ));
+    let sent = stream.send(event(0)).await;
+    assert!(
+        matches!(sent, Err(Error::StreamNotFound { .. })),
+        "{sent:?}"
+    );
     assert!(matches!(
         stream.read(ReadFrom::Earliest, 1).await,
         Err(Error::StreamNotFound { .. })
