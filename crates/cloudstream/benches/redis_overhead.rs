@@ -33,14 +33,23 @@ fn arg(n: usize, default: usize) -> usize {
 }
 
 /// A pipeline of `XADD`s per batch, batch after batch.
-async fn plain_send(conn: &mut MultiplexedConnection, key: &str, events: usize, batch: usize) -> f64 {
+async fn plain_send(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    events: usize,
+    batch: usize,
+) -> f64 {
     let payload = [b'x'; 100];
     let started = Instant::now();
     for chunk in 0..events.div_ceil(batch) {
         let n = batch.min(events - chunk * batch);
         let mut pipe = redis::pipe();
         for _ in 0..n {
-            pipe.cmd("XADD").arg(key).arg("*").arg("p").arg(&payload[..]);
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("p")
+                .arg(&payload[..]);
         }
         let ids: Vec<String> = pipe.query_async(conn).await.expect("xadd");
         assert_eq!(ids.len(), n);
@@ -142,7 +151,11 @@ async fn main() {
             plain_sends[round], ours_sends[round], plain_reads[round], ours_reads[round]
         );
         client.delete_stream(stream.name()).await.expect("delete");
-        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.expect("del");
+        let _: i64 = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
     }
     let (ps, os, pr, or) = (
         median(plain_sends),
@@ -150,7 +163,15 @@ async fn main() {
         median(plain_reads),
         median(ours_reads),
     );
-    println!("redis overhead, {events} events of 100 B, batches of {batch}, median of {rounds} rounds:");
-    println!("send_batch: plain {ps:.0}/s, redis:// {os:.0}/s, ratio {:.2}", os / ps);
-    println!("catch-up read: plain {pr:.0}/s, redis:// {or:.0}/s, ratio {:.2}", or / pr);
+    println!(
+        "redis overhead, {events} events of 100 B, batches of {batch}, median of {rounds} rounds:"
+    );
+    println!(
+        "send_batch: plain {ps:.0}/s, redis:// {os:.0}/s, ratio {:.2}",
+        os / ps
+    );
+    println!(
+        "catch-up read: plain {pr:.0}/s, redis:// {or:.0}/s, ratio {:.2}",
+        or / pr
+    );
 }

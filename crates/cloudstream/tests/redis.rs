@@ -28,11 +28,21 @@ async fn open(options: &str) -> Client {
     }
 }
 
-async fn make() -> (Client, ()) {
-    (open("").await, ())
+/// The conformance suite with consumers reading from checkpoints (the default).
+mod checkpoints {
+    async fn make() -> (cloudstream::Client, ()) {
+        (super::open("").await, ())
+    }
+    cloudstream::conformance_tests!(make);
 }
 
-cloudstream::conformance_tests!(make);
+/// The conformance suite with consumers reading through Redis consumer groups.
+mod groups {
+    async fn make() -> (cloudstream::Client, ()) {
+        (super::open("?consumers=groups").await, ())
+    }
+    cloudstream::conformance_tests!(make);
+}
 
 /// Runs a command on the test server directly, as `redis-cli` would.
 async fn redis_cli<T: redis::FromRedisValue>(cmd: &mut redis::Cmd) -> T {
@@ -147,4 +157,99 @@ async fn checkpoints_are_consumer_groups_and_a_deleted_stream_leaves_no_key() {
     )
     .await;
     assert!(!listed);
+}
+
+/// With `consumers=groups`, the entries a dead member read and never acknowledged are taken
+/// over by a live one once idle for `claim_idle_ms`, in order, and acknowledged by its commit.
+#[tokio::test]
+async fn a_dead_members_pending_entries_are_claimed_in_order() {
+    let client = open("?consumers=groups&claim_idle_ms=500").await;
+    let stream = client
+        .stream(&unique_name("claim"))
+        .create()
+        .await
+        .expect("create");
+    for i in 0..5 {
+        stream
+            .send(Event::new(format!("e{i}")).with_key("k"))
+            .await
+            .expect("send");
+    }
+    let key = format!("cloudstream:{{{}}}:0", stream.name());
+    // A member that dies: reads the five through the group and never acknowledges them.
+    let _: String = redis_cli(
+        redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&key)
+            .arg("workers")
+            .arg("0"),
+    )
+    .await;
+    let _: redis::Value = redis_cli(
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("workers")
+            .arg("dead")
+            .arg("COUNT")
+            .arg(5)
+            .arg("STREAMS")
+            .arg(&key)
+            .arg(">"),
+    )
+    .await;
+    let reader = stream.consumer("workers").wait(Duration::from_millis(100));
+    assert!(
+        reader.fetch().await.expect("fetch").is_empty(),
+        "not idle long enough yet"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let claimed = reader.fetch().await.expect("fetch");
+    let payloads: Vec<&[u8]> = claimed.iter().map(|r| r.event.payload.as_ref()).collect();
+    assert_eq!(
+        payloads,
+        [b"e0", b"e1", b"e2", b"e3", b"e4"].map(|p| &p[..])
+    );
+    reader.commit().await.expect("commit");
+    let pending: Vec<redis::Value> =
+        redis_cli(redis::cmd("XPENDING").arg(&key).arg("workers")).await;
+    assert_eq!(pending.first(), Some(&redis::Value::Int(0)), "{pending:?}");
+    client.delete_stream(stream.name()).await.expect("delete");
+}
+
+/// With `consumers=groups`, entries a live member holds past `claim_idle_ms` stay with it
+/// (it renews them); once it gives them back, another member takes them at once.
+#[tokio::test]
+async fn entries_in_hand_stay_with_their_member_until_given_back() {
+    let (a, b) = (
+        open("?consumers=groups&claim_idle_ms=400").await,
+        open("?consumers=groups&claim_idle_ms=400").await,
+    );
+    let name = unique_name("hand");
+    let stream_a = a.stream(&name).create().await.expect("create");
+    let stream_b = b.stream(&name).open().await.expect("open");
+    for i in 0..3 {
+        stream_a
+            .send(Event::new(format!("e{i}")))
+            .await
+            .expect("send");
+    }
+    let reader_a = stream_a
+        .consumer("workers")
+        .wait(Duration::from_millis(100));
+    assert_eq!(reader_a.fetch().await.expect("fetch").len(), 3);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let reader_b = stream_b
+        .consumer("workers")
+        .wait(Duration::from_millis(100));
+    assert!(
+        reader_b.fetch().await.expect("fetch").is_empty(),
+        "a still holds them"
+    );
+    reader_a.redeliver().await;
+    drop(reader_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let taken = reader_b.fetch().await.expect("fetch");
+    assert_eq!(taken.len(), 3, "given back, then taken by b");
+    reader_b.commit().await.expect("commit");
+    a.delete_stream(&name).await.expect("delete");
 }

@@ -38,7 +38,7 @@ pub use self::primitives::{Acker, Backend, Consumption, Delivery, Subscriptions}
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::{PubSubBackend, PubSubOptions};
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisBackend, RedisOptions};
+pub use self::redis::{RedisBackend, RedisConsumers, RedisOptions};
 use self::registry::built_with;
 pub use self::registry::Provider;
 use self::registry::{Build, Constructor};

@@ -1,8 +1,9 @@
 //! Checkpoints as Redis consumer groups: consumer `NAME` is group `NAME` on every partition
 //! of the stream, its last delivered id the place it resumes after (`XGROUP SETID`, read
-//! back with `XINFO GROUPS`, which also counts the lag). The groups are used only for their
-//! ids: no entry is read through them, so none is ever pending. Group leases are hashes
-//! changed only by scripts on the server's clock.
+//! back with `XINFO GROUPS`, which also counts the lag). By default the groups are used only
+//! for their ids (no entry is read through them, so none is pending); with
+//! `consumers=groups` they are read through (`groups.rs`), and the lag counts the entries
+//! pending too. Group leases are hashes changed only by scripts on the server's clock.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +23,8 @@ struct Group {
     last_delivered: EntryId,
     /// Entries after its last delivered id, where Redis knows.
     lag: Option<u64>,
+    /// Entries delivered and not acknowledged (`consumers=groups`).
+    pending: u64,
 }
 
 fn groups(reply: Value) -> Result<Vec<Group>> {
@@ -41,6 +44,7 @@ fn groups(reply: Value) -> Result<Vec<Group>> {
             name,
             last_delivered: EntryId::parse(&last)?,
             lag: f.get("lag").and_then(number).map(|n| n.max(0) as u64),
+            pending: f.get("pending").and_then(number).unwrap_or(0).max(0) as u64,
         });
     }
     Ok(out)
@@ -78,7 +82,8 @@ impl RedisBackend {
             entry
                 .0
                 .insert(p, PartitionStart::After(g.last_delivered.sequence()));
-            entry.1 = entry.1.zip(g.lag).map(|(a, b)| a + b);
+            // Not yet handled: never delivered, or delivered and not acknowledged.
+            entry.1 = entry.1.zip(g.lag).map(|(a, b)| a + b + g.pending);
         }
         Ok(by_name
             .into_iter()

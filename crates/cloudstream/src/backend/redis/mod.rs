@@ -12,6 +12,7 @@
 //! | long poll | `XREAD BLOCK` on a connection of its own |
 //! | consumer `NAME` | Redis consumer group `NAME` on every partition: its last delivered id is the checkpoint (`XGROUP SETID`, read back with `XINFO GROUPS`, which also gives the lag), so `redis-cli XINFO GROUPS` shows every cloudstream consumer |
 //! | consumer-group leases (`member(id)`) | a hash per group, `cloudstream:{S}:leases:GROUP`, changed only by scripts on the server's clock |
+//! | with `consumers=groups` | consumers read through their Redis consumer group (`XREADGROUP`, `XACK`, `XAUTOCLAIM` of members that died): see `groups.rs` |
 //!
 //! Durability is the server's: an append is acknowledged once Redis has it in memory, and
 //! on disk only as its `appendonly` / `appendfsync` settings say (`Capabilities::durable` is
@@ -20,6 +21,7 @@
 
 mod checkpoints;
 mod errors;
+mod groups;
 mod keys;
 mod options;
 mod read;
@@ -36,7 +38,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::Value;
 
 use self::errors::redis_error;
-pub use self::options::RedisOptions;
+use self::groups::Groups;
+pub use self::options::{RedisConsumers, RedisOptions};
 use self::scripts::Scripts;
 use super::{
     Backend, Capabilities, ConsumerInfo, Consumption, PartitionStart, ReadOptions, StreamConfig,
@@ -69,7 +72,10 @@ pub struct RedisBackend {
     server: Server,
     /// Connections for blocking reads, idle.
     blocking: Mutex<Vec<MultiplexedConnection>>,
-    trimmer: tokio::task::JoinHandle<()>,
+    /// With `consumers=groups`: the consumer-group side.
+    groups: Option<Groups>,
+    /// The background tasks (trimming; with groups, settling and keeping entries in hand).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -83,7 +89,7 @@ impl std::fmt::Debug for RedisBackend {
 
 impl Drop for RedisBackend {
     fn drop(&mut self) {
-        self.trimmer.abort();
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
     }
 }
 
@@ -125,15 +131,30 @@ impl RedisBackend {
                 backend: "redis",
             });
         }
-        let trim_interval = options.trim_interval;
-        Ok(Arc::new_cyclic(|me: &Weak<RedisBackend>| RedisBackend {
-            trimmer: tokio::spawn(trim_forever(me.clone(), trim_interval)),
-            options,
-            client,
-            conn,
-            scripts,
-            server,
-            blocking: Mutex::default(),
+        let (trim_interval, claim_idle) = (options.trim_interval, options.claim_idle);
+        let (groups, settlements) = match options.consumers {
+            RedisConsumers::Checkpoints => (None, None),
+            RedisConsumers::Groups => {
+                let (groups, rx) = Groups::new(claim_idle);
+                (Some(groups), Some(rx))
+            }
+        };
+        Ok(Arc::new_cyclic(|me: &Weak<RedisBackend>| {
+            let mut tasks = vec![tokio::spawn(trim_forever(me.clone(), trim_interval))];
+            if let Some(rx) = settlements {
+                tasks.push(tokio::spawn(groups::settle_forever(me.clone(), rx)));
+                tasks.push(tokio::spawn(groups::keep_in_hand(me.clone(), claim_idle)));
+            }
+            RedisBackend {
+                tasks,
+                groups,
+                options,
+                client,
+                conn,
+                scripts,
+                server,
+                blocking: Mutex::default(),
+            }
         }))
     }
 
@@ -256,7 +277,8 @@ impl Backend for RedisBackend {
             consumers_see_history: true,
             server_side_checkpoints: true,
             durable: self.server.appendonly == "yes",
-            leases: true,
+            // With consumers=groups, Redis shares a group's entries among its members itself.
+            leases: self.groups.is_none(),
             max_record_bytes: write::MAX_RECORD_BYTES,
             max_headers: usize::MAX,
             max_header_name_bytes: usize::MAX,
@@ -270,8 +292,11 @@ impl Backend for RedisBackend {
     }
 
     fn consumption(&self) -> Consumption<'_> {
-        // The backend is its own checkpoint store: its consumer groups' last delivered ids.
-        Consumption::Checkpoints(self)
+        match self.groups {
+            // The backend is its own checkpoint store: its consumer groups' last delivered ids.
+            None => Consumption::Checkpoints(self),
+            Some(_) => Consumption::Subscriptions(self),
+        }
     }
 
     async fn create_stream(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {

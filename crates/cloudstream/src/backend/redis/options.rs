@@ -3,6 +3,8 @@
 //! | option | meaning |
 //! |---|---|
 //! | `trim_interval_ms=N` | how often partitions nobody writes to are trimmed to the horizon (default 10,000) |
+//! | `consumers=checkpoints\|groups` | how named consumers read: from their Redis consumer group's last delivered id as a checkpoint (default), or through the group itself (`XREADGROUP`, `XACK`, `XAUTOCLAIM`; see `groups.rs`) |
+//! | `claim_idle_ms=N` | with `consumers=groups`: how long an entry a member holds may go unrenewed before another member takes it over (default 30,000) |
 //!
 //! Credentials go in the URL's user part, as redis-rs and `redis-cli -u` take them; they
 //! never appear in errors.
@@ -13,7 +15,16 @@ use crate::url::ProviderUrl;
 use crate::Result;
 
 /// Our own options.
-const KNOWN: &[&str] = &["trim_interval_ms"];
+const KNOWN: &[&str] = &["trim_interval_ms", "consumers", "claim_idle_ms"];
+
+/// How named consumers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisConsumers {
+    /// From checkpoints: each Redis consumer group's last delivered id (the default).
+    Checkpoints,
+    /// Through the Redis consumer groups themselves.
+    Groups,
+}
 
 /// Settings of `redis://` from the URL. Its `Debug` leaves the password out.
 #[derive(Clone, PartialEq, Eq)]
@@ -26,6 +37,10 @@ pub struct RedisOptions {
     pub db: i64,
     /// How often idle partitions are trimmed.
     pub trim_interval: Duration,
+    /// How named consumers read.
+    pub consumers: RedisConsumers,
+    /// With [`RedisConsumers::Groups`]: how long an entry in hand may go unrenewed.
+    pub claim_idle: Duration,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -34,6 +49,8 @@ impl std::fmt::Debug for RedisOptions {
             .field("host", &self.host)
             .field("db", &self.db)
             .field("trim_interval", &self.trim_interval)
+            .field("consumers", &self.consumers)
+            .field("claim_idle", &self.claim_idle)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +87,8 @@ impl RedisOptions {
             host: host.to_owned(),
             db,
             trim_interval: Duration::from_secs(10),
+            consumers: RedisConsumers::Checkpoints,
+            claim_idle: Duration::from_secs(30),
         };
         for (k, v) in url.options() {
             match k.as_str() {
@@ -81,6 +100,26 @@ impl RedisOptions {
                         )));
                     }
                     o.trim_interval = Duration::from_millis(ms);
+                }
+                "consumers" => {
+                    o.consumers = match v.as_str() {
+                        "checkpoints" => RedisConsumers::Checkpoints,
+                        "groups" => RedisConsumers::Groups,
+                        other => {
+                            return Err(url.invalid(format!(
+                                "consumers must be checkpoints or groups, got {other:?}"
+                            )))
+                        }
+                    }
+                }
+                "claim_idle_ms" => {
+                    let ms: u64 = url.number(&k, &v)?;
+                    if !(300..=86_400_000).contains(&ms) {
+                        return Err(
+                            url.invalid(format!("claim_idle_ms must be 300 to 86400000, got {ms}"))
+                        );
+                    }
+                    o.claim_idle = Duration::from_millis(ms);
                 }
                 _ => return Err(url.unknown_option(&k, KNOWN)),
             }
@@ -119,6 +158,11 @@ mod tests {
         let o = options("redis://u:secret@h:1/3?trim_interval_ms=500").expect("full");
         assert_eq!((o.host.as_str(), o.db), ("h:1", 3));
         assert_eq!(o.trim_interval, Duration::from_millis(500));
+        let o = options("redis://h?consumers=groups&claim_idle_ms=1000").expect("groups");
+        assert_eq!(
+            (o.consumers, o.claim_idle),
+            (RedisConsumers::Groups, Duration::from_secs(1))
+        );
         assert!(!format!("{o:?}").contains("secret"));
     }
 
@@ -129,6 +173,8 @@ mod tests {
             ("redis://h/x", "database must be a number"),
             ("redis://h?trim_interval_ms=1", "trim_interval_ms must be"),
             ("redis://h?odd=1", "odd"),
+            ("redis://h?consumers=pubsub", "consumers must be"),
+            ("redis://h?claim_idle_ms=5", "claim_idle_ms must be"),
         ] {
             let e = options(url).expect_err(url).to_string();
             assert!(e.contains(why), "{url}: {e}");

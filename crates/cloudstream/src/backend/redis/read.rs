@@ -46,7 +46,7 @@ impl From {
 }
 
 /// One entry as a record of `partition`.
-fn to_record(partition: u32, entry: Value) -> Result<Record> {
+pub(super) fn to_record(partition: u32, entry: Value) -> Result<Record> {
     let bad = |what: &str| Error::Corrupt(format!("a Redis stream entry {what}").into());
     let Value::Array(mut parts) = entry else {
         return Err(bad("is not an array"));
@@ -105,34 +105,41 @@ fn to_record(partition: u32, entry: Value) -> Result<Record> {
 }
 
 /// The entries of an `XRANGE` reply (or of one stream of an `XREAD` reply).
-fn entries(reply: Value) -> Vec<Value> {
+pub(super) fn entries(reply: Value) -> Vec<Value> {
     match reply {
         Value::Array(entries) => entries,
         _ => Vec::new(),
     }
 }
 
-/// The entries of an `XREAD` reply for one stream: `[[key, entries]]` (RESP2) or
-/// `{key: entries}` (RESP3); none when it timed out.
-fn read_entries(reply: Value) -> Vec<Value> {
-    match reply {
+/// The entries of an `XREAD` / `XREADGROUP` reply by stream key: `[[key, entries], ...]`
+/// (RESP2) or `{key: entries}` (RESP3); none when it timed out.
+pub(super) fn read_streams(reply: Value) -> Vec<(String, Vec<Value>)> {
+    let pairs: Vec<(Value, Value)> = match reply {
         Value::Array(streams) => streams
             .into_iter()
-            .flat_map(|s| match s {
-                Value::Array(mut kv) if kv.len() == 2 => entries(kv.pop().unwrap_or(Value::Nil)),
-                _ => Vec::new(),
+            .filter_map(|s| match s {
+                Value::Array(mut kv) if kv.len() == 2 => {
+                    let entries = kv.pop()?;
+                    Some((kv.pop()?, entries))
+                }
+                _ => None,
             })
             .collect(),
-        Value::Map(streams) => streams.into_iter().flat_map(|(_, v)| entries(v)).collect(),
+        Value::Map(streams) => streams,
         _ => Vec::new(),
-    }
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| Some((text(&k)?, entries(v))))
+        .collect()
 }
 
 /// A connection for one blocking read, back to the pool only if the read finished (one
 /// dropped while blocked still has an answer coming).
-struct Blocking<'a> {
+pub(super) struct Blocking<'a> {
     backend: &'a RedisBackend,
-    conn: Option<MultiplexedConnection>,
+    pub(super) conn: Option<MultiplexedConnection>,
 }
 
 impl Drop for Blocking<'_> {
@@ -274,15 +281,13 @@ impl RedisBackend {
         }
     }
 
-    /// Waits up to `wait` for entries after `after`, on a connection of its own.
-    async fn wait_for(
+    /// A connection for one blocking command, and the guard that puts it back in the pool
+    /// once the caller stores it there (`guard.conn = Some(conn)`) after the command
+    /// answered: one dropped while blocked still has an answer coming.
+    pub(super) async fn blocking_conn(
         &self,
         stream: &str,
-        partition: u32,
-        after: EntryId,
-        count: usize,
-        wait: Duration,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<(Blocking<'_>, MultiplexedConnection)> {
         let idle = self
             .blocking
             .lock()
@@ -300,11 +305,23 @@ impl RedisBackend {
                     .map_err(|e| redis_error(e, stream))?
             }
         };
-        let mut guard = Blocking {
+        let guard = Blocking {
             backend: self,
             conn: None,
         };
-        let mut conn = conn;
+        Ok((guard, conn))
+    }
+
+    /// Waits up to `wait` for entries after `after`, on a connection of its own.
+    async fn wait_for(
+        &self,
+        stream: &str,
+        partition: u32,
+        after: EntryId,
+        count: usize,
+        wait: Duration,
+    ) -> Result<Vec<Record>> {
+        let (mut guard, mut conn) = self.blocking_conn(stream).await?;
         let block_ms = wait.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
         let reply: RedisResult<Value> = redis::cmd("XREAD")
             .arg("COUNT")
@@ -324,8 +341,9 @@ impl RedisBackend {
             Err(e) => return Err(redis_error(e, stream)),
         };
         guard.conn = Some(conn);
-        read_entries(reply)
+        read_streams(reply)
             .into_iter()
+            .flat_map(|(_, entries)| entries)
             .map(|entry| to_record(partition, entry))
             .collect()
     }

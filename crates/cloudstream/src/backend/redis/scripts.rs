@@ -138,6 +138,23 @@ end
 return out
 ";
 
+/// Sets the idle time of the entries among the given ids that this client holds (the group's
+/// pending entries list names it): 0 keeps them in hand, `claim_idle_ms` gives them back for
+/// the next pull of any member. Entries another member took over are left alone.
+///
+/// KEYS: the partition's key. ARGV: group, this client's consumer name, idle (ms), ids...
+const REFRESH: &str = r"
+local n = 0
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if p[1] and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+";
+
 /// The scripts, loaded once per backend (sent by hash, and in full when a server does not
 /// know them yet).
 pub(super) struct Scripts {
@@ -149,6 +166,7 @@ pub(super) struct Scripts {
     pub(super) take: Script,
     pub(super) release: Script,
     pub(super) live: Script,
+    pub(super) refresh: Script,
 }
 
 impl Scripts {
@@ -162,6 +180,7 @@ impl Scripts {
             take: Script::new(TAKE),
             release: Script::new(RELEASE),
             live: Script::new(LIVE),
+            refresh: Script::new(REFRESH),
         }
     }
 }
