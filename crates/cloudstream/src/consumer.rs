@@ -218,10 +218,11 @@ impl Consumer {
         };
         // Everything fetched is committed by now: partitions above the fair share go back
         // at once.
-        let balanced = match lease::round(&self.stream, &self.name, m, &mut state.held).await {
-            Ok(round) => {
+        // (The leases were renewed before the commit.)
+        let balanced = match lease::share(&self.stream, &self.name, m, &mut state.held).await {
+            Ok(surplus) => {
                 let (stream, member) = (&self.stream, &m.member);
-                lease::release(stream, &self.name, member, &round.surplus, &mut state.held).await
+                lease::release(stream, &self.name, member, &surplus, &mut state.held).await
             }
             Err(e) => Err(e),
         };

@@ -133,11 +133,10 @@ pub(crate) fn check_ttl(ttl: Duration) -> Result<()> {
     Ok(())
 }
 
-/// What one [`round`] of the group protocol found.
+/// What one [`round`] of the group protocol found (partitions gained are those now in the
+/// member's `held` without a lane).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Round {
-    /// Partitions taken this round: read them from the group's checkpoint.
-    pub(crate) gained: Vec<u32>,
     /// Partitions another member holds now (this member's leases expired): forget them, and
     /// commit nothing more for them.
     pub(crate) lost: Vec<u32>,
@@ -161,6 +160,16 @@ pub(crate) async fn renew(
     let taken = store
         .take_leases(stream.name(), group, &names, &m.member, m.ttl)
         .await?;
+    if taken.len() != names.len() {
+        return Err(Error::Backend(
+            format!(
+                "the lease store answered {} of {} leases",
+                taken.len(),
+                names.len()
+            )
+            .into(),
+        ));
+    }
     let lost: Vec<u32> = held
         .iter()
         .zip(taken.iter().skip(1))
@@ -173,32 +182,41 @@ pub(crate) async fn renew(
     Ok(lost)
 }
 
-/// One round of the group protocol for member `m`, which holds `held`: renew, count the live
-/// members, take free partitions up to its share ([`quota`]; in one store call), and name
-/// those above it. Partitions spread evenly this way, and a member that stops renewing loses its
-/// partitions to the others when its leases expire.
+/// One round of the group protocol for member `m`, which holds `held`: [`renew`], then
+/// [`share`].
 pub(crate) async fn round(
     stream: &Stream,
     group: &str,
     m: &Membership,
     held: &mut BTreeSet<u32>,
 ) -> Result<Round> {
+    let lost = renew(stream, group, m, held).await?;
+    let surplus = share(stream, group, m, held).await?;
+    Ok(Round { lost, surplus })
+}
+
+/// Counts the live members, takes free partitions up to `m`'s share ([`quota`]; in one store
+/// call) into `held`, and returns those above it. Partitions spread evenly this way, and a
+/// member that stops renewing loses its partitions to the others when its leases expire.
+/// Call it right after [`renew`].
+pub(crate) async fn share(
+    stream: &Stream,
+    group: &str,
+    m: &Membership,
+    held: &mut BTreeSet<u32>,
+) -> Result<Vec<u32>> {
     let store = store_of(stream.backend().as_ref())?;
     let name = stream.name();
-    let mut round = Round {
-        lost: renew(stream, group, m, held).await?,
-        ..Round::default()
-    };
     let live = store.live_leases(name, group).await?;
     let partitions = stream.partitions();
     let fair = quota(&live, &m.member, partitions);
     if held.len() > fair {
-        round.surplus = held.iter().rev().take(held.len() - fair).copied().collect();
-        return Ok(round);
+        return Ok(held.iter().rev().take(held.len() - fair).copied().collect());
     }
     // A partition whose live lease is already this member's (a handle of the same member
     // made anew, as after a restart) is taken back at once, as Kafka's static members do;
-    // one another member holds live is left to it.
+    // one another member holds live is left to it. Member ids must therefore be unique
+    // among live processes.
     let wanted: Vec<u32> = (0..partitions)
         .filter(|p| !held.contains(p))
         .filter(|p| {
@@ -208,7 +226,7 @@ pub(crate) async fn round(
         .take(fair - held.len())
         .collect();
     if wanted.is_empty() {
-        return Ok(round);
+        return Ok(Vec::new());
     }
     let names: Vec<String> = wanted.iter().map(|&p| partition_lease(p)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -218,10 +236,9 @@ pub(crate) async fn round(
     for (&p, &ok) in wanted.iter().zip(&taken) {
         if ok {
             held.insert(p);
-            round.gained.push(p);
         }
     }
-    Ok(round)
+    Ok(Vec::new())
 }
 
 /// How many partitions `member` should hold, given the live leases: the partitions split

@@ -54,7 +54,7 @@ fn member(
             }
         })
         .member(id)
-        .lease_ttl(Duration::from_millis(1500))
+        .lease_ttl(Duration::from_secs(3))
         .batch_size(20)
         .max_wait(Duration::from_millis(50))
         .no_dead_letter();
@@ -168,8 +168,8 @@ async fn a_rebalance_while_triggers_run_skips_nothing_and_repeats_only_the_uncom
         .filter(|(m, _)| *m == "a")
         .map(|(_, p)| *p)
         .collect();
-    // b and c take a's partitions once its leases expire, and handle what a left.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // b and c take a's partitions once its leases (3 s) expire, and handle what a left.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let _ = stop_writer.send(());
     writer.await.expect("writer");
     let sent: Vec<Position> = sent.lock().expect("lock").clone();

@@ -14,7 +14,8 @@ use crate::{Client, Error, Position, Record, Result, Stream, TriggerReport};
 type Handled = Arc<Mutex<Vec<(&'static str, Position)>>>;
 
 /// Runs member `id` of trigger group "workers" until `stop` fires; each record takes its
-/// handler 10 ms.
+/// handler 10 ms. Leases of 3 s: long enough for a round on a slow broker (tansu) on a
+/// loaded machine.
 fn run_member(
     stream: &Stream,
     id: &'static str,
@@ -32,7 +33,7 @@ fn run_member(
             }
         })
         .member(id)
-        .lease_ttl(Duration::from_millis(1500))
+        .lease_ttl(Duration::from_secs(3))
         .batch_size(10)
         .max_wait(Duration::from_millis(50))
         .no_dead_letter();

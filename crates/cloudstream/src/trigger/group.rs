@@ -8,7 +8,7 @@
 //! | a partition gained | opens its lane at the group's checkpoint |
 //! | a partition above the fair share | stops its lane (the lane finishes the record in hand and commits), and gives the lease back once the lane has ended |
 //! | a partition lost (another member took it after this member's lease expired) | fences its lane at once (it commits nothing more) and stops it |
-//! | nothing (the store did not answer) | lanes go on; once the member's leases are older than their TTL, no lane commits until a round renews them |
+//! | nothing (the store did not answer) | lanes go on; from two thirds of the TTL after the last round that answered, no lane commits until a round renews the leases |
 //!
 //! On shutdown every lane stops and commits, then the member gives its leases back.
 
@@ -169,7 +169,9 @@ impl Member<'_> {
             }
         }
         let round = round?;
-        *self.validity.lock() = began + self.m.ttl;
+        // Commits stop a third of the TTL before the leases expire: one started just before
+        // then still lands while they hold.
+        *self.validity.lock() = began + self.m.ttl * 2 / 3;
         for p in &round.surplus {
             match self.lanes.get_mut(p) {
                 Some(lane) => {

@@ -209,8 +209,11 @@ impl Trigger {
     /// process or others) share the stream's partitions through leases, each handling only
     /// the partitions it holds, and take over those of a member that stops or dies (see
     /// [`crate::Consumer::member`]). A member gives a partition back only after committing
-    /// what it handled, so a hand-over delivers nothing twice; one that dies is replaced
-    /// once its leases expire, from the group's last commit.
+    /// what it handled, so a hand-over between members whose leases are current delivers
+    /// nothing twice; one that dies (or cannot renew its leases) is replaced once its leases
+    /// expire, from the group's last commit, so what it handled after that is handled again.
+    /// Member ids must be unique among the processes alive at once: two processes with one
+    /// id would both hold every partition.
     pub fn member(mut self, id: impl Into<String>) -> Self {
         self.membership = Some(Membership {
             member: id.into(),

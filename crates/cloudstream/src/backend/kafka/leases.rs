@@ -81,6 +81,16 @@ struct Replayed {
     reaching: Vec<(i64, oneshot::Sender<()>)>,
     /// Why the replay stopped deciding (a claim of an unknown version).
     stopped: Option<String>,
+    /// The topic was made anew: the replaying thread starts again from its beginning.
+    restart: bool,
+}
+
+/// The error of every lease call once the replay stopped deciding: not one a retry fixes.
+fn stopped(why: &str) -> Error {
+    Error::Unsupported {
+        operation: why.to_owned().into(),
+        backend: "kafka",
+    }
 }
 
 impl Shared {
@@ -100,7 +110,11 @@ impl Shared {
                     }
                 }
                 Read::Unknown(v) => {
-                    let why = format!("the claims log holds a claim of version {v}, written by a newer cloudstream; this one decides version {}: upgrade it", ledger::VERSION);
+                    let why = if v > ledger::VERSION {
+                        format!("the claims log holds a claim of version {v}, written by a newer cloudstream; this one decides version {}: upgrade it", ledger::VERSION)
+                    } else {
+                        format!("the claims log holds a claim of version {v}, which no cloudstream writes: a foreign writer broke it; delete the claims topic")
+                    };
                     tracing::error!(offset, "{why}");
                     r.stopped = Some(why);
                     r.pending.clear(); // the waiters learn why from `stopped`
@@ -132,7 +146,19 @@ impl Shared {
         let rx = {
             let mut r = self.lock();
             if let Some(why) = &r.stopped {
-                return Err(Error::Unavailable(why.clone().into()));
+                return Err(stopped(why));
+            }
+            if end < r.next {
+                // The topic is shorter than what was replayed: it was deleted and made
+                // again. Its claims are all new: replay it from its start.
+                tracing::warn!(
+                    end,
+                    replayed = r.next,
+                    "the lease claims topic was made anew; replaying it from its start"
+                );
+                r.ledger = Ledger::default();
+                r.next = 0;
+                r.restart = true;
             }
             if r.next >= end {
                 return Ok(());
@@ -151,28 +177,34 @@ impl Shared {
         }
     }
 
-    /// The furthest offset a caller waits for, waiting for one (or for the stop) first.
-    fn wanted_end(&self) -> Option<i64> {
+    /// The furthest offset a caller waits for, and whether to replay from the topic's start
+    /// (it was made anew), waiting for one (or for the stop) first; `idle` runs every 200 ms
+    /// of waiting.
+    fn wanted_end(&self, idle: impl Fn()) -> Option<(i64, bool)> {
         let mut r = self.lock();
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
             if let Some(end) = r.reaching.iter().map(|(end, _)| *end).max() {
-                return Some(end);
+                let restart = std::mem::take(&mut r.restart);
+                return Some((end, restart));
             }
             r = self
                 .wanted
                 .wait_timeout(r, Duration::from_millis(200))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            drop(r);
+            idle();
+            r = self.lock();
         }
     }
 
     /// The error of an answer that will not come.
     fn unanswered(&self) -> Error {
         match &self.lock().stopped {
-            Some(why) => Error::Unavailable(why.clone().into()),
+            Some(why) => stopped(why),
             None => Error::Unavailable("the replay of the lease claims stopped".into()),
         }
     }
@@ -252,7 +284,17 @@ fn start_replay(options: &KafkaOptions, topic: &str, shared: Arc<Shared>) -> Res
 /// dropped. Between calls it fetches nothing: a broker answering fetches oddly while it
 /// deletes a topic (tansu, see `docs/design.md`) has nothing to answer.
 fn replay(consumer: &BaseConsumer, topic: &str, tpl: &TopicPartitionList, shared: &Shared) {
-    while let Some(end) = shared.wanted_end() {
+    // Paused, the client still queues events (errors, logs): serve them while idle.
+    while let Some((end, restart)) = shared.wanted_end(|| super::drain(consumer)) {
+        if restart {
+            let mut from_start = TopicPartitionList::with_capacity(1);
+            let assigned = from_start
+                .add_partition_offset(topic, 0, Offset::Beginning)
+                .and_then(|()| consumer.assign(&from_start));
+            if let Err(e) = assigned {
+                tracing::warn!(error = %e, topic, "the lease replay could not start over");
+            }
+        }
         if let Err(e) = consumer.resume(tpl) {
             tracing::warn!(error = %e, topic, "the lease replay could not resume; retrying");
             std::thread::sleep(Duration::from_millis(100));
@@ -336,7 +378,7 @@ impl KafkaBackend {
         }
         let log = self.lease_log().await?;
         if let Some(why) = &log.shared.lock().stopped {
-            return Err(Error::Unavailable(why.clone().into()));
+            return Err(stopped(why));
         }
         let mut answers = Vec::with_capacity(leases.len());
         let mut claims = Vec::with_capacity(leases.len());
@@ -394,10 +436,8 @@ impl KafkaBackend {
         let mut deliveries = Vec::with_capacity(claims.len());
         for claim in claims {
             let payload = serde_json::to_vec(claim).map_err(|e| Error::Backend(Box::new(e)))?;
-            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
-                .partition(0)
-                .payload(&payload[..])
-                .key(claim.group.as_bytes());
+            let record: FutureRecord<'_, [u8], [u8]> =
+                FutureRecord::to(topic).partition(0).payload(&payload[..]);
             let delivery = producer
                 .send_result(record)
                 .map_err(|(e, _)| kafka_error(e, topic))?;
@@ -425,13 +465,7 @@ impl KafkaBackend {
 
     /// The end of the claims topic as it is now.
     async fn claims_end(&self, topic: &str) -> Result<i64> {
-        let (meta, topic) = (self.meta.clone(), topic.to_owned());
-        blocking(move || {
-            meta.fetch_watermarks(&topic, 0, CALL_TIMEOUT)
-                .map(|(_, end)| end)
-                .map_err(|e| kafka_error(e, &topic))
-        })
-        .await
+        self.watermarks(topic, 0).await.map(|(_, end)| end)
     }
 
     /// The leases of a group unexpired now, once the replay has reached the claims

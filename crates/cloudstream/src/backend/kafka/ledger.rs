@@ -11,7 +11,8 @@
 //! - a **release** frees the lease if the releaser holds it, and is otherwise ignored.
 //!
 //! Time is the claim's own timestamp, which the broker stamps (`LogAppendTime`), so one clock
-//! decides every claim. TTLs above [`MAX_TTL`] are never granted, so a process that starts
+//! decides every claim (a stamp earlier than one already applied counts as that one). Only
+//! [`Ledger::live`], which members use to count each other, reads the host's clock. TTLs above [`MAX_TTL`] are never granted, so a process that starts
 //! replaying [`REPLAY_BACK`] before now agrees with every other about every claim made after
 //! it started: a lease granted before its replay began has expired an hour into it, and a
 //! member claims only a lease it sees free or holds, so any claim the late replay decided
@@ -100,6 +101,10 @@ pub(super) struct Ledger {
     leases: HashMap<(String, String, String), Held>,
     /// Claims applied since the last pruning.
     since_prune: usize,
+    /// The latest claim time applied: a claim stamped earlier (a clock stepping back, on a
+    /// topic stamped by its producers) is decided at this time instead, so time never runs
+    /// backwards in the rule and pruning never forgets a lease a later claim could meet.
+    clock: i64,
 }
 
 /// Claims between two prunings of expired leases.
@@ -108,6 +113,8 @@ const PRUNE_EVERY: usize = 4096;
 impl Ledger {
     /// Applies a claim appended at `at_ms` (broker time); whether it was granted.
     pub(super) fn apply(&mut self, claim: &Claim, at_ms: i64) -> bool {
+        let at_ms = at_ms.max(self.clock);
+        self.clock = at_ms;
         self.since_prune += 1;
         if self.since_prune >= PRUNE_EVERY {
             self.prune(at_ms);

@@ -325,7 +325,7 @@ impl Reader {
             }
             bytes += size;
             out.push(record);
-            if next == self.known_end {
+            if self.known_end >= 0 && next >= self.known_end {
                 self.at_end = true;
                 break;
             }
