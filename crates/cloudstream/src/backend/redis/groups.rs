@@ -52,6 +52,9 @@ pub(super) struct Settlement {
     how: Settle,
 }
 
+/// Entries handed out and not settled: (partition key, group) → ids.
+type InHand = HashMap<(String, String), BTreeSet<String>>;
+
 /// The consumer-group side of a backend in `consumers=groups` mode.
 pub(super) struct Groups {
     /// This client's consumer name in every group.
@@ -61,8 +64,8 @@ pub(super) struct Groups {
     subscribed: Mutex<HashSet<(String, String)>>,
     /// Where each (key, group)'s `XAUTOCLAIM` goes on.
     cursors: Mutex<HashMap<(String, String), String>>,
-    /// Entries handed out and not settled: (key, group) → ids.
-    in_hand: Arc<Mutex<HashMap<(String, String), BTreeSet<String>>>>,
+    /// Entries handed out and not settled.
+    in_hand: Arc<Mutex<InHand>>,
     settle_tx: mpsc::UnboundedSender<Settlement>,
     /// Settlements queued and not on the server yet.
     unsettled: Arc<AtomicUsize>,
