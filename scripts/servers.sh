@@ -5,6 +5,7 @@
 #   Google's Pub/Sub emulator (gcloud)     127.0.0.1:8085
 #   tansu (Kafka protocol, crates.io)      127.0.0.1:9092, SQLite storage under $RUN
 #   redis-server (Redis Streams, Debian)   127.0.0.1:6390, appendonly yes, appendfsync always
+#   nats-server (JetStream, Debian)        127.0.0.1:4232, file storage under $RUN
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -37,11 +38,13 @@ install() {
     echo "== building tansu 0.6.0 (crates.io; about 10 minutes on 2 cores, once)"
     cargo install tansu@0.6.0 --locked --quiet --features dynostore,libsql --root "$TOOLS/tansu"
   fi
-  if ! command -v redis-server >/dev/null 2>&1; then
-    echo "== installing redis-server (Debian)"
-    apt-get install -y -qq redis-server >/dev/null ||
-      (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
-  fi
+  for server in redis-server nats-server; do
+    if ! command -v "$server" >/dev/null 2>&1; then
+      echo "== installing $server (Debian)"
+      apt-get install -y -qq "$server" >/dev/null ||
+        (apt-get update -qq && apt-get install -y -qq "$server" >/dev/null)
+    fi
+  done
   if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
     echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"
     apt-get install -y -qq google-cloud-cli-pubsub-emulator >/dev/null ||
@@ -103,8 +106,12 @@ start() {
   redis-server --bind 127.0.0.1 --port 6390 --dir "$RUN/redis" --save '' --appendonly yes \
     --appendfsync always >"$RUN/redis.log" 2>&1 &
   echo $! >"$RUN/redis.pid"
+  rm -rf "$RUN/nats" && mkdir -p "$RUN/nats"
+  nats-server -a 127.0.0.1 -p 4232 -js -sd "$RUN/nats" >"$RUN/nats.log" 2>&1 &
+  echo $! >"$RUN/nats.pid"
   wait_tcp tansu "$(cat "$RUN/tansu.pid")" 9092
   wait_tcp redis "$(cat "$RUN/redis.pid")" 6390
+  wait_tcp nats "$(cat "$RUN/nats.pid")" 4232
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
   wait_for moto "$(cat "$RUN/moto.pid")" http://127.0.0.1:4566/moto-api/
   wait_for pubsub "$(cat "$RUN/pubsub.pid")" http://127.0.0.1:8085/
@@ -127,6 +134,7 @@ urls() {
   echo "pubsub://test-project?endpoint=http://127.0.0.1:8085"
   echo "kafka://127.0.0.1:9092"
   echo "redis://127.0.0.1:6390"
+  echo "nats://127.0.0.1:4232"
 }
 
 case "${1:-}" in

@@ -343,6 +343,21 @@ impl Consumer {
         self.commit_state(&mut state).await
     }
 
+    /// Leaves the consumer group (after [`Consumer::member`]): commits what was fetched, then
+    /// gives every lease back, so the other members take the partitions at once rather than
+    /// when the leases expire. Without a group, only commits.
+    pub async fn leave(&self) -> Result<()> {
+        let mut state = self.state.lock().await;
+        self.load(&mut state).await?;
+        self.renew(&mut state).await?;
+        self.commit_state(&mut state).await?;
+        if let Some(m) = &self.membership {
+            lease::leave(&self.stream, &self.name, &m.member, &mut state.held).await;
+            state.lanes.clear();
+        }
+        Ok(())
+    }
+
     /// Gives back everything fetched and not committed, so that the next fetch returns it
     /// again instead of committing it: for a caller that lost a batch before handling it (a
     /// REST answer lost in transit, a batch handed to a client that went away).

@@ -15,12 +15,16 @@ mod kafka;
 #[cfg(feature = "kinesis")]
 mod kinesis;
 mod log;
+#[cfg(feature = "nats")]
+mod nats;
 mod primitives;
 #[cfg(feature = "pubsub")]
 mod pubsub;
 #[cfg(feature = "redis")]
 mod redis;
 pub(crate) mod registry;
+#[cfg(any(feature = "nats", feature = "redis"))]
+mod settle;
 mod types;
 
 #[cfg(feature = "eventhubs")]
@@ -34,6 +38,8 @@ pub use self::kafka::{EventHubsTier, KafkaBackend, KafkaOptions, Service as Kafk
 #[cfg(feature = "kinesis")]
 pub use self::kinesis::{CapacityMode, KinesisBackend, KinesisMetrics, KinesisOptions};
 pub use self::log::{LocalOptions, LogBackend, DEFAULT_MAX_RECORD_BYTES};
+#[cfg(feature = "nats")]
+pub use self::nats::{NatsBackend, NatsOptions};
 pub use self::primitives::{Acker, Backend, Consumption, Delivery, Subscriptions};
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::{PubSubBackend, PubSubOptions};
@@ -109,7 +115,11 @@ pub fn providers() -> Vec<Provider> {
             build: built_with!("kafka", kafka),
         },
         planned(&["pulsar"], "Apache Pulsar"),
-        planned(&["nats"], "NATS JetStream"),
+        Provider {
+            schemes: &["nats"],
+            describes: "NATS JetStream (2.9 or later)",
+            build: built_with!("nats", nats),
+        },
         Provider {
             schemes: &["redis"],
             describes: "Redis Streams (7.0 or later)",

@@ -130,7 +130,12 @@ impl Trigger {
         loop {
             if Instant::now() >= next_round {
                 let began = Instant::now();
-                if let Err(e) = member.round(began).await {
+                // A round against a store that does not answer must not hold up a shutdown.
+                let round = tokio::select! {
+                    r = member.round(began) => r,
+                    _ = &mut shutdown => break,
+                };
+                if let Err(e) = round {
                     if !e.is_retryable() {
                         result = Err(e);
                         break;

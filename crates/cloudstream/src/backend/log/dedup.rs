@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::event::{now_ms, ID_HEADER};
-use crate::{Event, Position, Result};
+use crate::event::now_ms;
+use crate::{Position, Result};
 
 /// How long an id is remembered after its event was stored (NATS JetStream's default
 /// duplicate window).
@@ -27,20 +27,7 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(120);
 /// Most ids remembered per stream (about 100 bytes each).
 pub(crate) const MAX_IDS: usize = 200_000;
 
-/// The deduplication identity of an event: its id, or its CloudEvent source and id.
-pub(crate) fn identity(headers: impl Fn(&str) -> Option<String>) -> Option<String> {
-    if let Some(id) = headers(ID_HEADER) {
-        return Some(format!("id:{id}"));
-    }
-    let source = headers("ce_source")?;
-    let id = headers("ce_id")?;
-    Some(format!("ce:{}:{source}{id}", source.len()))
-}
-
-/// The identity of an event, if it has one.
-pub(crate) fn event_identity(event: &Event) -> Option<String> {
-    identity(|name| event.headers.get(name).cloned())
-}
+pub(crate) use crate::event::{event_identity, identity};
 
 /// What the tables hold of an identity: a 128-bit keyed hash, so that an id costs the same
 /// whatever its length.

@@ -20,18 +20,18 @@
 //! back entry comes again before newer ones.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::{RedisResult, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
 
 use super::errors::says;
 use super::keys::{self, EntryId};
 use super::read::{entries, read_streams, to_record};
 use super::{redis_error, text, RedisBackend};
+use crate::backend::settle::Settling;
 use crate::backend::{Acker, Delivery, Subscriptions};
 use crate::consumer::StartAt;
 use crate::{Error, Result};
@@ -68,8 +68,7 @@ pub(super) struct Groups {
     in_hand: Arc<Mutex<InHand>>,
     settle_tx: mpsc::UnboundedSender<Settlement>,
     /// Settlements queued and not on the server yet.
-    unsettled: Arc<AtomicUsize>,
-    settled: Arc<Notify>,
+    settling: Arc<Settling>,
 }
 
 impl Groups {
@@ -84,8 +83,7 @@ impl Groups {
             cursors: Mutex::default(),
             in_hand: Arc::default(),
             settle_tx,
-            unsettled: Arc::default(),
-            settled: Arc::default(),
+            settling: Arc::default(),
         };
         (groups, rx)
     }
@@ -96,9 +94,9 @@ impl Groups {
             .entry((key.clone(), group.clone()))
             .or_default()
             .insert(id.clone());
-        let (tx, unsettled, in_hand) = (
+        let (tx, settling, in_hand) = (
             self.settle_tx.clone(),
-            self.unsettled.clone(),
+            self.settling.clone(),
             self.in_hand.clone(),
         );
         Acker::new(Box::new(move |ok| {
@@ -106,7 +104,7 @@ impl Groups {
                 ids.remove(&id);
             }
             let how = if ok { Settle::Ack } else { Settle::GiveBack };
-            unsettled.fetch_add(1, Ordering::AcqRel);
+            settling.begin();
             if tx
                 .send(Settlement {
                     key,
@@ -116,23 +114,9 @@ impl Groups {
                 })
                 .is_err()
             {
-                unsettled.fetch_sub(1, Ordering::AcqRel);
+                settling.end(1);
             }
         }))
-    }
-
-    /// Waits until every settlement queued so far is on the server (at most `limit`).
-    async fn wait_settled(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.unsettled.load(Ordering::Acquire) > 0 {
-            let notified = self.settled.notified();
-            if self.unsettled.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break;
-            }
-        }
     }
 }
 
@@ -175,8 +159,7 @@ pub(super) async fn settle_forever(
                 tracing::warn!(key, group, error = %e, "settling Redis entries failed; they stay pending and are claimed again");
             }
         }
-        groups.unsettled.fetch_sub(n, Ordering::AcqRel);
-        groups.settled.notify_waiters();
+        groups.settling.end(n);
     }
 }
 
@@ -398,7 +381,7 @@ impl Subscriptions for RedisBackend {
         cloudstream_log::validate_name("consumer", consumer)?;
         let groups = self.groups()?;
         self.ensure_groups(stream, consumer, start).await?;
-        groups.wait_settled(Duration::from_secs(5)).await;
+        groups.settling.wait(Duration::from_secs(5)).await;
         let claimed = self.claim_idle(stream, consumer, max).await?;
         if !claimed.is_empty() {
             return Ok(claimed);
