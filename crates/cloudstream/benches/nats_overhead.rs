@@ -1,6 +1,7 @@
 //! What `nats://` costs over the client it wraps, in one run against the same server:
 //! `send_batch` of 100-byte events against plain async-nats publishes of the same count in
-//! flight, and a catch-up read against a plain pull consumer fetching as many per call.
+//! flight, each with a `Nats-Msg-Id` as `nats://` sends (so both are deduplicated alike),
+//! and a catch-up read against a plain pull consumer fetching as many per call.
 //!
 //! ```text
 //! scripts/servers.sh start

@@ -100,9 +100,9 @@ impl NatsBackend {
                 });
             }
         }
+        // Appends keep at most `publish::IN_FLIGHT` unanswered, under async-nats's 5,000.
         let js = async_nats::jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(10))
-            .backpressure_on_inflight(true)
             .build(client);
         let settling = Arc::new(Settling::default());
         let (acks, to_send) = tokio::sync::mpsc::unbounded_channel();
@@ -224,11 +224,12 @@ impl Backend for NatsBackend {
     }
 }
 
-/// Every header of a message, by name (the first value of each).
+/// Every header of a message but NATS's own (`Nats-*`), by name (the first value of each).
 fn header_map(headers: Option<&async_nats::HeaderMap>) -> BTreeMap<String, String> {
     headers
         .map(|h| {
             h.iter()
+                .filter(|(name, _)| !AsRef::<str>::as_ref(name).starts_with("Nats-"))
                 .filter_map(|(name, values)| {
                     Some((name.to_string(), values.first()?.as_str().to_owned()))
                 })

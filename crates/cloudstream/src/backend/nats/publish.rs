@@ -33,7 +33,7 @@ pub(super) const TIME_HEADER: &str = "Cloudstream-Time";
 const ATTEMPTS: usize = 3;
 
 /// Publishes in flight at once.
-const IN_FLIGHT: usize = 1000;
+pub(super) const IN_FLIGHT: usize = 1000;
 
 impl NatsBackend {
     /// The crate's error for a failed publish to `stream`; a missing stream is forgotten.

@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::Stream as JsStream;
-use bytes::Bytes;
 use futures::StreamExt;
 
 use super::publish::{KEY_HEADER, TIME_HEADER};
@@ -41,12 +40,11 @@ pub(super) fn to_record(stream: &str, m: &async_nats::jetstream::Message) -> Res
         .remove(TIME_HEADER)
         .and_then(|t| t.parse::<i64>().ok())
         .map(from_millis);
-    headers.retain(|name, _| !name.starts_with("Nats-"));
     Ok(Record {
         position: Position::new(partition, info.stream_sequence),
         append_time: SystemTime::from(info.published),
         event: Event {
-            payload: Bytes::copy_from_slice(&m.payload),
+            payload: m.payload.clone(),
             key,
             headers,
             time,
