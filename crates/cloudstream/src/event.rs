@@ -232,6 +232,22 @@ pub(crate) fn from_millis(ms: i64) -> SystemTime {
     }
 }
 
+/// The deduplication identity of an event whose headers `headers` reads: its id, or its
+/// CloudEvent source and id (the embedded engine and NATS deduplicate by it).
+pub(crate) fn identity(headers: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if let Some(id) = headers(ID_HEADER) {
+        return Some(format!("id:{id}"));
+    }
+    let source = headers("ce_source")?;
+    let id = headers("ce_id")?;
+    Some(format!("ce:{}:{source}{id}", source.len()))
+}
+
+/// The identity of an event, if it has one.
+pub(crate) fn event_identity(event: &Event) -> Option<String> {
+    identity(|name| event.headers.get(name).cloned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,20 +268,4 @@ mod tests {
             assert_eq!(to_millis(from_millis(ms)), ms);
         }
     }
-}
-
-/// The deduplication identity of an event whose headers `headers` reads: its id, or its
-/// CloudEvent source and id (the embedded engine and NATS deduplicate by it).
-pub(crate) fn identity(headers: impl Fn(&str) -> Option<String>) -> Option<String> {
-    if let Some(id) = headers(ID_HEADER) {
-        return Some(format!("id:{id}"));
-    }
-    let source = headers("ce_source")?;
-    let id = headers("ce_id")?;
-    Some(format!("ce:{}:{source}{id}", source.len()))
-}
-
-/// The identity of an event, if it has one.
-pub(crate) fn event_identity(event: &Event) -> Option<String> {
-    identity(|name| event.headers.get(name).cloned())
 }
