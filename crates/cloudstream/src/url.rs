@@ -57,8 +57,9 @@ impl ProviderUrl {
         }
     }
 
-    /// The URL with the values of secret options ([`is_secret_option`], names
-    /// percent-decoded) replaced by `***`.
+    /// The URL with its credentials (`user:PASSWORD@` or `TOKEN@` before the host) and the
+    /// values of secret options ([`is_secret_option`], names percent-decoded) replaced by
+    /// `***`.
     pub fn redacted(&self) -> String {
         let secret = |k: &str| {
             let k = ::url::form_urlencoded::parse(format!("{k}=").as_bytes())
@@ -66,8 +67,19 @@ impl ProviderUrl {
                 .map_or_else(|| k.to_owned(), |(k, _)| k.into_owned());
             is_secret_option(&k)
         };
+        let start = self.scheme_end + "://".len();
+        let end = self.query_start.unwrap_or(self.url.len());
+        let location = &self.url[start..end];
+        let location = match location.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{user}:***@{host}"),
+                None => format!("***@{host}"),
+            },
+            None => location.to_owned(),
+        };
+        let base = format!("{}{location}", &self.url[..start]);
         let Some(q) = self.query_start else {
-            return self.url.clone();
+            return base;
         };
         let query: Vec<String> = self.url[q + 1..]
             .split('&')
@@ -76,7 +88,7 @@ impl ProviderUrl {
                 _ => pair.to_owned(),
             })
             .collect();
-        format!("{}?{}", &self.url[..q], query.join("&"))
+        format!("{base}?{}", query.join("&"))
     }
 
     /// The error for an option the backend does not know, naming those it does.
@@ -254,5 +266,15 @@ mod tests {
             shown.contains("sasl.username=u") && shown.contains("linger.ms=5"),
             "{shown}"
         );
+        for (url, kept) in [
+            ("redis://u:hunter2@h:1/0?x=1", "redis://u:***@h:1/0?x=1"),
+            ("nats://hunter2@h:4222", "nats://***@h:4222"),
+        ] {
+            assert_eq!(parse_url(url).expect("url").redacted(), kept);
+        }
+        let err = check_url("redis://u:hunter2@h/x")
+            .expect_err("bad db")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -163,7 +163,7 @@ async fn checkpoints_are_consumer_groups_and_a_deleted_stream_leaves_no_key() {
 /// over by a live one once idle for `claim_idle_ms`, in order, and acknowledged by its commit.
 #[tokio::test]
 async fn a_dead_members_pending_entries_are_claimed_in_order() {
-    let client = open("?consumers=groups&claim_idle_ms=500").await;
+    let client = open("?consumers=groups&claim_idle_ms=2000").await;
     let stream = client
         .stream(&unique_name("claim"))
         .create()
@@ -202,7 +202,7 @@ async fn a_dead_members_pending_entries_are_claimed_in_order() {
         reader.fetch().await.expect("fetch").is_empty(),
         "not idle long enough yet"
     );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let claimed = reader.fetch().await.expect("fetch");
     let payloads: Vec<&[u8]> = claimed.iter().map(|r| r.event.payload.as_ref()).collect();
     assert_eq!(
@@ -221,8 +221,8 @@ async fn a_dead_members_pending_entries_are_claimed_in_order() {
 #[tokio::test]
 async fn entries_in_hand_stay_with_their_member_until_given_back() {
     let (a, b) = (
-        open("?consumers=groups&claim_idle_ms=400").await,
-        open("?consumers=groups&claim_idle_ms=400").await,
+        open("?consumers=groups&claim_idle_ms=1500").await,
+        open("?consumers=groups&claim_idle_ms=1500").await,
     );
     let name = unique_name("hand");
     let stream_a = a.stream(&name).create().await.expect("create");
@@ -247,8 +247,14 @@ async fn entries_in_hand_stay_with_their_member_until_given_back() {
     );
     reader_a.redeliver().await;
     drop(reader_a);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let taken = reader_b.fetch().await.expect("fetch");
+    // Given back: claimable at once (once a's settlement reached the server).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let taken = loop {
+        let taken = reader_b.fetch().await.expect("fetch");
+        if !taken.is_empty() || tokio::time::Instant::now() > deadline {
+            break taken;
+        }
+    };
     assert_eq!(taken.len(), 3, "given back, then taken by b");
     reader_b.commit().await.expect("commit");
     a.delete_stream(&name).await.expect("delete");

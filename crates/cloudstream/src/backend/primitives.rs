@@ -146,6 +146,13 @@ pub trait Subscriptions: Send + Sync {
     /// Creates consumer `consumer`'s subscription if it does not exist yet, starting at
     /// `start`: from then on it retains what is published, whether or not anyone pulls.
     async fn subscribe(&self, stream: &str, consumer: &str, start: crate::StartAt) -> Result<()>;
+    /// Waits until the acknowledgements made so far (records acknowledged or given back) are
+    /// on the provider; an error if they could not all be sent. A consumer's commit waits
+    /// for this. Providers whose acknowledgements are sent before they return keep this
+    /// default.
+    async fn settle(&self) -> Result<()> {
+        Ok(())
+    }
     /// Up to `max` records for consumer `consumer` of `stream`, waiting up to `wait` for the
     /// first; the consumer's subscription is created on first use, starting at `start`.
     /// Records stay leased to this process (their deadline extended) until acknowledged or

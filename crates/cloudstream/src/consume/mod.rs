@@ -163,12 +163,16 @@ pub(crate) fn check_group(stream: &Stream) -> Result<()> {
     }
 }
 
-/// Makes what `lanes` acknowledged durable, in one commit to the checkpoint store.
+/// Makes what `lanes` acknowledged durable: in one commit to the checkpoint store, or,
+/// through subscriptions, once the provider has every acknowledgement made so far.
 pub(crate) async fn flush<'a>(
     stream: &Stream,
     consumer: &str,
     lanes: impl IntoIterator<Item = &'a mut Box<dyn Lane>>,
 ) -> Result<()> {
+    if let Consumption::Subscriptions(subscriptions) = stream.backend().consumption() {
+        return subscriptions.settle().await;
+    }
     let mut lanes: Vec<&mut Box<dyn Lane>> = lanes.into_iter().collect();
     let marks: Vec<(u32, PartitionStart)> = lanes.iter().filter_map(|l| l.unflushed()).collect();
     if marks.is_empty() {

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::read::to_record;
 use super::streams::nats_error;
 use super::{js_name, our_name, NatsBackend};
-use crate::backend::settle::Settling;
+use crate::backend::settle::{Settling, SETTLE_WAIT};
 use crate::backend::{Acker, ConsumerInfo, Delivery, PartitionStart, Subscriptions};
 use crate::consumer::StartAt;
 use crate::{Error, Result};
@@ -112,15 +112,22 @@ pub(super) async fn settle_in_order(
 ) {
     while let Some((m, ok)) = acks.recv().await {
         let kind = if ok { AckKind::Ack } else { AckKind::Nak(None) };
-        if let Err(e) = m.ack_with(kind).await {
-            tracing::warn!(error = %e, "a NATS acknowledgement was not sent; the message comes again after ack_wait");
+        match m.ack_with(kind).await {
+            Ok(()) => settling.end(1),
+            Err(e) => {
+                tracing::warn!(error = %e, "a NATS acknowledgement was not sent; the message comes again after ack_wait");
+                settling.failed(1, e.to_string());
+            }
         }
-        settling.end(1);
     }
 }
 
 #[async_trait]
 impl Subscriptions for NatsBackend {
+    async fn settle(&self) -> Result<()> {
+        self.settling.wait(SETTLE_WAIT).await
+    }
+
     async fn subscribe(&self, stream: &str, consumer: &str, start: StartAt) -> Result<()> {
         self.durable(stream, consumer, start).await.map(drop)
     }
@@ -135,7 +142,7 @@ impl Subscriptions for NatsBackend {
     ) -> Result<Vec<Delivery>> {
         // Acknowledgements made before this pull reach the server first: a batch given back
         // is delivered again to it.
-        self.settling.wait(Duration::from_secs(5)).await;
+        let _ = self.settling.wait(Duration::from_secs(5)).await;
         let durable = self.durable(stream, consumer, start).await?;
         let mut fetch = durable.fetch().max_messages(max.max(1));
         if !wait.is_zero() {

@@ -79,6 +79,20 @@ impl NatsBackend {
     fn headers_of(&self, event: &Event, made: &str) -> Result<HeaderMap> {
         let mut headers = HeaderMap::new();
         for (name, value) in &event.headers {
+            // NATS's own headers change what the server does; ours carry the key and time.
+            let reserved = name.to_ascii_lowercase().starts_with("nats-")
+                || name.eq_ignore_ascii_case(KEY_HEADER)
+                || name.eq_ignore_ascii_case(TIME_HEADER);
+            if reserved {
+                return Err(Error::InvalidArgument(format!(
+                    "header {name:?} is reserved on NATS (Nats-*, {KEY_HEADER}, {TIME_HEADER})"
+                )));
+            }
+            if value.contains(['\r', '\n']) {
+                return Err(Error::InvalidArgument(format!(
+                    "header {name:?}: a NATS header value cannot hold a line break"
+                )));
+            }
             let name = HeaderName::from_str(name).map_err(|_| {
                 Error::InvalidArgument(format!(
                     "header {name:?} cannot be a NATS header name (no spaces, colons or control characters)"
@@ -87,6 +101,11 @@ impl NatsBackend {
             headers.insert(name, value.as_str());
         }
         if let Some(key) = &event.key {
+            if key.contains(['\r', '\n']) {
+                return Err(Error::InvalidArgument(
+                    "a key cannot hold a line break on NATS (it travels as a header)".into(),
+                ));
+            }
             headers.insert(KEY_HEADER, key.as_str());
         }
         if let Some(t) = event.time {

@@ -16,9 +16,10 @@ use crate::{Error, Result};
 /// Most partitions (subjects) per stream.
 pub(super) const MAX_PARTITIONS: u32 = 1024;
 
-/// Shortest and longest horizon (`max_age`; JetStream's floor is 100 ms).
+/// Shortest and longest horizon (`max_age`): at least a minute, so that the duplicate window
+/// outlasts a publish resent after timed-out acknowledgements.
 pub(super) const HORIZONS: (Duration, Duration) = (
-    Duration::from_secs(1),
+    Duration::from_secs(60),
     Duration::from_secs(100 * 365 * 24 * 3600),
 );
 

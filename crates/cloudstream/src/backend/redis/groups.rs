@@ -31,7 +31,7 @@ use super::errors::says;
 use super::keys::{self, EntryId};
 use super::read::{entries, read_streams, to_record};
 use super::{redis_error, text, RedisBackend};
-use crate::backend::settle::Settling;
+use crate::backend::settle::{Settling, SETTLE_WAIT};
 use crate::backend::{Acker, Delivery, Subscriptions};
 use crate::consumer::StartAt;
 use crate::{Error, Result};
@@ -68,7 +68,7 @@ pub(super) struct Groups {
     in_hand: Arc<Mutex<InHand>>,
     settle_tx: mpsc::UnboundedSender<Settlement>,
     /// Settlements queued and not on the server yet.
-    settling: Arc<Settling>,
+    pub(super) settling: Arc<Settling>,
 }
 
 impl Groups {
@@ -129,9 +129,20 @@ fn partition_of(key: &str) -> Option<u32> {
     key.rsplit(':').next()?.parse().ok()
 }
 
-/// Settles entries in batches until the backend is gone.
+/// What the settlement task needs: its own connection and script, so that it finishes the
+/// acknowledgements queued even after the backend is dropped (it ends once every acker is
+/// gone).
+pub(super) struct Settler {
+    pub(super) conn: redis::aio::ConnectionManager,
+    pub(super) refresh: redis::Script,
+    pub(super) me: String,
+    pub(super) claim_idle: Duration,
+    pub(super) settling: Arc<Settling>,
+}
+
+/// Settles entries in batches, in the order they were settled, until every sender is gone.
 pub(super) async fn settle_forever(
-    backend: Weak<RedisBackend>,
+    mut settler: Settler,
     mut rx: mpsc::UnboundedReceiver<Settlement>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -140,27 +151,64 @@ pub(super) async fn settle_forever(
             batch.push(more);
         }
         let n = batch.len();
-        let Some(backend) = backend.upgrade() else {
-            return;
-        };
-        let Some(groups) = &backend.groups else {
-            return;
-        };
         let mut by: BTreeMap<(String, String, Settle), Vec<String>> = BTreeMap::new();
         for s in batch {
             by.entry((s.key, s.group, s.how)).or_default().push(s.id);
         }
+        let mut failure = None;
         for ((key, group, how), ids) in by {
             let done = match how {
-                Settle::Ack => backend.ack(&key, &group, &ids).await,
-                Settle::GiveBack => backend.refresh(&key, &group, &ids, groups.claim_idle).await,
+                Settle::Ack => {
+                    let mut cmd = redis::cmd("XACK");
+                    cmd.arg(&key).arg(&group).arg(&ids);
+                    cmd.query_async::<i64>(&mut settler.conn).await.map(drop)
+                }
+                Settle::GiveBack => {
+                    let idle = settler.claim_idle;
+                    refresh(
+                        &mut settler.conn,
+                        &settler.refresh,
+                        &key,
+                        &group,
+                        &settler.me,
+                        &ids,
+                        idle,
+                    )
+                    .await
+                }
             };
             if let Err(e) = done {
                 tracing::warn!(key, group, error = %e, "settling Redis entries failed; they stay pending and are claimed again");
+                failure = Some(e.to_string());
             }
         }
-        groups.settling.end(n);
+        match failure {
+            Some(why) => settler.settling.failed(n, why),
+            None => settler.settling.end(n),
+        }
     }
+}
+
+/// Sets the idle time of `me`'s entries among `ids` (those another consumer took over are
+/// left alone).
+async fn refresh(
+    conn: &mut redis::aio::ConnectionManager,
+    script: &redis::Script,
+    key: &str,
+    group: &str,
+    me: &str,
+    ids: &[String],
+    idle: Duration,
+) -> redis::RedisResult<()> {
+    let mut call = script.prepare_invoke();
+    call.key(key)
+        .arg(group)
+        .arg(me)
+        .arg(idle.as_millis() as u64);
+    for id in ids {
+        call.arg(id);
+    }
+    call.invoke_async::<i64>(conn).await.map(drop)
 }
 
 /// Resets the idle time of the entries in hand every third of `claim_idle`, so no other
@@ -179,8 +227,11 @@ pub(super) async fn keep_in_hand(backend: Weak<RedisBackend>, claim_idle: Durati
             .filter(|(_, ids)| !ids.is_empty())
             .map(|(k, ids)| (k.clone(), ids.iter().cloned().collect()))
             .collect();
+        let mut conn = backend.conn();
         for ((key, group), ids) in held {
-            if let Err(e) = backend.refresh(&key, &group, &ids, Duration::ZERO).await {
+            let (script, me) = (&backend.scripts.refresh, &groups.me);
+            let kept = refresh(&mut conn, script, &key, &group, me, &ids, Duration::ZERO).await;
+            if let Err(e) = kept {
                 tracing::warn!(key, group, error = %e, "entries in hand not kept; another member may take them");
             }
         }
@@ -200,28 +251,21 @@ impl RedisBackend {
         })
     }
 
-    /// Acknowledges entries.
-    async fn ack(&self, key: &str, group: &str, ids: &[String]) -> Result<()> {
-        let mut cmd = redis::cmd("XACK");
-        cmd.arg(key).arg(group).arg(ids);
-        cmd.query_async::<i64>(&mut self.conn())
-            .await
-            .map(drop)
-            .map_err(|e| redis_error(e, key))
-    }
-
-    /// Sets the idle time of this client's entries among `ids` (others' are left alone).
-    async fn refresh(&self, key: &str, group: &str, ids: &[String], idle: Duration) -> Result<()> {
-        let groups = self.groups()?;
-        let mut call = self.scripts.refresh.prepare_invoke();
-        call.key(key)
-            .arg(group)
-            .arg(&groups.me)
-            .arg(idle.as_millis() as u64);
-        for id in ids {
-            call.arg(id);
+    /// The error of a group command: a group deleted meanwhile (by another client, or with
+    /// its stream) is forgotten, so the next pull makes it again, and reported as
+    /// [`Error::ConsumerNotFound`].
+    fn group_error(&self, e: redis::RedisError, stream: &str, group: &str) -> Error {
+        if !says(&e, "NOGROUP") {
+            return redis_error(e, stream);
         }
-        self.run::<i64>(call, key).await.map(drop)
+        if let Some(groups) = &self.groups {
+            lock(&groups.subscribed).remove(&(stream.to_owned(), group.to_owned()));
+            lock(&groups.cursors).retain(|(_, g), _| g != group);
+        }
+        Error::ConsumerNotFound {
+            stream: stream.to_owned(),
+            consumer: group.to_owned(),
+        }
     }
 
     /// Makes consumer group `group` on every partition, where it is missing.
@@ -282,7 +326,7 @@ impl RedisBackend {
                 .arg(max - out.len())
                 .query_async(&mut self.conn())
                 .await
-                .map_err(|e| redis_error(e, stream))?;
+                .map_err(|e| self.group_error(e, stream, group))?;
             let Value::Array(mut parts) = reply else {
                 continue;
             };
@@ -333,15 +377,12 @@ impl RedisBackend {
         let reply: Value = match cmd.query_async(&mut conn).await {
             Ok(reply) => reply,
             // A group missing (deleted by another client): made again by the next pull.
-            Err(e) if says(&e, "NOGROUP") => {
-                lock(&groups.subscribed).remove(&(stream.to_owned(), group.to_owned()));
-                guard.conn = Some(conn);
-                return Err(Error::ConsumerNotFound {
-                    stream: stream.to_owned(),
-                    consumer: group.to_owned(),
-                });
+            Err(e) => {
+                if says(&e, "NOGROUP") {
+                    guard.conn = Some(conn);
+                }
+                return Err(self.group_error(e, stream, group));
             }
-            Err(e) => return Err(redis_error(e, stream)),
         };
         guard.conn = Some(conn);
         let mut out = Vec::new();
@@ -365,6 +406,10 @@ impl RedisBackend {
 
 #[async_trait]
 impl Subscriptions for RedisBackend {
+    async fn settle(&self) -> Result<()> {
+        self.groups()?.settling.wait(SETTLE_WAIT).await
+    }
+
     async fn subscribe(&self, stream: &str, consumer: &str, start: StartAt) -> Result<()> {
         cloudstream_log::validate_name("consumer", consumer)?;
         self.ensure_groups(stream, consumer, start).await
@@ -381,7 +426,9 @@ impl Subscriptions for RedisBackend {
         cloudstream_log::validate_name("consumer", consumer)?;
         let groups = self.groups()?;
         self.ensure_groups(stream, consumer, start).await?;
-        groups.settling.wait(Duration::from_secs(5)).await;
+        // An acknowledgement that failed is reported by the commit that waits for it; its
+        // records simply come again.
+        let _ = groups.settling.wait(Duration::from_secs(5)).await;
         let claimed = self.claim_idle(stream, consumer, max).await?;
         if !claimed.is_empty() {
             return Ok(claimed);

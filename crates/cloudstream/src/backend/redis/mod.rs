@@ -139,10 +139,20 @@ impl RedisBackend {
                 (Some(groups), Some(rx))
             }
         };
+        if let (Some(groups), Some(rx)) = (&groups, settlements) {
+            // Not one of `tasks`: it outlives the backend until the acks queued are sent.
+            let settler = groups::Settler {
+                conn: conn.clone(),
+                refresh: scripts.refresh.clone(),
+                me: groups.me.clone(),
+                claim_idle,
+                settling: groups.settling.clone(),
+            };
+            tokio::spawn(groups::settle_forever(settler, rx));
+        }
         Ok(Arc::new_cyclic(|me: &Weak<RedisBackend>| {
             let mut tasks = vec![tokio::spawn(trim_forever(me.clone(), trim_interval))];
-            if let Some(rx) = settlements {
-                tasks.push(tokio::spawn(groups::settle_forever(me.clone(), rx)));
+            if groups.is_some() {
                 tasks.push(tokio::spawn(groups::keep_in_hand(me.clone(), claim_idle)));
             }
             RedisBackend {

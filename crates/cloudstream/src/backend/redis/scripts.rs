@@ -54,7 +54,7 @@ if tonumber(ARGV[1]) >= tonumber(m[1]) then
 end
 local t = redis.call('TIME')
 local min = t[1] * 1000 + math.floor(t[2] / 1000) - tonumber(m[2])
-if min > 0 then redis.call('XTRIM', KEYS[1] .. ':' .. ARGV[1], 'MINID', string.format('%d', min)) end
+if min > 0 then redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', min)) end
 return tonumber(m[1])
 ";
 

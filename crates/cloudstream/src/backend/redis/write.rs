@@ -1,4 +1,4 @@
-//! Appends: one pipeline per call, a guard script (the stream and partition exist; the
+//! Appends: one transaction per call, a guard script (the stream and partition exist; the
 //! partition trimmed to the horizon by the server's clock) then `XADD NOMKSTREAM` per event,
 //! in order.
 
@@ -23,9 +23,9 @@ pub(super) const TIME: &str = "t";
 pub(super) const HEADER: &str = "h:";
 
 impl RedisBackend {
-    /// Appends events, in order, to one partition (the `Backend::append` primitive). If one
-    /// `XADD` fails (the server ran out of memory half-way), the call fails and the events
-    /// before it are stored.
+    /// Appends events, in order, to one partition (the `Backend::append` primitive), in one
+    /// `MULTI`/`EXEC`. If one `XADD` fails when run (not at queueing), the call fails and the
+    /// events before it are stored.
     pub(super) async fn write(
         &self,
         stream: &str,
@@ -40,8 +40,10 @@ impl RedisBackend {
             });
         }
         let key = keys::partition(stream, partition);
+        // One transaction: a connection lost half-way leaves nothing of the call stored, and
+        // an out-of-memory refusal at queueing aborts it whole.
         let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+        pipe.atomic().ignore_errors();
         pipe.cmd("EVALSHA")
             .arg(self.scripts.guard.get_hash())
             .arg(2)
