@@ -26,6 +26,35 @@ impl Default for StreamConfig {
     }
 }
 
+impl StreamConfig {
+    /// Checks a stream's settings against what `provider` can hold: a horizon within
+    /// `horizons`, 1 to `max_partitions` partitions; a clear error naming the range, never
+    /// a silent rounding.
+    pub(crate) fn check(
+        &self,
+        provider: &str,
+        horizons: (Duration, Duration),
+        max_partitions: u32,
+    ) -> crate::Result<()> {
+        let (low, high) = horizons;
+        if self.horizon < low || self.horizon > high {
+            return Err(crate::Error::InvalidArgument(format!(
+                "a {provider} stream's horizon must be between {} and {}, got {}",
+                humantime::format_duration(low),
+                humantime::format_duration(high),
+                humantime::format_duration(self.horizon)
+            )));
+        }
+        if self.partitions == 0 || self.partitions > max_partitions {
+            return Err(crate::Error::InvalidArgument(format!(
+                "a {provider} stream has 1 to {max_partitions} partitions, got {}",
+                self.partitions
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One partition as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

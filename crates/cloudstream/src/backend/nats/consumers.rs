@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 
-use super::read::to_record;
+use super::read::{js_time, to_record};
 use super::streams::nats_error;
 use super::{js_name, our_name, NatsBackend};
 use crate::backend::settle::{Settling, SETTLE_WAIT};
@@ -37,13 +37,7 @@ impl NatsBackend {
         let deliver_policy = match start {
             StartAt::Earliest => DeliverPolicy::All,
             StartAt::Latest => DeliverPolicy::New,
-            StartAt::AtTime(t) => {
-                let nanos = crate::event::to_millis(t).max(0) as i128 * 1_000_000;
-                DeliverPolicy::ByStartTime {
-                    start_time: time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-                }
-            }
+            StartAt::AtTime(t) => js_time(t),
         };
         js_stream
             .create_consumer(pull::Config {

@@ -17,8 +17,8 @@ use crate::{Error, Event, Position, Record, Result};
 /// How long an ephemeral reader outlives a read that could not delete it.
 const READER_IDLE: Duration = Duration::from_secs(10);
 
-/// A JetStream time for a `SystemTime`.
-fn js_time(t: SystemTime) -> async_nats::jetstream::consumer::DeliverPolicy {
+/// The deliver policy of a consumer starting at time `t`.
+pub(super) fn js_time(t: SystemTime) -> DeliverPolicy {
     let nanos = crate::event::to_millis(t).max(0) as i128 * 1_000_000;
     let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

@@ -106,20 +106,7 @@ impl NatsBackend {
 
     pub(super) async fn create(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
         cloudstream_log::validate_name("stream", name)?;
-        let (low, high) = HORIZONS;
-        if config.horizon < low || config.horizon > high {
-            return Err(Error::InvalidArgument(format!(
-                "a JetStream stream's horizon (max_age) must be between {} s and 100 years, got {:?}",
-                low.as_secs(),
-                config.horizon
-            )));
-        }
-        if config.partitions == 0 || config.partitions > MAX_PARTITIONS {
-            return Err(Error::InvalidArgument(format!(
-                "partitions must be 1 to {MAX_PARTITIONS}, got {}",
-                config.partitions
-            )));
-        }
+        config.check("JetStream", HORIZONS, MAX_PARTITIONS)?;
         let js_config = stream::Config {
             name: js_name(name),
             description: Some(MARK.to_owned()),

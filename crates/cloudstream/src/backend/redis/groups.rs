@@ -12,8 +12,8 @@
 //!
 //! Acknowledgements go through one settlement task per backend, which sends them in
 //! batches; a pull first waits until those made before it are on the server, so a batch
-//! given back is there for the next pull. Every change to another consumer's entry goes
-//! through a script that first checks the entry is still this client's.
+//! given back is there for the next pull. Resetting an entry's idle time (to keep it, or to
+//! give it back) goes through a script that first checks the entry is still this client's.
 //!
 //! Order: entries of one partition reach one member in order; members in several processes
 //! share a group's entries without order between them (as `XREADGROUP` does), and a given

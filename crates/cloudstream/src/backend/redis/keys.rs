@@ -23,7 +23,7 @@ pub(super) fn partitions(stream: &str, count: u32) -> Vec<String> {
     (0..count).map(|p| partition(stream, p)).collect()
 }
 
-/// The hash of consumer group `group`'s leases: lease name → `member` NUL `expiry ms`.
+/// The hash of consumer group `group`'s leases: lease name → `member|expiry ms`.
 pub(super) fn leases(stream: &str, group: &str) -> String {
     format!("cloudstream:{{{stream}}}:leases:{group}")
 }

@@ -105,20 +105,7 @@ impl RedisBackend {
 
     pub(super) async fn create(&self, name: &str, config: &StreamConfig) -> Result<StreamInfo> {
         cloudstream_log::validate_name("stream", name)?;
-        let (low, high) = HORIZONS;
-        if config.horizon < low || config.horizon > high {
-            return Err(Error::InvalidArgument(format!(
-                "a Redis stream's horizon must be between {} s and 100 years, got {:?}",
-                low.as_secs(),
-                config.horizon
-            )));
-        }
-        if config.partitions == 0 || config.partitions > MAX_PARTITIONS {
-            return Err(Error::InvalidArgument(format!(
-                "partitions must be 1 to {MAX_PARTITIONS}, got {}",
-                config.partitions
-            )));
-        }
+        config.check("Redis", HORIZONS, MAX_PARTITIONS)?;
         let mut call = self.scripts.create.prepare_invoke();
         call.key(keys::STREAMS).key(keys::meta(name));
         for key in keys::partitions(name, config.partitions) {
