@@ -23,7 +23,20 @@ trap 'bash scripts/servers.sh stop' EXIT
 bash scripts/servers.sh start
 echo "== cargo test"
 # --nocapture: the reliability tests print their counts (crash cycles, model cases, bits flipped).
-cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log
+if ! cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee /tmp/cloudstream-test.log; then
+  # tansu 0.6 answers some fetches in a way that crashes librdkafka 2.12 in its own thread
+  # (docs/design.md, Kafka decisions). A Kafka test binary killed that way (SIGSEGV) runs
+  # once more and must pass then; any other failure fails the run.
+  crashed=$(grep -B3 'SIGSEGV' /tmp/cloudstream-test.log | grep -o -- '--test kafka[a-z_]*' | sort -u | cut -d' ' -f2 || true)
+  if grep -q 'test result: FAILED' /tmp/cloudstream-test.log || [ -z "$crashed" ] ||
+    [ "$(grep -c 'SIGSEGV' /tmp/cloudstream-test.log)" -ne "$(echo "$crashed" | wc -l)" ]; then
+    exit 1
+  fi
+  for binary in $crashed; do
+    echo "== $binary crashed in librdkafka (SIGSEGV); running it once more"
+    cargo test --workspace --locked --no-fail-fast --test "$binary" -- --nocapture 2>&1 | tee -a /tmp/cloudstream-test.log
+  done
+fi
 : >/tmp/cloudstream-proof.log
 echo "== abuse: a hostile client against cloudstream serve on loopback"
 python3 scripts/abuse.py "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
