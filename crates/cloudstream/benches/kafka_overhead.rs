@@ -11,26 +11,20 @@
 //! one partition; the figures are the medians over the rounds, and the ratios are
 //! cloudstream's over the plain client's.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cloudstream::backend::ReadOptions;
 use cloudstream::conformance::unique_name;
 use cloudstream::{Event, ReadFrom};
+use common::{arg, median};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 fn broker() -> String {
     std::env::var("CLOUDSTREAM_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Plain librdkafka with the same producer settings as `kafka://` (idempotent,
@@ -104,11 +98,6 @@ fn plain_consume(consumer: &BaseConsumer, topic: &str, events: usize) -> Duratio
     // Nothing may fetch from the topic once the round deletes it (see tests/kafka.rs).
     consumer.unassign().expect("unassign");
     took
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main]

@@ -12,6 +12,8 @@
 //! goes first) on fresh streams of one partition; the figures are the medians over the
 //! rounds, and the ratios are cloudstream's over the plain client's.
 
+mod common;
+
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
@@ -20,19 +22,11 @@ use async_nats::jetstream::stream;
 use cloudstream::backend::ReadOptions;
 use cloudstream::conformance::unique_name;
 use cloudstream::{Event, ReadFrom};
+use common::{arg, median};
 use futures::StreamExt;
 
 fn server() -> String {
     std::env::var("CLOUDSTREAM_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4232".to_owned())
-}
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
 }
 
 /// Publishes of a batch all in flight, then every acknowledgement awaited, batch after batch.
@@ -87,11 +81,6 @@ async fn plain_read(stream: &stream::Stream, events: usize) -> f64 {
         }
     }
     events as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main]

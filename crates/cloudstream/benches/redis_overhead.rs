@@ -11,25 +11,19 @@
 //! goes first) on fresh streams of one partition; the figures are the medians over the
 //! rounds, and the ratios are cloudstream's over the plain client's.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cloudstream::backend::ReadOptions;
 use cloudstream::conformance::unique_name;
 use cloudstream::{Event, ReadFrom};
+use common::{arg, median};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 fn server() -> String {
     std::env::var("CLOUDSTREAM_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6390".to_owned())
-}
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A pipeline of `XADD`s per batch, batch after batch.
@@ -77,11 +71,6 @@ async fn plain_read(conn: &mut MultiplexedConnection, key: &str, events: usize) 
         std::hint::black_box(&reply);
     }
     events as f64 / started.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 #[tokio::main]
