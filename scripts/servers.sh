@@ -6,6 +6,7 @@
 #   tansu (Kafka protocol, crates.io)      127.0.0.1:9092, SQLite storage under $RUN
 #   redis-server (Redis Streams, Debian)   127.0.0.1:6390, appendonly yes, appendfsync always
 #   nats-server (JetStream, Debian)        127.0.0.1:4232, file storage under $RUN
+#   pulsar-lite (Pulsar protocol, PyPI)    127.0.0.1:6652, RocksDB under $RUN
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -21,6 +22,8 @@ set -euo pipefail
 TOOLS="${CLOUDSTREAM_TOOLS:-$HOME/.cache/cloudstream/tools}"
 RUN="${CLOUDSTREAM_RUN:-/tmp/cloudstream-servers}"
 mkdir -p "$TOOLS" "$RUN"
+# pulsar-lite's broker binary, inside its Python package.
+pulsar_lite() { compgen -G "$TOOLS/pulsar/lib/python3*/site-packages/pulsar_lite/bin/pulsar-lite" | head -1; }
 
 install() {
   if [ ! -f "$TOOLS/node_modules/kinesalite/package.json" ]; then
@@ -45,6 +48,17 @@ install() {
         (apt-get update -qq && apt-get install -y -qq "$server" >/dev/null)
     fi
   done
+  # The pulsar crate's build compiles Pulsar's protocol definitions with protoc.
+  if ! command -v protoc >/dev/null 2>&1; then
+    echo "== installing protoc (Debian protobuf-compiler, for the pulsar crate's build)"
+    apt-get install -y -qq protobuf-compiler >/dev/null ||
+      (apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null)
+  fi
+  if [ -z "$(pulsar_lite)" ]; then
+    echo "== installing pulsar-lite 0.2.0 (PyPI) into $TOOLS/pulsar"
+    python3 -m venv "$TOOLS/pulsar"
+    "$TOOLS/pulsar/bin/pip" install --quiet pulsar-lite==0.2.0
+  fi
   if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
     echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"
     apt-get install -y -qq google-cloud-cli-pubsub-emulator >/dev/null ||
@@ -109,7 +123,14 @@ start() {
   rm -rf "$RUN/nats" && mkdir -p "$RUN/nats"
   nats-server -a 127.0.0.1 -p 4232 -js -sd "$RUN/nats" >"$RUN/nats.log" 2>&1 &
   echo $! >"$RUN/nats.pid"
+  # pulsar-lite: --db-path is a prefix of its files; metrics off (else it opens 0.0.0.0:8080).
+  rm -rf "$RUN/pulsar" && mkdir -p "$RUN/pulsar"
+  printf '[metrics]\nenabled = false\n' >"$RUN/pulsar/pulsar-lite.toml"
+  "$(pulsar_lite)" --config "$RUN/pulsar/pulsar-lite.toml" --addr 127.0.0.1:6652 \
+    --db-path "$RUN/pulsar/data" --log-level warn >"$RUN/pulsar.log" 2>&1 &
+  echo $! >"$RUN/pulsar.pid"
   wait_tcp tansu "$(cat "$RUN/tansu.pid")" 9092
+  wait_tcp pulsar "$(cat "$RUN/pulsar.pid")" 6652
   wait_tcp redis "$(cat "$RUN/redis.pid")" 6390
   wait_tcp nats "$(cat "$RUN/nats.pid")" 4232
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
@@ -118,11 +139,20 @@ start() {
 }
 
 stop_quietly() {
+  local pids=()
   for pidfile in "$RUN"/*.pid; do
     [ -e "$pidfile" ] || continue
+    pids+=("$(cat "$pidfile")")
     # The process group first (the Pub/Sub emulator's Java child), then the process.
     kill -- -"$(cat "$pidfile")" 2>/dev/null || kill "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
+  done
+  # Until they are gone (up to 10 s), so a server started next finds its port free.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
   done
 }
 
@@ -135,6 +165,7 @@ urls() {
   echo "kafka://127.0.0.1:9092"
   echo "redis://127.0.0.1:6390"
   echo "nats://127.0.0.1:4232"
+  echo "pulsar://127.0.0.1:6652?retention=broker"
 }
 
 case "${1:-}" in

@@ -20,10 +20,12 @@ mod nats;
 mod primitives;
 #[cfg(feature = "pubsub")]
 mod pubsub;
+#[cfg(feature = "pulsar")]
+mod pulsar;
 #[cfg(feature = "redis")]
 mod redis;
 pub(crate) mod registry;
-#[cfg(any(feature = "nats", feature = "redis"))]
+#[cfg(any(feature = "nats", feature = "redis", feature = "pulsar"))]
 mod settle;
 mod types;
 
@@ -43,6 +45,8 @@ pub use self::nats::{NatsBackend, NatsOptions};
 pub use self::primitives::{Acker, Backend, Consumption, Delivery, Subscriptions};
 #[cfg(feature = "pubsub")]
 pub use self::pubsub::{PubSubBackend, PubSubOptions};
+#[cfg(feature = "pulsar")]
+pub use self::pulsar::{PulsarBackend, PulsarOptions, Retention as PulsarRetention};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisBackend, RedisConsumers, RedisOptions};
 use self::registry::built_with;
@@ -67,11 +71,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Every provider cloudstream knows, by URL scheme, with the feature that builds each.
 pub fn providers() -> Vec<Provider> {
-    let planned = |schemes, describes| Provider {
-        schemes,
-        describes,
-        build: Build::Planned,
-    };
     vec![
         Provider {
             schemes: &["local"],
@@ -114,7 +113,11 @@ pub fn providers() -> Vec<Provider> {
             describes: "Apache Kafka (and brokers speaking its protocol)",
             build: built_with!("kafka", kafka),
         },
-        planned(&["pulsar"], "Apache Pulsar"),
+        Provider {
+            schemes: &["pulsar"],
+            describes: "Apache Pulsar (binary protocol)",
+            build: built_with!("pulsar", pulsar),
+        },
         Provider {
             schemes: &["nats"],
             describes: "NATS JetStream (2.9 or later)",

@@ -1,0 +1,391 @@
+//! The streams of a namespace, kept in one topic of it (`__cloudstream_streams`), because
+//! Pulsar's binary protocol can neither list topics (pulsar-lite never answers the request)
+//! nor hold a stream's horizon, partition count or consumers anywhere else.
+//!
+//! Every change is a JSON entry appended to that topic: a stream created or deleted, a
+//! consumer subscribed or forgotten. Every process replays the topic with one rule
+//! ([`Streams::apply`]), so all agree on what exists: the first `create` of a name that is
+//! not live wins (a second creator finds its entry ignored and answers `StreamExists`), and a
+//! stream's topics are named by its generation, so one deleted and made again starts empty
+//! even where the broker cannot delete topics. A process keeps one reader at the end of the
+//! topic and catches up ([`Catalog::sync`]) before it answers from it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use pulsar::consumer::InitialPosition;
+use pulsar::proto::MessageIdData;
+use pulsar::{Consumer, ConsumerOptions, Producer, Pulsar, SubType, TokioExecutor};
+
+use serde::{Deserialize, Serialize};
+
+use super::consumer_id;
+use super::errors::pulsar_error;
+use super::options::PulsarOptions;
+use crate::{Error, Result};
+
+/// The catalog topic of a namespace.
+pub(super) const CATALOG_TOPIC: &str = "__cloudstream_streams";
+
+/// The version of the entries this code writes and understands.
+const VERSION: u32 = 1;
+
+/// Where a consumer created through the catalog starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Start {
+    /// The oldest record.
+    Earliest,
+    /// What is appended after it was made.
+    Latest,
+    /// The first record appended at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+/// One change to the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(super) enum Change {
+    /// A stream made.
+    Create {
+        stream: String,
+        partitions: u32,
+        horizon_ms: u64,
+    },
+    /// A stream deleted.
+    Delete { stream: String },
+    /// A named consumer made.
+    Subscribe {
+        stream: String,
+        consumer: String,
+        start: Start,
+    },
+    /// A named consumer forgotten.
+    Unsubscribe { stream: String, consumer: String },
+    /// A process opened the catalog (changes nothing): the topic is never empty, so its
+    /// last message id is always defined (pulsar-lite breaks the connection that asks for
+    /// the last message id of an empty topic).
+    Hello,
+}
+
+/// An entry of the catalog topic.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    v: u32,
+    #[serde(flatten)]
+    change: Change,
+}
+
+/// Where an entry sits in the catalog topic.
+pub(super) type EntryId = (u64, u64);
+
+/// A live stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Live {
+    /// The base name of its topics (`NAME`, or `NAME=gN` for its N-th generation): its
+    /// partitions are `BASE-partition-0` .. as in a Pulsar partitioned topic.
+    pub base: String,
+    pub partitions: u32,
+    pub horizon_ms: u64,
+    /// The entry that made it.
+    pub made_by: EntryId,
+    /// Its named consumers, with where each starts.
+    pub consumers: BTreeMap<String, (Start, EntryId)>,
+}
+
+/// What the catalog holds: the live streams, and how many generations each name had.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Streams {
+    pub live: BTreeMap<String, Live>,
+    generations: BTreeMap<String, u32>,
+}
+
+impl Streams {
+    /// Applies one entry, the rule every process follows.
+    pub(super) fn apply(&mut self, at: EntryId, change: Change) {
+        match change {
+            Change::Create {
+                stream,
+                partitions,
+                horizon_ms,
+            } => {
+                if self.live.contains_key(&stream) {
+                    return; // the first create of a live name wins
+                }
+                let base = self.next_base(&stream);
+                *self.generations.entry(stream.clone()).or_insert(0) += 1;
+                self.live.insert(
+                    stream,
+                    Live {
+                        base,
+                        partitions,
+                        horizon_ms,
+                        made_by: at,
+                        consumers: BTreeMap::new(),
+                    },
+                );
+            }
+            Change::Delete { stream } => {
+                self.live.remove(&stream);
+            }
+            Change::Subscribe {
+                stream,
+                consumer,
+                start,
+            } => {
+                if let Some(live) = self.live.get_mut(&stream) {
+                    live.consumers.entry(consumer).or_insert((start, at));
+                }
+            }
+            Change::Unsubscribe { stream, consumer } => {
+                if let Some(live) = self.live.get_mut(&stream) {
+                    live.consumers.remove(&consumer);
+                }
+            }
+            Change::Hello => {}
+        }
+    }
+
+    /// The base name of the topics of the stream `stream` made next.
+    pub(super) fn next_base(&self, stream: &str) -> String {
+        match self.generations.get(stream).map_or(1, |g| g + 1) {
+            1 => stream.to_owned(),
+            generation => format!("{stream}=g{generation}"),
+        }
+    }
+}
+
+/// The catalog as this process sees it: a reader at the end of the catalog topic, and a
+/// producer to append to it.
+pub(super) struct Catalog {
+    reader: Consumer<Vec<u8>, TokioExecutor>,
+    producer: Producer<TokioExecutor>,
+    /// The last entry applied.
+    seen: Option<EntryId>,
+    /// The message id of the last entry applied, until it is acknowledged.
+    last_id: Option<MessageIdData>,
+    /// When the reader last caught up.
+    pub synced: Instant,
+    pub streams: Streams,
+    op_timeout: Duration,
+}
+
+impl Catalog {
+    /// Opens the catalog of the namespace and replays it (up to the `hello` it appends).
+    pub(super) async fn open(
+        client: &Pulsar<TokioExecutor>,
+        options: &PulsarOptions,
+    ) -> Result<Self> {
+        let topic = options.topic(CATALOG_TOPIC);
+        let reader = client
+            .consumer()
+            .with_topic(&topic)
+            .with_subscription(format!(
+                "cloudstream-catalog-{:016x}",
+                rand::random::<u64>()
+            ))
+            .with_subscription_type(SubType::Failover)
+            .with_consumer_id(consumer_id())
+            .with_options(
+                ConsumerOptions::default()
+                    .durable(false)
+                    .with_initial_position(InitialPosition::Earliest),
+            )
+            .build()
+            .await
+            .map_err(pulsar_error)?;
+        let producer = client
+            .producer()
+            .with_topic(&topic)
+            .build()
+            .await
+            .map_err(pulsar_error)?;
+        let mut catalog = Catalog {
+            reader,
+            producer,
+            seen: None,
+            last_id: None,
+            synced: Instant::now(),
+            streams: Streams::default(),
+            op_timeout: options.op_timeout,
+        };
+        catalog.append(Change::Hello).await?;
+        Ok(catalog)
+    }
+
+    /// Catches up with every entry appended before the call.
+    pub(super) async fn sync(&mut self) -> Result<()> {
+        let asked = Instant::now();
+        // Apply what the reader holds first: the pulsar crate's consumer cannot answer while
+        // its queue is full (see `read.rs`).
+        while let Some(Some(message)) = self.reader.next().now_or_never() {
+            self.apply(message.map_err(pulsar_error)?)?;
+        }
+        let last = match self.reader.get_last_message_id().await {
+            Ok(ids) => ids.first().map(|id| (id.ledger_id, id.entry_id)),
+            Err(e) => return Err(pulsar_error(e)),
+        };
+        if let Some(last) = last.filter(|&(l, e)| l != u64::MAX && e != u64::MAX) {
+            self.read_to(last).await?;
+        }
+        self.synced = asked;
+        Ok(())
+    }
+
+    /// Applies entries until entry `last` is applied.
+    async fn read_to(&mut self, last: EntryId) -> Result<()> {
+        while self.seen.is_none_or(|seen| seen < last) {
+            let message = tokio::time::timeout(self.op_timeout, self.reader.next())
+                .await
+                .map_err(|_| {
+                    Error::Unavailable("the stream catalog did not answer in time".into())
+                })?
+                .ok_or_else(|| Error::Unavailable("the stream catalog's reader closed".into()))?
+                .map_err(pulsar_error)?;
+            self.apply(message)?;
+        }
+        if let Some(id) = self.last_id.take() {
+            let topic = self.reader.topics().into_iter().next().unwrap_or_default();
+            let _ = self.reader.cumulative_ack_with_id(&topic, id).await;
+        }
+        Ok(())
+    }
+
+    /// Applies one entry of the catalog topic.
+    fn apply(&mut self, message: pulsar::consumer::Message<Vec<u8>>) -> Result<()> {
+        {
+            let id = message.message_id();
+            let at = (id.ledger_id, id.entry_id);
+            if self.seen.is_some_and(|seen| at <= seen) {
+                return Ok(()); // delivered again (pulsar-lite redelivers what is not acknowledged)
+            }
+            self.last_id = Some(id.clone());
+            let entry: Entry = serde_json::from_slice(&message.payload.data).map_err(|e| {
+                Error::Corrupt(
+                    format!(
+                        "entry {at:?} of the Pulsar topic {CATALOG_TOPIC} is not a catalog entry: {e}"
+                    )
+                    .into(),
+                )
+            })?;
+            if entry.v != VERSION {
+                return Err(Error::Unsupported {
+                    operation: format!(
+                        "catalog entries of version {} (a newer cloudstream wrote them; this one knows {VERSION})",
+                        entry.v
+                    )
+                    .into(),
+                    backend: "pulsar",
+                });
+            }
+            self.streams.apply(at, entry.change);
+            self.seen = Some(at);
+        }
+        Ok(())
+    }
+
+    /// Appends a change and catches up with it: the entry's id, for the caller to see
+    /// whether its change won.
+    pub(super) async fn append(&mut self, change: Change) -> Result<EntryId> {
+        let payload = serde_json::to_vec(&Entry { v: VERSION, change })
+            .map_err(|e| Error::Backend(Box::new(e)))?;
+        let receipt = self
+            .producer
+            .send_non_blocking(payload)
+            .await
+            .map_err(pulsar_error)?
+            .await
+            .map_err(pulsar_error)?;
+        let id: MessageIdData = receipt
+            .message_id
+            .ok_or_else(|| Error::Unavailable("the broker sent no message id".into()))?;
+        let at = (id.ledger_id, id.entry_id);
+        self.read_to(at).await?;
+        self.synced = Instant::now();
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(stream: &str) -> Change {
+        Change::Create {
+            stream: stream.into(),
+            partitions: 2,
+            horizon_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn the_first_create_wins_and_generations_name_the_topics() {
+        let mut s = Streams::default();
+        s.apply((0, 0), create("a"));
+        s.apply((0, 1), create("a"));
+        assert_eq!(s.live["a"].made_by, (0, 0), "the second create lost");
+        assert_eq!(s.live["a"].base, "a");
+        s.apply((0, 2), Change::Delete { stream: "a".into() });
+        assert!(s.live.is_empty());
+        assert_eq!(s.next_base("a"), "a=g2");
+        s.apply((0, 3), create("a"));
+        assert_eq!(
+            (s.live["a"].base.as_str(), s.live["a"].made_by),
+            ("a=g2", (0, 3))
+        );
+        s.apply((0, 4), Change::Hello);
+        assert_eq!(s.live.len(), 1);
+    }
+
+    #[test]
+    fn consumers_belong_to_a_generation() {
+        let mut s = Streams::default();
+        let sub = |c: &str| Change::Subscribe {
+            stream: "a".into(),
+            consumer: c.into(),
+            start: Start::Time(5),
+        };
+        s.apply((0, 0), sub("lost")); // no such stream yet
+        s.apply((0, 1), create("a"));
+        s.apply((0, 2), sub("c"));
+        s.apply(
+            (0, 3),
+            Change::Subscribe {
+                stream: "a".into(),
+                consumer: "c".into(),
+                start: Start::Latest,
+            },
+        );
+        assert_eq!(s.live["a"].consumers.len(), 1);
+        assert_eq!(s.live["a"].consumers["c"], (Start::Time(5), (0, 2)));
+        s.apply((0, 4), Change::Delete { stream: "a".into() });
+        s.apply((0, 5), create("a"));
+        assert!(
+            s.live["a"].consumers.is_empty(),
+            "a new generation has no consumers"
+        );
+        s.apply((0, 6), sub("c"));
+        s.apply(
+            (0, 7),
+            Change::Unsubscribe {
+                stream: "a".into(),
+                consumer: "c".into(),
+            },
+        );
+        assert!(s.live["a"].consumers.is_empty());
+    }
+
+    #[test]
+    fn entries_are_versioned_json() {
+        let json = serde_json::to_string(&Entry {
+            v: VERSION,
+            change: create("a"),
+        })
+        .expect("json");
+        assert_eq!(
+            json,
+            r#"{"v":1,"op":"create","stream":"a","partitions":2,"horizon_ms":60000}"#
+        );
+    }
+}
