@@ -41,9 +41,11 @@ async fn plain_send(
     for chunk in 0..events.div_ceil(batch) {
         let n = batch.min(events - chunk * batch);
         let mut acks = Vec::with_capacity(n);
-        for _ in 0..n {
+        for i in 0..n {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("plain-{chunk}-{i}").as_str());
             acks.push(
-                js.publish(subject.to_owned(), payload.clone())
+                js.publish_with_headers(subject.to_owned(), headers, payload.clone())
                     .await
                     .expect("publish"),
             );
