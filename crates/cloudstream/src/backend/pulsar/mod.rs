@@ -4,7 +4,7 @@
 //! |---|---|
 //! | stream `S` | the topics `S-partition-0` .. `S-partition-(P-1)` of the URL's namespace, laid out as the partitions of a Pulsar partitioned topic `S` (`S=gN-partition-..` for the N-th stream of that name made after deletes) |
 //! | what streams exist, their partitions and horizon, their consumers | entries of the topic `__cloudstream_streams`, replayed by every process (`catalog.rs`): the binary protocol cannot list topics or hold these |
-//! | horizon | the namespace's retention (`retention=broker`): cloudstream records it; the broker's policy keeps the records |
+//! | horizon | with `admin=URL`: the partitioned topic made through the admin REST API, its retention set to the horizon there (not verified against a broker); with `retention=broker`: recorded, and the namespace's retention policy keeps the records |
 //! | append to partition N | one producer per partition topic, without batching: one message per event, all sent before any is awaited, every receipt awaited before the call answers |
 //! | event key, time, headers | the message's partition key, event time (ms) and properties |
 //! | (none) | a marker message (property `cloudstream-marker`) first in every partition topic, so no topic of a stream is empty: reads skip it, consumers acknowledge it unseen |
@@ -19,6 +19,7 @@
 //! is acknowledged to cloudstream once the broker has persisted it (BookKeeper's quorum on
 //! Pulsar, RocksDB on pulsar-lite).
 
+mod admin;
 mod catalog;
 mod errors;
 mod options;
@@ -60,6 +61,8 @@ pub struct PulsarBackend {
     options: PulsarOptions,
     client: Pulsar<TokioExecutor>,
     catalog: tokio::sync::Mutex<Catalog>,
+    /// The admin REST API, where the URL names it.
+    admin: Option<admin::Admin>,
     producers: produce::Producers,
     readers: read::Readers,
     subscriptions: subscriptions::Subscribers,
@@ -93,8 +96,13 @@ impl PulsarBackend {
             .await
             .map_err(|e| Error::Unavailable(format!("pulsar://{}: {e}", options.host).into()))?;
         let catalog = Catalog::open(&client, &options).await?;
+        let admin = match &options.retention {
+            Retention::Admin(base) => Some(admin::Admin::new(base, options.op_timeout)?),
+            _ => None,
+        };
         Ok(PulsarBackend {
             catalog: tokio::sync::Mutex::new(catalog),
+            admin,
             producers: produce::Producers::default(),
             readers: read::Readers::default(),
             subscriptions: subscriptions::Subscribers::default(),
@@ -154,7 +162,11 @@ impl PulsarBackend {
                 ("broker".to_owned(), self.options.host.clone()),
                 (
                     "retention".to_owned(),
-                    "the namespace's retention policy".to_owned(),
+                    match self.admin {
+                        Some(_) => "the topic's, set through the admin API",
+                        None => "the namespace's retention policy",
+                    }
+                    .to_owned(),
                 ),
                 ("consumers".to_owned(), live.consumers.len().to_string()),
             ]),
@@ -166,7 +178,7 @@ impl PulsarBackend {
         config.check("Pulsar", HORIZONS, MAX_PARTITIONS)?;
         if self.options.retention == Retention::Unset {
             return Err(Error::Unsupported {
-                operation: "setting a stream's horizon as the topics' retention: Pulsar's binary protocol cannot, and its admin REST API is not used; add retention=broker to the URL to let the namespace's retention policy keep the records".into(),
+                operation: "setting a stream's horizon as the topics' retention: Pulsar's binary protocol cannot; name the admin REST API (admin=http://HOST:8080), or add retention=broker to the URL to let the namespace's retention policy keep the records".into(),
                 backend: "pulsar",
             });
         }
@@ -180,6 +192,15 @@ impl PulsarBackend {
         // Every partition topic starts with a marker before the stream exists, so no reader
         // ever asks for the last message id of an empty topic.
         let base = catalog.streams.next_base(name);
+        if let Some(admin) = &self.admin {
+            let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
+            admin
+                .create_partitioned(tenant, namespace, &base, config.partitions)
+                .await?;
+            admin
+                .set_retention(tenant, namespace, &base, config.horizon)
+                .await?;
+        }
         for p in 0..config.partitions {
             self.mark(&self.options.topic(&format!("{base}-partition-{p}")))
                 .await?;
@@ -208,6 +229,11 @@ impl PulsarBackend {
             })
             .await?;
         drop(catalog);
+        if let Some(admin) = &self.admin {
+            admin
+                .delete_partitioned(&self.options.tenant, &self.options.namespace, &live.base)
+                .await?;
+        }
         let topics: Vec<String> = (0..live.partitions)
             .filter_map(|p| self.partition_topic(name, &live, p).ok())
             .collect();

@@ -3,11 +3,12 @@
 //! | option | meaning |
 //! |---|---|
 //! | `tenant=T`, `namespace=N` | where the streams' topics live (default `public/default`) |
-//! | `retention=broker` | the namespace's own retention policy keeps the records: cloudstream records each stream's horizon but does not set it on the broker (needed where the admin REST API is not reachable, as on pulsar-lite) |
+//! | `admin=http://HOST:8080` | Pulsar's admin REST API: streams are made as partitioned topics there, their horizon set as each partition topic's retention, and deleted there (not verified against a broker: pulsar-lite has no admin API) |
+//! | `retention=broker` | without `admin`: the namespace's own retention policy keeps the records; cloudstream records each stream's horizon but cannot set it on the broker |
 //! | `op_timeout_ms=N` | how long one broker request may take (default 10,000): a broker that does not implement a request never answers it |
 //!
-//! Without `retention=broker`, creating a stream is refused with an error naming what is
-//! missing: cloudstream cannot set a topic's retention through the binary protocol.
+//! With neither, creating a stream is refused with an error naming what is missing:
+//! cloudstream cannot set a topic's retention through the binary protocol.
 
 use std::time::Duration;
 
@@ -15,15 +16,17 @@ use crate::url::ProviderUrl;
 use crate::Result;
 
 /// Our own options.
-const KNOWN: &[&str] = &["tenant", "namespace", "retention", "op_timeout_ms"];
+const KNOWN: &[&str] = &["admin", "tenant", "namespace", "retention", "op_timeout_ms"];
 
 /// Who keeps a stream's records for its horizon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retention {
     /// Nobody said: creating a stream is refused (the horizon cannot be set on the broker).
     Unset,
     /// The namespace's retention policy, set by the broker's operator.
     Broker,
+    /// Each partition topic's retention, set through the admin API at this base URL.
+    Admin(String),
 }
 
 /// Settings of `pulsar://` from the URL.
@@ -81,11 +84,22 @@ impl PulsarOptions {
                         o.namespace = v;
                     }
                 }
+                "admin" => {
+                    if !(v.starts_with("http://") || v.starts_with("https://")) {
+                        return Err(url.invalid(format!(
+                            "admin is the admin REST API's base URL, e.g. http://127.0.0.1:8080, got {v:?}"
+                        )));
+                    }
+                    o.retention = Retention::Admin(v);
+                }
                 "retention" => {
                     if v != "broker" {
                         return Err(url.invalid(format!(
                             "retention takes one value, broker (the namespace's policy keeps records), got {v:?}"
                         )));
+                    }
+                    if matches!(o.retention, Retention::Admin(_)) {
+                        return Err(url.invalid("give admin or retention=broker, not both"));
                     }
                     o.retention = Retention::Broker;
                 }
@@ -123,7 +137,7 @@ mod tests {
     fn hosts_and_options_are_read() {
         let o = options("pulsar://127.0.0.1").expect("plain");
         assert_eq!(
-            (o.host.as_str(), o.retention),
+            (o.host.as_str(), o.retention.clone()),
             ("127.0.0.1:6650", Retention::Unset)
         );
         assert_eq!(
@@ -140,12 +154,16 @@ mod tests {
                 Duration::from_millis(500)
             )
         );
+        let o = options("pulsar://h?admin=http://h:8080/").expect("admin");
+        assert_eq!(o.retention, Retention::Admin("http://h:8080/".into()));
         for (url, why) in [
             ("pulsar://", "needs a host"),
             ("pulsar://h?tenant=a/b", "tenant must be"),
             ("pulsar://h?retention=forever", "retention takes"),
             ("pulsar://h?op_timeout_ms=1", "op_timeout_ms must be"),
             ("pulsar://h?odd=1", "odd"),
+            ("pulsar://h?admin=ftp://x", "admin is"),
+            ("pulsar://h?admin=http://x&retention=broker", "not both"),
         ] {
             let e = options(url).expect_err(url).to_string();
             assert!(e.contains(why), "{url}: {e}");
