@@ -129,3 +129,60 @@ async fn a_horizon_without_retention_is_refused() {
         "{e}"
     );
 }
+
+/// What is cloudstream's own is refused, and positions that no Pulsar message id maps to
+/// are bad input, not a broken connection.
+#[tokio::test]
+async fn reserved_headers_and_foreign_positions_are_refused() {
+    let client = open().await;
+    let stream = client
+        .stream(&unique_name("refused"))
+        .create()
+        .await
+        .expect("create");
+    let e = stream
+        .send(Event::new("x").with_header("cloudstream-marker", "1"))
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    let foreign = cloudstream::Position::new(0, cloudstream::Sequence::MAX);
+    let e = stream
+        .read(ReadFrom::At(foreign), 10)
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    // The stream still works after both.
+    stream.send(Event::new("fine")).await.expect("send");
+    let records = stream.read(ReadFrom::Earliest, 10).await.expect("read");
+    assert_eq!(records.len(), 1, "{records:?}");
+}
+
+/// A read from `Latest` that waits returns what is appended while it waits, as soon as it
+/// is there.
+#[tokio::test]
+async fn a_waiting_read_from_latest_sees_the_next_record() {
+    let client = open().await;
+    let stream = client
+        .stream(&unique_name("latest"))
+        .create()
+        .await
+        .expect("create");
+    stream.send(Event::new("before")).await.expect("send");
+    let writer = stream.clone();
+    let send = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        writer.send(Event::new("after")).await.expect("send")
+    });
+    let options = cloudstream::backend::ReadOptions {
+        wait: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let records = stream
+        .read_with(0, ReadFrom::Latest, &options)
+        .await
+        .expect("read");
+    let sent = send.await.expect("sender");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].position, sent);
+    assert_eq!(records[0].payload().as_ref(), b"after");
+}

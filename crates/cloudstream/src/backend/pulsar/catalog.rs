@@ -43,26 +43,33 @@ pub(super) enum Start {
     Time(i64),
 }
 
-/// One change to the catalog.
+/// One change to the catalog. Every change to a stream names the base of its topics (its
+/// generation), so a change meant for a stream since deleted, or not yet made, is ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(super) enum Change {
-    /// A stream made.
+    /// A stream made, with the base its creator chose ([`Streams::next_base`]).
     Create {
         stream: String,
+        base: String,
         partitions: u32,
         horizon_ms: u64,
     },
     /// A stream deleted.
-    Delete { stream: String },
+    Delete { stream: String, base: String },
     /// A named consumer made.
     Subscribe {
         stream: String,
+        base: String,
         consumer: String,
         start: Start,
     },
     /// A named consumer forgotten.
-    Unsubscribe { stream: String, consumer: String },
+    Unsubscribe {
+        stream: String,
+        base: String,
+        consumer: String,
+    },
     /// A process opened the catalog (changes nothing): the topic is never empty, so its
     /// last message id is always defined (pulsar-lite breaks the connection that asks for
     /// the last message id of an empty topic).
@@ -102,18 +109,23 @@ pub(super) struct Streams {
 }
 
 impl Streams {
-    /// Applies one entry, the rule every process follows.
+    /// Applies one entry, the rule every process follows: a create wins if the name is not
+    /// live and its base is the name's next generation (its creator saw every change
+    /// before it); a change to a stream applies to the generation it names.
     pub(super) fn apply(&mut self, at: EntryId, change: Change) {
         match change {
             Change::Create {
                 stream,
+                base,
                 partitions,
                 horizon_ms,
             } => {
-                if self.live.contains_key(&stream) {
-                    return; // the first create of a live name wins
+                if self.live.contains_key(&stream)
+                    || base != self.next_base(&stream)
+                    || !(1..=super::MAX_PARTITIONS).contains(&partitions)
+                {
+                    return;
                 }
-                let base = self.next_base(&stream);
                 *self.generations.entry(stream.clone()).or_insert(0) += 1;
                 self.live.insert(
                     stream,
@@ -126,20 +138,27 @@ impl Streams {
                     },
                 );
             }
-            Change::Delete { stream } => {
-                self.live.remove(&stream);
+            Change::Delete { stream, base } => {
+                if self.live.get(&stream).is_some_and(|l| l.base == base) {
+                    self.live.remove(&stream);
+                }
             }
             Change::Subscribe {
                 stream,
+                base,
                 consumer,
                 start,
             } => {
-                if let Some(live) = self.live.get_mut(&stream) {
+                if let Some(live) = self.live.get_mut(&stream).filter(|l| l.base == base) {
                     live.consumers.entry(consumer).or_insert((start, at));
                 }
             }
-            Change::Unsubscribe { stream, consumer } => {
-                if let Some(live) = self.live.get_mut(&stream) {
+            Change::Unsubscribe {
+                stream,
+                base,
+                consumer,
+            } => {
+                if let Some(live) = self.live.get_mut(&stream).filter(|l| l.base == base) {
                     live.consumers.remove(&consumer);
                 }
             }
@@ -169,7 +188,14 @@ pub(super) struct Catalog {
     pub synced: Instant,
     pub streams: Streams,
     op_timeout: Duration,
+    /// An entry this process cannot apply (corrupt, or of a newer version): every later
+    /// call fails with it, rather than going on without the entry.
+    broken: Option<String>,
 }
+
+/// The durable subscription that keeps the catalog's entries: it never acknowledges, so
+/// no retention policy of the namespace removes them.
+const PIN: &str = "cloudstream-catalog-pin";
 
 impl Catalog {
     /// Opens the catalog of the namespace and replays it (up to the `hello` it appends).
@@ -178,6 +204,36 @@ impl Catalog {
         options: &PulsarOptions,
     ) -> Result<Self> {
         let topic = options.topic(CATALOG_TOPIC);
+        // A partitioned catalog (a broker making topics partitioned when first used) would
+        // spread the entries over partitions, and their order would be lost.
+        let partitions = client
+            .lookup_partitioned_topic_number(&topic)
+            .await
+            .map_err(pulsar_error)?;
+        if partitions > 0 {
+            return Err(Error::Unsupported {
+                operation: format!(
+                    "a partitioned {CATALOG_TOPIC} ({partitions} partitions): the catalog must be one topic; make it non-partitioned, or turn off partitioned auto-creation"
+                )
+                .into(),
+                backend: "pulsar",
+            });
+        }
+        let mut pin: Consumer<Vec<u8>, TokioExecutor> = client
+            .consumer()
+            .with_topic(&topic)
+            .with_subscription(PIN)
+            .with_subscription_type(SubType::Shared)
+            .with_consumer_id(consumer_id())
+            .with_options(
+                ConsumerOptions::default()
+                    .durable(true)
+                    .with_initial_position(InitialPosition::Earliest),
+            )
+            .build()
+            .await
+            .map_err(pulsar_error)?;
+        let _ = tokio::time::timeout(options.op_timeout, pin.close()).await;
         let reader = client
             .consumer()
             .with_topic(&topic)
@@ -209,6 +265,7 @@ impl Catalog {
             synced: Instant::now(),
             streams: Streams::default(),
             op_timeout: options.op_timeout,
+            broken: None,
         };
         catalog.append(Change::Hello).await?;
         Ok(catalog)
@@ -216,6 +273,7 @@ impl Catalog {
 
     /// Catches up with every entry appended before the call.
     pub(super) async fn sync(&mut self) -> Result<()> {
+        self.check()?;
         let asked = Instant::now();
         // Apply what the reader holds first: the pulsar crate's consumer cannot answer while
         // its queue is full (see `read.rs`).
@@ -252,8 +310,25 @@ impl Catalog {
         Ok(())
     }
 
-    /// Applies one entry of the catalog topic.
+    /// The error of an entry this process could not apply, if there was one.
+    fn check(&self) -> Result<()> {
+        match &self.broken {
+            Some(why) => Err(Error::Corrupt(why.clone().into())),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies one entry of the catalog topic; one that cannot be applied breaks the catalog
+    /// for this process (see [`Catalog::broken`]).
     fn apply(&mut self, message: pulsar::consumer::Message<Vec<u8>>) -> Result<()> {
+        let applied = self.apply_entry(message);
+        if let Err(e) = &applied {
+            self.broken = Some(e.to_string());
+        }
+        applied
+    }
+
+    fn apply_entry(&mut self, message: pulsar::consumer::Message<Vec<u8>>) -> Result<()> {
         {
             let id = message.message_id();
             let at = (id.ledger_id, id.entry_id);
@@ -288,6 +363,7 @@ impl Catalog {
     /// Appends a change and catches up with it: the entry's id, for the caller to see
     /// whether its change won.
     pub(super) async fn append(&mut self, change: Change) -> Result<EntryId> {
+        self.check()?;
         let payload = serde_json::to_vec(&Entry { v: VERSION, change })
             .map_err(|e| Error::Backend(Box::new(e)))?;
         let receipt = self
@@ -311,25 +387,33 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    fn create(stream: &str) -> Change {
+    fn create(stream: &str, base: &str) -> Change {
         Change::Create {
             stream: stream.into(),
+            base: base.into(),
             partitions: 2,
             horizon_ms: 60_000,
+        }
+    }
+
+    fn delete(stream: &str, base: &str) -> Change {
+        Change::Delete {
+            stream: stream.into(),
+            base: base.into(),
         }
     }
 
     #[test]
     fn the_first_create_wins_and_generations_name_the_topics() {
         let mut s = Streams::default();
-        s.apply((0, 0), create("a"));
-        s.apply((0, 1), create("a"));
+        s.apply((0, 0), create("a", "a"));
+        s.apply((0, 1), create("a", "a"));
         assert_eq!(s.live["a"].made_by, (0, 0), "the second create lost");
         assert_eq!(s.live["a"].base, "a");
-        s.apply((0, 2), Change::Delete { stream: "a".into() });
+        s.apply((0, 2), delete("a", "a"));
         assert!(s.live.is_empty());
         assert_eq!(s.next_base("a"), "a=g2");
-        s.apply((0, 3), create("a"));
+        s.apply((0, 3), create("a", "a=g2"));
         assert_eq!(
             (s.live["a"].base.as_str(), s.live["a"].made_by),
             ("a=g2", (0, 3))
@@ -339,37 +423,59 @@ mod tests {
     }
 
     #[test]
-    fn consumers_belong_to_a_generation() {
+    fn changes_apply_to_the_generation_they_name() {
         let mut s = Streams::default();
-        let sub = |c: &str| Change::Subscribe {
-            stream: "a".into(),
-            consumer: c.into(),
-            start: Start::Time(5),
-        };
-        s.apply((0, 0), sub("lost")); // no such stream yet
-        s.apply((0, 1), create("a"));
-        s.apply((0, 2), sub("c"));
+        // A creator that did not see a create and a delete of the name chose a stale base.
+        s.apply((0, 0), create("a", "a"));
+        s.apply((0, 1), delete("a", "a"));
+        s.apply((0, 2), create("a", "a"));
+        assert!(s.live.is_empty(), "a create with a stale base is ignored");
+        s.apply((0, 3), create("a", "a=g2"));
+        // A delete meant for the first generation leaves the second alone.
+        s.apply((0, 4), delete("a", "a"));
+        assert_eq!(s.live["a"].base, "a=g2");
+        // Partition counts out of range are ignored.
         s.apply(
-            (0, 3),
-            Change::Subscribe {
-                stream: "a".into(),
-                consumer: "c".into(),
-                start: Start::Latest,
+            (0, 5),
+            Change::Create {
+                stream: "b".into(),
+                base: "b".into(),
+                partitions: u32::MAX,
+                horizon_ms: 1,
             },
         );
+        assert!(!s.live.contains_key("b"));
+    }
+
+    #[test]
+    fn consumers_belong_to_a_generation() {
+        let mut s = Streams::default();
+        let sub = |c: &str, base: &str, start| Change::Subscribe {
+            stream: "a".into(),
+            base: base.into(),
+            consumer: c.into(),
+            start,
+        };
+        s.apply((0, 0), sub("lost", "a", Start::Earliest)); // no such stream yet
+        s.apply((0, 1), create("a", "a"));
+        s.apply((0, 2), sub("c", "a", Start::Time(5)));
+        s.apply((0, 3), sub("c", "a", Start::Latest));
         assert_eq!(s.live["a"].consumers.len(), 1);
         assert_eq!(s.live["a"].consumers["c"], (Start::Time(5), (0, 2)));
-        s.apply((0, 4), Change::Delete { stream: "a".into() });
-        s.apply((0, 5), create("a"));
+        s.apply((0, 4), delete("a", "a"));
+        s.apply((0, 5), create("a", "a=g2"));
         assert!(
             s.live["a"].consumers.is_empty(),
             "a new generation has no consumers"
         );
-        s.apply((0, 6), sub("c"));
+        s.apply((0, 6), sub("c", "a", Start::Earliest));
+        assert!(s.live["a"].consumers.is_empty(), "meant for the first");
+        s.apply((0, 7), sub("c", "a=g2", Start::Earliest));
         s.apply(
-            (0, 7),
+            (0, 8),
             Change::Unsubscribe {
                 stream: "a".into(),
+                base: "a=g2".into(),
                 consumer: "c".into(),
             },
         );
@@ -380,12 +486,12 @@ mod tests {
     fn entries_are_versioned_json() {
         let json = serde_json::to_string(&Entry {
             v: VERSION,
-            change: create("a"),
+            change: create("a", "a"),
         })
         .expect("json");
         assert_eq!(
             json,
-            r#"{"v":1,"op":"create","stream":"a","partitions":2,"horizon_ms":60000}"#
+            r#"{"v":1,"op":"create","stream":"a","base":"a","partitions":2,"horizon_ms":60000}"#
         );
     }
 }

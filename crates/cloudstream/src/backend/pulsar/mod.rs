@@ -44,7 +44,7 @@ use crate::url::ProviderUrl;
 use crate::{Error, Event, Position, Record, Result};
 
 /// Most partitions of a stream.
-const MAX_PARTITIONS: u32 = 256;
+pub(super) const MAX_PARTITIONS: u32 = 256;
 /// Shortest and longest horizon (Pulsar's retention is set in minutes).
 const HORIZONS: (Duration, Duration) = (
     Duration::from_secs(60),
@@ -182,42 +182,65 @@ impl PulsarBackend {
                 backend: "pulsar",
             });
         }
-        let mut catalog = self.catalog.lock().await;
-        catalog.sync().await?;
-        if catalog.streams.live.contains_key(name) {
-            return Err(Error::StreamExists {
-                stream: name.to_owned(),
-            });
+        // A create whose base went stale (another process made and deleted the name in the
+        // meantime) is ignored by the catalog's rule: choose again, a few times.
+        for _ in 0..3 {
+            let base = {
+                let mut catalog = self.catalog.lock().await;
+                catalog.sync().await?;
+                if catalog.streams.live.contains_key(name) {
+                    return Err(Error::StreamExists {
+                        stream: name.to_owned(),
+                    });
+                }
+                catalog.streams.next_base(name)
+            };
+            self.prepare_topics(&base, config).await?;
+            let mut catalog = self.catalog.lock().await;
+            let at = catalog
+                .append(Change::Create {
+                    stream: name.to_owned(),
+                    base: base.clone(),
+                    partitions: config.partitions,
+                    horizon_ms: config.horizon.as_millis() as u64,
+                })
+                .await?;
+            match catalog.streams.live.get(name) {
+                Some(live) if live.made_by == at => return Ok(self.info(name, live)),
+                Some(_) => {
+                    return Err(Error::StreamExists {
+                        stream: name.to_owned(),
+                    })
+                }
+                None => {}
+            }
         }
-        // Every partition topic starts with a marker before the stream exists, so no reader
-        // ever asks for the last message id of an empty topic.
-        let base = catalog.streams.next_base(name);
+        Err(Error::Unavailable(
+            format!("stream {name} was made and deleted by others while this process made it")
+                .into(),
+        ))
+    }
+
+    /// Makes the topics of a stream's generation `base` ready before the catalog names them:
+    /// the partitioned topic and its retention through the admin API (where there is one),
+    /// and a marker first in every partition topic, so no reader ever asks for the last
+    /// message id of an empty topic.
+    async fn prepare_topics(&self, base: &str, config: &StreamConfig) -> Result<()> {
         if let Some(admin) = &self.admin {
             let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
             admin
-                .create_partitioned(tenant, namespace, &base, config.partitions)
+                .create_partitioned(tenant, namespace, base, config.partitions)
                 .await?;
             admin
-                .set_retention(tenant, namespace, &base, config.horizon)
+                .set_retention(tenant, namespace, base, config.horizon)
                 .await?;
         }
-        for p in 0..config.partitions {
-            self.mark(&self.options.topic(&format!("{base}-partition-{p}")))
-                .await?;
-        }
-        let at = catalog
-            .append(Change::Create {
-                stream: name.to_owned(),
-                partitions: config.partitions,
-                horizon_ms: config.horizon.as_millis() as u64,
-            })
-            .await?;
-        match catalog.streams.live.get(name) {
-            Some(live) if live.made_by == at => Ok(self.info(name, live)),
-            _ => Err(Error::StreamExists {
-                stream: name.to_owned(),
-            }),
-        }
+        let topics: Vec<String> = (0..config.partitions)
+            .map(|p| self.options.topic(&format!("{base}-partition-{p}")))
+            .collect();
+        let marked = futures::future::try_join_all(topics.iter().map(|t| self.mark(t))).await;
+        self.producers.forget(&topics);
+        marked.map(drop)
     }
 
     async fn delete(&self, name: &str) -> Result<()> {
@@ -226,9 +249,16 @@ impl PulsarBackend {
         catalog
             .append(Change::Delete {
                 stream: name.to_owned(),
+                base: live.base.clone(),
             })
             .await?;
         drop(catalog);
+        // Durable subscriptions would keep the records of dead topics for good.
+        for consumer in live.consumers.keys() {
+            if let Err(e) = self.unsubscribe_everywhere(name, &live, consumer).await {
+                tracing::warn!(stream = name, consumer, error = %e, "a subscription of a deleted stream was left on the broker");
+            }
+        }
         if let Some(admin) = &self.admin {
             admin
                 .delete_partitioned(&self.options.tenant, &self.options.namespace, &live.base)
@@ -261,7 +291,7 @@ impl Backend for PulsarBackend {
             // A Failover subscription gives each partition to one process at a time.
             leases: false,
             max_record_bytes: MAX_MESSAGE_BYTES,
-            max_headers: usize::MAX,
+            max_headers: MAX_HEADERS,
             max_header_name_bytes: usize::MAX,
             max_header_value_bytes: usize::MAX,
             max_batch_records: produce::MAX_BATCH_RECORDS,
@@ -282,7 +312,17 @@ impl Backend for PulsarBackend {
 
     async fn describe_stream(&self, name: &str) -> Result<StreamInfo> {
         let live = self.live(name, Duration::ZERO).await?;
-        Ok(self.info(name, &live))
+        let mut info = self.info(name, &live);
+        // Where the next record of each partition goes: after its last message, so a
+        // consumer or tail pinned to `Latest` starts there rather than at a time.
+        for p in &mut info.partitions {
+            let topic = self.partition_topic(name, &live, p.partition)?;
+            p.next = self
+                .end_of(&topic)
+                .await?
+                .map(|(ledger, entry)| crate::Sequence::from_limbs([0, ledger, entry, 1]));
+        }
+        Ok(info)
     }
 
     async fn list_streams(&self) -> Result<Vec<String>> {
@@ -334,6 +374,16 @@ impl Backend for PulsarBackend {
     }
 }
 
+/// A consumer of the `pulsar` crate, of raw payloads.
+type PulsarConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
+
+/// How long the removal of a subscription may take.
+const UNSUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
+
+/// Most headers of an event: each is a property in the message's metadata, which must fit
+/// the broker's frame with the payload.
+const MAX_HEADERS: usize = 1024;
+
 /// The sequence of a message id: (ledger, entry, batch index + 1).
 fn sequence_of(id: &pulsar::proto::MessageIdData) -> crate::Sequence {
     let batch = id
@@ -345,13 +395,21 @@ fn sequence_of(id: &pulsar::proto::MessageIdData) -> crate::Sequence {
 /// The message id a reader starts at to see the record of `sequence` first. A batch index
 /// is given so that a Pulsar broker, which starts a non-durable reader after the id it is
 /// given, steps back to the entry that holds it; pulsar-lite starts at the id itself.
-fn start_id(sequence: crate::Sequence) -> pulsar::proto::MessageIdData {
-    let [_, ledger, entry, batch] = sequence.limbs();
-    pulsar::proto::MessageIdData {
-        ledger_id: ledger,
-        entry_id: entry,
-        batch_index: Some(i32::try_from(batch.saturating_sub(1)).unwrap_or(i32::MAX)),
-        ..Default::default()
+fn start_id(sequence: crate::Sequence) -> Result<pulsar::proto::MessageIdData> {
+    let [high, ledger, entry, batch] = sequence.limbs();
+    let batch_index = i32::try_from(batch.saturating_sub(1)).ok();
+    match batch_index {
+        Some(batch_index) if high == 0 && ledger != u64::MAX && entry != u64::MAX => {
+            Ok(pulsar::proto::MessageIdData {
+                ledger_id: ledger,
+                entry_id: entry,
+                batch_index: Some(batch_index),
+                ..Default::default()
+            })
+        }
+        _ => Err(Error::InvalidArgument(format!(
+            "{sequence} is not a position of a Pulsar stream (ledger, entry and batch index as its limbs)"
+        ))),
     }
 }
 
@@ -403,11 +461,19 @@ mod tests {
         assert!(s(1, 5, None) < s(1, 6, None));
         assert!(s(1, 6, Some(0)) < s(1, 6, Some(1)));
         assert!(s(1, 9999, Some(7)) < s(2, 0, None));
-        let start = start_id(s(3, 4, Some(2)));
+        let start = start_id(s(3, 4, Some(2))).expect("a position");
         assert_eq!(
             (start.ledger_id, start.entry_id, start.batch_index),
             (3, 4, Some(2))
         );
-        assert_eq!(start_id(s(3, 4, None)).batch_index, Some(0));
+        assert_eq!(
+            start_id(s(3, 4, None)).expect("a position").batch_index,
+            Some(0)
+        );
+        assert!(start_id(crate::Sequence::MAX).is_err());
+        assert!(
+            start_id(crate::Sequence::from_u128(7)).is_ok(),
+            "ledger 0, entry 7"
+        );
     }
 }

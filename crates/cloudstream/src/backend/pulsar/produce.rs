@@ -81,8 +81,10 @@ fn message(event: &Event) -> producer::Message {
 }
 
 impl PulsarBackend {
-    /// Sends every event and awaits every receipt, keeping at most [`IN_FLIGHT`] unanswered;
-    /// the producer is locked only while sends are queued, so concurrent appends share it.
+    /// Sends every event and awaits every receipt, keeping at most [`IN_FLIGHT`] unanswered.
+    /// The producer stays locked until the last send is queued (awaiting the oldest receipts
+    /// in between past [`IN_FLIGHT`]), so an append's events are stored in order; the last
+    /// receipts are awaited unlocked.
     async fn send_all(
         &self,
         producer: &Shared,
@@ -151,7 +153,7 @@ impl PulsarBackend {
 
     /// Appends events to one partition (the `Backend::append` primitive). Pulsar has no
     /// atomic write of several messages without transactions: when an append fails part
-    /// way, a prefix of its events may be stored.
+    /// way, some of its events may be stored (those sent before the failure).
     pub(super) async fn produce(
         &self,
         stream: &str,
@@ -162,6 +164,16 @@ impl PulsarBackend {
         let topic = self.partition_topic(stream, &live, partition)?;
         if events.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(e) = events
+            .iter()
+            .find(|e| e.headers.contains_key(super::MARKER))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "header {} is cloudstream's own on Pulsar (it marks the start of a topic), found on an event of {} bytes",
+                super::MARKER,
+                e.payload.len()
+            )));
         }
         let producer = self.producer(&topic).await?;
         let receipts = match self.send_all(&producer, events).await {

@@ -11,25 +11,30 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures::{FutureExt, StreamExt};
 use pulsar::consumer::{InitialPosition, Message};
-use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
+use pulsar::{ConsumerOptions, SubType};
 
 use super::errors::pulsar_error;
-use super::{consumer_id, is_marker, sequence_of, start_id, PulsarBackend, CATALOG_FRESHNESS};
+use super::{
+    consumer_id, is_marker, sequence_of, start_id, PulsarBackend, PulsarConsumer,
+    CATALOG_FRESHNESS, UNSUBSCRIBE_WAIT,
+};
 use crate::backend::{PartitionStart, ReadOptions};
 use crate::event::from_millis;
 use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Most idle readers kept.
 const MAX_IDLE: usize = 32;
+/// Most probes kept (one per topic).
+const MAX_PROBES: usize = 64;
 
 /// A reader of one partition topic, and where it stands.
 pub(super) struct Cursor {
     topic: String,
-    consumer: Consumer<Vec<u8>, TokioExecutor>,
+    consumer: PulsarConsumer,
     /// The last message handed out (or skipped).
     after: Option<Sequence>,
     /// A message taken from the reader but not handed out (it did not fit the last read).
@@ -41,10 +46,12 @@ fn retire(cursor: Cursor) {
     unsubscribe(cursor.consumer);
 }
 
-/// Closes a consumer and removes its subscription, in the background.
+/// Closes a consumer and removes its subscription, in the background; its queue is emptied
+/// first, so that it can answer.
 fn unsubscribe(mut consumer: PulsarConsumer) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
+            while let Some(Some(_)) = consumer.next().now_or_never() {}
             let _ = tokio::time::timeout(UNSUBSCRIBE_WAIT, consumer.unsubscribe()).await;
         });
     }
@@ -56,8 +63,6 @@ pub(super) struct Readers {
     idle: Mutex<VecDeque<Cursor>>,
     probes: Mutex<HashMap<String, PulsarConsumer>>,
 }
-
-type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 
 impl Readers {
     /// A reader of `topic` whose last message handed out is `after`.
@@ -140,7 +145,7 @@ impl Skip {
 
 impl PulsarBackend {
     /// The (ledger, entry) of the last message of `topic`, asked of its probe.
-    async fn end_of(&self, topic: &str) -> Result<Option<(u64, u64)>> {
+    pub(super) async fn end_of(&self, topic: &str) -> Result<Option<(u64, u64)>> {
         let held = self
             .readers
             .probes
@@ -168,13 +173,24 @@ impl PulsarBackend {
                 ));
             }
         };
-        let previous = self
-            .readers
-            .probes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic.to_owned(), probe);
-        previous.into_iter().for_each(unsubscribe);
+        let dropped: Vec<PulsarConsumer> = {
+            let mut probes = self
+                .readers
+                .probes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut dropped: Vec<_> = probes.insert(topic.to_owned(), probe).into_iter().collect();
+            // A probe receives everything appended to its topic: keep those of the topics
+            // read lately only.
+            while probes.len() > MAX_PROBES {
+                let Some(other) = probes.keys().find(|t| *t != topic).cloned() else {
+                    break;
+                };
+                dropped.extend(probes.remove(&other));
+            }
+            dropped
+        };
+        dropped.into_iter().for_each(unsubscribe);
         Ok(ids
             .first()
             .filter(|id| id.ledger_id != u64::MAX && id.entry_id != u64::MAX)
@@ -196,7 +212,7 @@ impl PulsarBackend {
         let options = ConsumerOptions::default().durable(false);
         let options = match start {
             PartitionStart::At(s) | PartitionStart::After(s) => {
-                options.starting_on_message(start_id(s))
+                options.starting_on_message(start_id(s)?)
             }
             PartitionStart::Latest => options.with_initial_position(InitialPosition::Latest),
             PartitionStart::Earliest | PartitionStart::AtTime(_) => {
@@ -228,6 +244,14 @@ impl PulsarBackend {
         if start == PartitionStart::Latest && options.wait.is_none() {
             return Ok(Vec::new());
         }
+        // The end first: what is appended after it is what a read from `Latest` returns.
+        let end = self.end_of(&topic).await?;
+        let start = match (start, end) {
+            (PartitionStart::Latest, Some((ledger, entry))) => {
+                PartitionStart::After(Sequence::from_limbs([0, ledger, entry, 0]))
+            }
+            (start, _) => start,
+        };
         let (mut cursor, skip) = match start {
             PartitionStart::After(s) => match self.readers.take(&topic, s) {
                 Some(c) => (c, Skip::Nothing),
@@ -237,13 +261,6 @@ impl PulsarBackend {
             PartitionStart::AtTime(t) => (self.open_cursor(&topic, start).await?, Skip::Before(t)),
             PartitionStart::Earliest | PartitionStart::Latest => {
                 (self.open_cursor(&topic, start).await?, Skip::Nothing)
-            }
-        };
-        let end = match self.end_of(&topic).await {
-            Ok(end) => end,
-            Err(e) => {
-                retire(cursor);
-                return Err(e);
             }
         };
         let records = self
@@ -316,8 +333,8 @@ impl PulsarBackend {
             out.push(record);
         }
         // Acknowledged, so that pulsar-lite neither sends them again nor keeps track of
-        // them (a stashed message is acknowledged with the next read; at worst it comes
-        // again, and is skipped as already seen).
+        // them (a stashed message is acknowledged too; the reader holds it for the next
+        // read).
         if let Some(id) = consumed {
             let topic = cursor.topic.clone();
             let _ = cursor.consumer.cumulative_ack_with_id(&topic, id).await;
@@ -325,6 +342,3 @@ impl PulsarBackend {
         Ok(out)
     }
 }
-
-/// How long a closed reader's subscription removal may take.
-pub(super) const UNSUBSCRIBE_WAIT: Duration = Duration::from_secs(5);

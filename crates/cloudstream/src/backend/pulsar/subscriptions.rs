@@ -7,29 +7,30 @@
 //! again, so the broker delivers every unacknowledged record again, in order: a Failover
 //! subscription has no redelivery of single messages (pulsar-lite ignores the request).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use pulsar::consumer::{InitialPosition, Message};
 use pulsar::proto::MessageIdData;
-use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
+use pulsar::{ConsumerOptions, SubType};
 use tokio::sync::Notify;
 
-use super::catalog::{Change, Start};
+use super::catalog::{Change, Live, Start};
 use super::errors::pulsar_error;
-use super::read::{to_record, UNSUBSCRIBE_WAIT};
-use super::{consumer_id, is_marker, PulsarBackend, Registry, CATALOG_FRESHNESS};
+use super::read::to_record;
+use super::{
+    consumer_id, is_marker, PulsarBackend, PulsarConsumer, Registry, CATALOG_FRESHNESS,
+    UNSUBSCRIBE_WAIT,
+};
 use crate::backend::settle::{Settling, SETTLE_WAIT};
 use crate::backend::{Acker, Delivery, Subscriptions};
 use crate::consumer::StartAt;
 use crate::event::{from_millis, to_millis};
 use crate::{Error, Result};
-
-type PulsarConsumer = Consumer<Vec<u8>, TokioExecutor>;
 
 /// How long a pull that has records waits for the next before it answers.
 const BURST_GAP: Duration = Duration::from_millis(20);
@@ -37,6 +38,11 @@ const BURST_GAP: Duration = Duration::from_millis(20);
 /// One consumer name's subscription, as this process holds it.
 pub(super) struct Subscriber {
     name: String,
+    /// The stream's generation these consumers read (see `catalog.rs`).
+    base: String,
+    /// This process's name among the subscription's consumers, the same on every
+    /// subscribe, so Failover keeps its choice of active consumer across them.
+    member: String,
     /// The full names of the stream's partition topics.
     topics: Vec<String>,
     /// Records appended before this are acknowledged unseen (a consumer made at a time).
@@ -45,7 +51,7 @@ pub(super) struct Subscriber {
     /// One consumer per partition topic, by partition; empty until subscribed.
     consumer: tokio::sync::Mutex<Vec<PulsarConsumer>>,
     /// Acknowledgements (`true`) and records given back (`false`) not yet sent.
-    acks: Mutex<Vec<(String, MessageIdData, bool)>>,
+    acks: Mutex<VecDeque<(String, MessageIdData, bool)>>,
     /// Wakes a pull that waits, to send the queued acknowledgements.
     queued: Notify,
     /// A task to send them is on its way.
@@ -106,16 +112,17 @@ fn partition_of(topic: &str) -> Option<u32> {
 }
 
 impl Subscriber {
-    /// Subscribes (again), closing the consumers held before.
+    /// Subscribes (again). The consumers held before are closed first, so the broker hands
+    /// their unacknowledged records to the new ones (a Failover subscription delivers to
+    /// one consumer at a time); each is emptied before its close, which it could not answer
+    /// with a full queue, and dropped if the close takes longer than `op_timeout`.
     async fn open(&self, backend: &PulsarBackend, held: &mut Vec<PulsarConsumer>) -> Result<()> {
-        for mut old in held.drain(..) {
+        let closing = held.drain(..).map(|mut old| async move {
+            while let Some(Some(_)) = old.next().now_or_never() {}
             let _ = tokio::time::timeout(backend.options.op_timeout, old.close()).await;
-        }
-        self.delivered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        let name = format!("cloudstream-{:016x}", rand::random::<u64>());
+        });
+        futures::future::join_all(closing).await;
+        let mut made = Vec::with_capacity(self.topics.len());
         for topic in &self.topics {
             let consumer = backend
                 .client
@@ -123,7 +130,7 @@ impl Subscriber {
                 .with_topic(topic)
                 .with_subscription(&self.name)
                 .with_subscription_type(SubType::Failover)
-                .with_consumer_name(&name)
+                .with_consumer_name(&self.member)
                 .with_consumer_id(consumer_id())
                 .with_options(
                     ConsumerOptions::default()
@@ -134,31 +141,50 @@ impl Subscriber {
                 .build()
                 .await
                 .map_err(pulsar_error)?;
-            held.push(consumer);
+            made.push(consumer);
         }
+        drop(std::mem::replace(held, made));
+        self.delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         Ok(())
     }
 
-    /// Sends the queued acknowledgements through the consumers of their partitions.
+    /// Sends the queued acknowledgements through the consumers of their partitions, in
+    /// order. Each leaves the queue only once sent, so a flush cancelled part way loses none
+    /// (one may be sent twice, which the broker ignores).
     async fn flush(&self, consumers: &mut [PulsarConsumer]) {
         self.flushing.store(false, Ordering::Release);
-        let queued = std::mem::take(&mut *self.acks.lock().unwrap_or_else(|e| e.into_inner()));
-        for (topic, id, ok) in queued {
-            if !ok {
+        loop {
+            let next = self
+                .acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .front()
+                .cloned();
+            let Some((topic, id, ok)) = next else { break };
+            let sent = if !ok {
                 self.reopen.store(true, Ordering::Release);
-                self.settling.end(1);
-                continue;
-            }
-            let Some(consumer) = partition_of(&topic).and_then(|p| consumers.get_mut(p as usize))
-            else {
-                self.settling.end(1);
-                continue;
+                Ok(())
+            } else {
+                match partition_of(&topic).and_then(|p| consumers.get_mut(p as usize)) {
+                    Some(consumer) => consumer
+                        .ack_with_id(&topic, id)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("no consumer of {topic} to acknowledge with")),
+                }
             };
-            match consumer.ack_with_id(&topic, id).await {
+            self.acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            match sent {
                 Ok(()) => self.settling.end(1),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a Pulsar acknowledgement was not sent; the record comes again");
-                    self.settling.failed(1, e.to_string());
+                Err(why) => {
+                    tracing::warn!(error = %why, "a Pulsar acknowledgement was not sent; the record comes again");
+                    self.settling.failed(1, why);
                 }
             }
         }
@@ -170,7 +196,7 @@ impl Subscriber {
         self.acks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((topic, id, ok));
+            .push_back((topic, id, ok));
         self.queued.notify_waiters();
         if !self.flushing.swap(true, Ordering::AcqRel) {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -219,10 +245,15 @@ impl PulsarBackend {
         start: StartAt,
     ) -> Result<Arc<Subscriber>> {
         cloudstream_log::validate_name("consumer", consumer)?;
-        if let Some(s) = self.subscriptions.get(stream, consumer) {
-            return Ok(s);
-        }
         let mut live = self.live(stream, CATALOG_FRESHNESS).await?;
+        if let Some(s) = self.subscriptions.get(stream, consumer) {
+            if s.base == live.base {
+                return Ok(s);
+            }
+            // The stream was deleted and made again (by another process): a subscriber of
+            // the new generation replaces it.
+            self.subscriptions.remove(stream, consumer);
+        }
         if !live.consumers.contains_key(consumer) {
             let start = match start {
                 StartAt::Earliest => Start::Earliest,
@@ -233,6 +264,7 @@ impl PulsarBackend {
             catalog
                 .append(Change::Subscribe {
                     stream: stream.to_owned(),
+                    base: live.base.clone(),
                     consumer: consumer.to_owned(),
                     start,
                 })
@@ -260,6 +292,8 @@ impl PulsarBackend {
             .collect::<Result<Vec<_>>>()?;
         let subscriber = Arc::new(Subscriber {
             name: consumer.to_owned(),
+            base: live.base.clone(),
+            member: format!("cloudstream-{:016x}", rand::random::<u64>()),
             topics,
             skip_before: match start {
                 Start::Time(ms) => Some(from_millis(ms)),
@@ -300,35 +334,45 @@ impl PulsarBackend {
         if !live.consumers.contains_key(consumer) {
             return Ok(false);
         }
+        // The subscription goes first, so a failure leaves the consumer listed, for a retry.
+        self.unsubscribe_everywhere(stream, &live, consumer).await?;
         self.catalog
             .lock()
             .await
             .append(Change::Unsubscribe {
                 stream: stream.to_owned(),
+                base: live.base.clone(),
                 consumer: consumer.to_owned(),
             })
             .await?;
-        let mut held = match self.subscriptions.remove(stream, consumer) {
-            Some(s) => std::mem::take(&mut *s.consumer.lock().await),
-            None => Vec::new(),
-        };
-        if held.is_empty() {
-            for p in 0..live.partitions {
-                let topic = self.partition_topic(stream, &live, p)?;
-                let c = self
-                    .client
-                    .consumer()
-                    .with_topic(topic)
-                    .with_subscription(consumer)
-                    .with_subscription_type(SubType::Failover)
-                    .with_consumer_id(consumer_id())
-                    .build::<Vec<u8>>()
-                    .await
-                    .map_err(pulsar_error)?;
-                held.push(c);
-            }
+        Ok(true)
+    }
+
+    /// Removes subscription `consumer` from every partition topic of a stream, dropping
+    /// this process's consumers of it first.
+    pub(super) async fn unsubscribe_everywhere(
+        &self,
+        stream: &str,
+        live: &Live,
+        consumer: &str,
+    ) -> Result<()> {
+        if let Some(s) = self.subscriptions.remove(stream, consumer) {
+            drop(std::mem::take(&mut *s.consumer.lock().await));
         }
-        for mut c in held {
+        for p in 0..live.partitions {
+            let topic = self.partition_topic(stream, live, p)?;
+            // One permit: the consumer's queue cannot fill, so it answers the unsubscribe.
+            let mut c = self
+                .client
+                .consumer()
+                .with_topic(topic)
+                .with_subscription(consumer)
+                .with_subscription_type(SubType::Failover)
+                .with_consumer_id(consumer_id())
+                .with_batch_size(1)
+                .build::<Vec<u8>>()
+                .await
+                .map_err(pulsar_error)?;
             tokio::time::timeout(UNSUBSCRIBE_WAIT, c.unsubscribe())
                 .await
                 .map_err(|_| {
@@ -336,7 +380,7 @@ impl PulsarBackend {
                 })?
                 .map_err(pulsar_error)?;
         }
-        Ok(true)
+        Ok(())
     }
 }
 
