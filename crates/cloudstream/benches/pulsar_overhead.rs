@@ -16,10 +16,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cloudstream::backend::ReadOptions;
 use cloudstream::conformance::unique_name;
-use cloudstream::{Event, ReadFrom};
-use common::{arg, median};
+use common::{arg, catch_up, median, send_batches};
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
 use pulsar::{ConsumerOptions, Pulsar, SubType, TokioExecutor};
@@ -110,16 +108,7 @@ async fn main() {
             .create()
             .await
             .expect("create");
-        let ours_send = async {
-            let started = Instant::now();
-            for chunk in 0..events.div_ceil(batch) {
-                let n = batch.min(events - chunk * batch);
-                let batch: Vec<Event> = (0..n).map(|_| Event::new(vec![b'x'; 100])).collect();
-                let results = ours.send_batch(batch).await;
-                assert!(results.iter().all(Result::is_ok), "send_batch failed");
-            }
-            events as f64 / started.elapsed().as_secs_f64()
-        };
+        let ours_send = send_batches(&ours, events, batch);
         if round % 2 == 1 {
             ours_sends.push(ours_send.await);
             plain_sends.push(plain_send(&plain, &topic, events, batch).await);
@@ -127,22 +116,7 @@ async fn main() {
             plain_sends.push(plain_send(&plain, &topic, events, batch).await);
             ours_sends.push(ours_send.await);
         }
-        let ours_read = async {
-            let options = ReadOptions {
-                max_records: 10_000,
-                ..ReadOptions::default()
-            };
-            let started = Instant::now();
-            let (mut next, mut seen) = (ReadFrom::Earliest, 0);
-            while seen < events {
-                let records = ours.read_with(0, next, &options).await.expect("read");
-                let Some(last) = records.last() else { break };
-                next = ReadFrom::After(last.position);
-                seen += records.len();
-                std::hint::black_box(&records);
-            }
-            events as f64 / started.elapsed().as_secs_f64()
-        };
+        let ours_read = catch_up(&ours, events);
         if round % 2 == 1 {
             ours_reads.push(ours_read.await);
             plain_reads.push(plain_read(&plain, &topic, events).await);
