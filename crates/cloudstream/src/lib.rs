@@ -48,6 +48,8 @@ mod client;
 pub mod conformance;
 mod consume;
 mod consumer;
+#[cfg(feature = "deliver")]
+pub mod deliver;
 mod error;
 mod event;
 #[cfg(feature = "fuzzing")]

@@ -58,11 +58,13 @@ impl Sequence {
 
     /// The sequence of four 64-bit limbs, most significant first (Pulsar message ids:
     /// ledger, entry, batch index).
+    #[cfg(feature = "pulsar")]
     pub(crate) fn from_limbs(limbs: [u64; 4]) -> Sequence {
         Sequence { limbs }
     }
 
     /// The four 64-bit limbs of the sequence, most significant first.
+    #[cfg(feature = "pulsar")]
     pub(crate) fn limbs(&self) -> [u64; 4] {
         self.limbs
     }

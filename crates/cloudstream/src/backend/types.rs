@@ -30,6 +30,7 @@ impl StreamConfig {
     /// Checks a stream's settings against what `provider` can hold: a horizon within
     /// `horizons`, 1 to `max_partitions` partitions; a clear error naming the range, never
     /// a silent rounding.
+    #[cfg(any(feature = "redis", feature = "nats", feature = "pulsar"))]
     pub(crate) fn check(
         &self,
         provider: &str,

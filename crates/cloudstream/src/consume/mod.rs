@@ -46,16 +46,6 @@ pub(crate) struct Take {
     pub(crate) bytes: usize,
 }
 
-impl Take {
-    /// Up to `records` records, within the default read's byte budget.
-    pub(crate) fn records(records: usize) -> Take {
-        Take {
-            records,
-            bytes: crate::backend::ReadOptions::default().max_bytes,
-        }
-    }
-}
-
 /// One ordered flow of records for a consumer, with acknowledgements.
 #[async_trait]
 pub(crate) trait Lane: Send + std::fmt::Debug {

@@ -103,6 +103,7 @@ pub struct Trigger {
     consumer: String,
     deliver: Arc<dyn Deliver>,
     batch_size: usize,
+    batch_bytes: usize,
     max_wait: Duration,
     retry: RetryPolicy,
     dead_letter: Option<String>,
@@ -154,6 +155,7 @@ impl Trigger {
             consumer: consumer.to_owned(),
             deliver,
             batch_size: 100,
+            batch_bytes: crate::backend::ReadOptions::default().max_bytes,
             max_wait: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             dead_letter,
@@ -168,6 +170,14 @@ impl Trigger {
     /// `on_batch` handler (default 100).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// About how many bytes of events a batch gathers at most (`on_batch`; default 8 MiB): a
+    /// batch ends when it holds this many, or `batch_size` records, or `max_wait` passed.
+    /// One event larger than this makes a batch of its own.
+    pub fn batch_bytes(mut self, n: usize) -> Self {
+        self.batch_bytes = n.max(1);
         self
     }
 
@@ -392,29 +402,35 @@ impl Trigger {
         }
     }
 
-    /// Pulls up to `batch_size` records; for `on_batch`, keeps gathering until the batch is
-    /// full or `max_wait` has passed since its first record.
+    /// Pulls up to `batch_size` records (and `batch_bytes`); for `on_batch`, keeps
+    /// gathering until the batch is full or `max_wait` has passed since its first record.
     async fn gather(&self, lane: &mut dyn Lane) -> Result<Vec<Record>> {
+        let take = |records: usize, bytes: usize| Take { records, bytes };
         let mut records = lane
-            .pull(Take::records(self.batch_size), Some(self.max_wait))
+            .pull(take(self.batch_size, self.batch_bytes), Some(self.max_wait))
             .await?
             .records;
         if !self.deliver.per_batch() || records.is_empty() {
             return Ok(records);
         }
+        let mut bytes: usize = records.iter().map(|r| r.event.size()).sum();
         let deadline = tokio::time::Instant::now() + self.max_wait;
-        while records.len() < self.batch_size {
+        while records.len() < self.batch_size && bytes < self.batch_bytes {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
             let more = lane
-                .pull(Take::records(self.batch_size - records.len()), Some(left))
+                .pull(
+                    take(self.batch_size - records.len(), self.batch_bytes - bytes),
+                    Some(left),
+                )
                 .await?
                 .records;
             if more.is_empty() {
                 break;
             }
+            bytes += more.iter().map(|r| r.event.size()).sum::<usize>();
             records.extend(more);
         }
         Ok(records)

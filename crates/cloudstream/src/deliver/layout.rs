@@ -1,0 +1,122 @@
+//! How delivered files are named and laid out: Hive-style prefixes by event time
+//! (`dt=2026-11-24/hour=13/`), and a name that says which positions the file holds:
+//! `STREAM-PPPPP-FIRST-LAST.jsonl[.gz|.zst]`.
+
+use std::time::SystemTime;
+
+use crate::{Record, Sequence};
+
+/// What a delivered file's name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileName {
+    pub partition: u32,
+    pub first: Sequence,
+    pub last: Sequence,
+}
+
+impl FileName {
+    /// The name of the file holding `records` (one partition's, in order), with `extension`.
+    pub(crate) fn of(stream: &str, records: &[Record], extension: &str) -> Option<String> {
+        let (first, last) = (records.first()?, records.last()?);
+        Some(format!(
+            "{stream}-{:05}-{}-{}.{extension}",
+            first.position.partition, first.position.sequence, last.position.sequence
+        ))
+    }
+
+    /// What the name of a file of `stream` says; `None` for any other name.
+    pub(crate) fn parse(stream: &str, name: &str) -> Option<FileName> {
+        let rest = name.strip_prefix(stream)?.strip_prefix('-')?;
+        let stem = rest.split('.').next()?;
+        let mut parts = stem.split('-');
+        let (partition, first, last) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || partition.len() != 5 {
+            return None;
+        }
+        Some(FileName {
+            partition: partition.parse().ok()?,
+            first: first.parse().ok()?,
+            last: last.parse().ok()?,
+        })
+    }
+}
+
+/// The time a record is laid out by: its event time, else when it was appended.
+pub(crate) fn event_time(record: &Record) -> SystemTime {
+    record.event.time.unwrap_or(record.append_time)
+}
+
+/// The Hive-style prefix of a time, in UTC: `dt=YYYY-MM-DD/hour=HH`.
+pub(crate) fn hour_prefix(t: SystemTime) -> String {
+    let text = humantime::format_rfc3339_seconds(t).to_string();
+    // 2026-11-24T13:05:00Z
+    format!("dt={}/hour={}", &text[..10], &text[11..13])
+}
+
+/// The runs of consecutive records that fall in the same hour, in order: each is one file.
+pub(crate) fn runs_by_hour(records: &[Record]) -> Vec<(String, &[Record])> {
+    let mut out: Vec<(String, &[Record])> = Vec::new();
+    let mut start = 0;
+    for i in 1..=records.len() {
+        let hour = hour_prefix(event_time(&records[start]));
+        if i == records.len() || hour_prefix(event_time(&records[i])) != hour {
+            out.push((hour, &records[start..i]));
+            start = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, Position};
+    use std::time::Duration;
+
+    fn record(seq: u64, secs: u64) -> Record {
+        Record {
+            position: Position::new(3, seq),
+            append_time: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            event: Event::new("x"),
+        }
+    }
+
+    #[test]
+    fn names_say_the_positions_and_parse_back() {
+        let records = [record(7, 0), record(9, 0)];
+        let name = FileName::of("a-b.c", &records, "jsonl.gz").expect("name");
+        assert_eq!(name, "a-b.c-00003-7-9.jsonl.gz");
+        let parsed = FileName::parse("a-b.c", &name).expect("parsed");
+        assert_eq!(
+            parsed,
+            FileName {
+                partition: 3,
+                first: Sequence::from(7u64),
+                last: Sequence::from(9u64)
+            }
+        );
+        assert_eq!(FileName::parse("a-b", &name), None, "another stream's file");
+        assert_eq!(FileName::parse("a-b.c", "a-b.c-3-7-9.jsonl"), None);
+    }
+
+    #[test]
+    fn records_are_laid_out_by_hour_in_runs() {
+        // 2025-11-24T16:59:59Z and 17:00:00Z.
+        let h13 = 1_764_003_599;
+        let records = [
+            record(1, h13),
+            record(2, h13),
+            record(3, h13 + 1),
+            record(4, h13),
+        ];
+        let runs = runs_by_hour(&records);
+        let shape: Vec<(String, usize)> = runs.iter().map(|(h, r)| (h.clone(), r.len())).collect();
+        let (a, b) = (
+            hour_prefix(records[0].append_time),
+            hour_prefix(records[2].append_time),
+        );
+        assert_ne!(a, b);
+        assert_eq!(shape, vec![(a.clone(), 2), (b, 1), (a, 1)]);
+        assert!(hour_prefix(SystemTime::UNIX_EPOCH).starts_with("dt=1970-01-01/hour=00"));
+    }
+}

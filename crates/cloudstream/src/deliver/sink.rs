@@ -1,0 +1,111 @@
+//! Where delivered files go: an object store named by a URL (`object_store`), and what is
+//! there already (the positions delivered files hold, recovered by listing them).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+
+use super::layout::FileName;
+use crate::{Error, Result, Sequence};
+
+/// An object store and the prefix delivered files go under.
+#[derive(Debug, Clone)]
+pub(crate) struct Sink {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The URL, without its query (which may hold credentials), for messages.
+    shown: String,
+}
+
+/// The error of an object store call, by meaning.
+fn store_error(shown: &str, e: object_store::Error) -> Error {
+    let message = format!("object store {shown}: {e}");
+    match e {
+        object_store::Error::NotFound { .. } => Error::Backend(message.into()),
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => Error::Forbidden(message),
+        object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
+            Error::Unsupported {
+                operation: message.into(),
+                backend: "deliver",
+            }
+        }
+        _ => Error::Unavailable(message.into()),
+    }
+}
+
+impl Sink {
+    /// The sink a URL names: `file:///DIR` (or a plain absolute path), `s3://BUCKET/PREFIX`,
+    /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX`; the query's `key=value` pairs are the
+    /// store's options (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
+    /// `allow_http`, `use_emulator`, ...), as `object_store` names them.
+    pub(crate) fn open(url: &str) -> Result<Sink> {
+        let text = if url.starts_with('/') {
+            format!("file://{url}")
+        } else {
+            url.to_owned()
+        };
+        let parsed = url::Url::parse(&text)
+            .map_err(|e| Error::InvalidArgument(format!("a sink is a URL, {url:?} is not: {e}")))?;
+        let options: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut bare = parsed.clone();
+        bare.set_query(None);
+        let shown = bare.to_string();
+        let (store, prefix) = object_store::parse_url_opts(&bare, options)
+            .map_err(|e| Error::InvalidArgument(format!("sink {shown} cannot be opened: {e}")))?;
+        Ok(Sink {
+            store: Arc::from(store),
+            prefix,
+            shown,
+        })
+    }
+
+    /// The sink as shown in messages (its URL without the query).
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The last position of each partition that files of `stream` under the prefix hold.
+    pub(crate) async fn delivered(&self, stream: &str) -> Result<HashMap<u32, Sequence>> {
+        let mut out: HashMap<u32, Sequence> = HashMap::new();
+        let mut listing = self.store.list(Some(&self.prefix));
+        while let Some(meta) = listing
+            .try_next()
+            .await
+            .map_err(|e| store_error(&self.shown, e))?
+        {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            if let Some(file) = FileName::parse(stream, name) {
+                let last = out.entry(file.partition).or_insert(file.last);
+                *last = (*last).max(file.last);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes one file, whole (a reader never sees a part of it): `relative` below the
+    /// prefix. Writing it again writes the same bytes.
+    pub(crate) async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        let mut location = self.prefix.clone();
+        for part in relative.split('/') {
+            location = location.join(part);
+        }
+        let options = PutOptions {
+            mode: PutMode::Overwrite,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&location, PutPayload::from(bytes), options)
+            .await
+            .map(drop)
+            .map_err(|e| store_error(&self.shown, e))
+    }
+}
