@@ -70,9 +70,9 @@ pub(super) enum Change {
         base: String,
         consumer: String,
     },
-    /// A process opened the catalog (changes nothing): the topic is never empty, so its
-    /// last message id is always defined (pulsar-lite breaks the connection that asks for
-    /// the last message id of an empty topic).
+    /// Changes nothing: appended by a process that found the catalog empty, so that its
+    /// last message id is defined (pulsar-lite breaks the connection that asks for the last
+    /// message id of an empty topic).
     Hello,
 }
 
@@ -179,6 +179,13 @@ impl Streams {
 /// producer to append to it.
 pub(super) struct Catalog {
     reader: Consumer<Vec<u8>, TokioExecutor>,
+    /// The reader has not failed (else the next sync makes a new one).
+    reader_ok: bool,
+    client: Pulsar<TokioExecutor>,
+    topic: String,
+    /// A consumer of the subscription that keeps the entries (see [`PIN`]), kept connected
+    /// so that the broker never counts the subscription as inactive.
+    _pin: Consumer<Vec<u8>, TokioExecutor>,
     producer: Producer<TokioExecutor>,
     /// The last entry applied.
     seen: Option<EntryId>,
@@ -193,12 +200,13 @@ pub(super) struct Catalog {
     broken: Option<String>,
 }
 
-/// The durable subscription that keeps the catalog's entries: it never acknowledges, so
-/// no retention policy of the namespace removes them.
+/// The durable subscription that keeps the catalog's entries: it never acknowledges, so no
+/// retention policy of the namespace removes them (a message TTL on the namespace would:
+/// the README says to leave the catalog out of one).
 const PIN: &str = "cloudstream-catalog-pin";
 
 impl Catalog {
-    /// Opens the catalog of the namespace and replays it (up to the `hello` it appends).
+    /// Opens the catalog of the namespace and replays it.
     pub(super) async fn open(
         client: &Pulsar<TokioExecutor>,
         options: &PulsarOptions,
@@ -219,24 +227,70 @@ impl Catalog {
                 backend: "pulsar",
             });
         }
-        let mut pin: Consumer<Vec<u8>, TokioExecutor> = client
+        // One permit: the pin holds at most one entry, and never acknowledges it.
+        let pin = client
             .consumer()
             .with_topic(&topic)
             .with_subscription(PIN)
             .with_subscription_type(SubType::Shared)
             .with_consumer_id(consumer_id())
+            .with_batch_size(1)
             .with_options(
                 ConsumerOptions::default()
                     .durable(true)
+                    .with_receiver_queue_size(1)
                     .with_initial_position(InitialPosition::Earliest),
             )
             .build()
             .await
             .map_err(pulsar_error)?;
-        let _ = tokio::time::timeout(options.op_timeout, pin.close()).await;
-        let reader = client
-            .consumer()
+        let producer = client
+            .producer()
             .with_topic(&topic)
+            .build()
+            .await
+            .map_err(pulsar_error)?;
+        let mut catalog = Catalog {
+            reader: Catalog::reader(client, &topic).await?,
+            reader_ok: true,
+            client: client.clone(),
+            topic,
+            _pin: pin,
+            producer,
+            seen: None,
+            last_id: None,
+            synced: Instant::now(),
+            streams: Streams::default(),
+            op_timeout: options.op_timeout,
+            broken: None,
+        };
+        // An empty catalog cannot be asked for its last entry (see `Change::Hello`): a
+        // catalog that shows no entry soon gets one.
+        let first = tokio::time::timeout(Duration::from_millis(500), catalog.reader.next()).await;
+        match first {
+            Ok(Some(message)) => catalog.apply(message.map_err(pulsar_error)?)?,
+            Ok(None) => {
+                return Err(Error::Unavailable(
+                    "the stream catalog's reader closed".into(),
+                ))
+            }
+            Err(_) => {
+                catalog.append(Change::Hello).await?;
+            }
+        }
+        catalog.sync().await?;
+        Ok(catalog)
+    }
+
+    /// A reader of the catalog topic from its first entry (entries applied already are
+    /// skipped by their id).
+    async fn reader(
+        client: &Pulsar<TokioExecutor>,
+        topic: &str,
+    ) -> Result<Consumer<Vec<u8>, TokioExecutor>> {
+        client
+            .consumer()
+            .with_topic(topic)
             .with_subscription(format!(
                 "cloudstream-catalog-{:016x}",
                 rand::random::<u64>()
@@ -250,30 +304,26 @@ impl Catalog {
             )
             .build()
             .await
-            .map_err(pulsar_error)?;
-        let producer = client
-            .producer()
-            .with_topic(&topic)
-            .build()
-            .await
-            .map_err(pulsar_error)?;
-        let mut catalog = Catalog {
-            reader,
-            producer,
-            seen: None,
-            last_id: None,
-            synced: Instant::now(),
-            streams: Streams::default(),
-            op_timeout: options.op_timeout,
-            broken: None,
-        };
-        catalog.append(Change::Hello).await?;
-        Ok(catalog)
+            .map_err(pulsar_error)
     }
 
     /// Catches up with every entry appended before the call.
     pub(super) async fn sync(&mut self) -> Result<()> {
         self.check()?;
+        if !self.reader_ok {
+            // The last reader failed (a broker gone longer than the client's reconnects):
+            // a new one replays from the first entry, skipping what was applied.
+            self.reader = Catalog::reader(&self.client, &self.topic).await?;
+            self.reader_ok = true;
+        }
+        let synced = self.catch_up().await;
+        if synced.is_err() {
+            self.reader_ok = false;
+        }
+        synced
+    }
+
+    async fn catch_up(&mut self) -> Result<()> {
         let asked = Instant::now();
         // Apply what the reader holds first: the pulsar crate's consumer cannot answer while
         // its queue is full (see `read.rs`).
@@ -377,7 +427,10 @@ impl Catalog {
             .message_id
             .ok_or_else(|| Error::Unavailable("the broker sent no message id".into()))?;
         let at = (id.ledger_id, id.entry_id);
-        self.read_to(at).await?;
+        if let Err(e) = self.read_to(at).await {
+            self.reader_ok = false;
+            return Err(e);
+        }
         self.synced = Instant::now();
         Ok(at)
     }

@@ -205,14 +205,31 @@ impl PulsarBackend {
                     horizon_ms: config.horizon.as_millis() as u64,
                 })
                 .await?;
-            match catalog.streams.live.get(name) {
-                Some(live) if live.made_by == at => return Ok(self.info(name, live)),
+            let outcome = catalog.streams.live.get(name).cloned();
+            drop(catalog);
+            match outcome {
+                Some(live) if live.made_by == at => {
+                    // Only the winner sets the horizon (a loser would overwrite it).
+                    if let Some(admin) = &self.admin {
+                        let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
+                        admin
+                            .set_retention(tenant, namespace, &base, config.horizon)
+                            .await?;
+                    }
+                    return Ok(self.info(name, &live));
+                }
                 Some(_) => {
                     return Err(Error::StreamExists {
                         stream: name.to_owned(),
                     })
                 }
-                None => {}
+                None => {
+                    // A stale base is never live: its topics go.
+                    if let Some(admin) = &self.admin {
+                        let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
+                        let _ = admin.delete_partitioned(tenant, namespace, &base).await;
+                    }
+                }
             }
         }
         Err(Error::Unavailable(
@@ -222,17 +239,14 @@ impl PulsarBackend {
     }
 
     /// Makes the topics of a stream's generation `base` ready before the catalog names them:
-    /// the partitioned topic and its retention through the admin API (where there is one),
-    /// and a marker first in every partition topic, so no reader ever asks for the last
-    /// message id of an empty topic.
+    /// the partitioned topic through the admin API (where there is one; its retention is set
+    /// once the create won), and a marker first in every partition topic, so no reader ever
+    /// asks for the last message id of an empty topic.
     async fn prepare_topics(&self, base: &str, config: &StreamConfig) -> Result<()> {
         if let Some(admin) = &self.admin {
             let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
             admin
                 .create_partitioned(tenant, namespace, base, config.partitions)
-                .await?;
-            admin
-                .set_retention(tenant, namespace, base, config.horizon)
                 .await?;
         }
         let topics: Vec<String> = (0..config.partitions)
@@ -315,12 +329,12 @@ impl Backend for PulsarBackend {
         let mut info = self.info(name, &live);
         // Where the next record of each partition goes: after its last message, so a
         // consumer or tail pinned to `Latest` starts there rather than at a time.
-        for p in &mut info.partitions {
-            let topic = self.partition_topic(name, &live, p.partition)?;
-            p.next = self
-                .end_of(&topic)
-                .await?
-                .map(|(ledger, entry)| crate::Sequence::from_limbs([0, ledger, entry, 1]));
+        let topics = (0..live.partitions)
+            .map(|p| self.partition_topic(name, &live, p))
+            .collect::<Result<Vec<_>>>()?;
+        let ends = futures::future::try_join_all(topics.iter().map(|t| self.end_of(t))).await?;
+        for (p, end) in info.partitions.iter_mut().zip(ends) {
+            p.next = end.map(|(ledger, entry)| crate::Sequence::from_limbs([0, ledger, entry, 1]));
         }
         Ok(info)
     }
@@ -376,6 +390,18 @@ impl Backend for PulsarBackend {
 
 /// A consumer of the `pulsar` crate, of raw payloads.
 type PulsarConsumer = pulsar::Consumer<Vec<u8>, TokioExecutor>;
+
+/// Takes out what a consumer's queue holds now, and no more than a queue can hold (a
+/// consumer whose connection failed yields errors without end).
+fn drain(consumer: &mut PulsarConsumer) {
+    use futures::{FutureExt, StreamExt};
+    for _ in 0..=read::READ_PREFETCH {
+        match consumer.next().now_or_never() {
+            Some(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+}
 
 /// How long the removal of a subscription may take.
 const UNSUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
@@ -473,7 +499,7 @@ mod tests {
         assert!(start_id(crate::Sequence::MAX).is_err());
         assert!(
             start_id(crate::Sequence::from_u128(7)).is_ok(),
-            "ledger 0, entry 7"
+            "ledger 0, entry 0, batch index 6: pulsar-lite's first topic is ledger 0"
         );
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use pulsar::consumer::{InitialPosition, Message};
 use pulsar::{ConsumerOptions, SubType};
 
@@ -28,6 +28,8 @@ use crate::{Error, Event, Position, Record, Result, Sequence};
 
 /// Most idle readers kept.
 const MAX_IDLE: usize = 32;
+/// Messages a reader is sent ahead of the reads that take them.
+pub(super) const READ_PREFETCH: u32 = 1000;
 /// Most probes kept (one per topic).
 const MAX_PROBES: usize = 64;
 
@@ -51,7 +53,7 @@ fn retire(cursor: Cursor) {
 fn unsubscribe(mut consumer: PulsarConsumer) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
-            while let Some(Some(_)) = consumer.next().now_or_never() {}
+            super::drain(&mut consumer);
             let _ = tokio::time::timeout(UNSUBSCRIBE_WAIT, consumer.unsubscribe()).await;
         });
     }
@@ -154,11 +156,16 @@ impl PulsarBackend {
             .remove(topic);
         let mut probe = match held {
             Some(p) => p,
-            None => self.subscribe_reader(topic, PartitionStart::Latest).await?,
+            // A queue as large as a reader's: it is emptied before each question, and one
+            // that filled between the emptying and the answer would stop the answer.
+            None => {
+                self.subscribe_reader(topic, PartitionStart::Latest, READ_PREFETCH)
+                    .await?
+            }
         };
         // What the probe was sent since it was last asked is of no use: take it out of its
         // queue so that it can answer.
-        while let Some(Some(_)) = probe.next().now_or_never() {}
+        super::drain(&mut probe);
         let asked = tokio::time::timeout(self.options.op_timeout, probe.get_last_message_id());
         let ids = match asked.await {
             Ok(Ok(ids)) => ids,
@@ -201,15 +208,22 @@ impl PulsarBackend {
     async fn open_cursor(&self, topic: &str, start: PartitionStart) -> Result<Cursor> {
         Ok(Cursor {
             topic: topic.to_owned(),
-            consumer: self.subscribe_reader(topic, start).await?,
+            consumer: self.subscribe_reader(topic, start, READ_PREFETCH).await?,
             after: None,
             pending: None,
         })
     }
 
     /// A non-durable consumer of `topic` on a subscription of its own, from `start`.
-    async fn subscribe_reader(&self, topic: &str, start: PartitionStart) -> Result<PulsarConsumer> {
-        let options = ConsumerOptions::default().durable(false);
+    async fn subscribe_reader(
+        &self,
+        topic: &str,
+        start: PartitionStart,
+        prefetch: u32,
+    ) -> Result<PulsarConsumer> {
+        let options = ConsumerOptions::default()
+            .durable(false)
+            .with_receiver_queue_size(prefetch);
         let options = match start {
             PartitionStart::At(s) | PartitionStart::After(s) => {
                 options.starting_on_message(start_id(s)?)
@@ -225,6 +239,7 @@ impl PulsarBackend {
             .with_subscription(format!("cloudstream-read-{:016x}", rand::random::<u64>()))
             .with_subscription_type(SubType::Failover)
             .with_consumer_id(consumer_id())
+            .with_batch_size(prefetch)
             .with_options(options)
             .build()
             .await

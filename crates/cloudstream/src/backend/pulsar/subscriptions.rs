@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use pulsar::consumer::{InitialPosition, Message};
 use pulsar::proto::MessageIdData;
 use pulsar::{ConsumerOptions, SubType};
@@ -118,7 +118,7 @@ impl Subscriber {
     /// with a full queue, and dropped if the close takes longer than `op_timeout`.
     async fn open(&self, backend: &PulsarBackend, held: &mut Vec<PulsarConsumer>) -> Result<()> {
         let closing = held.drain(..).map(|mut old| async move {
-            while let Some(Some(_)) = old.next().now_or_never() {}
+            super::drain(&mut old);
             let _ = tokio::time::timeout(backend.options.op_timeout, old.close()).await;
         });
         futures::future::join_all(closing).await;
@@ -422,6 +422,7 @@ impl Subscriptions for PulsarBackend {
                 let woken = sub.queued.notified();
                 let mut all = futures::stream::select_all(held.iter_mut());
                 tokio::select! {
+                    biased;
                     m = all.next() => Some(m),
                     _ = woken => None,
                     _ = tokio::time::sleep_until(deadline) => break,
@@ -443,7 +444,12 @@ impl Subscriptions for PulsarBackend {
                     sub.flush(&mut held).await;
                     continue;
                 }
-                Some(None) => return Err(Error::Unavailable("a Pulsar consumer closed".into())),
+                Some(None) => {
+                    // Every consumer ended (the client gave up reconnecting): the next pull
+                    // subscribes again.
+                    held.clear();
+                    return Err(Error::Unavailable("the Pulsar consumers closed".into()));
+                }
                 Some(Some(m)) => m.map_err(pulsar_error)?,
             };
             if let Some(delivery) = sub.delivery(&message)? {
