@@ -212,7 +212,6 @@ mod tests {
             ("nothing", "SCHEME://"),
             ("local://", "needs a directory"),
             ("ftp://x", "unknown scheme"),
-            ("pulsar://broker", "not available in this build"),
             ("local://d?sync=sometimes", "sync must be"),
             ("local://d?segment_bytes=big", "whole number"),
             ("local://d?colour=red", "unknown option"),
@@ -239,6 +238,10 @@ mod tests {
         cases.push(("kinesis://us-east-1", "enable the `kinesis` feature"));
         #[cfg(not(feature = "pubsub"))]
         cases.push(("pubsub://p", "enable the `pubsub` feature"));
+        #[cfg(feature = "pulsar")]
+        cases.push(("pulsar://h?retention=forever", "retention takes"));
+        #[cfg(not(feature = "pulsar"))]
+        cases.push(("pulsar://broker", "enable the `pulsar` feature"));
         #[cfg(not(feature = "http"))]
         cases.push(("http://127.0.0.1:7070", "enable the `http` feature"));
         for (url, says) in cases {
