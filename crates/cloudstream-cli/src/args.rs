@@ -157,6 +157,28 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Deliver a stream to object storage, like Firehose, until Ctrl-C or SIGTERM: files of
+    /// JSON Lines by event hour (dt=YYYY-MM-DD/hour=HH/), each record in exactly one file.
+    Deliver {
+        /// Stream name.
+        name: String,
+        /// Where: file:///DIR, s3://BUCKET/PREFIX, az://CONTAINER/PREFIX, gs://BUCKET/PREFIX,
+        /// with the store's options in the query (?endpoint=...&region=...).
+        #[arg(long)]
+        to: String,
+        /// The consumer whose checkpoints the delivery keeps.
+        #[arg(long, default_value = "deliver")]
+        consumer: String,
+        /// none, gzip or zstd.
+        #[arg(long, default_value = "none")]
+        compression: String,
+        /// About how many bytes a file holds at most.
+        #[arg(long, default_value_t = 5 * 1024 * 1024)]
+        max_bytes: usize,
+        /// How long a file gathers records after its first one, e.g. 60s.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        max_wait: Duration,
+    },
     /// Serve the REST API (/v1) over the provider, until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
     /// Make a bearer token for `serve --tokens`: prints the token (give it to the client)

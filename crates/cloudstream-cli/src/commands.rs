@@ -51,6 +51,34 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Describe { name } => describe(&client, &name, json).await,
+        Command::Deliver {
+            name,
+            to,
+            consumer,
+            compression,
+            max_bytes,
+            max_wait,
+        } => {
+            let stream = client.stream(&name).open().await?;
+            let report = stream
+                .deliver_to(&to)
+                .consumer(&consumer)
+                .compression(compression.parse()?)
+                .max_bytes(max_bytes)
+                .max_wait(max_wait)
+                .run_until(crate::serve::stopped())
+                .await?;
+            if json {
+                let (handled, failed) = (report.handled, report.failed_attempts);
+                emit(format_args!(
+                    "{}",
+                    json!({ "delivered": handled, "failed_attempts": failed })
+                ))?;
+            } else {
+                emit(format_args!("delivered {} records", report.handled))?;
+            }
+            Ok(())
+        }
         Command::Delete { name } => {
             client.delete_stream(&name).await?;
             if !json {

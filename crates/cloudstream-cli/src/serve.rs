@@ -83,7 +83,7 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn stopped() {
+pub(crate) async fn stopped() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -2,6 +2,7 @@
 //! directory, its output and exit status checked.
 
 mod commands;
+mod delivered;
 mod kills;
 mod serve;
 mod served;
