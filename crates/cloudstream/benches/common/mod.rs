@@ -11,6 +11,7 @@ pub(crate) fn arg(n: usize, default: usize) -> usize {
 }
 
 /// The median of the rounds' figures.
+#[allow(dead_code)] // not every bench uses every helper
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
