@@ -72,10 +72,10 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 let (handled, failed) = (report.handled, report.failed_attempts);
                 emit(format_args!(
                     "{}",
-                    json!({ "delivered": handled, "failed_attempts": failed })
+                    json!({ "handled": handled, "failed_attempts": failed })
                 ))?;
             } else {
-                emit(format_args!("delivered {} records", report.handled))?;
+                emit(format_args!("handled {} records", report.handled))?;
             }
             Ok(())
         }

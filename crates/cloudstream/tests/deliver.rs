@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use cloudstream::deliver::Compression;
 use cloudstream::{Client, Event, Position, Stream};
 
-/// 2025-11-24T16:30:00Z: events spread over this hour and the next.
+/// 2025-11-24T16:30:00Z: the first event's time.
 const BASE: u64 = 1_764_001_800;
 
 async fn stream(client: &Client, name: &str, partitions: u32) -> Stream {
@@ -25,16 +25,15 @@ async fn stream(client: &Client, name: &str, partitions: u32) -> Stream {
         .expect("create")
 }
 
-/// Sends `n` keyed events with event times a minute apart from `BASE`; their positions.
+/// Sends `n` keyed events with event times three seconds apart from `BASE` (so a few
+/// thousand of them cross hours, as a day's telemetry does); their positions.
 async fn send(stream: &Stream, from: usize, n: usize) -> Vec<Position> {
     let events = (from..from + n)
         .map(|i| {
             Event::json(&serde_json::json!({"i": i}))
                 .expect("json")
                 .with_key(format!("device-{}", i % 7))
-                .with_time(
-                    SystemTime::UNIX_EPOCH + Duration::from_secs(BASE + 60 * (i as u64 % 90)),
-                )
+                .with_time(SystemTime::UNIX_EPOCH + Duration::from_secs(BASE + 3 * i as u64))
         })
         .collect();
     stream
@@ -287,4 +286,47 @@ async fn a_stream_is_delivered_to_s3_and_every_object_reads_back() {
     let _ = stop.send(());
     run.await.expect("joined").expect("delivery");
     check_exactly_once(&files, &sent);
+}
+
+/// Files of a stream deleted and made again (or another provider's stream of that name)
+/// would make the delivery skip the new stream's records: it refuses to start instead. And
+/// a sink it would lose records in, or cannot parse, is refused with the URL's secrets left
+/// out of the message.
+#[tokio::test]
+async fn another_streams_files_and_bad_sinks_are_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let out = tempfile::tempdir().expect("tempdir");
+    let client = cloudstream::open(&format!("local://{}", data.path().display()))
+        .await
+        .expect("open");
+    let first = stream(&client, "again", 1).await;
+    let sent = send(&first, 0, 300).await;
+    let sink = format!("file://{}", out.path().display());
+    deliver_until(&first, &sink, Compression::None, || {
+        count_lines(out.path()) >= sent.len()
+    })
+    .await;
+    client.delete_stream("again").await.expect("delete");
+    let second = stream(&client, "again", 1).await;
+    send(&second, 0, 10).await;
+    let refused = second
+        .deliver_to(&sink)
+        .run_until(std::future::pending())
+        .await
+        .expect_err("refused");
+    assert!(refused.to_string().contains("another stream"), "{refused}");
+    for (bad, says) in [
+        ("memory:///x", "a sink is"),
+        ("relative/dir", "a sink is a URL"),
+        ("s3://b/p?secret_access_key=hunter2&region=x:y", "s3://b/p"),
+    ] {
+        let e = second
+            .deliver_to(bad)
+            .run_until(std::future::pending())
+            .await
+            .map(drop)
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains(says) && !e.contains("hunter2"), "{bad}: {e}");
+    }
 }

@@ -27,6 +27,9 @@ fn delivered(dir: &std::path::Path) -> HashMap<(u64, u64), usize> {
                 stack.push(path);
                 continue;
             }
+            if path.to_string_lossy().contains('#') {
+                continue; // a file the store was writing when the delivery was killed
+            }
             let text = std::fs::read_to_string(&path).expect("a delivered file");
             for line in text.lines() {
                 let r: serde_json::Value = serde_json::from_str(line).expect("a JSON line");

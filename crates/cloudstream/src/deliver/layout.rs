@@ -6,6 +6,14 @@ use std::time::SystemTime;
 
 use crate::{Record, Sequence};
 
+/// The extensions of delivered files.
+const EXTENSIONS: [&str; 3] = ["jsonl", "jsonl.gz", "jsonl.zst"];
+
+/// Most files one batch of a partition is split into by event hour; the records after the
+/// last of them go into it, whatever their hour (a partition whose writers' clocks disagree
+/// would otherwise make a file per record).
+const MAX_RUNS: usize = 24;
+
 /// What a delivered file's name says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FileName {
@@ -24,13 +32,16 @@ impl FileName {
         ))
     }
 
-    /// What the name of a file of `stream` says; `None` for any other name.
+    /// What the name of a file of `stream` says; `None` for any other name (another
+    /// stream's, a store's partial file such as `NAME#3`).
     pub(crate) fn parse(stream: &str, name: &str) -> Option<FileName> {
         let rest = name.strip_prefix(stream)?.strip_prefix('-')?;
-        let stem = rest.split('.').next()?;
+        let stem = EXTENSIONS
+            .iter()
+            .find_map(|extension| rest.strip_suffix(extension)?.strip_suffix('.'))?;
         let mut parts = stem.split('-');
         let (partition, first, last) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() || partition.len() != 5 {
+        if parts.next().is_some() || partition.len() < 5 {
             return None;
         }
         Some(FileName {
@@ -46,9 +57,10 @@ pub(crate) fn event_time(record: &Record) -> SystemTime {
     record.event.time.unwrap_or(record.append_time)
 }
 
-/// The Hive-style prefix of a time, in UTC: `dt=YYYY-MM-DD/hour=HH`.
+/// The Hive-style prefix of a time, in UTC: `dt=YYYY-MM-DD/hour=HH` (times outside 1970 to
+/// 9999 are clamped, as everywhere records are shown).
 pub(crate) fn hour_prefix(t: SystemTime) -> String {
-    let text = humantime::format_rfc3339_seconds(t).to_string();
+    let text = crate::wire::rfc3339(t);
     // 2026-11-24T13:05:00Z
     format!("dt={}/hour={}", &text[..10], &text[11..13])
 }
@@ -59,7 +71,8 @@ pub(crate) fn runs_by_hour(records: &[Record]) -> Vec<(String, &[Record])> {
     let mut start = 0;
     for i in 1..=records.len() {
         let hour = hour_prefix(event_time(&records[start]));
-        if i == records.len() || hour_prefix(event_time(&records[i])) != hour {
+        let last_run = out.len() + 1 == MAX_RUNS;
+        if i == records.len() || (!last_run && hour_prefix(event_time(&records[i])) != hour) {
             out.push((hour, &records[start..i]));
             start = i;
         }
@@ -97,6 +110,16 @@ mod tests {
         );
         assert_eq!(FileName::parse("a-b", &name), None, "another stream's file");
         assert_eq!(FileName::parse("a-b.c", "a-b.c-3-7-9.jsonl"), None);
+        assert_eq!(
+            FileName::parse("a-b.c", &format!("{name}#3")),
+            None,
+            "partial"
+        );
+        assert_eq!(FileName::parse("a", "a-00003-7-9.x-00001-1-2.jsonl"), None);
+        assert!(
+            FileName::parse("a", "a-123456-7-9.jsonl.zst").is_some(),
+            "wide partitions"
+        );
     }
 
     #[test]
@@ -118,5 +141,16 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(shape, vec![(a.clone(), 2), (b, 1), (a, 1)]);
         assert!(hour_prefix(SystemTime::UNIX_EPOCH).starts_with("dt=1970-01-01/hour=00"));
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(
+            hour_prefix(before),
+            "dt=1970-01-01/hour=00",
+            "clamped, no panic"
+        );
+        // Clocks an hour apart, alternating: at most MAX_RUNS files.
+        let flapping: Vec<Record> = (0..100).map(|i| record(i, h13 + (i % 2) * 3600)).collect();
+        let runs = runs_by_hour(&flapping);
+        assert_eq!(runs.len(), MAX_RUNS);
+        assert_eq!(runs.iter().map(|(_, r)| r.len()).sum::<usize>(), 100);
     }
 }

@@ -1,29 +1,32 @@
 //! Delivery: a stream written to object storage as files, like Kinesis Data Firehose (the
 //! spec's Stream-06). `stream.deliver_to(URL)` is a consumer of the shared runtime (an
-//! `on_batch` trigger): it gathers each partition's records until a file is big enough
-//! ([`Delivery::max_bytes`], default 5 MiB) or old enough ([`Delivery::max_wait`], default
-//! 60 s), writes them as one file, and only then lets the checkpoint move past them.
+//! `on_batch` trigger): it gathers records until a batch is big enough
+//! ([`Delivery::max_bytes`] of events, default 5 MiB) or old enough ([`Delivery::max_wait`],
+//! default 60 s), writes each partition's records of it as files, and only then lets the
+//! checkpoint move past them.
 //!
 //! Files are JSON Lines (gzip or zstd optional), laid out by event time in Hive-style
 //! prefixes (`dt=2026-11-24/hour=13/`), and named after the positions they hold
-//! (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once, where positions are ordered within a
-//! partition (every backend that reads by position): a file appears whole or not at all; on
-//! start, the delivery lists its files and skips what they hold; a batch delivered again
-//! after a crash writes the same names with the same bytes. So a crash anywhere leaves
-//! neither a gap nor a record in two files. Where positions are not ordered (Pub/Sub), it
-//! is at least once.
+//! (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once where consumers read partitions by
+//! position (the embedded engine, Kinesis, Kafka, Event Hubs, Redis, `http://`): a file
+//! appears whole or not at all; on start, the delivery lists its files and skips what they
+//! hold; a batch delivered again after a crash writes the same names with the same bytes.
+//! So a crash anywhere leaves neither a gap nor a record in two files. Where the provider
+//! delivers through subscriptions (Pub/Sub, NATS, Pulsar, Redis `consumers=groups`), it is
+//! at least once. One delivery writes to a prefix at a time.
 
 mod encode;
 mod layout;
 mod sink;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use self::encode::Compression;
 use self::layout::{runs_by_hour, FileName};
 use self::sink::Sink;
+use crate::backend::Consumption;
 use crate::{Error, Record, Result, RetryPolicy, Sequence, StartAt, Stream, TriggerReport};
 
 /// A delivery of a stream to object storage: configure it, then [`Delivery::run_until`].
@@ -72,7 +75,9 @@ impl Delivery {
         self
     }
 
-    /// About how many bytes of events a file holds at most (default 5 MiB).
+    /// About how many bytes of events (payloads, keys and headers) a batch gathers at most
+    /// before it is written (default 5 MiB); a JSON Lines file is about twice that before
+    /// compression.
     pub fn max_bytes(mut self, n: usize) -> Self {
         self.max_bytes = n.max(1);
         self
@@ -96,17 +101,21 @@ impl Delivery {
         self
     }
 
-    /// Runs until `shutdown` completes; the records in hand are written first. A sink that
-    /// fails is retried with backoff (up to a minute between tries) for as long as it
-    /// fails: delivery stalls, it never skips.
+    /// Runs until `shutdown` completes; a batch still gathering then is left for the next
+    /// run (its records are read again). A sink that fails is retried with backoff (up to a
+    /// minute between tries) for as long as it fails: delivery stalls, it never skips.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<TriggerReport> {
         let sink = Sink::open(&self.sink_url)?;
-        let ordered = self.stream.backend().capabilities().replay_by_position;
+        let backend = self.stream.backend();
+        let ordered = backend.capabilities().replay_by_position
+            && matches!(backend.consumption(), Consumption::Checkpoints(_));
         let delivered = if ordered {
-            sink.delivered(self.stream.name()).await?
+            let delivered = sink.delivered(self.stream.name()).await?;
+            check_within(&self.stream, &sink, &delivered).await?;
+            delivered
         } else {
             HashMap::new()
         };
@@ -142,45 +151,52 @@ struct Writer {
     stream: String,
     sink: Sink,
     compression: Compression,
-    /// Positions rise within a partition, so what files hold can be skipped by position.
+    /// Consumers read partitions by position, so what files hold can be skipped by position.
     ordered: bool,
     /// The last position delivered, by partition.
     delivered: Mutex<HashMap<u32, Sequence>>,
 }
 
 impl Writer {
-    /// Writes one partition's batch: the records not delivered yet, one file per run of
-    /// records in the same hour, in order.
+    /// Writes a batch: each partition's records not delivered yet (and each once, should
+    /// the provider have handed one out twice), one file per run of records in the same
+    /// hour, in order.
     async fn write(&self, records: Vec<Record>) -> Result<()> {
-        let Some(first) = records.first() else {
-            return Ok(());
-        };
-        let partition = first.position.partition;
+        let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        for r in records {
+            by_partition
+                .entry(r.position.partition)
+                .or_default()
+                .push(r);
+        }
+        for (partition, records) in by_partition {
+            self.write_partition(partition, records).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_partition(&self, partition: u32, records: Vec<Record>) -> Result<()> {
         let done = self
             .delivered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&partition)
             .copied();
-        let fresh: Vec<Record> = match (self.ordered, done) {
-            (true, Some(done)) => records
-                .into_iter()
-                .filter(|r| r.position.sequence > done)
-                .collect(),
-            _ => records,
-        };
+        let mut fresh: Vec<Record> = Vec::with_capacity(records.len());
+        let mut seen = HashSet::new();
+        for r in records {
+            let written = self.ordered && done.is_some_and(|d| r.position.sequence <= d);
+            if !written && seen.insert(r.position.sequence) {
+                fresh.push(r);
+            }
+        }
         for (hour, run) in runs_by_hour(&fresh) {
             let extension = self.compression.extension();
             let Some(name) = FileName::of(&self.stream, run, extension) else {
                 continue;
             };
             let bytes = encode::json_lines(run, self.compression)?;
-            self.sink
-                .put(&format!("{hour}/{name}"), bytes)
-                .await
-                .map_err(|e| {
-                    Error::Unavailable(format!("delivery to {}: {e}", self.sink.shown()).into())
-                })?;
+            self.sink.put(&format!("{hour}/{name}"), bytes).await?;
             if let Some(last) = run.last() {
                 self.delivered
                     .lock()
@@ -190,4 +206,29 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Refuses to start when files under the prefix hold positions past a partition's end:
+/// they are another stream's of the same name (one deleted and made again, or on another
+/// provider), and skipping up to them would skip this stream's records.
+async fn check_within(
+    stream: &Stream,
+    sink: &Sink,
+    delivered: &HashMap<u32, Sequence>,
+) -> Result<()> {
+    let info = stream.describe().await?;
+    for p in &info.partitions {
+        let (Some(last), Some(next)) = (delivered.get(&p.partition), p.next) else {
+            continue;
+        };
+        if *last >= next {
+            return Err(Error::InvalidArgument(format!(
+                "the files under {} hold position {last} of partition {} of {}, past its end ({next}): they are another stream's; deliver to another prefix",
+                sink.shown(),
+                p.partition,
+                stream.name()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,9 @@ use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 use super::layout::FileName;
 use crate::{Error, Result, Sequence};
 
+/// The schemes of the stores a delivery writes to (`memory://` would lose what it was given).
+const SCHEMES: [&str; 6] = ["file", "s3", "s3a", "az", "abfs", "gs"];
+
 /// An object store and the prefix delivered files go under.
 #[derive(Debug, Clone)]
 pub(crate) struct Sink {
@@ -48,15 +51,33 @@ impl Sink {
         } else {
             url.to_owned()
         };
-        let parsed = url::Url::parse(&text)
-            .map_err(|e| Error::InvalidArgument(format!("a sink is a URL, {url:?} is not: {e}")))?;
+        // What may be shown of it: the scheme and what follows up to the query, without
+        // credentials.
+        let visible = text.split('?').next().unwrap_or_default();
+        let visible = match visible.split_once("://") {
+            Some((scheme, rest)) => {
+                format!(
+                    "{scheme}://{}",
+                    rest.rsplit_once('@').map_or(rest, |(_, r)| r)
+                )
+            }
+            None => visible.to_owned(),
+        };
+        let parsed = url::Url::parse(&text).map_err(|e| {
+            Error::InvalidArgument(format!("a sink is a URL, {visible:?} is not: {e}"))
+        })?;
+        if !SCHEMES.contains(&parsed.scheme()) {
+            return Err(Error::InvalidArgument(format!(
+                "a sink is file://, s3://, az://, abfs://, gs:// or an absolute path, not {visible:?}"
+            )));
+        }
         let options: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let mut bare = parsed.clone();
         bare.set_query(None);
-        let shown = bare.to_string();
+        let shown = visible;
         let (store, prefix) = object_store::parse_url_opts(&bare, options)
             .map_err(|e| Error::InvalidArgument(format!("sink {shown} cannot be opened: {e}")))?;
         Ok(Sink {
@@ -71,8 +92,10 @@ impl Sink {
         &self.shown
     }
 
-    /// The last position of each partition that files of `stream` under the prefix hold.
+    /// The last position of each partition that files of `stream` hold: the files in the
+    /// prefix's `dt=*/hour=*/` folders (not deeper, where another delivery may write).
     pub(crate) async fn delivered(&self, stream: &str) -> Result<HashMap<u32, Sequence>> {
+        let depth = self.prefix.parts().count() + 3;
         let mut out: HashMap<u32, Sequence> = HashMap::new();
         let mut listing = self.store.list(Some(&self.prefix));
         while let Some(meta) = listing
@@ -80,7 +103,11 @@ impl Sink {
             .await
             .map_err(|e| store_error(&self.shown, e))?
         {
-            let Some(name) = meta.location.filename() else {
+            let parts: Vec<_> = meta.location.parts().collect();
+            let laid_out = parts.len() == depth
+                && parts[depth - 3].as_ref().starts_with("dt=")
+                && parts[depth - 2].as_ref().starts_with("hour=");
+            let Some(name) = meta.location.filename().filter(|_| laid_out) else {
                 continue;
             };
             if let Some(file) = FileName::parse(stream, name) {
