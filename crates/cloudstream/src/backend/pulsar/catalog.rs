@@ -54,6 +54,9 @@ pub(super) enum Change {
         base: String,
         partitions: u32,
         horizon_ms: u64,
+        /// Chosen by the creator, to know its create won even if its receipt was lost.
+        #[serde(default)]
+        nonce: u64,
     },
     /// A stream deleted.
     Delete { stream: String, base: String },
@@ -97,6 +100,8 @@ pub(super) struct Live {
     pub horizon_ms: u64,
     /// The entry that made it.
     pub made_by: EntryId,
+    /// The nonce of the create that made it.
+    pub nonce: u64,
     /// Its named consumers, with where each starts.
     pub consumers: BTreeMap<String, (Start, EntryId)>,
 }
@@ -119,6 +124,7 @@ impl Streams {
                 base,
                 partitions,
                 horizon_ms,
+                nonce,
             } => {
                 if self.live.contains_key(&stream)
                     || base != self.next_base(&stream)
@@ -134,6 +140,7 @@ impl Streams {
                         partitions,
                         horizon_ms,
                         made_by: at,
+                        nonce,
                         consumers: BTreeMap::new(),
                     },
                 );
@@ -327,9 +334,15 @@ impl Catalog {
         let asked = Instant::now();
         // Apply what the reader holds first: the pulsar crate's consumer cannot answer while
         // its queue is full (see `read.rs`).
-        while let Some(Some(message)) = self.reader.next().now_or_never() {
-            self.apply(message.map_err(pulsar_error)?)?;
+        // At most a queue's worth: pulsar-lite sends what is not acknowledged yet again, so
+        // a reader may never run dry.
+        for _ in 0..=super::read::READ_PREFETCH {
+            match self.reader.next().now_or_never() {
+                Some(Some(message)) => self.apply(message.map_err(pulsar_error)?)?,
+                _ => break,
+            }
         }
+        self.acknowledge().await;
         let last = match self.reader.get_last_message_id().await {
             Ok(ids) => ids.first().map(|id| (id.ledger_id, id.entry_id)),
             Err(e) => return Err(pulsar_error(e)),
@@ -353,11 +366,16 @@ impl Catalog {
                 .map_err(pulsar_error)?;
             self.apply(message)?;
         }
+        self.acknowledge().await;
+        Ok(())
+    }
+
+    /// Acknowledges the entries applied, so that pulsar-lite stops sending them again.
+    async fn acknowledge(&mut self) {
         if let Some(id) = self.last_id.take() {
             let topic = self.reader.topics().into_iter().next().unwrap_or_default();
             let _ = self.reader.cumulative_ack_with_id(&topic, id).await;
         }
-        Ok(())
     }
 
     /// The error of an entry this process could not apply, if there was one.
@@ -416,13 +434,28 @@ impl Catalog {
         self.check()?;
         let payload = serde_json::to_vec(&Entry { v: VERSION, change })
             .map_err(|e| Error::Backend(Box::new(e)))?;
-        let receipt = self
+        let sent = self
             .producer
             .send_non_blocking(payload)
             .await
-            .map_err(pulsar_error)?
-            .await
             .map_err(pulsar_error)?;
+        let receipt = match tokio::time::timeout(self.op_timeout, sent).await {
+            Ok(receipt) => receipt.map_err(pulsar_error)?,
+            Err(_) => {
+                // The entry may be stored or not: the caller finds out by catching up. The
+                // producer is made anew, in case it was what stopped.
+                self.producer = self
+                    .client
+                    .producer()
+                    .with_topic(&self.topic)
+                    .build()
+                    .await
+                    .map_err(pulsar_error)?;
+                return Err(Error::Unavailable(
+                    "the stream catalog sent no receipt in time".into(),
+                ));
+            }
+        };
         let id: MessageIdData = receipt
             .message_id
             .ok_or_else(|| Error::Unavailable("the broker sent no message id".into()))?;
@@ -446,6 +479,7 @@ mod tests {
             base: base.into(),
             partitions: 2,
             horizon_ms: 60_000,
+            nonce: 7,
         }
     }
 
@@ -495,6 +529,7 @@ mod tests {
                 base: "b".into(),
                 partitions: u32::MAX,
                 horizon_ms: 1,
+                nonce: 1,
             },
         );
         assert!(!s.live.contains_key("b"));
@@ -544,7 +579,7 @@ mod tests {
         .expect("json");
         assert_eq!(
             json,
-            r#"{"v":1,"op":"create","stream":"a","base":"a","partitions":2,"horizon_ms":60000}"#
+            r#"{"v":1,"op":"create","stream":"a","base":"a","partitions":2,"horizon_ms":60000,"nonce":7}"#
         );
     }
 }

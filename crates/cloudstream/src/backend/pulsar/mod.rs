@@ -183,47 +183,39 @@ impl PulsarBackend {
             });
         }
         // A create whose base went stale (another process made and deleted the name in the
-        // meantime) is ignored by the catalog's rule: choose again, a few times.
+        // meantime) is ignored by the catalog's rule, and one whose receipt was lost may or
+        // may not be stored: catch up and try again, a few times. The nonce tells whether
+        // the stream that is live is this create's.
+        let nonce = rand::random::<u64>();
+        let mut last_error = None;
         for _ in 0..3 {
             let base = {
                 let mut catalog = self.catalog.lock().await;
                 catalog.sync().await?;
-                if catalog.streams.live.contains_key(name) {
-                    return Err(Error::StreamExists {
-                        stream: name.to_owned(),
-                    });
+                if let Some(live) = catalog.streams.live.get(name).cloned() {
+                    drop(catalog);
+                    return self.created(name, &live, nonce, config).await;
                 }
                 catalog.streams.next_base(name)
             };
             self.prepare_topics(&base, config).await?;
-            let mut catalog = self.catalog.lock().await;
-            let at = catalog
+            let appended = self
+                .catalog
+                .lock()
+                .await
                 .append(Change::Create {
                     stream: name.to_owned(),
                     base: base.clone(),
                     partitions: config.partitions,
                     horizon_ms: config.horizon.as_millis() as u64,
+                    nonce,
                 })
-                .await?;
-            let outcome = catalog.streams.live.get(name).cloned();
-            drop(catalog);
-            match outcome {
-                Some(live) if live.made_by == at => {
-                    // Only the winner sets the horizon (a loser would overwrite it).
-                    if let Some(admin) = &self.admin {
-                        let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
-                        admin
-                            .set_retention(tenant, namespace, &base, config.horizon)
-                            .await?;
-                    }
-                    return Ok(self.info(name, &live));
-                }
-                Some(_) => {
-                    return Err(Error::StreamExists {
-                        stream: name.to_owned(),
-                    })
-                }
-                None => {
+                .await;
+            let live = self.catalog.lock().await.streams.live.get(name).cloned();
+            match (appended, live) {
+                (_, Some(live)) => return self.created(name, &live, nonce, config).await,
+                (Err(e), None) => last_error = Some(e),
+                (Ok(_), None) => {
                     // A stale base is never live: its topics go.
                     if let Some(admin) = &self.admin {
                         let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
@@ -232,10 +224,35 @@ impl PulsarBackend {
                 }
             }
         }
-        Err(Error::Unavailable(
-            format!("stream {name} was made and deleted by others while this process made it")
-                .into(),
-        ))
+        Err(last_error.unwrap_or_else(|| {
+            Error::Unavailable(
+                format!("stream {name} was made and deleted by others while this process made it")
+                    .into(),
+            )
+        }))
+    }
+
+    /// The answer to a create that found stream `name` live: made by this create (its
+    /// `nonce`), after which only the winner sets the horizon, or `StreamExists`.
+    async fn created(
+        &self,
+        name: &str,
+        live: &Live,
+        nonce: u64,
+        config: &StreamConfig,
+    ) -> Result<StreamInfo> {
+        if live.nonce != nonce {
+            return Err(Error::StreamExists {
+                stream: name.to_owned(),
+            });
+        }
+        if let Some(admin) = &self.admin {
+            let (tenant, namespace) = (&self.options.tenant, &self.options.namespace);
+            admin
+                .set_retention(tenant, namespace, &live.base, config.horizon)
+                .await?;
+        }
+        Ok(self.info(name, live))
     }
 
     /// Makes the topics of a stream's generation `base` ready before the catalog names them:
@@ -306,7 +323,7 @@ impl Backend for PulsarBackend {
             leases: false,
             max_record_bytes: MAX_MESSAGE_BYTES,
             max_headers: MAX_HEADERS,
-            max_header_name_bytes: usize::MAX,
+            max_header_name_bytes: MAX_HEADER_NAME_BYTES,
             max_header_value_bytes: usize::MAX,
             max_batch_records: produce::MAX_BATCH_RECORDS,
             max_batch_bytes: produce::MAX_BATCH_BYTES,
@@ -409,6 +426,10 @@ const UNSUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 /// Most headers of an event: each is a property in the message's metadata, which must fit
 /// the broker's frame with the payload.
 const MAX_HEADERS: usize = 1024;
+
+/// Longest header name: a property's key, kept short as metadata keys are (pulsar-lite was
+/// seen to stop answering a producer after a message with a 64 KiB key).
+const MAX_HEADER_NAME_BYTES: usize = 1024;
 
 /// The sequence of a message id: (ledger, entry, batch index + 1).
 fn sequence_of(id: &pulsar::proto::MessageIdData) -> crate::Sequence {

@@ -98,15 +98,31 @@ impl PulsarBackend {
                 pending.push_back(p.send_non_blocking(message(event)).await?);
                 if pending.len() >= IN_FLIGHT {
                     if let Some(oldest) = pending.pop_front() {
-                        receipts.push(oldest.await?);
+                        receipts.push(self.receipt(oldest).await?);
                     }
                 }
             }
         }
         for receipt in pending {
-            receipts.push(receipt.await?);
+            receipts.push(self.receipt(receipt).await?);
         }
         Ok(receipts)
+    }
+
+    /// A send's receipt, or an error once `op_timeout` passed without one (a broker that
+    /// stopped answering a producer must not hold the append for good).
+    async fn receipt(
+        &self,
+        sent: pulsar::producer::SendFuture,
+    ) -> std::result::Result<CommandSendReceipt, pulsar::Error> {
+        tokio::time::timeout(self.options.op_timeout, sent)
+            .await
+            .unwrap_or_else(|_| {
+                Err(pulsar::Error::Custom(format!(
+                    "no receipt from the broker within {:?}",
+                    self.options.op_timeout
+                )))
+            })
     }
 
     async fn producer(&self, topic: &str) -> Result<Arc<Shared>> {
@@ -135,20 +151,28 @@ impl PulsarBackend {
 
     /// Writes the marker that begins every partition topic of a stream (see
     /// [`super::MARKER`]).
+    /// A marker whose receipt does not come is sent again, on a new producer (a second
+    /// marker is skipped like the first).
     pub(super) async fn mark(&self, topic: &str) -> Result<()> {
-        let producer = self.producer(topic).await?;
-        let marker = producer::Message {
-            properties: [(super::MARKER.to_owned(), "1".to_owned())].into(),
-            ..Default::default()
-        };
-        let sent = producer
-            .lock()
-            .await
-            .send_non_blocking(marker)
-            .await
-            .map_err(pulsar_error)?;
-        sent.await.map_err(pulsar_error)?;
-        Ok(())
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let producer = self.producer(topic).await?;
+            let marker = producer::Message {
+                properties: [(super::MARKER.to_owned(), "1".to_owned())].into(),
+                ..Default::default()
+            };
+            let sent = producer.lock().await.send_non_blocking(marker).await;
+            let stored = match sent {
+                Ok(sent) => self.receipt(sent).await.map(drop),
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= 3 => return Err(pulsar_error(e)),
+                Err(_) => self.producers.drop_if(topic, &producer),
+            }
+        }
     }
 
     /// Appends events to one partition (the `Backend::append` primitive). Pulsar has no

@@ -301,6 +301,7 @@ impl PulsarBackend {
         let mut out = Vec::new();
         let mut bytes = 0;
         let mut consumed = None;
+        let mut repeats = 0;
         let wait_until = options.wait.map(|w| tokio::time::Instant::now() + w);
         while out.len() < options.max_records.max(1) {
             let caught_up = match (end, cursor.after) {
@@ -332,7 +333,13 @@ impl PulsarBackend {
             consumed = Some(message.message_id().clone());
             let record = to_record(partition, &message);
             if cursor.after.is_some_and(|a| record.position.sequence <= a) {
-                continue; // delivered again (pulsar-lite redelivers what is not acknowledged)
+                // Delivered again (pulsar-lite redelivers what is not acknowledged): a read
+                // that meets only such messages ends, and acknowledges them below.
+                repeats += 1;
+                if repeats > READ_PREFETCH as usize {
+                    break;
+                }
+                continue;
             }
             if is_marker(&message) || !skip.keeps(&record) {
                 cursor.after = Some(record.position.sequence);
