@@ -356,15 +356,27 @@ impl Catalog {
 
     /// Applies entries until entry `last` is applied.
     async fn read_to(&mut self, last: EntryId) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.op_timeout;
+        let mut repeats = 0u64;
         while self.seen.is_none_or(|seen| seen < last) {
-            let message = tokio::time::timeout(self.op_timeout, self.reader.next())
+            let message = tokio::time::timeout_at(deadline, self.reader.next())
                 .await
                 .map_err(|_| {
                     Error::Unavailable("the stream catalog did not answer in time".into())
                 })?
                 .ok_or_else(|| Error::Unavailable("the stream catalog's reader closed".into()))?
                 .map_err(pulsar_error)?;
+            let before = self.seen;
             self.apply(message)?;
+            if self.seen == before {
+                // pulsar-lite sends what is not acknowledged again, as fast as it is taken:
+                // acknowledge what was applied, and let other tasks run.
+                repeats += 1;
+                if repeats % 64 == 1 {
+                    self.acknowledge().await;
+                    tokio::task::yield_now().await;
+                }
+            }
         }
         self.acknowledge().await;
         Ok(())
