@@ -165,6 +165,7 @@ urls() {
   echo "kafka://127.0.0.1:9092"
   echo "redis://127.0.0.1:6390"
   echo "nats://127.0.0.1:4232"
+  echo "pulsar://127.0.0.1:6652?retention=broker"
 }
 
 case "${1:-}" in

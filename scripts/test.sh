@@ -14,6 +14,14 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Incremental compilation only pays off for edits in place; in CI it costs gigabytes of disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export RUST_BACKTRACE=1
+# The shared target directory grows with every dependency or toolchain change and is never
+# pruned by cargo; past 20 GB of debug artifacts, start it over rather than fill the disk (a
+# full disk once failed a CI run).
+debug_dir="$CARGO_TARGET_DIR/debug"
+if [ -d "$debug_dir" ] && [ "$(du -s --block-size=1G "$debug_dir" | cut -f1)" -gt 20 ]; then
+  echo "== $debug_dir holds more than 20 GB: removing it"
+  rm -rf "$debug_dir"
+fi
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"

@@ -186,6 +186,11 @@ impl<Exe: Executor> ConsumerEngine<Exe> {
                     Ok(()) => {}
                     Err(ConnectionError::Disconnected) => {
                         debug!("consumer engine: consumer connection disconnected, trying to reconnect");
+                        // cloudstream patch: reconnect here. The connection's error flag is
+                        // not always set when its channel closes (as when the runtime shuts
+                        // down), and `continue` alone then retried send_flow on the closed
+                        // channel forever without yielding: a worker at 100% CPU.
+                        self.reconnect().await?;
                         continue;
                     }
                     // we don't need to handle the SlowDown error, since send_flow waits on the
