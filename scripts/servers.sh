@@ -7,6 +7,7 @@
 #   redis-server (Redis Streams, Debian)   127.0.0.1:6390, appendonly yes, appendfsync always
 #   nats-server (JetStream, Debian)        127.0.0.1:4232, file storage under $RUN
 #   pulsar-lite (Pulsar protocol, PyPI)    127.0.0.1:6652, RocksDB under $RUN
+# and installs pyarrow (PyPI), the reader the Parquet delivery tests check files with.
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
 #                              start every server, wait until each answers; fails if one
@@ -58,6 +59,12 @@ install() {
     echo "== installing pulsar-lite 0.2.0 (PyPI) into $TOOLS/pulsar"
     python3 -m venv "$TOOLS/pulsar"
     "$TOOLS/pulsar/bin/pip" install --quiet pulsar-lite==0.2.0
+  fi
+  # pyarrow: the independent reader the Parquet delivery tests read files back with.
+  if [ ! -x "$TOOLS/pyarrow/bin/python" ] || ! "$TOOLS/pyarrow/bin/python" -c 'import pyarrow' 2>/dev/null; then
+    echo "== installing pyarrow 26 (PyPI) into $TOOLS/pyarrow"
+    python3 -m venv "$TOOLS/pyarrow"
+    "$TOOLS/pyarrow/bin/pip" install --quiet 'pyarrow==26.*'
   fi
   if ! gcloud beta emulators pubsub env-init >/dev/null 2>&1; then
     echo "== installing the Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator)"

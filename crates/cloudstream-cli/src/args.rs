@@ -30,8 +30,8 @@ pub(crate) struct ServeArgs {
     /// Address to listen on (loopback by default).
     #[arg(long, default_value = "127.0.0.1:7070")]
     pub(crate) listen: std::net::SocketAddr,
-    /// Where webhook registrations are kept across restarts (default: `server/` inside a
-    /// local:// data directory; in memory for other providers).
+    /// Where webhook and delivery registrations are kept across restarts (default:
+    /// `server/` inside a local:// data directory; in memory for other providers).
     #[arg(long)]
     pub(crate) state_dir: Option<PathBuf>,
     /// A tokens file (`SHA256-HEX SCOPE STREAMS` per line; see `cloudstream token`): every
@@ -63,11 +63,15 @@ pub(crate) struct ServeArgs {
     /// descriptor limit, raised to its maximum at start, less 256 kept for files).
     #[arg(long)]
     pub(crate) max_connections: Option<usize>,
-    /// Hosts and networks webhooks may post to, and no others (comma-separated:
-    /// `hooks.example.com,*.corp.example,10.0.0.0/8`). Without it, any host but link-local
-    /// and cloud metadata addresses.
+    /// Hosts and networks webhooks may post to, and object-store endpoints deliveries may
+    /// name, and no others (comma-separated: `hooks.example.com,*.corp.example,10.0.0.0/8`).
+    /// Without it, any host but link-local and cloud metadata addresses.
     #[arg(long)]
     pub(crate) webhook_allow: Option<String>,
+    /// The directory deliveries registered over the API may write local files below
+    /// (`file:///DIR/...`); without it they write to object stores only.
+    #[arg(long)]
+    pub(crate) deliver_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,7 +162,8 @@ pub(crate) enum Command {
         follow: bool,
     },
     /// Deliver a stream to object storage, like Firehose, until Ctrl-C or SIGTERM: files of
-    /// JSON Lines by event hour (dt=YYYY-MM-DD/hour=HH/), each record in exactly one file.
+    /// JSON Lines or Parquet by event hour (dt=YYYY-MM-DD/hour=HH/), each record in exactly
+    /// one file.
     Deliver {
         /// Stream name.
         name: String,
@@ -169,7 +174,10 @@ pub(crate) enum Command {
         /// The consumer whose checkpoints the delivery keeps.
         #[arg(long, default_value = "deliver")]
         consumer: String,
-        /// none, gzip or zstd.
+        /// jsonl or parquet (the payload's JSON fields as columns).
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// none, gzip or zstd; for Parquet also snappy (by page).
         #[arg(long, default_value = "none")]
         compression: String,
         /// About how many bytes a file holds at most.

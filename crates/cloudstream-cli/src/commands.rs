@@ -55,6 +55,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             name,
             to,
             consumer,
+            format,
             compression,
             max_bytes,
             max_wait,
@@ -63,6 +64,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             let report = stream
                 .deliver_to(&to)
                 .consumer(&consumer)
+                .format(format.parse()?)
                 .compression(compression.parse()?)
                 .max_bytes(max_bytes)
                 .max_wait(max_wait)

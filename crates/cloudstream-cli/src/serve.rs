@@ -17,7 +17,7 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
         _ => None,
     });
     if state_dir.is_none() {
-        eprintln!("note: webhook registrations are kept in memory; give --state-dir to keep them across restarts");
+        eprintln!("note: webhook and delivery registrations are kept in memory; give --state-dir to keep them across restarts");
     }
     let tokens = match &args.tokens {
         None => None,
@@ -59,6 +59,14 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
         webhooks: match &args.webhook_allow {
             Some(list) => WebhookPolicy::allow_only(list).map_err(anyhow::Error::msg)?,
             None => WebhookPolicy::default(),
+        },
+        deliver_root: match &args.deliver_root {
+            // Absolute, so that the check of a sink's path below it means what it says.
+            Some(root) => Some(
+                std::path::absolute(root)
+                    .with_context(|| format!("--deliver-root {} is not a path", root.display()))?,
+            ),
+            None => None,
         },
     };
     cloudstream_server::raise_descriptor_limit();

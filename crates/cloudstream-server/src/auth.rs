@@ -19,7 +19,7 @@
 //! | `GET /v1/streams` | any; only the streams the token has a grant on are listed |
 //! | send (one, batch, partition append) | `write` |
 //! | read, tail, consumers (fetch, commit, checkpoints, leases) | `read` |
-//! | create, delete a stream; delete a consumer; webhooks, their consumers (`webhook-*`) and their dead-letter streams | `admin` |
+//! | create, delete a stream; delete a consumer; webhooks, their consumers (`webhook-*`) and their dead-letter streams; deliveries and their consumers (`deliver-*`) | `admin` |
 //!
 //! `admin` includes `read` and `write`. Without a token (or with an unknown one) a request
 //! gets 401; with a token lacking the scope, 403.
@@ -187,9 +187,11 @@ fn needed(method: &Method, path: &str) -> Option<(Option<String>, Option<Scope>)
         ["v1", "streams", name, "events", ..] | ["v1", "streams", name, "partitions", ..] => {
             (Some(name), Some(Scope::Write))
         }
-        ["v1", "streams", name, "webhooks", ..] => (Some(name), Some(Scope::Admin)),
-        // A webhook's own consumer, and deleting any consumer, are the admin's.
-        ["v1", "streams", name, "consumers", consumer, ..] if consumer.starts_with("webhook-") => {
+        ["v1", "streams", name, "webhooks" | "deliveries", ..] => (Some(name), Some(Scope::Admin)),
+        // A webhook's or a delivery's own consumer, and deleting any consumer, are the admin's.
+        ["v1", "streams", name, "consumers", consumer, ..]
+            if consumer.starts_with("webhook-") || consumer.starts_with("deliver-") =>
+        {
             (Some(name), Some(Scope::Admin))
         }
         ["v1", "streams", name, "consumers", _] if *method == Method::DELETE => {

@@ -30,6 +30,11 @@ impl ApiError {
         }
     }
 
+    /// What was wrong, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// A failure with this status and code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {

@@ -12,17 +12,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use cloudstream::backend::Checkpoint;
 use cloudstream::wire::EventJson;
 
+use crate::jobs::store;
 use crate::{Tokens, WebhookPolicy};
 
 /// `webhooks/spec.rs` compiled again here: the webhook types are private to their module.
 #[path = "webhooks/spec.rs"]
 #[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
 mod spec;
-
-/// `webhooks/store.rs` compiled again here, over the copy of `spec.rs` above.
-#[path = "webhooks/store.rs"]
-#[allow(dead_code, unreachable_pub, clippy::duplicate_mod)]
-mod store;
 
 /// The most events of a batch here: few, so that inputs reach the limit.
 const MAX_EVENTS: usize = 16;
@@ -50,24 +46,21 @@ pub fn event_bodies(data: &[u8]) {
 /// of `PUT .../webhooks/{id}`, resolved and saved the same way.
 pub fn webhook_store(data: &[u8]) {
     let policy = WebhookPolicy::default();
-    if let Ok(file) = serde_json::from_slice::<store::StateFile>(data) {
-        for registered in &file.webhooks {
+    if let Ok(registered) = store::parse::<spec::Spec>(data, "webhooks") {
+        for registered in &registered {
             if let Ok(url) = spec::parse_url(&registered.url) {
                 let _ = policy.check(&url);
             }
             let _ = registered.retry();
             let _ = cloudstream::validate_name("consumer", &spec::consumer_name(&registered.id));
         }
-        let _ = serde_json::to_vec_pretty(&file);
+        let _ = store::encode("webhooks", &registered);
     }
     if let Ok(body) = serde_json::from_slice::<spec::SpecIn>(data) {
         let _ = body.dead_letter_stream("orders");
         if let Ok((resolved, url)) = body.resolve("orders", "billing") {
             let _ = policy.check(&url);
-            let file = store::StateFile {
-                webhooks: vec![resolved],
-            };
-            let _ = serde_json::to_vec_pretty(&file);
+            let _ = store::encode("webhooks", &[resolved]);
         }
     }
 }

@@ -31,24 +31,30 @@
 //! | `GET /v1/streams/{name}/webhooks` | the stream's webhooks, with what each delivered |
 //! | `GET /v1/streams/{name}/webhooks/{id}` | one webhook |
 //! | `DELETE /v1/streams/{name}/webhooks/{id}` | stop a webhook and delete its consumer |
+//! | `PUT /v1/streams/{name}/deliveries/{id}` | register (201) or replace (200) a delivery to object storage: `{"to": "s3://bucket/prefix?region=...", "format": "parquet", ...}` |
+//! | `GET /v1/streams/{name}/deliveries` | the stream's deliveries, with what each wrote |
+//! | `GET /v1/streams/{name}/deliveries/{id}` | one delivery |
+//! | `DELETE /v1/streams/{name}/deliveries/{id}` | stop a delivery and delete its consumer (its files stay) |
 //!
 //! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]). Optional bearer tokens
 //! with scopes per stream ([`Tokens`]), TLS and the header deadline are set up by
 //! [`Config`] and [`ServeOptions`]; [`serve_with`] runs the accept loop.
 //!
-//! [`router`] builds the API with webhooks kept in memory; [`Server::open`] builds it with
-//! webhooks persisted in a state directory and started again by the next server, and
-//! [`Server::shutdown`] stops them once the router is no longer served.
+//! [`router`] builds the API with webhooks and deliveries kept in memory; [`Server::open`]
+//! builds it with them persisted in a state directory and started again by the next
+//! server, and [`Server::shutdown`] stops them once the router is no longer served.
 
 mod auth;
 mod coalesce;
 mod consumers;
+mod deliveries;
 mod error;
 mod events;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod ingest;
+mod jobs;
 mod leases;
 mod listen;
 mod metrics;
@@ -110,15 +116,18 @@ impl Default for Limits {
 pub struct Config {
     /// Request limits.
     pub limits: Limits,
-    /// Where webhook registrations are kept across restarts (created if missing); in memory
-    /// only when `None`.
+    /// Where webhook and delivery registrations are kept across restarts (created if
+    /// missing); in memory only when `None`.
     pub state_dir: Option<PathBuf>,
     /// Bearer tokens the server accepts; every request but `/healthz`, `/metrics` and
     /// `/v1/openapi.json` needs one when set. Open to anyone when `None`.
     pub tokens: Option<Tokens>,
-    /// Which hosts webhooks may post to (default: any but link-local and cloud metadata
-    /// addresses).
+    /// Which hosts webhooks may post to, and object-store endpoints deliveries may name
+    /// (default: any but link-local and cloud metadata addresses).
     pub webhooks: WebhookPolicy,
+    /// The directory deliveries to local files (`file://`) must write below; none when
+    /// `None` (deliveries then go to object stores only).
+    pub deliver_root: Option<PathBuf>,
 }
 
 /// What every handler shares.
@@ -134,6 +143,8 @@ pub(crate) struct AppState {
     pub(crate) tails: Arc<tokio::sync::Semaphore>,
     /// The webhook triggers: their registrations and running tasks.
     pub(crate) webhooks: webhooks::Webhooks,
+    /// The deliveries to object storage: their registrations and running tasks.
+    pub(crate) deliveries: deliveries::Deliveries,
     /// The accepted tokens, when the server checks them.
     pub(crate) tokens: Option<Tokens>,
     /// Stream handles opened once and kept: the handle's partitioner spreads unkeyed events
@@ -184,17 +195,37 @@ pub(crate) type State = axum::extract::State<Arc<AppState>>;
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
 
-/// The API over `client`'s provider, with webhooks kept in memory only: they are lost with
-/// the server, and their tasks stop (without being waited for) once the router and every
-/// clone of it are dropped. Use [`Server::open`] to keep them across restarts and to stop
-/// them deterministically.
+/// The API over `client`'s provider, with webhooks and deliveries kept in memory only:
+/// they are lost with the server, and their tasks stop (without being waited for) once the
+/// router and every clone of it are dropped. Use [`Server::open`] to keep them across
+/// restarts and to stop them deterministically.
 pub fn router(client: Client, limits: Limits) -> Router {
-    let webhooks = webhooks::Webhooks::in_memory(client.clone(), WebhookPolicy::default());
     let config = Config {
         limits,
         ..Config::default()
     };
-    build(app_state(client, config, webhooks))
+    let jobs = Jobs {
+        webhooks: webhooks::Webhooks::in_memory(webhook_kind(&config), client.clone()),
+        deliveries: deliveries::Deliveries::in_memory(delivery_kind(&config), client.clone()),
+    };
+    build(app_state(client, config, jobs))
+}
+
+/// The jobs a server runs.
+struct Jobs {
+    webhooks: webhooks::Webhooks,
+    deliveries: deliveries::Deliveries,
+}
+
+fn webhook_kind(config: &Config) -> webhooks::Webhook {
+    webhooks::Webhook::new(config.webhooks.clone())
+}
+
+fn delivery_kind(config: &Config) -> deliveries::Delivery {
+    deliveries::Delivery::new(deliveries::SinkPolicy {
+        root: config.deliver_root.clone(),
+        outbound: config.webhooks.clone(),
+    })
 }
 
 /// A server's API and the webhook triggers running behind it.
@@ -222,18 +253,19 @@ pub struct Server {
 }
 
 impl Server {
-    /// The API over `client`'s provider. With a [`Config::state_dir`] (created if missing), webhook
-    /// registrations are kept in `state_dir/webhooks.json` and every one registered there is
-    /// started now; without one they live in memory only. An unreadable or corrupt
-    /// `webhooks.json` is an error.
+    /// The API over `client`'s provider. With a [`Config::state_dir`] (created if missing),
+    /// webhook and delivery registrations are kept in `state_dir/webhooks.json` and
+    /// `state_dir/deliveries.json`, and every one registered there is started now; without
+    /// one they live in memory only. An unreadable or corrupt file is an error.
     pub async fn open(client: Client, config: Config) -> Result<Server, cloudstream::Error> {
-        let webhooks = webhooks::Webhooks::open(
-            client.clone(),
-            config.state_dir.clone(),
-            config.webhooks.clone(),
-        )
-        .await?;
-        let state = app_state(client, config, webhooks);
+        let dir = config.state_dir.clone();
+        let jobs = Jobs {
+            webhooks: webhooks::Webhooks::open(webhook_kind(&config), client.clone(), dir.clone())
+                .await?,
+            deliveries: deliveries::Deliveries::open(delivery_kind(&config), client.clone(), dir)
+                .await?,
+        };
+        let state = app_state(client, config, jobs);
         Ok(Server {
             router: build(state.clone()),
             state,
@@ -245,17 +277,20 @@ impl Server {
         self.router.clone()
     }
 
-    /// Stops every webhook trigger and waits until each has finished the batch in hand and
-    /// committed its checkpoint. Call it once the router is no longer served and before the
-    /// server (and the provider with it) is dropped. Registrations stay in the state
-    /// directory; registering a webhook afterwards fails (503 `shutting_down`).
+    /// Stops every webhook and delivery and waits until each has finished the batch in hand
+    /// and committed its checkpoint. Call it once the router is no longer served and before
+    /// the server (and the provider with it) is dropped. Registrations stay in the state
+    /// directory; registering one afterwards fails (503 `shutting_down`).
     pub async fn shutdown(&self) {
-        self.state.webhooks.shutdown().await;
+        futures::join!(
+            self.state.webhooks.shutdown(),
+            self.state.deliveries.shutdown()
+        );
     }
 }
 
 /// What the handlers share.
-fn app_state(client: Client, config: Config, webhooks: webhooks::Webhooks) -> Arc<AppState> {
+fn app_state(client: Client, config: Config, jobs: Jobs) -> Arc<AppState> {
     let limits = config.limits;
     Arc::new(AppState {
         client,
@@ -265,7 +300,8 @@ fn app_state(client: Client, config: Config, webhooks: webhooks::Webhooks) -> Ar
         metrics: metrics::Metrics::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
         tails: Arc::new(tokio::sync::Semaphore::new(limits.max_tails)),
-        webhooks,
+        webhooks: jobs.webhooks,
+        deliveries: jobs.deliveries,
         streams: Mutex::default(),
     })
 }
@@ -327,6 +363,16 @@ fn build(state: Arc<AppState>) -> Router {
             put(webhooks::routes::register)
                 .get(webhooks::routes::describe)
                 .delete(webhooks::routes::delete),
+        )
+        .route(
+            "/v1/streams/{name}/deliveries",
+            get(deliveries::routes::list),
+        )
+        .route(
+            "/v1/streams/{name}/deliveries/{id}",
+            put(deliveries::routes::register)
+                .get(deliveries::routes::describe)
+                .delete(deliveries::routes::delete),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

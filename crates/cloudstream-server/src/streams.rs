@@ -194,6 +194,9 @@ pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<Sta
     state.forget_stream(&name);
     state.consumers.forget(&name, None);
     // Its webhooks' consumers went with it; stop and forget the webhooks too.
-    state.webhooks.forget_stream(&name).await;
+    futures::join!(
+        state.webhooks.forget_stream(&name),
+        state.deliveries.forget_stream(&name)
+    );
     Ok(StatusCode::NO_CONTENT)
 }

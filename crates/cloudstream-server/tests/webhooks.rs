@@ -4,38 +4,34 @@
 
 mod support;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::server::{eventually, serve, Served as Api};
 use support::{assert_error, error_code};
 
-/// How long a test waits for something that should happen.
-const DEADLINE: Duration = Duration::from_secs(10);
+/// Starts a server over `local://data`, with webhooks kept in `state` if given.
+async fn start(data: &Path, state: Option<PathBuf>) -> Api {
+    start_with(data, state, cloudstream_server::WebhookPolicy::default()).await
+}
 
-/// Polls `check` until it returns something, failing the test after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// [`start`], with webhooks posting only where `policy` allows.
+async fn start_with(
+    data: &Path,
+    state: Option<PathBuf>,
+    policy: cloudstream_server::WebhookPolicy,
+) -> Api {
+    let config = cloudstream_server::Config {
+        state_dir: state,
+        webhooks: policy,
+        ..Default::default()
+    };
+    serve(data, config).await
 }
 
 /// What the receiver saw.
@@ -124,132 +120,6 @@ impl Receiver {
     }
 }
 
-/// A cloudstream server on a loopback port, over the engine in a directory.
-struct Api {
-    api: support::Api,
-    server: cloudstream_server::Server,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-/// Starts a server over `local://data`, with webhooks kept in `state` if given.
-async fn start(data: &Path, state: Option<PathBuf>) -> Api {
-    start_with(data, state, cloudstream_server::WebhookPolicy::default()).await
-}
-
-/// [`start`], with webhooks posting only where `policy` allows.
-async fn start_with(
-    data: &Path,
-    state: Option<PathBuf>,
-    policy: cloudstream_server::WebhookPolicy,
-) -> Api {
-    let url = format!("local://{}", data.display());
-    // A previous server's engine may still be closing (its lock not yet released).
-    let deadline = Instant::now() + DEADLINE;
-    let client = loop {
-        match cloudstream::open(&url).await {
-            Ok(client) => break client,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("opening {url}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("open {url}: {e}"),
-        }
-    };
-    let config = cloudstream_server::Config {
-        state_dir: state,
-        webhooks: policy,
-        ..Default::default()
-    };
-    let server = cloudstream_server::Server::open(client, config)
-        .await
-        .expect("open server");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(cloudstream_server::serve(
-        listener,
-        server.router(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    Api {
-        api: support::Api::new(format!("http://{addr}")),
-        server,
-        stop,
-        task,
-    }
-}
-
-/// The schema-checked client (`url`, `call`, `get`, `put`, `delete`, ...).
-impl std::ops::Deref for Api {
-    type Target = support::Api;
-    fn deref(&self) -> &support::Api {
-        &self.api
-    }
-}
-
-impl Api {
-    async fn create_stream(&self, name: &str) {
-        let (status, body) = self
-            .call(self.http.put(self.url(&format!("/v1/streams/{name}"))))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    async fn send(&self, stream: &str, payload: &str) {
-        let (status, body) = self
-            .call(
-                self.http
-                    .post(self.url(&format!("/v1/streams/{stream}/events")))
-                    .json(&json!({ "payload": payload })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    /// The webhook's view once `check` holds for it.
-    async fn view_when(
-        &self,
-        stream: &str,
-        id: &str,
-        what: &str,
-        check: fn(&Value) -> bool,
-    ) -> Value {
-        let path = format!("/v1/streams/{stream}/webhooks/{id}");
-        let path = path.as_str();
-        eventually(what, move || async move {
-            let (status, view) = self.get(path).await;
-            assert_eq!(status, StatusCode::OK, "{view}");
-            check(&view).then_some(view)
-        })
-        .await
-    }
-
-    /// Stops the server as a command line would: graceful shutdown of the HTTP server, then
-    /// the webhooks (each commits what it delivered), then drops it with the engine.
-    async fn stop(self) {
-        let Api {
-            api,
-            server,
-            stop,
-            task,
-        } = self;
-        drop(api);
-        let _ = stop.send(());
-        tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("the server stops")
-            .expect("server task")
-            .expect("serve");
-        server.shutdown().await;
-        drop(server);
-    }
-}
-
 #[tokio::test]
 async fn a_webhook_delivers_every_event_in_order() {
     let data = tempfile::tempdir().expect("tempdir");
@@ -302,9 +172,11 @@ async fn a_webhook_delivers_every_event_in_order() {
         }
     }
     let view = api
-        .view_when("orders", "billing", "delivered = 5", |v| {
-            v["delivered"] == 5
-        })
+        .view_when(
+            "/v1/streams/orders/webhooks/billing",
+            "delivered = 5",
+            |v| v["delivered"] == 5,
+        )
         .await;
     assert_eq!(view["failed_attempts"], 0);
     assert_eq!(view["dead_lettered"], 0);
@@ -341,9 +213,11 @@ async fn a_failing_receiver_gets_every_record_once_it_recovers() {
         api.send("orders", &format!("e{i}")).await;
     }
     let view = api
-        .view_when("orders", "billing", "delivered = 3", |v| {
-            v["delivered"] == 3
-        })
+        .view_when(
+            "/v1/streams/orders/webhooks/billing",
+            "delivered = 3",
+            |v| v["delivered"] == 3,
+        )
         .await;
     assert_eq!(
         receiver.payloads(),
@@ -401,9 +275,11 @@ async fn a_record_failing_every_attempt_goes_to_the_dead_letter_stream() {
         "the URL's path is not shown: {error}"
     );
     let view = api
-        .view_when("orders", "billing", "dead_lettered = 1", |v| {
-            v["dead_lettered"] == 1
-        })
+        .view_when(
+            "/v1/streams/orders/webhooks/billing",
+            "dead_lettered = 1",
+            |v| v["dead_lettered"] == 1,
+        )
         .await;
     let last_error = view["last_error"].as_str().unwrap_or_default();
     assert!(!last_error.contains("/hook"), "{last_error}");
@@ -414,9 +290,11 @@ async fn a_record_failing_every_attempt_goes_to_the_dead_letter_stream() {
     // Delivery goes on after a dead letter.
     receiver.lock().fail_next = 0;
     api.send("orders", "fine").await;
-    api.view_when("orders", "billing", "delivered = 1", |v| {
-        v["delivered"] == 1
-    })
+    api.view_when(
+        "/v1/streams/orders/webhooks/billing",
+        "delivered = 1",
+        |v| v["delivered"] == 1,
+    )
     .await;
     assert_eq!(receiver.payloads(), ["fine"]);
     api.stop().await;
@@ -438,9 +316,11 @@ async fn webhooks_survive_a_restart() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{view}");
     api.send("orders", "before").await;
-    api.view_when("orders", "billing", "delivered = 1", |v| {
-        v["delivered"] == 1
-    })
+    api.view_when(
+        "/v1/streams/orders/webhooks/billing",
+        "delivered = 1",
+        |v| v["delivered"] == 1,
+    )
     .await;
     api.stop().await;
 
@@ -653,8 +533,10 @@ async fn webhook_hosts_are_checked_against_the_policy() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     api.send("orders", "x").await;
-    api.view_when("orders", "w", "delivered = 1", |v| v["delivered"] == 1)
-        .await;
+    api.view_when("/v1/streams/orders/webhooks/w", "delivered = 1", |v| {
+        v["delivered"] == 1
+    })
+    .await;
     assert_eq!(receiver.payloads(), ["x"]);
     api.stop().await;
 }

@@ -1,6 +1,7 @@
 //! How fast a delivery keeps up with the engine: EVENTS JSON events of about 100 bytes in a
 //! `local://` stream, delivered to a local directory as JSON Lines (uncompressed, gzip,
-//! zstd), timed from the delivery's start until every event is in a file.
+//! zstd) and as Parquet (snappy, zstd), timed from the delivery's start until every event
+//! is in a file.
 //!
 //! ```text
 //! cargo bench -p cloudstream --features deliver --bench deliver_throughput -- [EVENTS] [PARTITIONS]
@@ -10,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cloudstream::deliver::Compression;
+use cloudstream::deliver::{Compression, Format};
 use cloudstream::Event;
 use common::arg;
 
@@ -69,10 +70,14 @@ async fn main() {
         }
     }
     println!("deliver throughput, {events} JSON events of about 100 B, {partitions} partitions, local:// to a local directory:");
-    for (i, compression) in [Compression::None, Compression::Gzip, Compression::Zstd]
-        .into_iter()
-        .enumerate()
-    {
+    let runs = [
+        (Format::JsonLines, Compression::None),
+        (Format::JsonLines, Compression::Gzip),
+        (Format::JsonLines, Compression::Zstd),
+        (Format::Parquet, Compression::Snappy),
+        (Format::Parquet, Compression::Zstd),
+    ];
+    for (i, (format, compression)) in runs.into_iter().enumerate() {
         let out = tempfile::tempdir().expect("tempdir");
         let sink = format!("file://{}", out.path().display());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -81,6 +86,7 @@ async fn main() {
             stream
                 .deliver_to(&sink)
                 .consumer(&format!("deliver-{i}"))
+                .format(format)
                 .compression(compression)
                 .max_wait(Duration::from_millis(200))
                 .run_until(async {
@@ -95,7 +101,7 @@ async fn main() {
         run.await.expect("joined").expect("delivery");
         let bytes: u64 = walk_bytes(out.path());
         println!(
-            "{compression:?}: {:.0} events/s ({:.1} s, {:.1} MB written)",
+            "{format:?} {compression:?}: {:.0} events/s ({:.1} s, {:.1} MB written)",
             events as f64 / elapsed.as_secs_f64(),
             elapsed.as_secs_f64(),
             bytes as f64 / 1e6

@@ -52,6 +52,10 @@ use utoipa::{OpenApi, ToSchema};
         crate::webhooks::routes::register,
         crate::webhooks::routes::describe,
         crate::webhooks::routes::delete,
+        crate::deliveries::routes::list,
+        crate::deliveries::routes::register,
+        crate::deliveries::routes::describe,
+        crate::deliveries::routes::delete,
         crate::metrics::render,
     ),
     components(schemas(ErrorBody, ErrorDetail, cloudstream::wire::PayloadForm)),
@@ -206,4 +210,38 @@ pub(crate) struct WebhookBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Webhooks {
     webhooks: Vec<WebhookBody>,
+}
+
+/// A delivery to object storage: its settings and what it wrote since the server started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliveryBody {
+    id: String,
+    stream: String,
+    /// The sink, without its query (which may hold credentials) or user-info.
+    to: String,
+    /// `jsonl` or `parquet`.
+    format: String,
+    /// `none`, `gzip`, `zstd` or `snappy`.
+    compression: String,
+    max_bytes: u64,
+    max_records: u64,
+    max_wait_ms: u64,
+    /// Where it starts without a checkpoint.
+    start: cloudstream::StartAt,
+    /// Records written to files.
+    delivered: u64,
+    /// Writes that failed (and were retried).
+    failed_attempts: u64,
+    /// Always 0: a delivery retries until it writes, and never dead-letters.
+    dead_lettered: u64,
+    /// The last failure, if any.
+    last_error: Option<String>,
+}
+
+/// A stream's deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Deliveries {
+    deliveries: Vec<DeliveryBody>,
 }

@@ -6,31 +6,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::internal;
 use super::spec::SpecIn;
+use super::Webhook;
+use crate::jobs::routes as jobs;
 use crate::{ApiError, Path, State};
 
 /// Longest name of a stream with a webhook: its dead-letter stream is `NAME.dlq`.
 pub(crate) const MAX_STREAM_NAME: usize = cloudstream::MAX_NAME_LEN - ".dlq".len();
-
-/// Parses the body of a registration: a 400 `bad_json` unless it is a webhook spec.
-fn parse_spec(body: Result<Bytes, BytesRejection>) -> Result<SpecIn, ApiError> {
-    let body = body?;
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            format!("not a webhook spec: {e}"),
-        )
-    })
-}
-
-/// A change's task failed (it panicked): a 500.
-fn task_failed(e: tokio::task::JoinError) -> ApiError {
-    internal(format!("the change failed: {e}"))
-}
 
 /// `PUT /v1/streams/{name}/webhooks/{id}`: registers (201) or replaces (200) a webhook.
 #[utoipa::path(
@@ -49,7 +33,7 @@ pub(crate) async fn register(
     principal: Option<axum::Extension<crate::auth::Principal>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec = parse_spec(body)?;
+    let spec = jobs::parse_spec::<Webhook>(body)?;
     if stream.len() > MAX_STREAM_NAME {
         return Err(cloudstream::Error::InvalidName {
             kind: "stream",
@@ -65,19 +49,7 @@ pub(crate) async fn register(
         let principal = principal.as_ref().map(|axum::Extension(p)| p);
         crate::auth::require(principal, &dead_letter, crate::Scope::Admin)?;
     }
-    let state = Arc::clone(&state.0);
-    // In a task of its own, so that a request that times out or is dropped does not leave
-    // the change half done.
-    let (created, view) =
-        tokio::spawn(async move { state.webhooks.register(&stream, &id, spec).await })
-            .await
-            .map_err(task_failed)??;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(view)))
+    jobs::register::<Webhook>(Arc::clone(&state.0), stream, id, spec).await
 }
 
 /// `GET /v1/streams/{name}/webhooks`: `{"webhooks": [view, ...]}`.
@@ -93,8 +65,7 @@ pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let views = state.webhooks.views(&stream).await?;
-    Ok(Json(json!({ "webhooks": views })))
+    jobs::list::<Webhook>(&state.0, &stream).await
 }
 
 /// `GET /v1/streams/{name}/webhooks/{id}`: the webhook's view.
@@ -110,7 +81,7 @@ pub(crate) async fn describe(
     state: State,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.webhooks.view(&stream, &id).await?))
+    jobs::describe::<Webhook>(&state.0, &stream, &id).await
 }
 
 /// `DELETE /v1/streams/{name}/webhooks/{id}`: stops the webhook and deletes its consumer.
@@ -126,9 +97,5 @@ pub(crate) async fn delete(
     state: State,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let state = Arc::clone(&state.0);
-    tokio::spawn(async move { state.webhooks.delete(&stream, &id).await })
-        .await
-        .map_err(task_failed)??;
-    Ok(StatusCode::NO_CONTENT)
+    jobs::delete::<Webhook>(Arc::clone(&state.0), stream, id).await
 }

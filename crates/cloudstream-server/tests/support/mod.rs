@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses part of it
 
+pub(crate) mod server;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 

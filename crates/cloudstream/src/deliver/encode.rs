@@ -1,31 +1,97 @@
-//! The bytes of a delivered file: JSON Lines, one record a line in the REST API's record
-//! form ([`crate::wire::RecordJson`]), compressed or not. The same records always make the
-//! same bytes (gzip's header carries no time), so a file written again is the same file.
+//! The bytes of a delivered file, in its format: JSON Lines, one record a line in the REST
+//! API's record form ([`crate::wire::RecordJson`]), compressed whole or not; or Parquet
+//! (`parquet.rs`), compressed by page. The same records always make the same bytes (gzip's
+//! header carries no time), so a file written again is the same file.
 
 use std::io::Write;
+
+use arrow_schema::SchemaRef;
 
 use crate::wire::RecordJson;
 use crate::{Error, Record, Result};
 
+/// The format of delivered files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// JSON Lines: one record a line, as the REST API writes it (`.jsonl`, `.jsonl.gz`,
+    /// `.jsonl.zst`).
+    #[default]
+    JsonLines,
+    /// Apache Parquet (`.parquet`), compressed by page; the payload's JSON fields are
+    /// columns (see [`crate::deliver::Delivery::schema`]).
+    Parquet,
+}
+
+impl std::str::FromStr for Format {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "jsonl" | "json" | "ndjson" => Ok(Format::JsonLines),
+            "parquet" => Ok(Format::Parquet),
+            _ => Err(Error::InvalidArgument(format!(
+                "a format is jsonl or parquet, not {s:?}"
+            ))),
+        }
+    }
+}
+
 /// How delivered files are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
-    /// Not compressed (`.jsonl`).
+    /// Not compressed.
     #[default]
     None,
-    /// gzip (`.jsonl.gz`), as Firehose writes it.
+    /// gzip (`.jsonl.gz`), as Firehose writes JSON.
     Gzip,
     /// Zstandard, level 3 (`.jsonl.zst`).
     Zstd,
+    /// Snappy, as Firehose writes Parquet (Parquet only).
+    Snappy,
 }
 
-impl Compression {
-    /// The file extension of JSON Lines compressed so.
-    pub(crate) fn extension(self) -> &'static str {
-        match self {
-            Compression::None => "jsonl",
-            Compression::Gzip => "jsonl.gz",
-            Compression::Zstd => "jsonl.zst",
+/// How a delivery's files are encoded: format, compression and, for Parquet, the payload's
+/// columns where given.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Encoding {
+    pub format: Format,
+    pub compression: Compression,
+    pub schema: Option<SchemaRef>,
+}
+
+impl Encoding {
+    /// Refuses what cannot be written.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.format == Format::JsonLines && self.compression == Compression::Snappy {
+            return Err(Error::InvalidArgument(
+                "snappy compresses Parquet files; JSON Lines are none, gzip or zstd".into(),
+            ));
+        }
+        if self.format == Format::JsonLines && self.schema.is_some() {
+            return Err(Error::InvalidArgument(
+                "a schema is for Parquet files; JSON Lines keep the payload as it is".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The extension of the files.
+    pub(crate) fn extension(&self) -> &'static str {
+        match (self.format, self.compression) {
+            (Format::Parquet, _) => "parquet",
+            (Format::JsonLines, Compression::Gzip) => "jsonl.gz",
+            (Format::JsonLines, Compression::Zstd) => "jsonl.zst",
+            (Format::JsonLines, _) => "jsonl",
+        }
+    }
+
+    /// The file holding `records` (one partition's, in order).
+    pub(crate) fn encode(&self, records: &[Record]) -> Result<Vec<u8>> {
+        match self.format {
+            Format::JsonLines => json_lines(records, self.compression),
+            Format::Parquet => {
+                super::parquet::parquet(records, self.schema.as_ref(), self.compression)
+            }
         }
     }
 }
@@ -38,15 +104,16 @@ impl std::str::FromStr for Compression {
             "none" => Ok(Compression::None),
             "gzip" | "gz" => Ok(Compression::Gzip),
             "zstd" | "zst" => Ok(Compression::Zstd),
+            "snappy" => Ok(Compression::Snappy),
             _ => Err(Error::InvalidArgument(format!(
-                "a compression is none, gzip or zstd, not {s:?}"
+                "a compression is none, gzip, zstd or snappy, not {s:?}"
             ))),
         }
     }
 }
 
 /// The file holding `records`, one JSON object a line.
-pub(crate) fn json_lines(records: &[Record], compression: Compression) -> Result<Vec<u8>> {
+fn json_lines(records: &[Record], compression: Compression) -> Result<Vec<u8>> {
     let mut lines = Vec::with_capacity(records.iter().map(|r| r.event.payload.len() + 160).sum());
     for r in records {
         serde_json::to_writer(&mut lines, &RecordJson::from(r))
@@ -55,7 +122,7 @@ pub(crate) fn json_lines(records: &[Record], compression: Compression) -> Result
     }
     let io = |e: std::io::Error| Error::Backend(Box::new(e));
     match compression {
-        Compression::None => Ok(lines),
+        Compression::None | Compression::Snappy => Ok(lines),
         Compression::Gzip => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             gz.write_all(&lines).map_err(io)?;

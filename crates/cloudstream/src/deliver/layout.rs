@@ -1,13 +1,13 @@
 //! How delivered files are named and laid out: Hive-style prefixes by event time
 //! (`dt=2026-11-24/hour=13/`), and a name that says which positions the file holds:
-//! `STREAM-PPPPP-FIRST-LAST.jsonl[.gz|.zst]`.
+//! `STREAM-PPPPP-FIRST-LAST.jsonl[.gz|.zst]` or `.parquet`.
 
 use std::time::SystemTime;
 
 use crate::{Record, Sequence};
 
 /// The extensions of delivered files.
-const EXTENSIONS: [&str; 3] = ["jsonl", "jsonl.gz", "jsonl.zst"];
+const EXTENSIONS: [&str; 4] = ["jsonl", "jsonl.gz", "jsonl.zst", "parquet"];
 
 /// Most files one batch of a partition is split into by event hour; the records after the
 /// last of them go into it, whatever their hour (a partition whose writers' clocks disagree

@@ -5,9 +5,9 @@
 //! default 60 s), writes each partition's records of it as files, and only then lets the
 //! checkpoint move past them.
 //!
-//! Files are JSON Lines (gzip or zstd optional), laid out by event time in Hive-style
-//! prefixes (`dt=2026-11-24/hour=13/`), and named after the positions they hold
-//! (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once where consumers read partitions by
+//! Files are JSON Lines (gzip or zstd optional) or Parquet (the payload's JSON fields as
+//! columns), laid out by event time in Hive-style prefixes (`dt=2026-11-24/hour=13/`), and
+//! named after the positions they hold (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once where consumers read partitions by
 //! position (the embedded engine, Kinesis, Kafka, Event Hubs, Redis, `http://`): a file
 //! appears whole or not at all; on start, the delivery lists its files and skips what they
 //! hold; a batch delivered again after a crash writes the same names with the same bytes.
@@ -17,29 +17,53 @@
 
 mod encode;
 mod layout;
+mod parquet;
 mod sink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use self::encode::Compression;
+/// The Arrow schema types a Parquet delivery's payload columns are given in.
+pub use arrow_schema;
+
+use self::encode::Encoding;
+pub use self::encode::{Compression, Format};
 use self::layout::{runs_by_hour, FileName};
 use self::sink::Sink;
 use crate::backend::Consumption;
-use crate::{Error, Record, Result, RetryPolicy, Sequence, StartAt, Stream, TriggerReport};
+use crate::{
+    BatchReport, Error, Record, Result, RetryPolicy, Sequence, StartAt, Stream, TriggerReport,
+};
+
+/// Is told of every batch's outcome.
+type Observer = Arc<dyn Fn(&BatchReport) + Send + Sync>;
 
 /// A delivery of a stream to object storage: configure it, then [`Delivery::run_until`].
-#[derive(Debug)]
 pub struct Delivery {
     stream: Stream,
     sink_url: String,
     consumer: String,
-    compression: Compression,
+    encoding: Encoding,
     max_bytes: usize,
     max_records: usize,
     max_wait: Duration,
     start: StartAt,
+    observers: Vec<Observer>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("stream", &self.stream.name())
+            .field("consumer", &self.consumer)
+            .field("encoding", &self.encoding)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_records", &self.max_records)
+            .field("max_wait", &self.max_wait)
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stream {
@@ -52,13 +76,20 @@ impl Stream {
             stream: self.clone(),
             sink_url: sink.to_owned(),
             consumer: "deliver".to_owned(),
-            compression: Compression::None,
+            encoding: Encoding::default(),
             max_bytes: 5 * 1024 * 1024,
             max_records: 1_000_000,
             max_wait: Duration::from_secs(60),
             start: StartAt::Earliest,
+            observers: Vec::new(),
         }
     }
+}
+
+/// Checks that `sink` names a store a delivery can write to, without reaching it; returns
+/// it as messages show it: without its query (which may hold credentials) or user-info.
+pub fn check_sink(sink: &str) -> Result<String> {
+    Ok(Sink::open(sink)?.shown().to_owned())
 }
 
 impl Delivery {
@@ -69,9 +100,24 @@ impl Delivery {
         self
     }
 
-    /// How files are compressed (default none).
+    /// The files' format (default JSON Lines).
+    pub fn format(mut self, format: Format) -> Self {
+        self.encoding.format = format;
+        self
+    }
+
+    /// How files are compressed (default none): JSON Lines whole (none, gzip, zstd),
+    /// Parquet by page (none, snappy, gzip, zstd).
     pub fn compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
+        self.encoding.compression = compression;
+        self
+    }
+
+    /// The columns of a Parquet file's `payload`, instead of those inferred from each file's
+    /// JSON objects: fields not in it are left out, and a payload that does not fit it is
+    /// kept whole in `payload_text`.
+    pub fn schema(mut self, schema: arrow_schema::SchemaRef) -> Self {
+        self.encoding.schema = Some(schema);
         self
     }
 
@@ -101,6 +147,13 @@ impl Delivery {
         self
     }
 
+    /// Tells `observer` of every batch's outcome (written, or failed and retried, with the
+    /// error), as [`crate::Trigger::observe`] does: a server counts deliveries with it.
+    pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
     /// Runs until `shutdown` completes; a batch still gathering then is left for the next
     /// run (its records are read again). A sink that fails is retried with backoff (up to a
     /// minute between tries) for as long as it fails: delivery stalls, it never skips.
@@ -108,29 +161,39 @@ impl Delivery {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<TriggerReport> {
+        self.encoding.check()?;
         let sink = Sink::open(&self.sink_url)?;
         let backend = self.stream.backend();
         let ordered = backend.capabilities().replay_by_position
             && matches!(backend.consumption(), Consumption::Checkpoints(_));
+        let mut shutdown = std::pin::pin!(shutdown);
         let delivered = if ordered {
-            let delivered = sink.delivered(self.stream.name()).await?;
-            check_within(&self.stream, &sink, &delivered).await?;
-            delivered
+            // A store that does not answer is retried by its client for minutes: a shutdown
+            // meanwhile stops the delivery before it starts.
+            let listed = tokio::select! {
+                listed = sink.delivered(self.stream.name()) => listed?,
+                () = &mut shutdown => return Ok(TriggerReport::default()),
+            };
+            check_within(&self.stream, &sink, &listed).await?;
+            listed
         } else {
             HashMap::new()
         };
         let writer = Arc::new(Writer {
             stream: self.stream.name().to_owned(),
             sink,
-            compression: self.compression,
+            encoding: self.encoding,
             ordered,
             delivered: Mutex::new(delivered),
         });
-        self.stream
-            .on_batch(&self.consumer, move |records| {
-                let writer = writer.clone();
-                async move { writer.write(records).await }
-            })
+        let mut trigger = self.stream.on_batch(&self.consumer, move |records| {
+            let writer = writer.clone();
+            async move { writer.write(records).await }
+        });
+        for observer in self.observers {
+            trigger = trigger.observe(move |report| observer(report));
+        }
+        trigger
             .batch_size(self.max_records)
             .batch_bytes(self.max_bytes)
             .max_wait(self.max_wait)
@@ -150,7 +213,7 @@ impl Delivery {
 struct Writer {
     stream: String,
     sink: Sink,
-    compression: Compression,
+    encoding: Encoding,
     /// Consumers read partitions by position, so what files hold can be skipped by position.
     ordered: bool,
     /// The last position delivered, by partition.
@@ -191,11 +254,10 @@ impl Writer {
             }
         }
         for (hour, run) in runs_by_hour(&fresh) {
-            let extension = self.compression.extension();
-            let Some(name) = FileName::of(&self.stream, run, extension) else {
+            let Some(name) = FileName::of(&self.stream, run, self.encoding.extension()) else {
                 continue;
             };
-            let bytes = encode::json_lines(run, self.compression)?;
+            let bytes = self.encoding.encode(run)?;
             self.sink.put(&format!("{hour}/{name}"), bytes).await?;
             if let Some(last) = run.last() {
                 self.delivered
