@@ -61,10 +61,12 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
             None => WebhookPolicy::default(),
         },
         deliver_root: match &args.deliver_root {
-            // Absolute, so that the check of a sink's path below it means what it says.
+            // Made if missing and resolved (links, `..`), so that the check of a sink's
+            // path below it means what it says.
             Some(root) => Some(
-                std::path::absolute(root)
-                    .with_context(|| format!("--deliver-root {} is not a path", root.display()))?,
+                std::fs::create_dir_all(root)
+                    .and_then(|()| root.canonicalize())
+                    .with_context(|| format!("--deliver-root {}", root.display()))?,
             ),
             None => None,
         },

@@ -221,9 +221,13 @@ fn webhook_kind(config: &Config) -> webhooks::Webhook {
     webhooks::Webhook::new(config.webhooks.clone())
 }
 
-fn delivery_kind(config: &Config) -> deliveries::Delivery {
-    deliveries::Delivery::new(deliveries::SinkPolicy {
-        root: config.deliver_root.clone(),
+fn delivery_kind(config: &Config) -> deliveries::DeliveryJob {
+    deliveries::DeliveryJob::new(deliveries::SinkPolicy {
+        // Its links resolved, as every sink's path is before it is compared.
+        root: config
+            .deliver_root
+            .as_ref()
+            .map(|root| root.canonicalize().unwrap_or_else(|_| root.clone())),
         outbound: config.webhooks.clone(),
     })
 }

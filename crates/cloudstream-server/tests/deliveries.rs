@@ -186,6 +186,28 @@ async fn sinks_the_server_may_not_write_to_are_refused() {
     assert_error(status, &body, StatusCode::FORBIDDEN, "sink_not_allowed");
     let (status, body) = put(&api, "file:///tmp".into()).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "sink_not_allowed");
+    // A link below the root that leads out of it.
+    #[cfg(unix)]
+    {
+        let outside = tempdir();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).expect("link");
+        let (status, body) = put(&api, format!("file://{}/escape/x", root.path().display())).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "sink_not_allowed");
+    }
+    // Options that would make the store client read the server's files, ask a metadata or
+    // container endpoint, or carry the server's own credentials to a host of the client's.
+    for refused in [
+        "az://c/p?account_name=a&federated_token_file=/etc/passwd&authority_host=https://example.com",
+        "s3://b/p?container_credentials_relative_uri=/x",
+        "s3://b/p?web_identity_token_file=/etc/passwd",
+        "gs://b/p?service_account=/etc/passwd",
+        "az://c/p?use_emulator=true",
+        "s3://b/p?region=us-east-1&endpoint=http://127.0.0.1:9",
+        "s3://b/p?endpoint=http://169.254.169.254&access_key_id=a&secret_access_key=b",
+    ] {
+        let (status, body) = put(&api, refused.into()).await;
+        assert_error(status, &body, StatusCode::FORBIDDEN, "sink_not_allowed");
+    }
     // A store's credentials are kept (in a file only the server's user reads) but never
     // shown.
     let (status, view) = put(
@@ -208,6 +230,14 @@ async fn sinks_the_server_may_not_write_to_are_refused() {
     }
     let (_, view) = api.get(path).await;
     assert!(!view.to_string().contains("SECRET"), "{view}");
+    // A second delivery of the stream to the same prefix would cut files elsewhere.
+    let (status, body) = api
+        .put(
+            "/v1/streams/s/deliveries/other",
+            json!({ "to": "s3://bucket/raw/?region=eu-west-1&access_key_id=B&secret_access_key=C" }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "sink_in_use");
     api.stop().await;
 }
 

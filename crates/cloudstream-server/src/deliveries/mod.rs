@@ -9,6 +9,7 @@
 //! again when the server does, resuming where its files end. A sink that fails stalls the
 //! delivery (retried with backoff, its error shown); it never skips records.
 
+mod policy;
 pub(crate) mod routes;
 mod spec;
 
@@ -20,37 +21,35 @@ use futures::FutureExt as _;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-pub(crate) use self::spec::SinkPolicy;
-use self::spec::{consumer_name, Spec, SpecIn};
+pub(crate) use self::policy::SinkPolicy;
+use self::spec::{consumer_name, shown, Spec, SpecIn};
 use crate::jobs::{until_stopped, Job, JobStats, Jobs};
 use crate::ApiError;
 
-/// How long a delivery told to stop may take to finish its file before it is dropped.
-const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// The deliveries of a server.
-pub(crate) type Deliveries = Jobs<Delivery>;
+pub(crate) type Deliveries = Jobs<DeliveryJob>;
 
 /// Deliveries as a kind of job: where they may write.
 #[derive(Debug)]
-pub(crate) struct Delivery {
+pub(crate) struct DeliveryJob {
     policy: SinkPolicy,
 }
 
-impl Delivery {
+impl DeliveryJob {
     /// Deliveries that may write where `policy` allows.
-    pub(crate) fn new(policy: SinkPolicy) -> Delivery {
-        Delivery { policy }
+    pub(crate) fn new(policy: SinkPolicy) -> DeliveryJob {
+        DeliveryJob { policy }
     }
 }
 
-impl Job for Delivery {
+impl Job for DeliveryJob {
     type Spec = Spec;
     type SpecIn = SpecIn;
 
     const KIND: &'static str = "delivery";
     const PLURAL: &'static str = "deliveries";
     const NOT_FOUND: &'static str = "delivery_not_found";
+    const CONFLICT: &'static str = "sink_in_use";
 
     fn consumer(id: &str) -> String {
         consumer_name(id)
@@ -66,13 +65,25 @@ impl Job for Delivery {
         id: &str,
         body: SpecIn,
     ) -> BoxFuture<'_, Result<Spec, ApiError>> {
-        let resolved = body.resolve(stream, id);
+        let (stream, id) = (stream.to_owned(), id.to_owned());
         async move {
-            let spec = resolved?;
-            self.policy.check(&spec.to).await?;
-            Ok(spec)
+            // The policy first: opening a sink may read the files its options name.
+            self.policy.check(body.to()).await?;
+            body.resolve(&stream, &id)
         }
         .boxed()
+    }
+
+    fn conflict(existing: &Spec, new: &Spec) -> Option<String> {
+        let prefix = |s: &Spec| shown(&s.to).trim_end_matches('/').to_owned();
+        (existing.stream == new.stream && prefix(existing) == prefix(new)).then(|| {
+            format!(
+                "delivery {} of stream {} already writes to {}: two deliveries of a stream to one prefix would cut their files at different places",
+                existing.id,
+                existing.stream,
+                prefix(new)
+            )
+        })
     }
 
     fn key(spec: &Spec) -> (String, String) {
@@ -84,11 +95,10 @@ impl Job for Delivery {
     }
 
     fn view(s: &Spec) -> Value {
-        let to = cloudstream::deliver::check_sink(&s.to).unwrap_or_else(|_| "(invalid)".into());
         json!({
             "id": s.id,
             "stream": s.stream,
-            "to": to,
+            "to": shown(&s.to),
             "format": s.format,
             "compression": s.compression,
             "max_bytes": s.max_bytes,
@@ -107,8 +117,8 @@ impl Job for Delivery {
     ) -> BoxFuture<'static, cloudstream::Result<()>> {
         async move {
             // Checked at registration; a registration kept from a server started with
-            // another policy is checked again, and one that fails stays registered,
-            // stopped, with its error shown.
+            // another policy is checked again, and one that fails is retried like any
+            // failing run (its error shown) until it is deleted or the policy allows it.
             self.policy
                 .check(&spec.to)
                 .await
@@ -125,17 +135,11 @@ impl Job for Delivery {
                 .max_wait(spec.max_wait())
                 .start_at(spec.start)
                 .observe(move |report| stats.count(report))
-                .run_until(until_stopped(stop.clone()));
-            // Told to stop, a delivery finishes the file in hand and commits; a store that
-            // does not answer (its client retries for minutes) is given up on after a grace:
-            // what it was writing is written again by the next run, to the same name.
-            tokio::select! {
-                outcome = delivery => outcome.map(drop),
-                () = async {
-                    until_stopped(stop).await;
-                    tokio::time::sleep(STOP_GRACE).await;
-                } => Ok(()),
-            }
+                // Told to stop, a delivery finishes the file in hand and commits. It is not
+                // dropped mid-write: a put given up on may still land after the next run has
+                // listed the files, and that run would write its records again.
+                .run_until(until_stopped(stop));
+            delivery.await.map(drop)
         }
         .boxed()
     }

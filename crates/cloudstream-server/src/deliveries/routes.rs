@@ -9,14 +9,14 @@ use axum::Json;
 use serde_json::Value;
 
 use super::spec::SpecIn;
-use super::Delivery;
+use super::DeliveryJob;
 use crate::jobs::routes as jobs;
 use crate::{ApiError, Path, State};
 
 /// `PUT /v1/streams/{name}/deliveries/{id}`: registers (201) or replaces (200) a delivery.
 #[utoipa::path(
     put, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Delivery id")),
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
     request_body(content = SpecIn, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered", body = crate::openapi::DeliveryBody),
@@ -29,8 +29,8 @@ pub(crate) async fn register(
     Path((stream, id)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let spec = jobs::parse_spec::<Delivery>(body)?;
-    jobs::register::<Delivery>(Arc::clone(&state.0), stream, id, spec).await
+    let spec = jobs::parse_spec::<DeliveryJob>(body)?;
+    jobs::register::<DeliveryJob>(Arc::clone(&state.0), stream, id, spec).await
 }
 
 /// `GET /v1/streams/{name}/deliveries`: `{"deliveries": [view, ...]}`.
@@ -46,13 +46,13 @@ pub(crate) async fn list(
     state: State,
     Path(stream): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    jobs::list::<Delivery>(&state.0, &stream).await
+    jobs::list::<DeliveryJob>(&state.0, &stream).await
 }
 
 /// `GET /v1/streams/{name}/deliveries/{id}`: the delivery's view.
 #[utoipa::path(
     get, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Delivery id")),
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
     responses(
         (status = 200, description = "The delivery", body = crate::openapi::DeliveryBody),
         crate::openapi::Failures
@@ -62,14 +62,14 @@ pub(crate) async fn describe(
     state: State,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    jobs::describe::<Delivery>(&state.0, &stream, &id).await
+    jobs::describe::<DeliveryJob>(&state.0, &stream, &id).await
 }
 
 /// `DELETE /v1/streams/{name}/deliveries/{id}`: stops the delivery and deletes its consumer
 /// (the files stay).
 #[utoipa::path(
     delete, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Delivery id")),
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
     responses(
         (status = 204, description = "Stopped, its consumer deleted"),
         crate::openapi::Failures
@@ -79,5 +79,5 @@ pub(crate) async fn delete(
     state: State,
     Path((stream, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    jobs::delete::<Delivery>(Arc::clone(&state.0), stream, id).await
+    jobs::delete::<DeliveryJob>(Arc::clone(&state.0), stream, id).await
 }

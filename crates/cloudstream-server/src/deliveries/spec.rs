@@ -1,16 +1,12 @@
 //! A delivery's registration: the body of `PUT /v1/streams/{name}/deliveries/{id}` checked
-//! and completed with defaults into the [`Spec`] that `deliveries.json` keeps, and where a
-//! server may deliver ([`SinkPolicy`]).
+//! and completed with defaults into the [`Spec`] that `deliveries.json` keeps.
 
-use std::path::{Component, PathBuf};
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use cloudstream::deliver::{Compression, Format};
 use cloudstream::StartAt;
 use serde::{Deserialize, Serialize};
 
-use crate::webhooks::WebhookPolicy;
 use crate::ApiError;
 
 /// Smallest and largest batch, in bytes of events.
@@ -27,7 +23,7 @@ pub(crate) fn consumer_name(id: &str) -> String {
 
 /// A delivery's settings with every default applied: what `deliveries.json` holds (the
 /// sink URL whole, credentials in its query included: the file is its owner's only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Spec {
     /// The stream it delivers.
     pub(crate) stream: String,
@@ -47,6 +43,24 @@ pub(crate) struct Spec {
     pub(crate) max_wait_ms: u64,
     /// Where it starts without a checkpoint.
     pub(crate) start: StartAt,
+}
+
+/// Shown without the sink's query, which may hold credentials.
+impl std::fmt::Debug for Spec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spec")
+            .field("stream", &self.stream)
+            .field("id", &self.id)
+            .field("to", &shown(&self.to))
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A sink URL as views, logs and messages show it: without its query or user-info.
+pub(crate) fn shown(sink: &str) -> String {
+    cloudstream::deliver::shown_sink(sink)
 }
 
 impl Spec {
@@ -96,15 +110,23 @@ fn in_range(field: &str, value: u64, (min, max): (u64, u64)) -> Result<usize, Ap
 }
 
 impl SpecIn {
-    /// Checks the spec (not the sink's policy: [`SinkPolicy::check`]) and applies the
+    /// The sink.
+    pub(crate) fn to(&self) -> &str {
+        &self.to
+    }
+
+    /// Checks the spec (not the sink's policy: `SinkPolicy::check`) and applies the
     /// defaults.
     pub(crate) fn resolve(self, stream: &str, id: &str) -> Result<Spec, ApiError> {
+        let format: Format = self.format.as_deref().unwrap_or("jsonl").parse()?;
+        let compression: Compression = self.compression.as_deref().unwrap_or("none").parse()?;
+        cloudstream::deliver::check_encoding(format, compression)?;
         let spec = Spec {
             stream: stream.to_owned(),
             id: id.to_owned(),
             to: self.to,
-            format: self.format.unwrap_or_else(|| "jsonl".to_owned()),
-            compression: self.compression.unwrap_or_else(|| "none".to_owned()),
+            format: format.name().to_owned(),
+            compression: compression.name().to_owned(),
             max_bytes: in_range(
                 "max_bytes",
                 self.max_bytes.unwrap_or(5 * 1024 * 1024),
@@ -122,82 +144,7 @@ impl SpecIn {
             )? as u64,
             start: self.start.unwrap_or(StartAt::Earliest),
         };
-        let (format, compression) = spec.encoding()?;
-        if format == Format::JsonLines && compression == Compression::Snappy {
-            return Err(ApiError::bad_request(
-                "snappy compresses Parquet files; JSON Lines are none, gzip or zstd",
-            ));
-        }
         cloudstream::deliver::check_sink(&spec.to)?;
         Ok(spec)
-    }
-}
-
-/// Where a server may deliver: local files only below its delivery root (none without
-/// one), and object stores whose endpoints pass the same guard as webhooks (no link-local
-/// or cloud metadata address, or only the hosts of `--webhook-allow`).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct SinkPolicy {
-    /// The directory `file://` sinks must be below.
-    pub(crate) root: Option<PathBuf>,
-    /// The hosts an endpoint may name.
-    pub(crate) outbound: WebhookPolicy,
-}
-
-/// A 403 with code `sink_not_allowed`.
-fn refused(message: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "sink_not_allowed", message)
-}
-
-impl SinkPolicy {
-    /// Checks a sink URL; `Err` (a 403, or a 400 for a URL that is not one) says why the
-    /// server may not deliver there. Endpoint names are resolved, and every address they
-    /// resolve to must be allowed.
-    pub(crate) async fn check(&self, sink: &str) -> Result<(), ApiError> {
-        let url = reqwest::Url::parse(sink)
-            .map_err(|e| ApiError::bad_request(format!("to: not a URL: {e}")))?;
-        if url.scheme() == "file" {
-            return self.check_file(&url);
-        }
-        for (key, value) in url.query_pairs() {
-            let Ok(endpoint) = reqwest::Url::parse(&value) else {
-                continue;
-            };
-            if !matches!(endpoint.scheme(), "http" | "https") {
-                continue;
-            }
-            self.outbound
-                .check(&endpoint)
-                .map_err(|e| refused(format!("to: option {key}: {e}")))?;
-            let host = endpoint.host_str().unwrap_or_default().to_owned();
-            let port = endpoint.port_or_known_default().unwrap_or(443);
-            let found: Vec<_> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-                .await
-                .map(Iterator::collect)
-                .unwrap_or_default();
-            self.outbound
-                .admit(&host, found)
-                .map_err(|e| refused(format!("to: option {key}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    fn check_file(&self, url: &reqwest::Url) -> Result<(), ApiError> {
-        let Some(root) = &self.root else {
-            return Err(refused(
-                "to: this server delivers to local files only below a root directory it was started with (serve --deliver-root DIR)".into(),
-            ));
-        };
-        let path = url
-            .to_file_path()
-            .map_err(|()| ApiError::bad_request("to: not a local path"))?;
-        let climbs = path.components().any(|c| matches!(c, Component::ParentDir));
-        if climbs || !path.starts_with(root) {
-            return Err(refused(format!(
-                "to: local files go below {} (serve --deliver-root)",
-                root.display()
-            )));
-        }
-        Ok(())
     }
 }

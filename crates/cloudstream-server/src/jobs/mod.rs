@@ -44,6 +44,8 @@ pub(crate) trait Job: Send + Sync + Sized + 'static {
     const PLURAL: &'static str;
     /// The code of the 404 for a job that is not registered (`webhook_not_found`).
     const NOT_FOUND: &'static str;
+    /// The code of the 409 for a job that [`Job::conflict`]s with another.
+    const CONFLICT: &'static str;
 
     /// The consumer a job with `id` reads as.
     fn consumer(id: &str) -> String;
@@ -58,6 +60,12 @@ pub(crate) trait Job: Send + Sync + Sized + 'static {
         id: &str,
         body: Self::SpecIn,
     ) -> BoxFuture<'_, Result<Self::Spec, ApiError>>;
+
+    /// Why `new` cannot run beside `existing` (another job of the kind), if it cannot.
+    fn conflict(existing: &Self::Spec, new: &Self::Spec) -> Option<String> {
+        let _ = (existing, new);
+        None
+    }
 
     /// The stream and id a spec is registered under.
     fn key(spec: &Self::Spec) -> (String, String);
@@ -280,6 +288,13 @@ impl<J: Job> Jobs<J> {
             .await?;
         let key = (stream.to_owned(), id.to_owned());
         let mut specs = self.specs();
+        let clash = specs
+            .iter()
+            .filter(|(other, _)| **other != key)
+            .find_map(|(_, other)| J::conflict(other, &spec));
+        if let Some(message) = clash {
+            return Err(ApiError::new(StatusCode::CONFLICT, J::CONFLICT, message));
+        }
         specs.insert(key.clone(), spec.clone());
         self.save(specs).await?;
         let old = self.lock_running().get(&key).cloned();

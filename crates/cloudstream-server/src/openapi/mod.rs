@@ -229,7 +229,7 @@ pub(crate) struct DeliveryBody {
     max_wait_ms: u64,
     /// Where it starts without a checkpoint.
     start: cloudstream::StartAt,
-    /// Records written to files.
+    /// Records handled: written to files, or found already in them after a restart.
     delivered: u64,
     /// Writes that failed (and were retried).
     failed_attempts: u64,

@@ -91,6 +91,7 @@ impl Job for Webhook {
     const KIND: &'static str = "webhook";
     const PLURAL: &'static str = "webhooks";
     const NOT_FOUND: &'static str = "webhook_not_found";
+    const CONFLICT: &'static str = "webhook_conflict";
 
     fn consumer(id: &str) -> String {
         consumer_name(id)
@@ -156,7 +157,8 @@ impl Job for Webhook {
     ) -> BoxFuture<'static, cloudstream::Result<()>> {
         async move {
             // Checked at registration; a registration kept from an older server is checked
-            // again here, and one that fails stays registered, stopped, with its error shown.
+            // again here, and one that fails is retried like any failing run (its error
+            // shown) until it is deleted.
             let url = parse_url(&spec.url)
                 .map_err(|e| cloudstream::Error::InvalidArgument(e.message().to_owned()))?;
             let http = self

@@ -59,14 +59,42 @@ pub(crate) struct Encoding {
     pub schema: Option<SchemaRef>,
 }
 
+/// Refuses a compression the format does not take (snappy for JSON Lines).
+pub fn check_encoding(format: Format, compression: Compression) -> Result<()> {
+    if format == Format::JsonLines && compression == Compression::Snappy {
+        return Err(Error::InvalidArgument(
+            "snappy compresses Parquet files; JSON Lines are none, gzip or zstd".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Format {
+    /// Its name, as it is parsed: `jsonl` or `parquet`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::JsonLines => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+impl Compression {
+    /// Its name, as it is parsed: `none`, `gzip`, `zstd` or `snappy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+        }
+    }
+}
+
 impl Encoding {
     /// Refuses what cannot be written.
     pub(crate) fn check(&self) -> Result<()> {
-        if self.format == Format::JsonLines && self.compression == Compression::Snappy {
-            return Err(Error::InvalidArgument(
-                "snappy compresses Parquet files; JSON Lines are none, gzip or zstd".into(),
-            ));
-        }
+        check_encoding(self.format, self.compression)?;
         if self.format == Format::JsonLines && self.schema.is_some() {
             return Err(Error::InvalidArgument(
                 "a schema is for Parquet files; JSON Lines keep the payload as it is".into(),

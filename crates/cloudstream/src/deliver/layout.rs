@@ -2,7 +2,7 @@
 //! (`dt=2026-11-24/hour=13/`), and a name that says which positions the file holds:
 //! `STREAM-PPPPP-FIRST-LAST.jsonl[.gz|.zst]` or `.parquet`.
 
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::{Record, Sequence};
 
@@ -65,16 +65,30 @@ pub(crate) fn hour_prefix(t: SystemTime) -> String {
     format!("dt={}/hour={}", &text[..10], &text[11..13])
 }
 
+/// The hour a time falls in, as [`hour_prefix`] names it: hours since 1970, the time
+/// clamped as it clamps. Cheaper than the prefix, so runs are cut by it.
+fn hour_number(t: SystemTime) -> u64 {
+    let last = crate::event::from_millis(crate::event::MAX_TIME_MS);
+    t.clamp(UNIX_EPOCH, last)
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 3600)
+}
+
 /// The runs of consecutive records that fall in the same hour, in order: each is one file.
 pub(crate) fn runs_by_hour(records: &[Record]) -> Vec<(String, &[Record])> {
     let mut out: Vec<(String, &[Record])> = Vec::new();
     let mut start = 0;
+    let Some(first) = records.first() else {
+        return out;
+    };
+    let mut hour = hour_number(event_time(first));
     for i in 1..=records.len() {
-        let hour = hour_prefix(event_time(&records[start]));
         let last_run = out.len() + 1 == MAX_RUNS;
-        if i == records.len() || (!last_run && hour_prefix(event_time(&records[i])) != hour) {
-            out.push((hour, &records[start..i]));
+        let next = records.get(i).map(|r| hour_number(event_time(r)));
+        if next.is_none() || (!last_run && next != Some(hour)) {
+            out.push((hour_prefix(event_time(&records[start])), &records[start..i]));
             start = i;
+            hour = next.unwrap_or(hour);
         }
     }
     out

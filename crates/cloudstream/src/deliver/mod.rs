@@ -7,8 +7,9 @@
 //!
 //! Files are JSON Lines (gzip or zstd optional) or Parquet (the payload's JSON fields as
 //! columns), laid out by event time in Hive-style prefixes (`dt=2026-11-24/hour=13/`), and
-//! named after the positions they hold (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once where consumers read partitions by
-//! position (the embedded engine, Kinesis, Kafka, Event Hubs, Redis, `http://`): a file
+//! named after the positions they hold (`STREAM-PPPPP-FIRST-LAST.jsonl`). Exactly once
+//! where consumers read partitions by position (the embedded engine, Kinesis, Kafka, Event
+//! Hubs, Redis, `http://`): a file
 //! appears whole or not at all; on start, the delivery lists its files and skips what they
 //! hold; a batch delivered again after a crash writes the same names with the same bytes.
 //! So a crash anywhere leaves neither a gap nor a record in two files. Where the provider
@@ -28,7 +29,7 @@ use std::time::Duration;
 pub use arrow_schema;
 
 use self::encode::Encoding;
-pub use self::encode::{Compression, Format};
+pub use self::encode::{check_encoding, Compression, Format};
 use self::layout::{runs_by_hour, FileName};
 use self::sink::Sink;
 use crate::backend::Consumption;
@@ -86,10 +87,16 @@ impl Stream {
     }
 }
 
-/// Checks that `sink` names a store a delivery can write to, without reaching it; returns
-/// it as messages show it: without its query (which may hold credentials) or user-info.
+/// Checks that `sink` names a store a delivery can write to, without reaching it (building
+/// the store client may read files its options name); returns it as [`shown_sink`] does.
 pub fn check_sink(sink: &str) -> Result<String> {
     Ok(Sink::open(sink)?.shown().to_owned())
+}
+
+/// A sink URL as messages and views show it: without its query (which may hold
+/// credentials) or user-info. Opens nothing.
+pub fn shown_sink(sink: &str) -> String {
+    sink::shown(sink)
 }
 
 impl Delivery {
@@ -253,18 +260,32 @@ impl Writer {
                 fresh.push(r);
             }
         }
-        for (hour, run) in runs_by_hour(&fresh) {
-            let Some(name) = FileName::of(&self.stream, run, self.encoding.extension()) else {
-                continue;
-            };
-            let bytes = self.encoding.encode(run)?;
-            self.sink.put(&format!("{hour}/{name}"), bytes).await?;
-            if let Some(last) = run.last() {
-                self.delivered
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(partition, last.position.sequence);
+        // Encoding a batch takes the CPU for a while: off the async workers.
+        let (stream, encoding) = (self.stream.clone(), self.encoding.clone());
+        let files = tokio::task::spawn_blocking(move || {
+            let mut files = Vec::new();
+            for (hour, run) in runs_by_hour(&fresh) {
+                let (Some(name), Some(last)) =
+                    (FileName::of(&stream, run, encoding.extension()), run.last())
+                else {
+                    continue;
+                };
+                files.push((
+                    format!("{hour}/{name}"),
+                    encoding.encode(run)?,
+                    last.position.sequence,
+                ));
             }
+            Ok::<_, Error>(files)
+        })
+        .await
+        .map_err(|e| Error::Backend(format!("encoding a file failed: {e}").into()))??;
+        for (path, bytes, last) in files {
+            self.sink.put(&path, bytes).await?;
+            self.delivered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(partition, last);
         }
         Ok(())
     }

@@ -46,19 +46,26 @@ enum Payload<'a> {
     Bytes(&'a [u8]),
 }
 
+/// Where a payload goes, by its first bytes: whether an object is valid JSON is found when
+/// it is read (`infer`, or the decoder), and one that is not is kept as text.
 fn classify(payload: &[u8]) -> Payload<'_> {
     match std::str::from_utf8(payload) {
-        Ok(text) if text.trim_start().starts_with('{') => {
-            let valid = serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok();
-            if valid {
-                Payload::Object(payload)
-            } else {
-                Payload::Text(text)
-            }
-        }
+        Ok(text) if text.trim_start().starts_with('{') => Payload::Object(payload),
         Ok(text) => Payload::Text(text),
         Err(_) => Payload::Bytes(payload),
     }
+}
+
+/// The objects among `payloads`, with their rows.
+fn objects<'a>(payloads: &[Payload<'a>]) -> Vec<(usize, &'a [u8])> {
+    payloads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Payload::Object(bytes) => Some((i, *bytes)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn arrow_error(e: ArrowError) -> Error {
@@ -71,29 +78,53 @@ pub(crate) fn parquet(
     schema: Option<&SchemaRef>,
     compression: Compression,
 ) -> Result<Vec<u8>> {
-    let payloads: Vec<Payload<'_>> = records.iter().map(|r| classify(&r.event.payload)).collect();
-    let objects: Vec<(usize, &[u8])> = payloads
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match p {
-            Payload::Object(bytes) => Some((i, *bytes)),
-            _ => None,
-        })
-        .collect();
-    let schema = match schema {
-        Some(given) => Some(given.clone()),
-        None => infer(&objects),
-    }
-    .filter(|s| !s.fields().is_empty());
-    // Rows of `payload`, by record; a record whose object did not decode is kept as text.
-    let (payload, decoded) = match &schema {
-        Some(schema) => {
-            let (array, decoded) = decode_objects(schema, records.len(), &objects)?;
-            (Some(array), decoded)
-        }
-        None => (None, vec![false; records.len()]),
+    let mut payloads: Vec<Payload<'_>> =
+        records.iter().map(|r| classify(&r.event.payload)).collect();
+    let (payload, decoded) = match schema {
+        Some(given) => payload_column(given, &payloads)?,
+        None => match inferred_fast(&payloads)? {
+            Some(column) => column,
+            None => {
+                let (schema, not_json) = infer(&objects(&payloads));
+                for row in not_json {
+                    if let Payload::Object(bytes) = payloads[row] {
+                        // Known UTF-8: classify checked it.
+                        payloads[row] =
+                            Payload::Text(std::str::from_utf8(bytes).unwrap_or_default());
+                    }
+                }
+                match schema {
+                    Some(schema) => payload_column(&schema, &payloads)?,
+                    None => (None, vec![false; records.len()]),
+                }
+            }
+        },
     };
 
+    let structured = write(records, &payloads, payload.clone(), &decoded, compression);
+    match structured {
+        // The payload's columns cannot be written (a struct without fields, say): every
+        // object is kept as text instead.
+        Err(_) if payload.is_some() => write(
+            records,
+            &payloads,
+            None,
+            &vec![false; records.len()],
+            compression,
+        ),
+        written => written,
+    }
+}
+
+/// The file of `records`, with `payload` as the payload's columns (`decoded` says which
+/// records it holds; the others' payloads go to `payload_text` or `payload_bytes`).
+fn write(
+    records: &[Record],
+    payloads: &[Payload<'_>],
+    payload: Option<ArrayRef>,
+    decoded: &[bool],
+    compression: Compression,
+) -> Result<Vec<u8>> {
     let mut fields = vec![
         Field::new("partition", DataType::UInt32, false),
         Field::new("sequence", DataType::Utf8, false),
@@ -121,7 +152,7 @@ pub(crate) fn parquet(
         fields.push(Field::new("payload", payload.data_type().clone(), true));
         columns.push(payload);
     }
-    let text = payloads.iter().zip(&decoded).map(|(p, decoded)| match p {
+    let text = payloads.iter().zip(decoded).map(|(p, decoded)| match p {
         Payload::Object(bytes) if !decoded => std::str::from_utf8(bytes).ok(),
         Payload::Text(text) => Some(*text),
         _ => None,
@@ -187,57 +218,147 @@ fn headers(records: &[Record]) -> Result<arrow_array::MapArray> {
     Ok(builder.finish())
 }
 
-/// The schema of the objects' fields, in the order they are first seen; `None` when they
-/// have no common schema (a field an object in one and a number in another).
-fn infer(objects: &[(usize, &[u8])]) -> Option<SchemaRef> {
-    let values = objects.iter().map(|(_, bytes)| {
-        serde_json::from_slice::<serde_json::Value>(bytes)
-            .map_err(|e| ArrowError::JsonError(e.to_string()))
+/// How many objects the fast path infers the schema from.
+const SAMPLE: usize = 1000;
+
+/// The `payload` column and which records it holds, or `None` when there is no field.
+type PayloadColumn = (Option<ArrayRef>, Vec<bool>);
+
+/// The payload column in `schema` (none when it has no field), objects that do not fit it
+/// left out.
+fn payload_column(schema: &SchemaRef, payloads: &[Payload<'_>]) -> Result<PayloadColumn> {
+    if schema.fields().is_empty() {
+        return Ok((None, vec![false; payloads.len()]));
+    }
+    let (column, decoded) = decode_objects(schema, payloads.len(), &objects(payloads), false)?
+        .ok_or_else(|| Error::Backend("a lenient decode gave no column".into()))?;
+    Ok((Some(column), decoded))
+}
+
+/// The fast path of inference: the schema of the first [`SAMPLE`] objects, when every
+/// object decodes into it with nothing left over (no field outside it, no value of another
+/// type, all valid JSON); `None` sends the file down the full path.
+fn inferred_fast(payloads: &[Payload<'_>]) -> Result<Option<PayloadColumn>> {
+    let objects = objects(payloads);
+    let (Some(schema), not_json) = infer(&objects[..objects.len().min(SAMPLE)]) else {
+        return Ok(None);
+    };
+    if !not_json.is_empty() || schema.fields().is_empty() {
+        return Ok(None);
+    }
+    Ok(decode_objects(&schema, payloads.len(), &objects, true)?
+        .map(|(column, decoded)| (Some(column), decoded)))
+}
+
+/// Most leaf columns an inferred payload schema may have; objects with more distinct
+/// fields (a map written as an object, keyed by ids) are kept as text.
+const MAX_COLUMNS: usize = 1000;
+
+/// The schema of the objects' fields, in the order they are first seen (`None` when they
+/// have no common schema, a field an object in one and a number in another, or more than
+/// [`MAX_COLUMNS`] columns), and the rows of those that are not JSON at all. Objects are
+/// parsed one at a time, not all held at once.
+fn infer(objects: &[(usize, &[u8])]) -> (Option<SchemaRef>, Vec<usize>) {
+    let mut not_json = Vec::new();
+    let values = objects.iter().filter_map(|(row, bytes)| {
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(value) => Some(Ok::<_, ArrowError>(value)),
+            Err(_) => {
+                not_json.push(*row);
+                None
+            }
+        }
     });
-    infer_json_schema_from_iterator(values).ok().map(Arc::new)
+    let schema = infer_json_schema_from_iterator(values)
+        .ok()
+        .filter(|schema| leaves(schema.fields()) <= MAX_COLUMNS)
+        .map(Arc::new);
+    (schema, not_json)
+}
+
+/// How many leaf columns `fields` make.
+fn leaves(fields: &arrow_schema::Fields) -> usize {
+    fields.iter().map(|f| leaf_count(f.data_type())).sum()
+}
+
+fn leaf_count(data_type: &DataType) -> usize {
+    match data_type {
+        DataType::Struct(fields) => leaves(fields),
+        DataType::List(item) | DataType::LargeList(item) => leaf_count(item.data_type()),
+        _ => 1,
+    }
 }
 
 /// The `payload` column (one row a record, null where the record's payload is not an
 /// object that decoded) and which records decoded. All objects are decoded at once; when
-/// that fails, one by one, so that only the objects that do not fit are left out.
+/// that fails, `None` if `strict` (which also refuses fields outside the schema), else one
+/// by one, so that only the objects that do not fit are left out.
 fn decode_objects(
     schema: &SchemaRef,
     rows: usize,
     objects: &[(usize, &[u8])],
-) -> Result<(ArrayRef, Vec<bool>)> {
+    strict: bool,
+) -> Result<Option<(ArrayRef, Vec<bool>)>> {
     let mut decoded = vec![false; rows];
     let mut parts: Vec<RecordBatch> = Vec::new();
     let mut indices: Vec<Option<u32>> = vec![None; rows];
     let all: Vec<&[u8]> = objects.iter().map(|(_, b)| *b).collect();
-    if let Some(batch) = decode(schema, &all) {
+    if let Some(batch) = decode(schema, &all, strict) {
         for (n, (row, _)) in objects.iter().enumerate() {
             decoded[*row] = true;
             indices[*row] = u32::try_from(n).ok();
         }
         parts.push(batch);
+    } else if strict {
+        return Ok(None);
     } else {
         let mut n = 0u32;
-        for (row, bytes) in objects {
-            if let Some(batch) = decode(schema, &[*bytes]) {
+        for (range, batch) in decode_halves(schema, &all, 0..all.len()) {
+            for (row, _) in &objects[range] {
                 decoded[*row] = true;
                 indices[*row] = Some(n);
                 n += 1;
-                parts.push(batch);
             }
+            parts.push(batch);
         }
     }
     let batch = arrow_select::concat::concat_batches(schema, &parts).map_err(arrow_error)?;
     let objects: ArrayRef = Arc::new(StructArray::from(batch));
     let take = UInt32Array::from(indices);
     let column = arrow_select::take::take(&objects, &take, None).map_err(arrow_error)?;
-    Ok((column, decoded))
+    Ok(Some((column, decoded)))
 }
 
-/// `objects` decoded into `schema`'s columns, or `None` when one does not fit.
-fn decode(schema: &SchemaRef, objects: &[&[u8]]) -> Option<RecordBatch> {
+/// The objects of `range` that decode into `schema`, as runs of consecutive objects and
+/// their batches: a range that fails is halved until the objects that do not fit stand
+/// alone, so a few bad objects cost a few decodes each, not one decode per object.
+fn decode_halves(
+    schema: &SchemaRef,
+    objects: &[&[u8]],
+    range: std::ops::Range<usize>,
+) -> Vec<(std::ops::Range<usize>, RecordBatch)> {
+    if range.is_empty() {
+        return Vec::new();
+    }
+    if let Some(batch) = decode(schema, &objects[range.clone()], false) {
+        return vec![(range, batch)];
+    }
+    if range.len() == 1 {
+        return Vec::new();
+    }
+    let middle = range.start + range.len() / 2;
+    let mut out = decode_halves(schema, objects, range.start..middle);
+    out.extend(decode_halves(schema, objects, middle..range.end));
+    out
+}
+
+/// `objects` decoded into `schema`'s columns, or `None` when one does not fit (or, if
+/// `strict`, has a field outside it).
+fn decode(schema: &SchemaRef, objects: &[&[u8]], strict: bool) -> Option<RecordBatch> {
     let mut decoder = ReaderBuilder::new(schema.clone())
         .with_batch_size(objects.len().max(1))
         .with_coerce_primitive(true)
+        .with_strict_mode(strict)
         .build_decoder()
         .ok()?;
     // Objects are whole JSON texts: one a line, each its own row.
@@ -375,6 +496,94 @@ mod tests {
             .downcast_ref::<StringArray>()
             .expect("strings");
         assert_eq!(text.value(1), r#"{"temp":{"nested":true}}"#);
+    }
+
+    #[test]
+    fn a_field_first_seen_after_the_sample_is_a_column_too() {
+        let records: Vec<Record> = (0..SAMPLE as u64 + 500)
+            .map(|i| {
+                let payload = if i == SAMPLE as u64 + 200 {
+                    format!(r#"{{"n":{i},"late":"here"}}"#)
+                } else if i == SAMPLE as u64 + 300 {
+                    format!(r#"{{"n":{i}.5}}"#)
+                } else {
+                    format!(r#"{{"n":{i}}}"#)
+                };
+                record(i, payload.as_bytes())
+            })
+            .collect();
+        let batch = read(parquet(&records, None, Compression::Snappy).expect("encoded"));
+        let payload = batch
+            .column_by_name("payload")
+            .expect("payload")
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("a struct");
+        assert_eq!(payload.null_count(), 0, "every object decoded");
+        let late = payload.column_by_name("late").expect("the late field");
+        assert_eq!(late.null_count(), records.len() - 1);
+        assert_eq!(
+            payload.column_by_name("n").expect("n").data_type(),
+            &DataType::Float64,
+            "widened by the value after the sample"
+        );
+    }
+
+    fn text_column(batch: &RecordBatch) -> &StringArray {
+        batch
+            .column_by_name("payload_text")
+            .expect("text")
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("strings")
+    }
+
+    #[test]
+    fn objects_parquet_cannot_hold_or_too_many_fields_are_kept_as_text() {
+        // A struct without fields cannot be written: the file is still written.
+        let empty = vec![record(0, br#"{"a":{}}"#), record(1, br#"{"a":{}}"#)];
+        let batch = read(parquet(&empty, None, Compression::None).expect("encoded"));
+        assert_eq!(text_column(&batch).value(0), r#"{"a":{}}"#);
+        // An object per id: more distinct fields than columns.
+        let wide: Vec<Record> = (0..MAX_COLUMNS as u64 + 1)
+            .map(|i| record(i, format!(r#"{{"k{i}":0}}"#).as_bytes()))
+            .collect();
+        let batch = read(parquet(&wide, None, Compression::None).expect("encoded"));
+        assert!(batch.column_by_name("payload").is_none());
+        assert_eq!(text_column(&batch).null_count(), 0);
+    }
+
+    #[test]
+    fn a_few_objects_that_do_not_fit_leave_the_others_as_columns() {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let records: Vec<Record> = (0..4096u64)
+            .map(|i| match i {
+                7 | 2000 | 4095 => record(i, br#"{"n":"not a number"}"#),
+                _ => record(i, format!(r#"{{"n":{i}}}"#).as_bytes()),
+            })
+            .collect();
+        let batch = read(parquet(&records, Some(&schema), Compression::None).expect("encoded"));
+        let payload = batch
+            .column_by_name("payload")
+            .expect("payload")
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("a struct");
+        assert_eq!(payload.null_count(), 3);
+        let text = text_column(&batch);
+        assert_eq!(text.null_count(), 4096 - 3);
+        assert!(payload.is_null(2000) && text.value(2000).contains("not a number"));
+        let n = payload
+            .column_by_name("n")
+            .expect("n")
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .expect("integers");
+        assert_eq!(
+            n.value(2001),
+            2001,
+            "rows stay in order around the bad ones"
+        );
     }
 
     #[test]

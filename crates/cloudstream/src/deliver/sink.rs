@@ -40,29 +40,40 @@ fn store_error(shown: &str, e: object_store::Error) -> Error {
     }
 }
 
+/// A plain absolute path as a `file://` URL; anything else as it is.
+fn absolute_as_url(url: &str) -> String {
+    if url.starts_with('/') {
+        format!("file://{url}")
+    } else {
+        url.to_owned()
+    }
+}
+
+/// A sink URL as messages and views show it: without its user-info and its query (which
+/// may hold credentials), and without opening the store.
+pub(crate) fn shown(url: &str) -> String {
+    let text = absolute_as_url(url);
+    match url::Url::parse(&text) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        // Not a URL: up to the first `?` or `@`, whichever comes first.
+        Err(_) => text.split(['?', '@']).next().unwrap_or_default().to_owned(),
+    }
+}
+
 impl Sink {
     /// The sink a URL names: `file:///DIR` (or a plain absolute path), `s3://BUCKET/PREFIX`,
     /// `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX`; the query's `key=value` pairs are the
     /// store's options (`endpoint`, `region`, `access_key_id`, `secret_access_key`,
     /// `allow_http`, `use_emulator`, ...), as `object_store` names them.
     pub(crate) fn open(url: &str) -> Result<Sink> {
-        let text = if url.starts_with('/') {
-            format!("file://{url}")
-        } else {
-            url.to_owned()
-        };
-        // What may be shown of it: the scheme and what follows up to the query, without
-        // credentials.
-        let visible = text.split('?').next().unwrap_or_default();
-        let visible = match visible.split_once("://") {
-            Some((scheme, rest)) => {
-                format!(
-                    "{scheme}://{}",
-                    rest.rsplit_once('@').map_or(rest, |(_, r)| r)
-                )
-            }
-            None => visible.to_owned(),
-        };
+        let text = absolute_as_url(url);
+        let visible = shown(url);
         let parsed = url::Url::parse(&text).map_err(|e| {
             Error::InvalidArgument(format!("a sink is a URL, {visible:?} is not: {e}"))
         })?;
