@@ -7,6 +7,7 @@
 #   redis-server (Redis Streams, Debian)   127.0.0.1:6390, appendonly yes, appendfsync always
 #   nats-server (JetStream, Debian)        127.0.0.1:4232, file storage under $RUN
 #   pulsar-lite (Pulsar protocol, PyPI)    127.0.0.1:6652, RocksDB under $RUN
+#   Azurite (Azure Blob, npm)              127.0.0.1:10000, a delivery sink, data under $RUN
 # and installs pyarrow (PyPI), the reader the Parquet delivery tests check files with.
 #
 #   scripts/servers.sh start   install what is missing (idempotently, outside the clone),
@@ -31,6 +32,12 @@ install() {
     echo "== installing kinesalite (npm) into $TOOLS"
     [ -f "$TOOLS/package.json" ] || echo '{"private":true}' >"$TOOLS/package.json"
     (cd "$TOOLS" && npm install --no-audit --no-fund --loglevel=error kinesalite@3.3.3)
+  fi
+  # Azurite: Azure Blob Storage's emulator, a sink of the delivery tests.
+  if [ ! -f "$TOOLS/node_modules/azurite/package.json" ]; then
+    echo "== installing azurite 3.37.0 (npm) into $TOOLS"
+    [ -f "$TOOLS/package.json" ] || echo '{"private":true}' >"$TOOLS/package.json"
+    (cd "$TOOLS" && npm install --no-audit --no-fund --loglevel=error azurite@3.37.0)
   fi
   if ! command -v moto_server >/dev/null 2>&1; then
     echo "== installing moto[server] (PyPI)"
@@ -136,6 +143,12 @@ start() {
   "$(pulsar_lite)" --config "$RUN/pulsar/pulsar-lite.toml" --addr 127.0.0.1:6652 \
     --db-path "$RUN/pulsar/data" --log-level warn >"$RUN/pulsar.log" 2>&1 &
   echo $! >"$RUN/pulsar.pid"
+  # Azurite's blob service only, without telemetry (it would call out).
+  rm -rf "$RUN/azurite" && mkdir -p "$RUN/azurite"
+  "$TOOLS/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 10000 \
+    --location "$RUN/azurite" --disableTelemetry --skipApiVersionCheck \
+    >"$RUN/azurite.log" 2>&1 &
+  echo $! >"$RUN/azurite.pid"
   wait_tcp tansu "$(cat "$RUN/tansu.pid")" 9092
   wait_tcp pulsar "$(cat "$RUN/pulsar.pid")" 6652
   wait_tcp redis "$(cat "$RUN/redis.pid")" 6390
@@ -143,6 +156,8 @@ start() {
   wait_for kinesalite "$(cat "$RUN/kinesalite.pid")" http://127.0.0.1:4567/
   wait_for moto "$(cat "$RUN/moto.pid")" http://127.0.0.1:4566/moto-api/
   wait_for pubsub "$(cat "$RUN/pubsub.pid")" http://127.0.0.1:8085/
+  # Azurite answers a bare GET with 400: an answer is all this waits for.
+  wait_for azurite "$(cat "$RUN/azurite.pid")" http://127.0.0.1:10000/
 }
 
 stop_quietly() {

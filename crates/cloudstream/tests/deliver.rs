@@ -1,6 +1,7 @@
-//! Delivery to object storage (`Stream::deliver_to`): into a local directory and into moto's
-//! S3 (which `scripts/servers.sh` starts on 127.0.0.1:4566; a moto that is not there fails
-//! the S3 test), every delivered file read back, every record found exactly once, in files
+//! Delivery to object storage (`Stream::deliver_to`): into a local directory, into moto's
+//! S3 and into Azurite's Azure Blob (which `scripts/servers.sh` starts on 127.0.0.1:4566 and
+//! 127.0.0.1:10000; an emulator that is not there fails its test), every delivered file read
+//! back through the store's own API, every record found exactly once, in files
 //! laid out by event hour; and deliveries aborted mid-run, again and again, that still
 //! deliver each record exactly once.
 
@@ -223,6 +224,61 @@ fn moto() -> String {
     std::env::var("CLOUDSTREAM_MOTO").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned())
 }
 
+/// Runs a gzip delivery of `stream` to `sink` until `read` finds `expected` records (or 30 s
+/// pass), stops it, and returns what `read` found last: the records of each file.
+async fn deliver_and_read<F, R>(stream: &Stream, sink: &str, expected: usize, read: F) -> Files
+where
+    F: Fn() -> R,
+    R: std::future::Future<Output = Files>,
+{
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        stream
+            .deliver_to(sink)
+            .compression(Compression::Gzip)
+            .max_wait(Duration::from_millis(200))
+            .run_until(async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut files = Files::new();
+    for _ in 0..150 {
+        files = read().await;
+        if files.values().map(Vec::len).sum::<usize>() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(());
+    run.await.expect("joined").expect("delivery");
+    files
+}
+
+/// The records of each file, by name.
+type Files = BTreeMap<String, Vec<serde_json::Value>>;
+
+/// The text of each `<tag>` element of an XML listing (names here need no unescaping).
+fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    xml.split(open.as_str())
+        .skip(1)
+        .filter_map(|s| s.split_once(close.as_str()).map(|(text, _)| text))
+        .collect()
+}
+
+/// The body of `request`, which must succeed.
+async fn body(request: reqwest::RequestBuilder) -> Vec<u8> {
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let body = response.bytes().await.expect("body").to_vec();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    body
+}
+
 #[tokio::test]
 async fn a_stream_is_delivered_to_s3_and_every_object_reads_back() {
     let bucket = format!("deliver-{}", std::process::id());
@@ -239,53 +295,97 @@ async fn a_stream_is_delivered_to_s3_and_every_object_reads_back() {
         "s3://{bucket}/firehose?endpoint={}&region=us-east-1&access_key_id=test&secret_access_key=test&allow_http=true",
         moto()
     );
-    let listed = || async {
-        let body = reqwest::get(format!("{}/{bucket}?list-type=2&prefix=firehose/", moto()))
-            .await
-            .expect("list")
-            .text()
-            .await
-            .expect("listing");
-        body.split("<Key>")
-            .skip(1)
-            .filter_map(|k| k.split("</Key>").next().map(str::to_owned))
-            .collect::<Vec<String>>()
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(
-        stream
-            .deliver_to(&sink)
-            .compression(Compression::Gzip)
-            .max_wait(Duration::from_millis(200))
-            .run_until(async {
-                let _ = stopped.await;
-            }),
-    );
-    let mut files = BTreeMap::new();
-    for _ in 0..150 {
-        files.clear();
-        for key in listed().await {
+    let http = reqwest::Client::new();
+    let files = deliver_and_read(&stream, &sink, sent.len(), || async {
+        let listing =
+            body(http.get(format!("{}/{bucket}?list-type=2&prefix=firehose/", moto()))).await;
+        let listing = String::from_utf8(listing).expect("utf-8");
+        let mut files = Files::new();
+        for key in elements(&listing, "Key") {
             // moto serves objects to signed requests only (it does not check the signature).
-            let raw = reqwest::Client::new()
-                .get(format!("{}/{bucket}/{key}", moto()))
-                .header("authorization", SIGNED)
-                .send()
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("object");
-            let name = key.strip_prefix("firehose/").expect("prefix").to_owned();
-            files.insert(name.clone(), lines(&name, &raw));
+            let get = http.get(format!("{}/{bucket}/{key}", moto()));
+            let raw = body(get.header("authorization", SIGNED)).await;
+            let name = key.strip_prefix("firehose/").expect("prefix");
+            files.insert(name.to_owned(), lines(name, &raw));
         }
-        if files.values().map(Vec::len).sum::<usize>() >= sent.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = stop.send(());
-    run.await.expect("joined").expect("delivery");
+        files
+    })
+    .await;
     check_exactly_once(&files, &sent);
+}
+
+/// Azurite's blob service (`scripts/servers.sh` starts it there).
+fn azurite() -> String {
+    std::env::var("CLOUDSTREAM_AZURITE").unwrap_or_else(|_| "http://127.0.0.1:10000".to_owned())
+}
+
+/// Azurite's well-known account and key.
+const AZURE_ACCOUNT: &str = "devstoreaccount1";
+const AZURE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// An account SAS of that account, signed with its key (blob service, every resource type,
+/// read, write, delete, list, add, create, until 2099): the test's own requests carry it.
+const AZURE_SAS: &str = "sv=2021-06-08&ss=b&srt=sco&sp=rwdlac&se=2099-01-01T00%3A00%3A00Z\
+                         &spr=https%2Chttp&sig=1agykGYzV%2Fh%2FVK4tD3c5Jp7MvLMzQ54AcPCwmCFIqTk%3D";
+
+#[tokio::test]
+async fn a_stream_is_delivered_to_azure_blob_and_every_blob_reads_back() {
+    let http = reqwest::Client::new();
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+    // Azurite keeps its data between runs: a container no earlier run used.
+    let container = format!("deliver-{}-{millis}", std::process::id());
+    let base = format!("{}/{AZURE_ACCOUNT}/{container}", azurite());
+    let made = http
+        .put(format!("{base}?restype=container&{AZURE_SAS}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "no Azurite at {} ({e}); scripts/test.sh starts it",
+                azurite()
+            )
+        });
+    assert!(made.status().is_success(), "container: {}", made.status());
+    let client = cloudstream::open("memory://").await.expect("open");
+    let stream = stream(&client, "TelemetryIngest", 2).await;
+    let sent = send(&stream, 0, 1_500).await;
+    // The account's URL as the endpoint, signed with the account key by object_store.
+    let options = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("account_name", AZURE_ACCOUNT)
+        .append_pair("access_key", AZURE_KEY)
+        .append_pair("endpoint", &format!("{}/{AZURE_ACCOUNT}", azurite()))
+        .append_pair("allow_http", "true")
+        .finish();
+    let sink = format!("az://{container}/firehose?{options}");
+    let files = deliver_and_read(&stream, &sink, sent.len(), || async {
+        let mut files = Files::new();
+        let mut marker = String::new();
+        loop {
+            let list = format!(
+                "{base}?restype=container&comp=list&prefix=firehose%2F&{AZURE_SAS}{marker}"
+            );
+            let listing = String::from_utf8(body(http.get(list)).await).expect("utf-8");
+            for key in elements(&listing, "Name") {
+                let raw = body(http.get(format!("{base}/{key}?{AZURE_SAS}"))).await;
+                let name = key.strip_prefix("firehose/").expect("prefix");
+                files.insert(name.to_owned(), lines(name, &raw));
+            }
+            match elements(&listing, "NextMarker").first() {
+                Some(next) => marker = format!("&marker={}", urlencoding(next)),
+                None => return files,
+            }
+        }
+    })
+    .await;
+    check_exactly_once(&files, &sent);
+}
+
+/// `text` percent-encoded for a query.
+fn urlencoding(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 /// Files of a stream deleted and made again (or another provider's stream of that name)
