@@ -38,20 +38,11 @@ fn positions(dir: &Path, stream: &str) -> BTreeMap<(u32, u64), usize> {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stem = name.split('.').next().unwrap_or_default();
-            let rest = stem
-                .strip_prefix(stream)
-                .and_then(|r| r.strip_prefix('-'))
+            let (partition, first, last) = cloudstream::deliver::file_positions(stream, &name)
                 .unwrap_or_else(|| panic!("a file of another name: {name}"));
-            let parts: Vec<u64> = rest
-                .split('-')
-                .map(|p| p.parse().expect("a number"))
-                .collect();
-            let [partition, first, last] = parts[..] else {
-                panic!("{name}");
-            };
+            let (first, last) = (first.as_u64().expect("u64"), last.as_u64().expect("u64"));
             for sequence in first..=last {
-                *seen.entry((partition as u32, sequence)).or_default() += 1;
+                *seen.entry((partition, sequence)).or_default() += 1;
             }
         }
     }

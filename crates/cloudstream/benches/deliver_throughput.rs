@@ -15,8 +15,7 @@ use cloudstream::deliver::{Compression, Format};
 use cloudstream::Event;
 use common::arg;
 
-/// Events in the files under `dir`, from their names (`STREAM-PPPPP-FIRST-LAST.EXT`; the
-/// engine's positions are dense).
+/// Events in the files under `dir`, from their names (the engine's positions are dense).
 fn delivered(dir: &std::path::Path) -> u64 {
     let mut n = 0;
     let mut stack = vec![dir.to_path_buf()];
@@ -31,10 +30,8 @@ fn delivered(dir: &std::path::Path) -> u64 {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
-            let stem = name.split('.').next().unwrap_or_default();
-            let parts: Vec<&str> = stem.rsplitn(3, '-').collect();
-            if let [last, first, _] = parts[..] {
-                if let (Ok(last), Ok(first)) = (last.parse::<u64>(), first.parse::<u64>()) {
+            if let Some((_, first, last)) = cloudstream::deliver::file_positions("bench", &name) {
+                if let (Some(first), Some(last)) = (first.as_u64(), last.as_u64()) {
                     n += last - first + 1;
                 }
             }

@@ -7,12 +7,15 @@
 
 #![cfg(feature = "deliver")]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::{Duration, SystemTime};
 
-use cloudstream::deliver::Compression;
+use cloudstream::deliver::{Compression, Format};
 use cloudstream::{Client, Event, Position, Stream};
+use support::abort_again_and_again;
 
 /// 2025-11-24T16:30:00Z: the first event's time.
 const BASE: u64 = 1_764_001_800;
@@ -193,22 +196,10 @@ async fn deliveries_stopped_dead_again_and_again_deliver_each_record_once() {
         .expect("open");
     let stream = stream(&client, "crashy", 2).await;
     let sink = format!("file://{}", out.path().display());
-    let mut sent = Vec::new();
-    for cycle in 0..20 {
-        sent.extend(send(&stream, cycle * 500, 500).await);
-        // Aborted at a random point: files written, checkpoints maybe not.
-        let run = tokio::spawn(
-            stream
-                .deliver_to(&sink)
-                .compression(Compression::Zstd)
-                .max_wait(Duration::from_millis(20))
-                .max_records(97)
-                .run_until(std::future::pending()),
-        );
-        tokio::time::sleep(Duration::from_millis(20 + (cycle as u64 * 37) % 180)).await;
-        run.abort();
-        let _ = run.await;
-    }
+    let sent = abort_again_and_again(&stream, &sink, Format::JsonLines, 20, |cycle| {
+        send(&stream, cycle * 500, 500)
+    })
+    .await;
     deliver_until(&stream, &sink, Compression::Zstd, || {
         count_lines(out.path()) >= sent.len()
     })

@@ -7,6 +7,8 @@
 
 #![cfg(feature = "deliver")]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -14,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use cloudstream::deliver::{Compression, Format};
 use cloudstream::{Event, Position, Stream};
 use serde_json::{json, Value};
+use support::abort_again_and_again;
 
 /// 2025-11-24T16:30:00Z: the first event's time.
 const BASE: u64 = 1_764_001_800;
@@ -228,22 +231,10 @@ async fn parquet_deliveries_aborted_again_and_again_deliver_each_record_once() {
         .await
         .expect("create");
     let sink = format!("file://{}", out.path().display());
-    let mut sent = Vec::new();
-    for cycle in 0..10 {
-        sent.extend(send(&stream, cycle * 300, 300).await);
-        let run = tokio::spawn(
-            stream
-                .deliver_to(&sink)
-                .format(Format::Parquet)
-                .compression(Compression::Zstd)
-                .max_wait(Duration::from_millis(20))
-                .max_records(97)
-                .run_until(std::future::pending()),
-        );
-        tokio::time::sleep(Duration::from_millis(20 + (cycle as u64 * 37) % 180)).await;
-        run.abort();
-        let _ = run.await;
-    }
+    let sent = abort_again_and_again(&stream, &sink, Format::Parquet, 10, |cycle| {
+        send(&stream, cycle * 300, 300)
+    })
+    .await;
     deliver_all(&stream, out.path(), sent.len()).await;
     check(&read_back(out.path()), &sent);
 }

@@ -93,6 +93,12 @@ pub fn check_sink(sink: &str) -> Result<String> {
     Ok(Sink::open(sink)?.shown().to_owned())
 }
 
+/// What the name of a delivered file of `stream` says: its partition and the first and last
+/// positions it holds (`STREAM-PPPPP-FIRST-LAST.jsonl`); `None` for any other name.
+pub fn file_positions(stream: &str, name: &str) -> Option<(u32, Sequence, Sequence)> {
+    FileName::parse(stream, name).map(|f| (f.partition, f.first, f.last))
+}
+
 /// A sink URL as messages and views show it: without its query (which may hold
 /// credentials) or user-info. Opens nothing.
 pub fn shown_sink(sink: &str) -> String {
