@@ -56,7 +56,7 @@ pub fn webhook_store(data: &[u8]) {
         }
         let _ = store::encode("webhooks", &registered);
     }
-    if let Ok(body) = serde_json::from_slice::<spec::SpecIn>(data) {
+    if let Ok(body) = serde_json::from_slice::<spec::WebhookSpec>(data) {
         let _ = body.dead_letter_stream("orders");
         if let Ok((resolved, url)) = body.resolve("orders", "billing") {
             let _ = policy.check(&url);

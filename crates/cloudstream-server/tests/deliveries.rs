@@ -145,7 +145,6 @@ async fn sinks_the_server_may_not_write_to_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     for bad in [
         json!({"to": "s3://b/p", "format": "avro"}),
-        json!({"to": "s3://b/p", "compression": "snappy"}),
         json!({"to": "s3://b/p", "max_wait_ms": 10}),
         json!({"to": "s3://b/p", "max_bytes": 0}),
         json!({"to": "s3://b/p", "surprise": 1}),
@@ -161,6 +160,16 @@ async fn sinks_the_server_may_not_write_to_are_refused() {
             "{bad}: {body}"
         );
     }
+    // Well formed, but not something a delivery can write.
+    let (status, body) = api
+        .put(path, json!({"to": "s3://b/p", "compression": "snappy"}))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_delivery",
+    );
     let (status, body) = api
         .put("/v1/streams/nope/deliveries/d", json!({"to": "s3://b/p"}))
         .await;

@@ -39,6 +39,8 @@
 //! and tails; [`Consumer`] fetches with implicit checkpoints; [`Trigger`] runs a handler on
 //! every event with retries and a dead-letter stream.
 
+#[cfg(feature = "aggregate")]
+pub mod aggregate;
 #[cfg(feature = "dynamodb")]
 mod aws_errors;
 pub mod backend;

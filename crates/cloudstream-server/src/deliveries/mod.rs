@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 pub(crate) use self::policy::SinkPolicy;
-use self::spec::{consumer_name, shown, Spec, SpecIn};
+use self::spec::{consumer_name, shown, DeliverySpec, Spec};
 use crate::jobs::{until_stopped, Job, JobStats, Jobs};
 use crate::ApiError;
 
@@ -44,7 +44,7 @@ impl DeliveryJob {
 
 impl Job for DeliveryJob {
     type Spec = Spec;
-    type SpecIn = SpecIn;
+    type SpecIn = DeliverySpec;
 
     const KIND: &'static str = "delivery";
     const PLURAL: &'static str = "deliveries";
@@ -63,7 +63,7 @@ impl Job for DeliveryJob {
         &self,
         stream: &str,
         id: &str,
-        body: SpecIn,
+        body: DeliverySpec,
     ) -> BoxFuture<'_, Result<Spec, ApiError>> {
         let (stream, id) = (stream.to_owned(), id.to_owned());
         async move {

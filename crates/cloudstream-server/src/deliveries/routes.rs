@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
-use super::spec::SpecIn;
+use super::spec::DeliverySpec;
 use super::DeliveryJob;
 use crate::jobs::routes as jobs;
 use crate::{ApiError, Path, State};
@@ -17,7 +17,7 @@ use crate::{ApiError, Path, State};
 #[utoipa::path(
     put, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
     params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
-    request_body(content = SpecIn, content_type = "application/json"),
+    request_body(content = DeliverySpec, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered", body = crate::openapi::DeliveryBody),
         (status = 200, description = "Replaced", body = crate::openapi::DeliveryBody),

@@ -78,7 +78,7 @@ impl Spec {
 /// The body of `PUT /v1/streams/{name}/deliveries/{id}`: only `to` is required.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SpecIn {
+pub(crate) struct DeliverySpec {
     /// The sink: `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`, `gs://BUCKET/PREFIX` (the
     /// store's options in the query), or `file:///DIR` below the server's `--deliver-root`.
     to: String,
@@ -99,6 +99,16 @@ pub(crate) struct SpecIn {
     start: Option<StartAt>,
 }
 
+/// A 422 `invalid_delivery`: a well-formed spec that cannot be run (a compression its
+/// format does not take, a sink the store cannot open).
+fn unprocessable(e: cloudstream::Error) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_delivery",
+        e.to_string(),
+    )
+}
+
 /// A 400 unless `min <= value <= max`.
 fn in_range(field: &str, value: u64, (min, max): (u64, u64)) -> Result<usize, ApiError> {
     if !(min..=max).contains(&value) {
@@ -109,7 +119,7 @@ fn in_range(field: &str, value: u64, (min, max): (u64, u64)) -> Result<usize, Ap
     usize::try_from(value).map_err(|_| ApiError::bad_request(format!("{field} is too large")))
 }
 
-impl SpecIn {
+impl DeliverySpec {
     /// The sink.
     pub(crate) fn to(&self) -> &str {
         &self.to
@@ -120,7 +130,7 @@ impl SpecIn {
     pub(crate) fn resolve(self, stream: &str, id: &str) -> Result<Spec, ApiError> {
         let format: Format = self.format.as_deref().unwrap_or("jsonl").parse()?;
         let compression: Compression = self.compression.as_deref().unwrap_or("none").parse()?;
-        cloudstream::deliver::check_encoding(format, compression)?;
+        cloudstream::deliver::check_encoding(format, compression).map_err(unprocessable)?;
         let spec = Spec {
             stream: stream.to_owned(),
             id: id.to_owned(),
@@ -144,7 +154,7 @@ impl SpecIn {
             )? as u64,
             start: self.start.unwrap_or(StartAt::Earliest),
         };
-        cloudstream::deliver::check_sink(&spec.to)?;
+        cloudstream::deliver::check_sink(&spec.to).map_err(unprocessable)?;
         Ok(spec)
     }
 }

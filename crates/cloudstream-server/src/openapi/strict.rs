@@ -211,7 +211,7 @@ fn components(schemas: &mut Map<String, Value>, served: Served) {
             *s = json!({"type": "string", "pattern": pattern});
         }
     }
-    if let Some(spec) = schemas.get_mut("SpecIn") {
+    if let Some(spec) = schemas.get_mut("WebhookSpec") {
         let p = &mut spec["properties"];
         p["url"] = json!({"type": "string", "pattern": "^https?://[a-z0-9]+(?:\\.[a-z0-9]+)*(?::[1-9][0-9]{0,3})?/[a-z0-9/]*$"});
         for (field, min, max) in [
@@ -224,5 +224,21 @@ fn components(schemas: &mut Map<String, Value>, served: Served) {
             p[field] = nullable(json!({"type": "integer", "minimum": min, "maximum": max}));
         }
         p["dead_letter"] = json!({"oneOf": [name(cloudstream::MAX_NAME_LEN), {"type": "boolean"}, {"type": "null"}]});
+    }
+    if let Some(spec) = schemas.get_mut("DeliverySpec") {
+        let p = &mut spec["properties"];
+        // Sinks a test client can register: a bucket and prefix with no options (other
+        // sinks are valid too, but whether they are allowed depends on the server).
+        p["to"] = json!({"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9-]{2,40}(?:/[a-z0-9]{1,20}){0,3}$"});
+        p["format"] = nullable(json!({"type": "string", "enum": ["jsonl", "parquet"]}));
+        p["compression"] =
+            nullable(json!({"type": "string", "enum": ["none", "gzip", "zstd", "snappy"]}));
+        for (field, min, max) in [
+            ("max_bytes", 1024, 256 * 1024 * 1024),
+            ("max_records", 1, 1_000_000),
+            ("max_wait_ms", 100, 900_000),
+        ] {
+            p[field] = nullable(json!({"type": "integer", "minimum": min, "maximum": max}));
+        }
     }
 }

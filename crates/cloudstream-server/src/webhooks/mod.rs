@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 pub use self::allow::WebhookPolicy;
 pub(crate) use self::post::error_chain;
-use self::spec::{consumer_name, parse_url, Spec, SpecIn};
+use self::spec::{consumer_name, parse_url, Spec, WebhookSpec};
 use crate::jobs::{internal, Job, JobStats, Jobs};
 use crate::ApiError;
 
@@ -86,7 +86,7 @@ impl Webhook {
 
 impl Job for Webhook {
     type Spec = Spec;
-    type SpecIn = SpecIn;
+    type SpecIn = WebhookSpec;
 
     const KIND: &'static str = "webhook";
     const PLURAL: &'static str = "webhooks";
@@ -105,7 +105,7 @@ impl Job for Webhook {
         &self,
         stream: &str,
         id: &str,
-        body: SpecIn,
+        body: WebhookSpec,
     ) -> BoxFuture<'_, Result<Spec, ApiError>> {
         let resolved = body.resolve(stream, id).and_then(|(spec, url)| {
             self.policy.check(&url).map_err(|message| {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
 
-use super::spec::SpecIn;
+use super::spec::WebhookSpec;
 use super::Webhook;
 use crate::jobs::routes as jobs;
 use crate::{ApiError, Path, State};
@@ -20,7 +20,7 @@ pub(crate) const MAX_STREAM_NAME: usize = cloudstream::MAX_NAME_LEN - ".dlq".len
 #[utoipa::path(
     put, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
     params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
-    request_body(content = SpecIn, content_type = "application/json"),
+    request_body(content = WebhookSpec, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered", body = crate::openapi::WebhookBody),
         (status = 200, description = "Replaced", body = crate::openapi::WebhookBody),

@@ -71,7 +71,7 @@ impl Spec {
 /// attempt are dropped and logged), or absent, `null` or `true` for `<stream>.dlq`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SpecIn {
+pub(crate) struct WebhookSpec {
     /// An `http://` or `https://` URL.
     url: String,
     /// Most records per POST (default 1, at most 1,000).
@@ -117,7 +117,7 @@ pub(crate) fn parse_url(text: &str) -> Result<reqwest::Url, ApiError> {
     Ok(url)
 }
 
-impl SpecIn {
+impl WebhookSpec {
     /// The dead-letter stream the spec names (created if missing when the webhook runs).
     pub(crate) fn dead_letter_stream(&self, stream: &str) -> Result<Option<String>, ApiError> {
         let dead_letter = match &self.dead_letter {
