@@ -90,10 +90,9 @@ impl State {
         match spec.window {
             Window::Session { gap_ms } => {
                 let gap = gap_ms as i64;
-                if !closed(t + gap) {
-                    self.add_to_session(spec, key, t, gap, &object);
-                    added = true;
-                }
+                // Late only if it would start a session that is already over: one that
+                // falls in an open session joins it.
+                added = self.add_to_session(spec, key, t, gap, &object, !closed(t + gap));
             }
             window => {
                 for start in window.starts(t) {
@@ -135,8 +134,8 @@ impl State {
         }
     }
 
-    /// Puts `t` in the group's session that it falls in (merging the sessions it bridges),
-    /// or starts one.
+    /// Puts `t` in the group's open sessions that it falls within a gap of (merging the
+    /// sessions it bridges), or, if `may_start`, starts one; whether it was added.
     fn add_to_session(
         &mut self,
         spec: &Aggregation,
@@ -144,14 +143,21 @@ impl State {
         t: i64,
         gap: i64,
         object: &Value,
-    ) {
-        let sessions = self.open.entry(key.clone()).or_default();
+        may_start: bool,
+    ) -> bool {
         // The group's sessions that t is within a gap of: (first - gap, last + gap).
-        let touching: Vec<i64> = sessions
-            .iter()
-            .filter(|(first, open)| *first - gap < t && t < open.last + gap)
+        let touching: Vec<i64> = self
+            .open
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|(first, open)| **first - gap < t && t < open.last + gap)
             .map(|(first, _)| *first)
             .collect();
+        if touching.is_empty() && !may_start {
+            return false;
+        }
+        let sessions = self.open.entry(key.clone()).or_default();
         let mut merged = Open {
             accs: spec.measures.iter().map(|m| Acc::new(m.op)).collect(),
             last: t,
@@ -170,6 +176,7 @@ impl State {
         add(spec, &mut merged.accs, object);
         self.by_end.insert((merged.last + gap, first, key));
         sessions.insert(first, merged);
+        true
     }
 
     /// Closes the windows the watermark has passed; their results, by end, then start, then
@@ -203,6 +210,15 @@ impl State {
         results
     }
 
+    /// Closes every open window, as the end of the input: their results, in the same order.
+    pub(crate) fn flush(&mut self, spec: &Aggregation) -> Vec<WindowResult> {
+        let Some(end) = self.by_end.last().map(|(end, _, _)| *end) else {
+            return Vec::new();
+        };
+        self.max_time = Some(end.saturating_add(spec.lateness_ms as i64));
+        self.close(spec)
+    }
+
     /// How many windows are open.
     pub(crate) fn open_windows(&self) -> usize {
         self.by_end.len()
@@ -216,13 +232,15 @@ fn add(spec: &Aggregation, accs: &mut [Acc], object: &Value) {
     }
 }
 
-/// A record's event time in milliseconds since 1970: its own, else when it was appended.
+/// Event times are clamped to ±2^52 ms (about ±142,000 years), so that window arithmetic
+/// never overflows.
+const TIME_LIMIT: i64 = 1 << 52;
+
+/// A record's event time in milliseconds since 1970: its own, else when it was appended,
+/// clamped to ±[`TIME_LIMIT`].
 pub(crate) fn event_millis(record: &Record) -> i64 {
-    let t = record.event.time.unwrap_or(record.append_time);
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |m| -m),
-    }
+    crate::event::to_millis(record.event.time.unwrap_or(record.append_time))
+        .clamp(-TIME_LIMIT, TIME_LIMIT)
 }
 
 impl WindowResult {

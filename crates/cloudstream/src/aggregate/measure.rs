@@ -32,7 +32,7 @@ pub struct Measure {
 pub enum Op {
     /// Events in the window (with the field present, when a field is named).
     Count,
-    /// The sum of the field's numbers.
+    /// The sum of the field's numbers (0 without any; held within ±f64::MAX).
     Sum,
     /// The least of the field's numbers.
     Min,
@@ -40,10 +40,12 @@ pub enum Op {
     Max,
     /// The mean of the field's numbers.
     Avg,
-    /// How many distinct values the field took (approximate: HyperLogLog++, about 0.8%).
+    /// How many distinct values the field took (approximate: HyperLogLog++, standard
+    /// error about 0.8%); values are told apart by their JSON text.
     Distinct,
-    /// The `q` quantile (0 to 1) of the field's numbers (approximate: DDSketch, within 1%
-    /// of the true value).
+    /// The `q` quantile (0 to 1) of the field's numbers (approximate: DDSketch, within 1% of
+    /// the value at rank `q·(n−1)`, the lower of two neighbours); numbers beyond ±1e300 are
+    /// left out.
     Percentile {
         /// The quantile: 0.95 for p95.
         q: f64,
@@ -102,9 +104,13 @@ pub(crate) enum Acc {
     Sum(f64),
     Min(Option<f64>),
     Max(Option<f64>),
-    Avg { sum: f64, n: u64 },
+    Avg {
+        sum: f64,
+        n: u64,
+    },
     Distinct(Box<HyperLogLogPlus<Vec<u8>, StableHash>>),
-    Percentile(Box<DDSketch>, f64),
+    /// Made at the first number (an empty sketch does not save).
+    Percentile(Option<Box<DDSketch>>, f64),
 }
 
 /// Shown by kind (the sketches have no `Debug`).
@@ -135,7 +141,7 @@ impl Acc {
                 HyperLogLogPlus::new(HLL_PRECISION, StableHash)
                     .unwrap_or_else(|_| unreachable!("precision 14 is within 4 to 18")),
             )),
-            Op::Percentile { q } => Acc::Percentile(Box::new(DDSketch::new(Config::defaults())), q),
+            Op::Percentile { q } => Acc::Percentile(None, q),
         }
     }
 
@@ -149,7 +155,7 @@ impl Acc {
                     *n += 1;
                 }
             }
-            Acc::Sum(sum) => *sum += number.unwrap_or(0.0),
+            Acc::Sum(sum) => *sum = finite(*sum + number.unwrap_or(0.0)),
             Acc::Min(min) => {
                 if let Some(x) = number {
                     *min = Some(min.map_or(x, |m| m.min(x)));
@@ -162,7 +168,7 @@ impl Acc {
             }
             Acc::Avg { sum, n } => {
                 if let Some(x) = number {
-                    *sum += x;
+                    *sum = finite(*sum + x);
                     *n += 1;
                 }
             }
@@ -173,8 +179,11 @@ impl Acc {
                 }
             }
             Acc::Percentile(sketch, _) => {
-                if let Some(x) = number {
-                    sketch.add(x);
+                // Far from f64's limits, so that the sketch's own sum stays finite.
+                if let Some(x) = number.filter(|x| x.abs() <= 1e300) {
+                    sketch
+                        .get_or_insert_with(|| Box::new(DDSketch::new(Config::defaults())))
+                        .add(x);
                 }
             }
         }
@@ -184,21 +193,24 @@ impl Acc {
     pub(crate) fn merge(&mut self, other: &Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Sum(a), Acc::Sum(b)) => *a += b,
+            (Acc::Sum(a), Acc::Sum(b)) => *a = finite(*a + b),
             (Acc::Min(a), Acc::Min(b)) => *a = min_of(*a, *b, f64::min),
             (Acc::Max(a), Acc::Max(b)) => *a = min_of(*a, *b, f64::max),
             (Acc::Avg { sum, n }, Acc::Avg { sum: s, n: m }) => {
-                *sum += s;
+                *sum = finite(*sum + s);
                 *n += m;
             }
             (Acc::Distinct(a), Acc::Distinct(b)) => {
                 // Same precision, by construction.
                 let _ = a.merge(b);
             }
-            (Acc::Percentile(a, _), Acc::Percentile(b, _)) => {
+            (Acc::Percentile(a, _), Acc::Percentile(Some(b), _)) => match a {
                 // Same configuration, by construction.
-                let _ = a.merge(b);
-            }
+                Some(a) => {
+                    let _ = a.merge(b);
+                }
+                None => *a = Some(b.clone()),
+            },
             _ => {}
         }
     }
@@ -217,11 +229,21 @@ impl Acc {
                 }
             }
             Acc::Distinct(hll) => json!(hll.count().round() as u64),
-            Acc::Percentile(sketch, q) => match sketch.quantile(*q) {
-                Ok(Some(x)) => json!(x),
+            Acc::Percentile(sketch, q) => match sketch.as_ref().map(|s| s.quantile(*q)) {
+                Some(Ok(Some(x))) => json!(x),
                 _ => Value::Null,
             },
         }
+    }
+}
+
+/// `x` held within ±f64::MAX (a sum that overflowed stays the largest number, so that it
+/// prints and saves as one).
+fn finite(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(f64::MIN, f64::MAX)
     }
 }
 

@@ -48,6 +48,13 @@ impl Aggregation {
     /// (two outputs of one name).
     pub fn check(&self) -> Result<()> {
         self.window.check()?;
+        if self.lateness_ms > window::MAX_MS {
+            return Err(Error::InvalidArgument(format!(
+                "lateness_ms is at most a year ({} ms), not {}",
+                window::MAX_MS,
+                self.lateness_ms
+            )));
+        }
         if self.measures.is_empty() {
             return Err(Error::InvalidArgument(
                 "an aggregation computes at least one measure".into(),
@@ -113,16 +120,43 @@ impl Aggregator {
         self.state.open_windows()
     }
 
-    /// The state, to keep with the input position it follows.
-    pub fn save(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(&self.state).map_err(|e| Error::Backend(Box::new(e)))
+    /// Closes every open window, as at the end of the input (a bounded replay): their
+    /// results. Later records count as late.
+    pub fn flush(&mut self) -> Vec<WindowResult> {
+        self.state.flush(&self.spec)
     }
 
-    /// An aggregation that goes on from a saved state.
+    /// The state, with the spec it was computed for, to keep with the input position it
+    /// follows.
+    pub fn save(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(&Saved {
+            spec: self.spec.clone(),
+            state: self.state.clone(),
+        })
+        .map_err(|e| Error::Backend(Box::new(e)))
+    }
+
+    /// An aggregation that goes on from a saved state; `InvalidArgument` if the state was
+    /// saved for another spec (its windows would mean something else).
     pub fn restore(spec: Aggregation, saved: &[u8]) -> Result<Aggregator> {
         spec.check()?;
-        let state = serde_json::from_slice(saved)
+        let saved: Saved = serde_json::from_slice(saved)
             .map_err(|e| Error::InvalidArgument(format!("not a saved aggregation state: {e}")))?;
-        Ok(Aggregator { spec, state })
+        if saved.spec != spec {
+            return Err(Error::InvalidArgument(
+                "the saved state is another aggregation's (its windows, groups, measures or lateness differ)".into(),
+            ));
+        }
+        Ok(Aggregator {
+            spec,
+            state: saved.state,
+        })
     }
+}
+
+/// What [`Aggregator::save`] writes.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    spec: Aggregation,
+    state: State,
 }

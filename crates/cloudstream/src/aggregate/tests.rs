@@ -243,3 +243,82 @@ fn ambiguous_or_impossible_aggregations_are_refused() {
     assert!(Aggregator::new(spec).is_err(), "nothing to compute");
     assert!(Aggregator::restore(self::spec(Window::Tumbling { size_ms: 1 }, 0), b"{").is_err());
 }
+
+#[test]
+fn states_with_empty_sketches_or_huge_sums_save_and_restore() {
+    let spec = Aggregation {
+        window: Window::Tumbling { size_ms: 60_000 },
+        group_by: vec![],
+        measures: vec![
+            Measure::new("p50", Op::Percentile { q: 0.5 }, Some("missing")),
+            Measure::new("sum", Op::Sum, Some("v")),
+        ],
+        lateness_ms: 0,
+    };
+    let mut aggregator = Aggregator::new(spec.clone()).expect("valid");
+    for i in 0..3 {
+        let mut r = record(i, (1_000, 0, 0));
+        r.event.payload = bytes::Bytes::from_static(br#"{"v": 1e308}"#);
+        aggregator.push(&r);
+    }
+    let saved = aggregator.save().expect("save");
+    let mut restored = Aggregator::restore(spec, &saved).expect("restore");
+    let results = restored.flush();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].values, vec![Value::Null, json!(f64::MAX)]);
+}
+
+#[test]
+fn a_state_is_refused_by_another_aggregation() {
+    let aggregator = Aggregator::new(spec(Window::Tumbling { size_ms: 1_000 }, 0)).expect("valid");
+    let saved = aggregator.save().expect("save");
+    let other = spec(Window::Tumbling { size_ms: 2_000 }, 0);
+    assert!(Aggregator::restore(other, &saved).is_err());
+    assert!(Aggregator::restore(spec(Window::Tumbling { size_ms: 1_000 }, 0), &saved).is_ok());
+}
+
+#[test]
+fn an_event_inside_an_open_session_joins_it_even_when_its_own_gap_has_passed() {
+    let mut aggregator = Aggregator::new(spec(Window::Session { gap_ms: 50 }, 100)).expect("valid");
+    for (i, t) in [100, 140, 180, 220].into_iter().enumerate() {
+        aggregator.push(&record(i, (t, 0, 1)));
+    }
+    aggregator.push(&record(4, (360, 1, 1)));
+    // The watermark is 260: a session of 150 alone would have ended at 200, but 150 falls
+    // in device 0's open session (100 to 270).
+    let pushed = aggregator.push(&record(5, (150, 0, 1)));
+    assert!(!pushed.late);
+    let results = aggregator.flush();
+    let d0 = results
+        .iter()
+        .find(|r| r.group == vec![json!("d0")])
+        .expect("device 0's session");
+    assert_eq!((d0.start, d0.end, &d0.values[0]), (100, 270, &json!(5)));
+}
+
+#[test]
+fn times_far_from_now_do_not_overflow() {
+    for window in [
+        Window::Tumbling { size_ms: 60_000 },
+        Window::Hopping {
+            size_ms: 60_000,
+            hop_ms: 7_000,
+        },
+        Window::Session { gap_ms: 60_000 },
+    ] {
+        let mut aggregator = Aggregator::new(spec(window, 1_000)).expect("valid");
+        let far = [
+            UNIX_EPOCH + Duration::from_secs(1 << 52),
+            UNIX_EPOCH - Duration::from_secs(1 << 40),
+            UNIX_EPOCH,
+        ];
+        for (i, time) in far.into_iter().enumerate() {
+            let mut r = record(i, (0, 0, 1));
+            r.event.time = Some(time);
+            aggregator.push(&r);
+        }
+        for r in aggregator.flush() {
+            assert!(r.start < r.end, "{r:?}");
+        }
+    }
+}

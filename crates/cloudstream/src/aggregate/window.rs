@@ -31,7 +31,7 @@ pub enum Window {
 }
 
 /// Longest window, hop or gap: a year.
-const MAX_MS: u64 = 366 * 24 * 3600 * 1000;
+pub(crate) const MAX_MS: u64 = 366 * 24 * 3600 * 1000;
 
 impl Window {
     /// Refuses windows that cannot be computed: zero or longer than a year, a hop longer
@@ -54,10 +54,10 @@ impl Window {
                 "a hop ({hop} ms) longer than its window ({length} ms)"
             ));
         }
-        if length / hop > 1_000 {
+        if length.div_ceil(hop) > 1_000 {
             return bad(format!(
                 "{} windows per event (size / hop) is more than 1,000",
-                length / hop
+                length.div_ceil(hop)
             ));
         }
         Ok(())
