@@ -16,6 +16,26 @@ fn record(i: u64, payload: &[u8]) -> Record {
     }
 }
 
+/// Column `name` of `batch`, as an array of type `T`.
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> &'a T {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {name} of another type"))
+}
+
+/// Field `name` of the struct column `parent`, as an array of type `T`.
+fn field<'a, T: 'static>(parent: &'a StructArray, name: &str) -> &'a T {
+    parent
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no field {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("field {name} of another type"))
+}
+
 fn read(bytes: Vec<u8>) -> RecordBatch {
     let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
         .expect("a Parquet file")
@@ -46,43 +66,18 @@ fn every_payload_is_kept_and_objects_become_columns() {
     );
     let batch = read(bytes);
     assert_eq!(batch.num_rows(), 6);
-    let payload = batch
-        .column_by_name("payload")
-        .expect("payload")
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .expect("a struct");
+    let payload = column::<StructArray>(&batch, "payload");
     assert_eq!(payload.null_count(), 4);
-    let device = payload
-        .column_by_name("device")
-        .expect("device")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings");
+    let device = field::<StringArray>(payload, "device");
     assert_eq!(device.value(1), "d2");
-    let text = batch
-        .column_by_name("payload_text")
-        .expect("text")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings");
+    let text = column::<StringArray>(&batch, "payload_text");
     assert_eq!(text.value(2), "plain text");
     assert_eq!(text.value(4), r#"{"broken": "#);
     assert_eq!(text.value(5), "[1, 2]");
     assert!(text.is_null(0));
-    let raw = batch
-        .column_by_name("payload_bytes")
-        .expect("bytes")
-        .as_any()
-        .downcast_ref::<BinaryArray>()
-        .expect("binary");
+    let raw = column::<BinaryArray>(&batch, "payload_bytes");
     assert_eq!(raw.value(3), &[0xff, 0x00, 0xfe]);
-    let sequence = batch
-        .column_by_name("sequence")
-        .expect("sequence")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings");
+    let sequence = column::<StringArray>(&batch, "sequence");
     assert_eq!(sequence.value(5), "5");
 }
 
@@ -99,19 +94,9 @@ fn objects_that_do_not_fit_a_given_schema_are_kept_as_text() {
         record(2, br#"{"temp":22}"#),
     ];
     let batch = read(parquet(&records, Some(&schema), Compression::Zstd).expect("encoded"));
-    let payload = batch
-        .column_by_name("payload")
-        .expect("payload")
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .expect("a struct");
+    let payload = column::<StructArray>(&batch, "payload");
     assert!(payload.is_valid(0) && payload.is_null(1) && payload.is_valid(2));
-    let text = batch
-        .column_by_name("payload_text")
-        .expect("text")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings");
+    let text = column::<StringArray>(&batch, "payload_text");
     assert_eq!(text.value(1), r#"{"temp":{"nested":true}}"#);
 }
 
@@ -130,12 +115,7 @@ fn a_field_first_seen_after_the_sample_is_a_column_too() {
         })
         .collect();
     let batch = read(parquet(&records, None, Compression::Snappy).expect("encoded"));
-    let payload = batch
-        .column_by_name("payload")
-        .expect("payload")
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .expect("a struct");
+    let payload = column::<StructArray>(&batch, "payload");
     assert_eq!(payload.null_count(), 0, "every object decoded");
     let late = payload.column_by_name("late").expect("the late field");
     assert_eq!(late.null_count(), records.len() - 1);
@@ -147,12 +127,7 @@ fn a_field_first_seen_after_the_sample_is_a_column_too() {
 }
 
 fn text_column(batch: &RecordBatch) -> &StringArray {
-    batch
-        .column_by_name("payload_text")
-        .expect("text")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings")
+    column::<StringArray>(batch, "payload_text")
 }
 
 #[test]
@@ -180,22 +155,12 @@ fn a_few_objects_that_do_not_fit_leave_the_others_as_columns() {
         })
         .collect();
     let batch = read(parquet(&records, Some(&schema), Compression::None).expect("encoded"));
-    let payload = batch
-        .column_by_name("payload")
-        .expect("payload")
-        .as_any()
-        .downcast_ref::<StructArray>()
-        .expect("a struct");
+    let payload = column::<StructArray>(&batch, "payload");
     assert_eq!(payload.null_count(), 3);
     let text = text_column(&batch);
     assert_eq!(text.null_count(), 4096 - 3);
     assert!(payload.is_null(2000) && text.value(2000).contains("not a number"));
-    let n = payload
-        .column_by_name("n")
-        .expect("n")
-        .as_any()
-        .downcast_ref::<arrow_array::Int64Array>()
-        .expect("integers");
+    let n = field::<arrow_array::Int64Array>(payload, "n");
     assert_eq!(
         n.value(2001),
         2001,
@@ -207,11 +172,6 @@ fn a_few_objects_that_do_not_fit_leave_the_others_as_columns() {
 fn conflicting_objects_are_kept_as_text() {
     let records = vec![record(0, br#"{"a":{"b":1}}"#), record(1, br#"{"a":2}"#)];
     let batch = read(parquet(&records, None, Compression::None).expect("encoded"));
-    let text = batch
-        .column_by_name("payload_text")
-        .expect("text")
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("strings");
+    let text = column::<StringArray>(&batch, "payload_text");
     assert_eq!(text.null_count(), 0, "every payload is kept");
 }
