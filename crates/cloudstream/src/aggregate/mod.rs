@@ -8,18 +8,29 @@
 //! saved and restored with the input position. Results come once the watermark (the
 //! latest event time seen, less `lateness_ms`) passes a window's end; an event whose windows
 //! have all closed is late, counted and handed back.
+//!
+//! [`Stream::aggregate`](crate::Stream::aggregate) runs an aggregation as a consumer: its
+//! results are events on an output stream (read, triggered on and delivered like any
+//! other), its late records optionally go to a side stream, and its state is saved to an
+//! object store with the input position, so that a restart neither loses nor counts twice.
 
 mod engine;
+mod lane;
 mod measure;
+mod run;
 #[cfg(test)]
 mod tests;
+mod text;
 mod window;
 
 use serde::{Deserialize, Serialize};
 
 use self::engine::State;
 pub use self::engine::{Pushed, WindowResult};
+pub use self::lane::LATE_FROM;
 pub use self::measure::{Measure, Op};
+pub use self::run::Aggregate;
+pub use self::text::parse_millis;
 pub use self::window::Window;
 use crate::{Error, Record, Result};
 

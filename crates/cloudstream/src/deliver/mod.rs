@@ -19,7 +19,7 @@
 mod encode;
 mod layout;
 mod parquet;
-mod sink;
+pub(crate) mod sink;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,12 +1,15 @@
-//! Where delivered files go: an object store named by a URL (`object_store`), and what is
-//! there already (the positions delivered files hold, recovered by listing them).
+//! Where delivered files (and aggregations' saved state) go: an object store named by a URL
+//! (`object_store`), and what is there already (the positions delivered files hold,
+//! recovered by listing them). Local files are fsynced, with their directory, before a put
+//! returns: a checkpoint moves only past what a power loss keeps.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
 
 use super::layout::FileName;
 use crate::{Error, Result, Sequence};
@@ -89,10 +92,19 @@ impl Sink {
         let mut bare = parsed.clone();
         bare.set_query(None);
         let shown = visible;
-        let (store, prefix) = object_store::parse_url_opts(&bare, options)
-            .map_err(|e| Error::InvalidArgument(format!("sink {shown} cannot be opened: {e}")))?;
+        let (store, prefix): (Arc<dyn ObjectStore>, Path) = if parsed.scheme() == "file" {
+            let prefix = Path::from_url_path(bare.path()).map_err(|e| {
+                Error::InvalidArgument(format!("sink {shown} is not a usable path: {e}"))
+            })?;
+            (Arc::new(LocalFileSystem::new().with_fsync(true)), prefix)
+        } else {
+            let (store, prefix) = object_store::parse_url_opts(&bare, options).map_err(|e| {
+                Error::InvalidArgument(format!("sink {shown} cannot be opened: {e}"))
+            })?;
+            (Arc::from(store), prefix)
+        };
         Ok(Sink {
-            store: Arc::from(store),
+            store,
             prefix,
             shown,
         })
@@ -129,13 +141,32 @@ impl Sink {
         Ok(out)
     }
 
-    /// Writes one file, whole (a reader never sees a part of it): `relative` below the
-    /// prefix. Writing it again writes the same bytes.
-    pub(crate) async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+    /// Where `relative` (parts separated by `/`) is below the prefix.
+    fn location(&self, relative: &str) -> Path {
         let mut location = self.prefix.clone();
         for part in relative.split('/') {
             location = location.join(part);
         }
+        location
+    }
+
+    /// The bytes of the object at `relative` below the prefix, if there is one.
+    pub(crate) async fn get(&self, relative: &str) -> Result<Option<bytes::Bytes>> {
+        match self.store.get(&self.location(relative)).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| store_error(&self.shown, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error(&self.shown, e)),
+        }
+    }
+
+    /// Writes one file, whole (a reader never sees a part of it): `relative` below the
+    /// prefix. Writing it again writes the same bytes.
+    pub(crate) async fn put(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        let location = self.location(relative);
         let options = PutOptions {
             mode: PutMode::Overwrite,
             ..Default::default()
