@@ -72,6 +72,42 @@ pub(crate) struct ServeArgs {
     /// (`file:///DIR/...`); without it they write to object stores only.
     #[arg(long)]
     pub(crate) deliver_root: Option<PathBuf>,
+    /// A pipeline file (TOML) whose aggregations and deliveries run beside the server.
+    #[arg(long)]
+    pub(crate) pipeline: Option<PathBuf>,
+}
+
+/// The options of `cloudstream aggregate`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct AggregateArgs {
+    /// The stream to aggregate.
+    pub(crate) name: String,
+    /// The stream results go to (made when missing).
+    #[arg(long)]
+    pub(crate) to: String,
+    /// The stream late records go to (made when missing); without it they are counted.
+    #[arg(long)]
+    pub(crate) late_to: Option<String>,
+    /// `tumbling 1m`, `hopping 5m every 1m` or `session 30s`.
+    #[arg(long)]
+    pub(crate) window: String,
+    /// How late an event may come and still count, e.g. 10s.
+    #[arg(long, default_value = "0s")]
+    pub(crate) lateness: String,
+    /// JSON fields whose values make a group (repeat, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) group_by: Vec<String>,
+    /// `NAME=EXPR`: count, sum(f), min(f), max(f), avg(f), distinct(f), p95(f),
+    /// percentile(f, 0.95) (repeat for each measure).
+    #[arg(long = "measure", required = true)]
+    pub(crate) measures: Vec<String>,
+    /// Where the state is kept: file:///DIR, s3://BUCKET/PREFIX, ... (default:
+    /// ./cloudstream-state).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    /// Its consumer (default aggregate-TO).
+    #[arg(long)]
+    pub(crate) consumer: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +150,10 @@ pub(crate) enum Command {
         /// With stdin lines that are JSON objects: take the key from this field.
         #[arg(long, conflicts_with = "key")]
         key_field: Option<String>,
+        /// With stdin lines that are JSON objects: take the event time from this field (RFC
+        /// 3339 text, or milliseconds since 1970); lines without it are timed when appended.
+        #[arg(long)]
+        time_field: Option<String>,
         /// A header, NAME=VALUE (repeatable).
         #[arg(long = "header", value_parser = parse_header)]
         headers: Vec<(String, String)>,
@@ -186,6 +226,19 @@ pub(crate) enum Command {
         /// How long a file gathers records after its first one, e.g. 60s.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         max_wait: Duration,
+    },
+    /// Aggregate a stream in event-time windows into another stream, until Ctrl-C or
+    /// SIGTERM: per window and group, counts, sums, averages, distinct counts and
+    /// percentiles, each result once, the state kept across restarts.
+    Aggregate(AggregateArgs),
+    /// Run the aggregations and deliveries a pipeline file declares (TOML; see
+    /// docs/pipelines.md), until Ctrl-C or SIGTERM.
+    Pipeline {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Check the file and print its stages, without running them.
+        #[arg(long)]
+        check: bool,
     },
     /// Serve the REST API (/v1) over the provider, until Ctrl-C or SIGTERM.
     Serve(ServeArgs),

@@ -93,6 +93,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             data,
             key,
             key_field,
+            time_field,
             headers,
             batch,
         } => {
@@ -115,11 +116,23 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                 }
                 None => {
                     send_stdin(&stream, batch.max(1), |line| {
+                        let fields = (key_field.is_some() || time_field.is_some())
+                            .then(|| serde_json::from_str::<serde_json::Value>(&line).ok())
+                            .flatten();
+                        let field = |name: &Option<String>| {
+                            fields
+                                .as_ref()
+                                .zip(name.as_ref())
+                                .and_then(|(v, n)| v.get(n))
+                        };
                         let key = match &key_field {
-                            Some(field) => key_from_json(&line, field),
+                            Some(_) => field(&key_field).and_then(key_of),
                             None => key.clone(),
                         };
-                        template(line, key)
+                        let time = field(&time_field).and_then(time_of);
+                        let mut event = template(line, key);
+                        event.time = time;
+                        event
                     })
                     .await
                 }
@@ -202,17 +215,34 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
             reader.commit().await?;
             Ok(())
         }
+        Command::Aggregate(args) => {
+            crate::pipeline::run(&client, crate::pipeline::from_args(args)?, false, json).await
+        }
+        Command::Pipeline { file, check } => {
+            crate::pipeline::run(&client, crate::pipeline::load(&file)?, check, json).await
+        }
         Command::Serve(args) => crate::serve::run(client, &cli.url, args).await,
         Command::Bench { .. } | Command::Token { .. } => unreachable!("handled above"),
     }
 }
 
-fn key_from_json(line: &str, field: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    match value.get(field)? {
+/// A JSON field's value as a partition key: a string as it is, other values as JSON.
+fn key_of(value: &serde_json::Value) -> Option<String> {
+    match value {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Null => None,
         other => Some(other.to_string()),
+    }
+}
+
+/// A JSON field's value as an event time: RFC 3339 text, or milliseconds since 1970.
+fn time_of(value: &serde_json::Value) -> Option<std::time::SystemTime> {
+    match value {
+        serde_json::Value::String(s) => humantime::parse_rfc3339_weak(s).ok(),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@ mod args;
 mod bench;
 mod commands;
 mod output;
+mod pipeline;
 mod serve;
 
 use clap::Parser;

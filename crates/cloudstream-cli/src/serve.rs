@@ -71,8 +71,36 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
             None => None,
         },
     };
+    // A pipeline runs beside the server, on the same provider; its aggregations keep their
+    // state beside the server's registrations unless the file says where.
+    let pipeline = match &args.pipeline {
+        None => None,
+        Some(path) => {
+            let mut pipeline = crate::pipeline::load(path)?;
+            if pipeline.state.is_none() {
+                pipeline.state = config
+                    .state_dir
+                    .as_ref()
+                    .map(|dir| format!("file://{}", dir.join("pipeline").display()));
+            }
+            pipeline.check()?;
+            Some(pipeline)
+        }
+    };
     cloudstream_server::raise_descriptor_limit();
     let backend = client.backend().name();
+    let (stop_pipeline, pipeline_stopped) = tokio::sync::oneshot::channel::<()>();
+    let pipeline = pipeline.map(|pipeline| {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let until = async {
+                let _ = pipeline_stopped.await;
+            };
+            if let Err(e) = pipeline.run_until(&client, until).await {
+                eprintln!("error: the pipeline stopped: {e}");
+            }
+        })
+    });
     let server = Server::open(client, config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -87,7 +115,13 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
         header_timeout: Some(args.header_timeout),
         max_connections: args.max_connections,
     };
-    cloudstream_server::serve_with(listener, server.router(), options, stopped()).await?;
+    let served =
+        cloudstream_server::serve_with(listener, server.router(), options, stopped()).await;
+    let _ = stop_pipeline.send(());
+    if let Some(pipeline) = pipeline {
+        let _ = pipeline.await;
+    }
+    served?;
     server.shutdown().await;
     Ok(())
 }

@@ -62,6 +62,8 @@ mod lease;
 #[cfg(feature = "openapi")]
 mod openapi;
 mod partitioner;
+#[cfg(feature = "aggregate")]
+pub mod pipeline;
 mod retry;
 mod sequence;
 pub mod start;

@@ -4,6 +4,7 @@
 mod commands;
 mod delivered;
 mod kills;
+mod pipeline;
 mod serve;
 mod served;
 
