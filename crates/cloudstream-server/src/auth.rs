@@ -19,7 +19,7 @@
 //! | `GET /v1/streams` | any; only the streams the token has a grant on are listed |
 //! | send (one, batch, partition append) | `write` |
 //! | read, tail, consumers (fetch, commit, checkpoints, leases) | `read` |
-//! | create, delete a stream; delete a consumer; webhooks, their consumers (`webhook-*`) and their dead-letter streams; deliveries and their consumers (`deliver-*`) | `admin` |
+//! | create, delete a stream; delete a consumer; webhooks, their consumers (`webhook-*`) and their dead-letter streams; deliveries and their consumers (`deliver-*`); aggregations, their consumers (`aggregate-*`) and their output streams | `admin` |
 //!
 //! `admin` includes `read` and `write`. Without a token (or with an unknown one) a request
 //! gets 401; with a token lacking the scope, 403.
@@ -187,10 +187,14 @@ fn needed(method: &Method, path: &str) -> Option<(Option<String>, Option<Scope>)
         ["v1", "streams", name, "events", ..] | ["v1", "streams", name, "partitions", ..] => {
             (Some(name), Some(Scope::Write))
         }
-        ["v1", "streams", name, "webhooks" | "deliveries", ..] => (Some(name), Some(Scope::Admin)),
-        // A webhook's or a delivery's own consumer, and deleting any consumer, are the admin's.
+        ["v1", "streams", name, kind, ..] if crate::jobs::kinds::ROUTES.contains(&kind) => {
+            (Some(name), Some(Scope::Admin))
+        }
+        // A job's own consumer, and deleting any consumer, are the admin's.
         ["v1", "streams", name, "consumers", consumer, ..]
-            if consumer.starts_with("webhook-") || consumer.starts_with("deliver-") =>
+            if crate::jobs::kinds::CONSUMERS
+                .iter()
+                .any(|prefix| consumer.starts_with(prefix)) =>
         {
             (Some(name), Some(Scope::Admin))
         }

@@ -35,6 +35,10 @@
 //! | `GET /v1/streams/{name}/deliveries` | the stream's deliveries, with what each wrote |
 //! | `GET /v1/streams/{name}/deliveries/{id}` | one delivery |
 //! | `DELETE /v1/streams/{name}/deliveries/{id}` | stop a delivery and delete its consumer (its files stay) |
+//! | `PUT /v1/streams/{name}/aggregations/{id}` | register (201) or replace (200) a windowed aggregation into another stream: `{"to": "PerMinute", "window": "tumbling 1m", "group_by": ["device"], "measures": ["avg_t = avg(t)"]}` |
+//! | `GET /v1/streams/{name}/aggregations` | the stream's aggregations, with what each handled |
+//! | `GET /v1/streams/{name}/aggregations/{id}` | one aggregation |
+//! | `DELETE /v1/streams/{name}/aggregations/{id}` | stop an aggregation, delete its consumer and saved windows (its results stay) |
 //!
 //! Every failure is a 4xx or 5xx with a JSON body ([`ApiError`]). Optional bearer tokens
 //! with scopes per stream ([`Tokens`]), TLS and the header deadline are set up by
@@ -44,6 +48,7 @@
 //! builds it with them persisted in a state directory and started again by the next
 //! server, and [`Server::shutdown`] stops them once the router is no longer served.
 
+mod aggregations;
 mod auth;
 mod coalesce;
 mod consumers;
@@ -141,10 +146,9 @@ pub(crate) struct AppState {
     pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     /// Permits of the live tails.
     pub(crate) tails: Arc<tokio::sync::Semaphore>,
-    /// The webhook triggers: their registrations and running tasks.
-    pub(crate) webhooks: webhooks::Webhooks,
-    /// The deliveries to object storage: their registrations and running tasks.
-    pub(crate) deliveries: deliveries::Deliveries,
+    /// The jobs it runs (webhooks, deliveries, aggregations): their registrations and
+    /// running tasks.
+    pub(crate) jobs: jobs::JobKinds,
     /// The accepted tokens, when the server checks them.
     pub(crate) tokens: Option<Tokens>,
     /// Stream handles opened once and kept: the handle's partitioner spreads unkeyed events
@@ -204,32 +208,8 @@ pub fn router(client: Client, limits: Limits) -> Router {
         limits,
         ..Config::default()
     };
-    let jobs = Jobs {
-        webhooks: webhooks::Webhooks::in_memory(webhook_kind(&config), client.clone()),
-        deliveries: deliveries::Deliveries::in_memory(delivery_kind(&config), client.clone()),
-    };
+    let jobs = jobs::JobKinds::in_memory(&client, &config);
     build(app_state(client, config, jobs))
-}
-
-/// The jobs a server runs.
-struct Jobs {
-    webhooks: webhooks::Webhooks,
-    deliveries: deliveries::Deliveries,
-}
-
-fn webhook_kind(config: &Config) -> webhooks::Webhook {
-    webhooks::Webhook::new(config.webhooks.clone())
-}
-
-fn delivery_kind(config: &Config) -> deliveries::DeliveryJob {
-    deliveries::DeliveryJob::new(deliveries::SinkPolicy {
-        // Its links resolved, as every sink's path is before it is compared.
-        root: config
-            .deliver_root
-            .as_ref()
-            .map(|root| root.canonicalize().unwrap_or_else(|_| root.clone())),
-        outbound: config.webhooks.clone(),
-    })
 }
 
 /// A server's API and the webhook triggers running behind it.
@@ -262,13 +242,7 @@ impl Server {
     /// `state_dir/deliveries.json`, and every one registered there is started now; without
     /// one they live in memory only. An unreadable or corrupt file is an error.
     pub async fn open(client: Client, config: Config) -> Result<Server, cloudstream::Error> {
-        let dir = config.state_dir.clone();
-        let jobs = Jobs {
-            webhooks: webhooks::Webhooks::open(webhook_kind(&config), client.clone(), dir.clone())
-                .await?,
-            deliveries: deliveries::Deliveries::open(delivery_kind(&config), client.clone(), dir)
-                .await?,
-        };
+        let jobs = jobs::JobKinds::open(&client, &config).await?;
         let state = app_state(client, config, jobs);
         Ok(Server {
             router: build(state.clone()),
@@ -286,15 +260,12 @@ impl Server {
     /// the server (and the provider with it) is dropped. Registrations stay in the state
     /// directory; registering one afterwards fails (503 `shutting_down`).
     pub async fn shutdown(&self) {
-        futures::join!(
-            self.state.webhooks.shutdown(),
-            self.state.deliveries.shutdown()
-        );
+        self.state.jobs.shutdown().await;
     }
 }
 
 /// What the handlers share.
-fn app_state(client: Client, config: Config, jobs: Jobs) -> Arc<AppState> {
+fn app_state(client: Client, config: Config, jobs: jobs::JobKinds) -> Arc<AppState> {
     let limits = config.limits;
     Arc::new(AppState {
         client,
@@ -304,8 +275,7 @@ fn app_state(client: Client, config: Config, jobs: Jobs) -> Arc<AppState> {
         metrics: metrics::Metrics::default(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
         tails: Arc::new(tokio::sync::Semaphore::new(limits.max_tails)),
-        webhooks: jobs.webhooks,
-        deliveries: jobs.deliveries,
+        jobs,
         streams: Mutex::default(),
     })
 }
@@ -361,23 +331,7 @@ fn build(state: Arc<AppState>) -> Router {
             "/v1/streams/{name}/consumers/{consumer}/commit",
             post(consumers::commit),
         )
-        .route("/v1/streams/{name}/webhooks", get(webhooks::routes::list))
-        .route(
-            "/v1/streams/{name}/webhooks/{id}",
-            put(webhooks::routes::register)
-                .get(webhooks::routes::describe)
-                .delete(webhooks::routes::delete),
-        )
-        .route(
-            "/v1/streams/{name}/deliveries",
-            get(deliveries::routes::list),
-        )
-        .route(
-            "/v1/streams/{name}/deliveries/{id}",
-            put(deliveries::routes::register)
-                .get(deliveries::routes::describe)
-                .delete(deliveries::routes::delete),
-        )
+        .merge(jobs::JobKinds::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             protect::guard,

@@ -193,10 +193,7 @@ pub(crate) async fn delete(state: State, Path(name): Path<String>) -> Result<Sta
     state.client.delete_stream(&name).await?;
     state.forget_stream(&name);
     state.consumers.forget(&name, None);
-    // Its webhooks' consumers went with it; stop and forget the webhooks too.
-    futures::join!(
-        state.webhooks.forget_stream(&name),
-        state.deliveries.forget_stream(&name)
-    );
+    // Its jobs' consumers went with it; stop and forget the jobs too.
+    state.jobs.forget_stream(&name).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -200,14 +200,20 @@ async fn results_are_what_an_aggregator_computes_each_once() {
     assert_eq!(from, expected_late);
     let one = &late[0];
     assert!(one.event.time.is_some());
-    assert!(one.event.key.as_deref().unwrap().starts_with("device-"));
+    assert!(one
+        .event
+        .key
+        .as_deref()
+        .expect("well-formed")
+        .starts_with("device-"));
 
     // Results are keyed by their group and timed at their window's start.
     let out = read_all(&f.output).await;
     for r in &out {
         let v: serde_json::Value = r.json().expect("json");
         assert_eq!(r.event.key.as_deref(), v["device"].as_str());
-        let start = humantime::parse_rfc3339(v["window_start"].as_str().unwrap()).unwrap();
+        let start = humantime::parse_rfc3339(v["window_start"].as_str().expect("well-formed"))
+            .expect("well-formed");
         assert_eq!(r.event.time, Some(start));
     }
 

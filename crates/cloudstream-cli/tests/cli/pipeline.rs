@@ -73,7 +73,10 @@ fn rows_named(dir: &std::path::Path, stream: &str) -> u64 {
                 .and_then(|n| n.to_str())
                 .and_then(|n| cloudstream::deliver::file_positions(stream, n))
             {
-                let (first, last) = (first.as_u64().unwrap(), last.as_u64().unwrap());
+                let (first, last) = (
+                    first.as_u64().expect("well-formed"),
+                    last.as_u64().expect("well-formed"),
+                );
                 rows += last - first + 1;
             }
         }
@@ -145,28 +148,29 @@ print(json.dumps([r["payload"] for r in t.to_pylist()]))
         temps
             .entry((minute, format!("device-{}", i % 6)))
             .or_default()
-            .push(t.parse().unwrap());
+            .push(t.parse().expect("well-formed"));
     }
     let mut seen = HashSet::new();
     for row in rows {
-        let start = humantime::parse_rfc3339(row["window_start"].as_str().unwrap()).unwrap();
+        let start = humantime::parse_rfc3339(row["window_start"].as_str().expect("well-formed"))
+            .expect("well-formed");
         let minute = start
             .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
+            .expect("well-formed")
             .as_millis() as u64
             / 60_000;
-        let device = row["device"].as_str().unwrap().to_owned();
+        let device = row["device"].as_str().expect("well-formed").to_owned();
         assert!(seen.insert((minute, device.clone())), "twice: {row}");
         let mut t = temps[&(minute, device)].clone();
         assert_eq!(row["readings"].as_u64(), Some(t.len() as u64), "{row}");
         let avg = t.iter().sum::<f64>() / t.len() as f64;
         assert!(
-            (row["avg_temperature"].as_f64().unwrap() - avg).abs() < 1e-9,
+            (row["avg_temperature"].as_f64().expect("well-formed") - avg).abs() < 1e-9,
             "{row}"
         );
         t.sort_by(f64::total_cmp);
         let p95 = t[((t.len() - 1) as f64 * 0.95).floor() as usize];
-        let got = row["p95_temperature"].as_f64().unwrap();
+        let got = row["p95_temperature"].as_f64().expect("well-formed");
         assert!(
             (got - p95).abs() <= 0.01 * p95,
             "p95 {got}, exact {p95}: {row}"
@@ -215,12 +219,12 @@ async fn results_and_reference(url: &str) -> (Vec<String>, Vec<String>) {
     let mut got: Vec<String> = read_all(&output)
         .await
         .iter()
-        .map(|r| String::from_utf8(r.payload().to_vec()).unwrap())
+        .map(|r| String::from_utf8(r.payload().to_vec()).expect("well-formed"))
         .collect();
     let records = read_all(&input).await;
     let mut expected = Vec::new();
     for p in 0..input.partitions() {
-        let mut agg = Aggregator::new(per_minute()).unwrap();
+        let mut agg = Aggregator::new(per_minute()).expect("well-formed");
         for r in records.iter().filter(|r| r.position.partition == p) {
             let results = agg.push(r).results;
             expected.extend(results.iter().map(|w| w.to_json(agg.spec()).to_string()));
@@ -281,12 +285,12 @@ fn aggregations_killed_again_and_again_send_each_result_once() {
     // A last run, left to catch up: until each partition's saved state has seen its last
     // record (the engine's directory is the running process's alone meanwhile).
     let out = cli.ok(&["describe", "in", "--json"]);
-    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let info: serde_json::Value = serde_json::from_str(&out).expect("well-formed");
     let ends: Vec<u64> = info["stream"]["partitions"]
         .as_array()
-        .unwrap()
+        .expect("well-formed")
         .iter()
-        .map(|p| p["next"].as_u64().unwrap() - 1)
+        .map(|p| p["next"].as_u64().expect("well-formed") - 1)
         .collect();
     let state = cli.dir.path().join("cloudstream-state/in/aggregate-out");
     let caught_up = || {
@@ -298,7 +302,7 @@ fn aggregations_killed_again_and_again_send_each_result_once() {
         })
     };
     let child = aggregate();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let runtime = tokio::runtime::Runtime::new().expect("well-formed");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !caught_up() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

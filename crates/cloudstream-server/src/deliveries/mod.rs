@@ -56,7 +56,7 @@ impl Job for DeliveryJob {
     }
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
-        &state.deliveries
+        &state.jobs.deliveries
     }
 
     fn resolve(

@@ -16,7 +16,7 @@ use crate::{ApiError, Path, State};
 /// `PUT /v1/streams/{name}/deliveries/{id}`: registers (201) or replaces (200) a delivery.
 #[utoipa::path(
     put, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
+    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Delivery id")),
     request_body(content = DeliverySpec, content_type = "application/json"),
     responses(
         (status = 201, description = "Registered", body = crate::openapi::DeliveryBody),
@@ -33,51 +33,12 @@ pub(crate) async fn register(
     jobs::register::<DeliveryJob>(Arc::clone(&state.0), stream, id, spec).await
 }
 
-/// `GET /v1/streams/{name}/deliveries`: `{"deliveries": [view, ...]}`.
-#[utoipa::path(
-    get, path = "/v1/streams/{name}/deliveries", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name")),
-    responses(
-        (status = 200, description = "The stream's deliveries", body = crate::openapi::Deliveries),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn list(
-    state: State,
-    Path(stream): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    jobs::list::<DeliveryJob>(&state.0, &stream).await
-}
-
-/// `GET /v1/streams/{name}/deliveries/{id}`: the delivery's view.
-#[utoipa::path(
-    get, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
-    responses(
-        (status = 200, description = "The delivery", body = crate::openapi::DeliveryBody),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn describe(
-    state: State,
-    Path((stream, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    jobs::describe::<DeliveryJob>(&state.0, &stream, &id).await
-}
-
-/// `DELETE /v1/streams/{name}/deliveries/{id}`: stops the delivery and deletes its consumer
-/// (the files stay).
-#[utoipa::path(
-    delete, path = "/v1/streams/{name}/deliveries/{id}", tag = "deliveries",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "DeliveryJob id")),
-    responses(
-        (status = 204, description = "Stopped, its consumer deleted"),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn delete(
-    state: State,
-    Path((stream, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    jobs::delete::<DeliveryJob>(Arc::clone(&state.0), stream, id).await
+crate::jobs::routes::job_routes! {
+    job: DeliveryJob,
+    tag: "deliveries",
+    list_path: "/v1/streams/{name}/deliveries",
+    one_path: "/v1/streams/{name}/deliveries/{id}",
+    id: "Delivery id",
+    list_body: crate::openapi::Deliveries,
+    body: crate::openapi::DeliveryBody,
 }

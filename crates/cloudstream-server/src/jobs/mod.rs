@@ -1,5 +1,6 @@
-//! Consumers the server runs for its clients: webhooks (`webhooks/`) and deliveries to
-//! object storage (`deliveries/`), each a [`Job`] kept by one registry, [`Jobs`].
+//! Consumers the server runs for its clients: webhooks (`webhooks/`), deliveries to object
+//! storage (`deliveries/`) and windowed aggregations (`aggregations/`), each a [`Job`] kept
+//! by one registry, [`Jobs`]; [`JobKinds`] holds one registry per kind.
 //!
 //! A job is registered under a stream and an id with a `PUT`, runs as a consumer of the
 //! stream (its name from the job's kind and id) through the library's trigger runtime, and
@@ -8,6 +9,7 @@
 //! atomically on every change, and every registered job starts again when the server does,
 //! resuming at its checkpoint. Without a state directory they live in memory only.
 
+pub(crate) mod kinds;
 pub(crate) mod routes;
 mod stats;
 pub(crate) mod store;
@@ -27,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub(crate) use self::kinds::JobKinds;
 pub(crate) use self::stats::JobStats;
 pub(crate) use self::task::until_stopped;
 use crate::ApiError;
@@ -65,6 +68,18 @@ pub(crate) trait Job: Send + Sync + Sized + 'static {
     fn conflict(existing: &Self::Spec, new: &Self::Spec) -> Option<String> {
         let _ = (existing, new);
         None
+    }
+
+    /// Why `new` cannot replace `old` (the job registered under the same stream and id),
+    /// if it cannot: a 409 with [`Job::CONFLICT`].
+    fn replace(old: &Self::Spec, new: &Self::Spec) -> Option<String> {
+        let _ = (old, new);
+        None
+    }
+
+    /// Deletes what a deleted job kept besides its consumer (called once it has stopped).
+    fn forget(&self, spec: &Self::Spec) {
+        let _ = spec;
     }
 
     /// The stream and id a spec is registered under.
@@ -201,6 +216,9 @@ impl<J: Job> Jobs<J> {
             tracing::error!(stream, kind = J::KIND, error = ?e, "could not save the jobs of a deleted stream");
         }
         futures::future::join_all(gone.iter().map(|r| r.stop())).await;
+        for running in &gone {
+            self.job.forget(&running.spec);
+        }
     }
 
     /// The registry, locked (never across an `.await`).
@@ -292,6 +310,7 @@ impl<J: Job> Jobs<J> {
             .iter()
             .filter(|(other, _)| **other != key)
             .find_map(|(_, other)| J::conflict(other, &spec));
+        let clash = clash.or_else(|| specs.get(&key).and_then(|old| J::replace(old, &spec)));
         if let Some(message) = clash {
             return Err(ApiError::new(StatusCode::CONFLICT, J::CONFLICT, message));
         }
@@ -326,6 +345,7 @@ impl<J: Job> Jobs<J> {
         self.save(specs).await?;
         self.lock_running().remove(&key);
         old.stop().await;
+        self.job.forget(&old.spec);
         match self
             .client
             .backend()

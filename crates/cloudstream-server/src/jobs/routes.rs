@@ -80,3 +80,75 @@ pub(crate) async fn delete<J: Job>(
         .map_err(task_failed)??;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The routes of a kind of job beside its own `register` handler: `list`, `describe` and
+/// `delete`, documented for OpenAPI, and `router()`, which mounts all four under
+/// `/v1/streams/{name}/PLURAL`. Each kind's `routes.rs` calls it once.
+macro_rules! job_routes {
+    (
+        job: $job:ty,
+        tag: $tag:literal,
+        list_path: $list_path:literal,
+        one_path: $one_path:literal,
+        id: $id:literal,
+        list_body: $list_body:ty,
+        body: $body:ty $(,)?
+    ) => {
+        /// `GET`: the stream's jobs of this kind, `{"PLURAL": [view, ...]}`.
+        #[utoipa::path(
+            get, path = $list_path, tag = $tag,
+            params(("name" = String, Path, description = "Stream name")),
+            responses(
+                (status = 200, description = "The stream's registrations", body = $list_body),
+                crate::openapi::Failures
+            )
+        )]
+        pub(crate) async fn list(
+            state: crate::State,
+            crate::Path(stream): crate::Path<String>,
+        ) -> Result<axum::Json<serde_json::Value>, crate::ApiError> {
+            crate::jobs::routes::list::<$job>(&state.0, &stream).await
+        }
+
+        /// `GET`: one registration's view, with its counters.
+        #[utoipa::path(
+            get, path = $one_path, tag = $tag,
+            params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = $id)),
+            responses(
+                (status = 200, description = "The registration", body = $body),
+                crate::openapi::Failures
+            )
+        )]
+        pub(crate) async fn describe(
+            state: crate::State,
+            crate::Path((stream, id)): crate::Path<(String, String)>,
+        ) -> Result<axum::Json<serde_json::Value>, crate::ApiError> {
+            crate::jobs::routes::describe::<$job>(&state.0, &stream, &id).await
+        }
+
+        /// `DELETE`: stops the job and deletes its consumer (what it wrote stays).
+        #[utoipa::path(
+            delete, path = $one_path, tag = $tag,
+            params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = $id)),
+            responses(
+                (status = 204, description = "Stopped, its consumer deleted"),
+                crate::openapi::Failures
+            )
+        )]
+        pub(crate) async fn delete(
+            state: crate::State,
+            crate::Path((stream, id)): crate::Path<(String, String)>,
+        ) -> Result<axum::http::StatusCode, crate::ApiError> {
+            crate::jobs::routes::delete::<$job>(std::sync::Arc::clone(&state.0), stream, id).await
+        }
+
+        /// The kind's four routes.
+        pub(crate) fn router() -> axum::Router<std::sync::Arc<crate::AppState>> {
+            use axum::routing::{get, put};
+            axum::Router::new()
+                .route($list_path, get(list))
+                .route($one_path, put(register).get(describe).delete(delete))
+        }
+    };
+}
+pub(crate) use job_routes;

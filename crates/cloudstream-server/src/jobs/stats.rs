@@ -7,7 +7,7 @@ use cloudstream::{BatchOutcome, BatchReport, TriggerTotals};
 use serde_json::{json, Map, Value};
 
 /// A job's counters: records handled, attempts that failed, records given up on after the
-/// last attempt, and the latest failure.
+/// last attempt, and the failure since the last batch handled.
 #[derive(Debug, Default)]
 pub(crate) struct JobStats {
     /// Its trigger's totals, across restarts of the trigger.
@@ -25,15 +25,20 @@ impl JobStats {
             .unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
-    /// Counts one batch's outcome, as the trigger reports it.
+    /// Counts one batch's outcome, as the trigger reports it. A batch handled clears the
+    /// latest failure: `last_error` says what is wrong now, not what once was.
     pub(crate) fn count(&self, report: &BatchReport) {
         self.totals.count(report);
-        match &report.outcome {
+        let error = match &report.outcome {
             BatchOutcome::Retried { error, .. } | BatchOutcome::DeadLettered { error, .. } => {
-                self.set_error(error.clone())
+                Some(error.clone())
             }
-            _ => {}
-        }
+            _ => None,
+        };
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error;
     }
 
     /// The counters as a job's view shows them: `delivered` (records), `failed_attempts`,

@@ -56,6 +56,10 @@ use utoipa::{OpenApi, ToSchema};
         crate::deliveries::routes::register,
         crate::deliveries::routes::describe,
         crate::deliveries::routes::delete,
+        crate::aggregations::routes::list,
+        crate::aggregations::routes::register,
+        crate::aggregations::routes::describe,
+        crate::aggregations::routes::delete,
         crate::metrics::render,
     ),
     components(schemas(ErrorBody, ErrorDetail, cloudstream::wire::PayloadForm)),
@@ -237,6 +241,42 @@ pub(crate) struct DeliveryBody {
     dead_lettered: u64,
     /// The last failure, if any.
     last_error: Option<String>,
+}
+
+/// A windowed aggregation: its settings and what it handled since the server started.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AggregationBody {
+    id: String,
+    stream: String,
+    /// The stream its results go to.
+    to: String,
+    /// The stream late records go to, if any.
+    late_to: Option<String>,
+    /// `tumbling 1m`, `hopping 5m every 1m` or `session 30s`.
+    window: String,
+    /// How late an event may come and still count.
+    lateness: String,
+    group_by: Vec<String>,
+    /// `NAME = EXPR` each.
+    measures: Vec<String>,
+    /// Where it starts without a checkpoint.
+    start: cloudstream::StartAt,
+    /// Records aggregated.
+    delivered: u64,
+    /// Batches that failed (and were retried).
+    failed_attempts: u64,
+    /// Always 0: an aggregation retries until it goes through, and never dead-letters.
+    dead_lettered: u64,
+    /// The last failure, if any.
+    last_error: Option<String>,
+}
+
+/// A stream's aggregations.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Aggregations {
+    aggregations: Vec<AggregationBody>,
 }
 
 /// A stream's deliveries.

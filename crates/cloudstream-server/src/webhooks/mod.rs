@@ -98,7 +98,7 @@ impl Job for Webhook {
     }
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
-        &state.webhooks
+        &state.jobs.webhooks
     }
 
     fn resolve(

@@ -52,50 +52,12 @@ pub(crate) async fn register(
     jobs::register::<Webhook>(Arc::clone(&state.0), stream, id, spec).await
 }
 
-/// `GET /v1/streams/{name}/webhooks`: `{"webhooks": [view, ...]}`.
-#[utoipa::path(
-    get, path = "/v1/streams/{name}/webhooks", tag = "webhooks",
-    params(("name" = String, Path, description = "Stream name")),
-    responses(
-        (status = 200, description = "The stream's webhooks", body = crate::openapi::Webhooks),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn list(
-    state: State,
-    Path(stream): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    jobs::list::<Webhook>(&state.0, &stream).await
-}
-
-/// `GET /v1/streams/{name}/webhooks/{id}`: the webhook's view.
-#[utoipa::path(
-    get, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
-    responses(
-        (status = 200, description = "The webhook", body = crate::openapi::WebhookBody),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn describe(
-    state: State,
-    Path((stream, id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    jobs::describe::<Webhook>(&state.0, &stream, &id).await
-}
-
-/// `DELETE /v1/streams/{name}/webhooks/{id}`: stops the webhook and deletes its consumer.
-#[utoipa::path(
-    delete, path = "/v1/streams/{name}/webhooks/{id}", tag = "webhooks",
-    params(("name" = String, Path, description = "Stream name"), ("id" = String, Path, description = "Webhook id")),
-    responses(
-        (status = 204, description = "Stopped, its consumer deleted"),
-        crate::openapi::Failures
-    )
-)]
-pub(crate) async fn delete(
-    state: State,
-    Path((stream, id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
-    jobs::delete::<Webhook>(Arc::clone(&state.0), stream, id).await
+crate::jobs::routes::job_routes! {
+    job: Webhook,
+    tag: "webhooks",
+    list_path: "/v1/streams/{name}/webhooks",
+    one_path: "/v1/streams/{name}/webhooks/{id}",
+    id: "Webhook id",
+    list_body: crate::openapi::Webhooks,
+    body: crate::openapi::WebhookBody,
 }

@@ -282,7 +282,7 @@ mod tests {
         assert!(names.id(u32::MAX, u64::MAX, u64::MAX).len() <= crate::MAX_ID_BYTES);
         assert_eq!(Names::new("in", "other").parse(&id), None);
         assert_eq!(Names::new("i", "naggregate").parse(&id), None);
-        let base = id.rsplit_once('-').unwrap().0;
+        let base = id.rsplit_once('-').expect("a dash").0;
         assert_eq!(names.parse(base), None);
         assert_eq!(names.parse(&format!("{id}-1")), None);
     }

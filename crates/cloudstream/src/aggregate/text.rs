@@ -120,18 +120,20 @@ mod tests {
     #[test]
     fn windows_read_as_written() {
         assert_eq!(
-            "tumbling 1m".parse::<Window>().unwrap(),
+            "tumbling 1m".parse::<Window>().expect("well-formed"),
             Window::Tumbling { size_ms: 60_000 }
         );
         assert_eq!(
-            "hopping 5m every 30s".parse::<Window>().unwrap(),
+            "hopping 5m every 30s"
+                .parse::<Window>()
+                .expect("well-formed"),
             Window::Hopping {
                 size_ms: 300_000,
                 hop_ms: 30_000
             }
         );
         assert_eq!(
-            "session 1s 500ms".parse::<Window>().unwrap(),
+            "session 1s 500ms".parse::<Window>().expect("well-formed"),
             Window::Session { gap_ms: 1_500 }
         );
         for bad in [
@@ -148,16 +150,25 @@ mod tests {
     #[test]
     fn measures_read_as_written() {
         let m = |e: &str| Measure::parse("m", e);
-        assert_eq!(m("count").unwrap().op, Op::Count);
-        assert_eq!(m("count(x)").unwrap().field.as_deref(), Some("x"));
+        assert_eq!(m("count").expect("well-formed").op, Op::Count);
         assert_eq!(
-            m("avg( t )").unwrap(),
+            m("count(x)").expect("well-formed").field.as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            m("avg( t )").expect("well-formed"),
             Measure::new("m", Op::Avg, Some("t"))
         );
-        assert_eq!(m("p95(t)").unwrap().op, Op::Percentile { q: 0.95 });
-        assert_eq!(m("p99.9(t)").unwrap().op, Op::Percentile { q: 0.999 });
         assert_eq!(
-            m("percentile(a.b, 0.5)").unwrap(),
+            m("p95(t)").expect("well-formed").op,
+            Op::Percentile { q: 0.95 }
+        );
+        assert_eq!(
+            m("p99.9(t)").expect("well-formed").op,
+            Op::Percentile { q: 0.999 }
+        );
+        assert_eq!(
+            m("percentile(a.b, 0.5)").expect("well-formed"),
             Measure::new("m", Op::Percentile { q: 0.5 }, Some("a.b"))
         );
         for bad in [
