@@ -105,7 +105,7 @@ pub(crate) struct AggregateArgs {
     /// ./cloudstream-state).
     #[arg(long)]
     pub(crate) state: Option<String>,
-    /// Its consumer (default aggregate-TO).
+    /// Its consumer (default aggregate.TO).
     #[arg(long)]
     pub(crate) consumer: Option<String>,
 }
@@ -229,7 +229,8 @@ pub(crate) enum Command {
     },
     /// Aggregate a stream in event-time windows into another stream, until Ctrl-C or
     /// SIGTERM: per window and group, counts, sums, averages, distinct counts and
-    /// percentiles, each result once, the state kept across restarts.
+    /// percentiles; the state kept across restarts; each result once where the output can
+    /// be read from a time (every provider but Pub/Sub, where at least once).
     Aggregate(AggregateArgs),
     /// Run the aggregations and deliveries a pipeline file declares (TOML; see
     /// docs/pipelines.md), until Ctrl-C or SIGTERM.

@@ -129,10 +129,18 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
                             Some(_) => field(&key_field).and_then(key_of),
                             None => key.clone(),
                         };
-                        let time = field(&time_field).and_then(time_of);
+                        let time = match (&time_field, &fields) {
+                            (None, _) => None,
+                            (Some(name), None) => {
+                                bail!("not a JSON object, so it has no {name} field")
+                            }
+                            (Some(name), Some(_)) => {
+                                field(&time_field).map(|v| time_of(name, v)).transpose()?
+                            }
+                        };
                         let mut event = template(line, key);
                         event.time = time;
-                        event
+                        Ok(event)
                     })
                     .await
                 }
@@ -235,14 +243,16 @@ fn key_of(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// A JSON field's value as an event time: RFC 3339 text, or milliseconds since 1970.
-fn time_of(value: &serde_json::Value) -> Option<std::time::SystemTime> {
+/// A JSON field's value as an event time: RFC 3339 text in UTC (as the REST API takes
+/// it), or whole milliseconds since 1970.
+fn time_of(field: &str, value: &serde_json::Value) -> Result<std::time::SystemTime> {
     match value {
-        serde_json::Value::String(s) => humantime::parse_rfc3339_weak(s).ok(),
+        serde_json::Value::String(s) => Ok(cloudstream::wire::parse_time(field, s)?),
         serde_json::Value::Number(n) => n
             .as_u64()
-            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
-        _ => None,
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms))
+            .with_context(|| format!("{field} {n} is not whole milliseconds since 1970")),
+        other => bail!("{field} {other} is neither RFC 3339 text nor milliseconds since 1970"),
     }
 }
 
@@ -252,7 +262,7 @@ const LINGER: Duration = Duration::from_millis(200);
 async fn send_stdin(
     stream: &cloudstream::Stream,
     batch_size: usize,
-    make: impl Fn(String) -> Event,
+    make: impl Fn(String) -> Result<Event>,
 ) -> Result<()> {
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -276,7 +286,10 @@ async fn send_stdin(
             Ok(Ok(Some(line))) => {
                 line_no += 1;
                 if !line.trim().is_empty() {
-                    batch.push((line_no, make(line)));
+                    batch.push((
+                        line_no,
+                        make(line).with_context(|| format!("line {line_no}"))?,
+                    ));
                 }
             }
             Ok(Ok(None)) => done = true,

@@ -1,7 +1,7 @@
 //! `cloudstream aggregate` and `cloudstream pipeline`: stages of a pipeline, from flags or
 //! from a file, run until Ctrl-C or SIGTERM.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use cloudstream::pipeline::{AggregateSpec, Pipeline};
@@ -24,31 +24,27 @@ pub(crate) fn load(path: &Path) -> Result<Pipeline> {
     Ok(pipeline)
 }
 
-/// A store given as a relative path (`./lake`), as the file's reader means it: below the
-/// current directory. URLs and absolute paths as they are.
+/// A store given as a path (`./lake`, `/var/lake`) as a `file://` URL, a relative one below
+/// the current directory; URLs as they are.
 fn absolute(store: String) -> Result<String> {
-    if store.contains("://") || store.starts_with('/') {
+    if store.contains("://") {
         return Ok(store);
     }
-    Ok(std::env::current_dir()?.join(store).display().to_string())
+    Ok(cloudstream::deliver::local_sink(Path::new(&store))?)
 }
 
 /// `./cloudstream-state` as a URL: where `cloudstream aggregate` keeps state by default.
 fn default_state() -> Result<String> {
-    let dir: PathBuf = std::env::current_dir()?.join("cloudstream-state");
-    Ok(format!("file://{}", dir.display()))
+    Ok(cloudstream::deliver::local_sink(Path::new(
+        "cloudstream-state",
+    ))?)
 }
 
 /// The one-stage pipeline `cloudstream aggregate` runs.
 pub(crate) fn from_args(args: AggregateArgs) -> Result<Pipeline> {
-    let measures = args
-        .measures
-        .into_iter()
-        .map(|m| m.replacen('=', " = ", 1))
-        .collect();
     Ok(Pipeline {
         state: Some(match args.state {
-            Some(state) => state,
+            Some(state) => absolute(state)?,
             None => default_state()?,
         }),
         aggregate: vec![AggregateSpec {
@@ -58,7 +54,7 @@ pub(crate) fn from_args(args: AggregateArgs) -> Result<Pipeline> {
             window: args.window,
             lateness: Some(args.lateness),
             group_by: args.group_by,
-            measures,
+            measures: args.measures,
             consumer: args.consumer,
             start: None,
         }],

@@ -81,7 +81,8 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
                 pipeline.state = config
                     .state_dir
                     .as_ref()
-                    .map(|dir| format!("file://{}", dir.join("pipeline").display()));
+                    .map(|dir| cloudstream::deliver::local_sink(&dir.join("pipeline")))
+                    .transpose()?;
             }
             pipeline.check()?;
             Some(pipeline)
@@ -89,19 +90,7 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
     };
     cloudstream_server::raise_descriptor_limit();
     let backend = client.backend().name();
-    let (stop_pipeline, pipeline_stopped) = tokio::sync::oneshot::channel::<()>();
-    let pipeline = pipeline.map(|pipeline| {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let until = async {
-                let _ = pipeline_stopped.await;
-            };
-            if let Err(e) = pipeline.run_until(&client, until).await {
-                eprintln!("error: the pipeline stopped: {e}");
-            }
-        })
-    });
-    let server = Server::open(client, config).await?;
+    let server = Server::open(client.clone(), config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -115,15 +104,40 @@ pub(crate) async fn run(client: Client, url: &str, args: ServeArgs) -> Result<()
         header_timeout: Some(args.header_timeout),
         max_connections: args.max_connections,
     };
-    let served =
-        cloudstream_server::serve_with(listener, server.router(), options, stopped()).await;
+    // The pipeline stops with the server; a pipeline that fails for good stops the server
+    // too (with its error), rather than leaving it up and healthy without it.
+    let (stop_pipeline, pipeline_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (pipeline_failed, failed) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let pipeline = pipeline.map(|pipeline| {
+        tokio::spawn(async move {
+            let until = async {
+                let _ = pipeline_stopped.await;
+            };
+            if let Err(e) = pipeline.run_until(&client, until).await {
+                let _ = pipeline_failed.send(anyhow::Error::new(e).context("the pipeline failed"));
+            }
+        })
+    });
+    let (fail, failure) = tokio::sync::oneshot::channel::<anyhow::Error>();
+    let until = async move {
+        tokio::select! {
+            () = stopped() => {}
+            Ok(e) = failed => {
+                let _ = fail.send(e);
+            }
+        }
+    };
+    let served = cloudstream_server::serve_with(listener, server.router(), options, until).await;
     let _ = stop_pipeline.send(());
     if let Some(pipeline) = pipeline {
         let _ = pipeline.await;
     }
-    served?;
     server.shutdown().await;
-    Ok(())
+    served?;
+    match failure.await {
+        Ok(e) => Err(e),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -140,9 +140,19 @@ async fn sinks_the_server_may_not_write_to_are_refused() {
     assert_error(status, &body, StatusCode::FORBIDDEN, "sink_not_allowed");
     // Not a store.
     let (status, body) = put(&api, "ftp://example.com/x".into()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_delivery",
+    );
     let (status, body) = put(&api, "not a url".into()).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_delivery",
+    );
     for bad in [
         json!({"to": "s3://b/p", "format": "avro"}),
         json!({"to": "s3://b/p", "max_wait_ms": 10}),

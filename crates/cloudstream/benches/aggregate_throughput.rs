@@ -106,7 +106,9 @@ async fn end_to_end(events: usize, partitions: u32) {
             .iter()
             .map(|r| {
                 let device: serde_json::Value = r.json().expect("json");
-                r.event.clone().with_key(device["device"].as_str().unwrap_or_default())
+                r.event
+                    .clone()
+                    .with_key(device["device"].as_str().unwrap_or_default())
             })
             .collect();
         for r in input.send_batch(batch).await {
@@ -119,7 +121,11 @@ async fn end_to_end(events: usize, partitions: u32) {
         .expect("describe")
         .partitions
         .iter()
-        .map(|p| p.next.and_then(|n| n.as_u64()).and_then(|n| n.checked_sub(1)))
+        .map(|p| {
+            p.next
+                .and_then(|n| n.as_u64())
+                .and_then(|n| n.checked_sub(1))
+        })
         .collect();
     let state = data.path().join("state");
     let caught_up = || {

@@ -77,7 +77,7 @@ pub struct AggregateSpec {
     /// `NAME = count`, `NAME = avg(FIELD)`, `sum`, `min`, `max`, `distinct`, `p95`,
     /// `percentile(FIELD, Q)`, in the order of the output's fields.
     pub measures: Vec<String>,
-    /// Its consumer (in a pipeline file; default `aggregate-TO`).
+    /// Its consumer (in a pipeline file; default `aggregate.TO`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumer: Option<String>,
     /// `earliest` (default), `latest` or `time:RFC3339`, without a checkpoint.
@@ -115,11 +115,34 @@ impl AggregateSpec {
         Ok(aggregation)
     }
 
-    /// Its consumer: as named, else `aggregate-TO`.
+    /// Its consumer: as named, else `aggregate.TO` (the server's own are `aggregate-ID`).
     pub fn consumer_name(&self) -> String {
         self.consumer
             .clone()
-            .unwrap_or_else(|| format!("aggregate-{}", self.to))
+            .unwrap_or_else(|| format!("aggregate.{}", self.to))
+    }
+
+    /// Checks the names it gives (input, outputs, consumer) and that it does not send to
+    /// what it reads.
+    fn check_names(&self, from: &str) -> Result<()> {
+        crate::validate_name("stream", from)?;
+        crate::validate_name("stream", &self.to)?;
+        if let Some(late) = &self.late_to {
+            crate::validate_name("stream", late)?;
+        }
+        crate::validate_name("consumer", &self.consumer_name())?;
+        if self.to == from || self.late_to.as_deref() == Some(from) {
+            return Err(Error::InvalidArgument(format!(
+                "it sends to {from}, which it reads: it would read its own results"
+            )));
+        }
+        if self.late_to.as_deref() == Some(self.to.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "results and late records both go to {}: give late_to another stream",
+                self.to
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -201,6 +224,7 @@ impl Pipeline {
                 ))
             })?;
             let name = stage_name("aggregate", from, &a.to);
+            a.check_names(from).map_err(in_stage(name.clone()))?;
             a.aggregation().map_err(in_stage(name.clone()))?;
             if !consumers.insert((from.to_owned(), a.consumer_name())) {
                 return Err(Error::InvalidArgument(format!(
@@ -218,8 +242,11 @@ impl Pipeline {
             crate::deliver::check_sink(state)
                 .map_err(|e| Error::InvalidArgument(format!("state: {e}")))?;
         }
+        self.check_cycles()?;
         for d in &self.deliver {
             let name = stage_name("deliver", &d.from, &d.to);
+            crate::validate_name("stream", &d.from).map_err(in_stage(name.clone()))?;
+            crate::validate_name("consumer", &d.consumer_name()).map_err(in_stage(name.clone()))?;
             d.encoding().map_err(in_stage(name.clone()))?;
             d.max_wait().map_err(in_stage(name.clone()))?;
             crate::deliver::check_sink(&d.to).map_err(in_stage(name.clone()))?;
@@ -229,6 +256,39 @@ impl Pipeline {
                     d.consumer_name(),
                     d.from
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses aggregations that feed each other in a loop (A to B, B to A): each would
+    /// read the other's results for ever.
+    fn check_cycles(&self) -> Result<()> {
+        let edges: Vec<(&str, &str)> = self
+            .aggregate
+            .iter()
+            .filter_map(|a| Some((a.from.as_deref()?, a)))
+            .flat_map(|(from, a)| {
+                std::iter::once(a.to.as_str())
+                    .chain(a.late_to.as_deref())
+                    .map(move |to| (from, to))
+            })
+            .collect();
+        // From each stream, follow the edges; coming back to it is a loop.
+        for &(start, _) in &edges {
+            let mut seen = BTreeSet::new();
+            let mut next = vec![start];
+            while let Some(stream) = next.pop() {
+                for &(from, to) in edges.iter().filter(|(from, _)| *from == stream) {
+                    if to == start {
+                        return Err(Error::InvalidArgument(format!(
+                            "aggregations feed each other in a loop through {start} (via {from} -> {to})"
+                        )));
+                    }
+                    if seen.insert(to) {
+                        next.push(to);
+                    }
+                }
             }
         }
         Ok(())
@@ -320,4 +380,73 @@ impl Pipeline {
 /// Completes once `stop` says so (or its sender is gone).
 async fn stopped_by(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aggregate(from: &str, to: &str) -> AggregateSpec {
+        AggregateSpec {
+            from: Some(from.into()),
+            to: to.into(),
+            window: "tumbling 1m".into(),
+            measures: vec!["n = count".into()],
+            ..AggregateSpec::default()
+        }
+    }
+
+    fn pipeline(aggregate: Vec<AggregateSpec>) -> Pipeline {
+        Pipeline {
+            state: Some("file:///tmp/state".into()),
+            aggregate,
+            deliver: Vec::new(),
+        }
+    }
+
+    fn refused(p: &Pipeline, why: &str) {
+        match p.check() {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains(why), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipelines_that_cannot_run_are_refused_before_they_start() {
+        assert!(pipeline(vec![aggregate("a", "b"), aggregate("b", "c")])
+            .check()
+            .is_ok());
+        refused(
+            &pipeline(vec![aggregate("a", "b"), aggregate("b", "a")]),
+            "loop",
+        );
+        refused(
+            &pipeline(vec![
+                aggregate("a", "b"),
+                aggregate("b", "c"),
+                aggregate("c", "a"),
+            ]),
+            "loop",
+        );
+        refused(&pipeline(vec![aggregate("a", "a")]), "which it reads");
+        let mut late = aggregate("a", "b");
+        late.late_to = Some("b".into());
+        refused(&pipeline(vec![late]), "late_to");
+        refused(
+            &pipeline(vec![aggregate("a", "b/c")]),
+            "invalid stream name",
+        );
+        refused(
+            &pipeline(vec![aggregate("a", "b"), aggregate("a", "b")]),
+            "another stage's",
+        );
+        let mut bad = aggregate("a", "b");
+        bad.window = "rolling 1m".into();
+        refused(&pipeline(vec![bad]), "window");
+        let mut no_state = pipeline(vec![aggregate("a", "b")]);
+        no_state.state = None;
+        refused(&no_state, "state");
+        no_state.state = Some("file://relative/state".into());
+        refused(&no_state, "three slashes");
+    }
 }

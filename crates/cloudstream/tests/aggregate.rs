@@ -264,7 +264,7 @@ async fn state_of_another_spec_and_a_loop_are_refused() {
     let refused = f
         .input
         .aggregate(other, &f.output, &f.state)
-        .run_until(std::future::pending())
+        .run_until(tokio::time::sleep(Duration::from_secs(30)))
         .await;
     assert!(
         matches!(&refused, Err(Error::InvalidArgument(m)) if m.contains("another aggregation")),
@@ -273,7 +273,7 @@ async fn state_of_another_spec_and_a_loop_are_refused() {
     let looped = f
         .input
         .aggregate(per_minute(), &f.input, &f.state)
-        .run_until(std::future::pending())
+        .run_until(tokio::time::sleep(Duration::from_secs(30)))
         .await;
     assert!(
         matches!(looped, Err(Error::InvalidArgument(_))),
@@ -281,26 +281,14 @@ async fn state_of_another_spec_and_a_loop_are_refused() {
     );
 }
 
-/// Copies a directory tree.
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
-/// Results sent after the last save that was kept (as when a process dies between sending
-/// and saving) are found on the output and not sent again. The output is on Redis, which
-/// keeps no event ids: only the aggregation's own search stands between a restart and
-/// duplicates.
+/// Results sent before the lane was saved without them (as when a process dies, or a
+/// send fails, between its two saves) are found on the output and not sent again. Here the
+/// late stream is deleted, so each batch's results are sent and its late records are not;
+/// the run stops; the late stream is made again and the next run sends only what is
+/// missing. The output is on Redis, which keeps no event ids: only the aggregation's own
+/// search stands between the second run and duplicates.
 #[tokio::test]
-async fn results_sent_after_a_lost_save_are_not_sent_again() {
+async fn results_sent_before_a_failure_are_not_sent_again() {
     let f = fixture().await;
     let redis_url =
         std::env::var("CLOUDSTREAM_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6390".into());
@@ -316,67 +304,76 @@ async fn results_sent_after_a_lost_save_are_not_sent_again() {
         .expect("create");
     let f = Fixture { output, ..f };
     let spec = per_minute();
-    let state_dir = std::path::PathBuf::from(f.state.trim_start_matches("file://"));
-
     send(&f.input, readings(0, 1_500)).await;
-    let (first, _) = reference(&f.input, &spec).await;
-    run_until_output(&f, &spec, first.len()).await;
-    let saved = state_dir.with_extension("saved");
-    copy_dir(&state_dir, &saved);
+    let (expected, expected_late) = reference(&f.input, &spec).await;
 
-    send(&f.input, readings(1_500, 1_500)).await;
-    let (expected, _) = reference(&f.input, &spec).await;
-    run_until_output(&f, &spec, expected.len()).await;
-    assert_same(&payloads(&f.output).await, &expected);
+    let client = Client::new(f.late.backend().clone());
+    client.delete_stream("TelemetryLate").await.expect("delete");
+    let stopped = f
+        .input
+        .aggregate(spec.clone(), &f.output, &f.state)
+        .late_to(&f.late)
+        .run_until(tokio::time::sleep(Duration::from_secs(30)))
+        .await;
+    assert!(
+        matches!(&stopped, Err(Error::StreamNotFound { .. })),
+        "{stopped:?}"
+    );
+    assert!(!payloads(&f.output).await.is_empty(), "results were sent");
 
-    // The second run's saves are lost, its results are not; its input is read again.
-    std::fs::remove_dir_all(&state_dir).expect("rm");
-    copy_dir(&saved, &state_dir);
-    let cloudstream::backend::Consumption::Checkpoints(store) = f.input.backend().consumption()
-    else {
-        panic!("the embedded engine keeps checkpoints");
-    };
-    store
-        .delete(f.input.name(), "aggregate")
+    client
+        .stream("TelemetryLate")
+        .create()
         .await
-        .expect("forget the checkpoint");
+        .expect("create again");
+    // The output holds every result already: run until the late records are there too.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(
         f.input
             .aggregate(spec.clone(), &f.output, &f.state)
-            .max_wait(Duration::from_millis(20))
+            .late_to(&f.late)
             .run_until(async {
                 let _ = stopped.await;
             }),
     );
-    // Until the saved state has seen the whole input again.
-    let ends: Vec<serde_json::Value> = {
-        let records = read_all(&f.input).await;
-        (0..f.input.partitions())
-            .map(|p| {
-                let last = records.iter().filter(|r| r.position.partition == p).last();
-                serde_json::to_value(last.expect("records").position.sequence).expect("json")
-            })
-            .collect()
-    };
-    let caught_up = || {
-        (0..f.input.partitions()).all(|p| {
-            let path = state_dir.join(format!("TelemetryIngest/aggregate/partition-{p:05}.json"));
-            std::fs::read(path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .is_some_and(|saved| saved["input_last"] == ends[p as usize])
-        })
-    };
+    eventually_holds(&f.late, expected_late.len()).await;
+    let _ = stop.send(());
+    run.await.expect("joined").expect("aggregation");
+    let mut late: Vec<String> = read_all(&f.late)
+        .await
+        .iter()
+        .map(|r| r.event.headers[LATE_FROM].clone())
+        .collect();
+    late.sort();
+    assert_eq!(late, expected_late);
+    assert_same(&payloads(&f.output).await, &expected);
+    redis.delete_stream(&name).await.expect("delete");
+}
+
+/// Waits until `stream` holds `n` records (or 60 s pass).
+async fn eventually_holds(stream: &Stream, n: usize) {
     for _ in 0..600 {
-        if caught_up() {
-            break;
+        if read_all(stream).await.len() >= n {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop.send(());
-    run.await.expect("joined").expect("aggregation");
-    assert!(caught_up(), "the aggregation did not read the input again");
-    assert_same(&payloads(&f.output).await, &expected);
-    redis.delete_stream(&name).await.expect("delete");
+}
+
+#[tokio::test]
+async fn a_checkpoint_without_its_state_is_refused() {
+    let f = fixture().await;
+    send(&f.input, readings(0, 600)).await;
+    run_until_output(&f, &per_minute(), 1).await;
+    let state = std::path::PathBuf::from(f.state.trim_start_matches("file://"));
+    std::fs::remove_dir_all(&state).expect("lose the state");
+    let refused = f
+        .input
+        .aggregate(per_minute(), &f.output, &f.state)
+        .run_until(tokio::time::sleep(Duration::from_secs(30)))
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidArgument(m)) if m.contains("has acknowledged records")),
+        "{refused:?}"
+    );
 }

@@ -292,7 +292,7 @@ fn aggregations_killed_again_and_again_send_each_result_once() {
         .iter()
         .map(|p| p["next"].as_u64().expect("well-formed") - 1)
         .collect();
-    let state = cli.dir.path().join("cloudstream-state/in/aggregate-out");
+    let state = cli.dir.path().join("cloudstream-state/in/aggregate.out");
     let caught_up = || {
         ends.iter().enumerate().all(|(p, end)| {
             std::fs::read(state.join(format!("partition-{p:05}.json")))

@@ -47,8 +47,12 @@ impl AggregationJob {
     /// state directory in a temporary directory, deleted with the server.
     pub(crate) fn new(state_dir: Option<&std::path::Path>) -> AggregationJob {
         match state_dir {
+            // Absolute: the state directory may be given relative to where the server
+            // started, and `forget` must remove what the runs wrote.
             Some(dir) => AggregationJob {
-                root: dir.join("aggregations"),
+                root: std::path::absolute(dir)
+                    .unwrap_or_else(|_| dir.to_owned())
+                    .join("aggregations"),
                 temporary: false,
             },
             None => AggregationJob {
@@ -75,7 +79,7 @@ impl Drop for AggregationJob {
 
 /// The consumer an aggregation reads as.
 fn consumer_name(id: &str) -> String {
-    format!("aggregate-{id}")
+    AggregationJob::consumer(id)
 }
 
 /// An aggregation's registration, as `aggregations.json` keeps it.
@@ -124,14 +128,11 @@ impl Job for AggregationJob {
     type Spec = Spec;
     type SpecIn = AggregateSpec;
 
+    const CONSUMER_PREFIX: &'static str = "aggregate-";
     const KIND: &'static str = "aggregation";
     const PLURAL: &'static str = "aggregations";
     const NOT_FOUND: &'static str = "aggregation_not_found";
     const CONFLICT: &'static str = "aggregation_changed";
-
-    fn consumer(id: &str) -> String {
-        consumer_name(id)
-    }
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
         &state.jobs.aggregations
@@ -200,7 +201,7 @@ impl Job for AggregationJob {
             let a = &spec.aggregate;
             let input = client.stream(&spec.stream).open().await?;
             let output = client.stream(&a.to).create_if_missing().await?;
-            let state = format!("file://{}", self.root.display());
+            let state = cloudstream::deliver::local_sink(&self.root)?;
             let mut run = input
                 .aggregate(a.aggregation()?, &output, &state)
                 .consumer(&consumer_name(&spec.id))

@@ -46,14 +46,11 @@ impl Job for DeliveryJob {
     type Spec = Spec;
     type SpecIn = DeliverySpec;
 
+    const CONSUMER_PREFIX: &'static str = "deliver-";
     const KIND: &'static str = "delivery";
     const PLURAL: &'static str = "deliveries";
     const NOT_FOUND: &'static str = "delivery_not_found";
     const CONFLICT: &'static str = "sink_in_use";
-
-    fn consumer(id: &str) -> String {
-        consumer_name(id)
-    }
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
         &state.jobs.deliveries

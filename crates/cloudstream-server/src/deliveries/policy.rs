@@ -97,24 +97,33 @@ pub(crate) struct SinkPolicy {
     pub(crate) outbound: WebhookPolicy,
 }
 
+/// A 422 with code `invalid_delivery`: a sink that is not one a delivery can use (not a
+/// URL, another scheme, an option that is not what it should be).
+fn unusable(message: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_delivery",
+        message.into(),
+    )
+}
+
 /// A 403 with code `sink_not_allowed`.
 fn refused(message: String) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "sink_not_allowed", message)
 }
 
 impl SinkPolicy {
-    /// Checks a sink URL; `Err` (a 403, or a 400 for a URL that is not one) says why the
+    /// Checks a sink URL; `Err` (a 403, or a 422 for a URL that is not one a delivery can use) says why the
     /// server may not deliver there.
     pub(crate) async fn check(&self, sink: &str) -> Result<(), ApiError> {
-        let url = reqwest::Url::parse(sink)
-            .map_err(|e| ApiError::bad_request(format!("to: not a URL: {e}")))?;
+        let url = reqwest::Url::parse(sink).map_err(|e| unusable(format!("to: not a URL: {e}")))?;
         let allowed = match url.scheme() {
             "file" => return self.check_file(&url),
             "s3" | "s3a" => S3_OPTIONS,
             "az" | "abfs" => AZURE_OPTIONS,
             "gs" => GCS_OPTIONS,
             other => {
-                return Err(ApiError::bad_request(format!(
+                return Err(unusable(format!(
                     "to: a sink is s3://, az://, abfs://, gs:// or file://, not {other}://"
                 )))
             }
@@ -157,7 +166,7 @@ impl SinkPolicy {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                unusable(format!(
                     "to: option {key} is not an http:// or https:// URL"
                 ))
             })?;
@@ -186,7 +195,7 @@ impl SinkPolicy {
         };
         let path = url
             .to_file_path()
-            .map_err(|()| ApiError::bad_request("to: not a local path"))?;
+            .map_err(|()| unusable("to: not a local path"))?;
         let outside = || {
             refused(format!(
                 "to: local files go below {} (serve --deliver-root)",
@@ -222,14 +231,13 @@ fn resolve_existing(path: &Path) -> Option<PathBuf> {
 
 /// The `gcs_base_url` of an inline GCS service-account key, if it names one.
 fn gcs_base_url(key: &str) -> Result<Option<String>, ApiError> {
-    let key: Value = serde_json::from_str(key).map_err(|e| {
-        ApiError::bad_request(format!("to: option service_account_key is not JSON: {e}"))
-    })?;
+    let key: Value = serde_json::from_str(key)
+        .map_err(|e| unusable(format!("to: option service_account_key is not JSON: {e}")))?;
     Ok(match key.get("gcs_base_url") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) => Some(url.clone()),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(unusable(format!(
                 "to: a service account key's gcs_base_url is a URL, not {other}"
             )))
         }

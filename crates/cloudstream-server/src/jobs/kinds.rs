@@ -7,14 +7,19 @@ use cloudstream::Client;
 
 use crate::aggregations::{AggregationJob, Aggregations};
 use crate::deliveries::{Deliveries, DeliveryJob, SinkPolicy};
+use crate::jobs::Job;
 use crate::webhooks::{Webhook, Webhooks};
 use crate::{AppState, Config};
 
 /// The path segments of the kinds' routes (`/v1/streams/{name}/SEGMENT`): admin only.
-pub(crate) const ROUTES: [&str; 3] = ["webhooks", "deliveries", "aggregations"];
+pub(crate) const ROUTES: [&str; 3] = [Webhook::PLURAL, DeliveryJob::PLURAL, AggregationJob::PLURAL];
 
 /// The prefixes of the kinds' consumers (`webhook-ID`): admin only.
-pub(crate) const CONSUMERS: [&str; 3] = ["webhook-", "deliver-", "aggregate-"];
+pub(crate) const CONSUMERS: [&str; 3] = [
+    Webhook::CONSUMER_PREFIX,
+    DeliveryJob::CONSUMER_PREFIX,
+    AggregationJob::CONSUMER_PREFIX,
+];
 
 /// The jobs of a server, by kind.
 #[derive(Debug)]

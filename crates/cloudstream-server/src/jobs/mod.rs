@@ -50,8 +50,14 @@ pub(crate) trait Job: Send + Sync + Sized + 'static {
     /// The code of the 409 for a job that [`Job::conflict`]s with another.
     const CONFLICT: &'static str;
 
+    /// What the consumers of this kind's jobs are named with: a job with `id` reads as
+    /// `{CONSUMER_PREFIX}{id}`, and these consumers are the admin's.
+    const CONSUMER_PREFIX: &'static str;
+
     /// The consumer a job with `id` reads as.
-    fn consumer(id: &str) -> String;
+    fn consumer(id: &str) -> String {
+        format!("{}{id}", Self::CONSUMER_PREFIX)
+    }
 
     /// The server's jobs of this kind.
     fn registry(state: &crate::AppState) -> &Jobs<Self>;
@@ -345,16 +351,19 @@ impl<J: Job> Jobs<J> {
         self.save(specs).await?;
         self.lock_running().remove(&key);
         old.stop().await;
-        self.job.forget(&old.spec);
+        // The consumer first: what the job kept besides it is no use without it, while a
+        // checkpoint kept without the rest would resume a new job of the id half way.
         match self
             .client
             .backend()
             .delete_consumer(stream, &J::consumer(id))
             .await
         {
-            Ok(_) | Err(cloudstream::Error::StreamNotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(_) | Err(cloudstream::Error::StreamNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
+        self.job.forget(&old.spec);
+        Ok(())
     }
 
     /// The view of one job; 404 if the stream or the job does not exist.

@@ -87,6 +87,15 @@ fn unsigned(max: u64) -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": max})
 }
 
+/// The prefix of the consumers of the jobs whose routes `path` is under (`webhook-`).
+fn job_consumer_prefix(path: &str) -> &'static str {
+    let kinds = crate::jobs::kinds::ROUTES.iter();
+    kinds
+        .zip(crate::jobs::kinds::CONSUMERS)
+        .find(|(route, _)| path.contains(&format!("/{route}/")))
+        .map_or("", |(_, prefix)| prefix)
+}
+
 /// The parameters' schemas, by parameter name.
 fn parameters(path: &str, method: &str, op: &mut Value) {
     let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else {
@@ -100,8 +109,8 @@ fn parameters(path: &str, method: &str, op: &mut Value) {
         let schema = match param.get("name").and_then(Value::as_str) {
             Some("name") if webhook_put => name(crate::webhooks::routes::MAX_STREAM_NAME),
             Some("name" | "consumer" | "member") => name(cloudstream::MAX_NAME_LEN),
-            // The webhook's consumer, `webhook-ID`, is a name too.
-            Some("id") => name(cloudstream::MAX_NAME_LEN - "webhook-".len()),
+            // A job's consumer (`webhook-ID`, `aggregate-ID`, ...) is a name too.
+            Some("id") => name(cloudstream::MAX_NAME_LEN - job_consumer_prefix(path).len()),
             Some("from") => json!({"type": "string", "pattern": grammar::read_from()}),
             Some("partition") => unsigned(u64::from(u32::MAX)),
             Some("max" | "max_bytes" | "wait_ms" | "ttl_ms") => unsigned(U64_MAX),
@@ -194,6 +203,9 @@ fn components(schemas: &mut Map<String, Value>, served: Served) {
         });
         event["properties"]["payload_base64"] =
             json!({"type": "string", "pattern": grammar::BASE64});
+        event["properties"]["id"] = nullable(
+            json!({"type": "string", "minLength": 1, "maxLength": cloudstream::MAX_ID_BYTES}),
+        );
         event["properties"]["event_time"] =
             json!({"type": "string", "pattern": format!("^{}$", grammar::RFC3339)});
     }
@@ -225,11 +237,24 @@ fn components(schemas: &mut Map<String, Value>, served: Served) {
         }
         p["dead_letter"] = json!({"oneOf": [name(cloudstream::MAX_NAME_LEN), {"type": "boolean"}, {"type": "null"}]});
     }
+    if let Some(spec) = schemas.get_mut("AggregateSpec") {
+        // The server takes the input from the path and names the consumer itself: neither
+        // is part of its body (a 400).
+        if let Some(p) = spec["properties"].as_object_mut() {
+            p.remove("from");
+            p.remove("consumer");
+        }
+        spec["additionalProperties"] = json!(false);
+        // Streams are names; windows, lateness and measures are strings whose meaning the
+        // server checks (a 422 when it cannot compute them).
+        let p = &mut spec["properties"];
+        p["to"] = name(cloudstream::MAX_NAME_LEN);
+        p["late_to"] = nullable(name(cloudstream::MAX_NAME_LEN));
+    }
     if let Some(spec) = schemas.get_mut("DeliverySpec") {
         let p = &mut spec["properties"];
-        // Sinks a test client can register: a bucket and prefix with no options (other
-        // sinks are valid too, but whether they are allowed depends on the server).
-        p["to"] = json!({"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9-]{2,40}(?:/[a-z0-9]{1,20}){0,3}$"});
+        // Any text: a sink the server cannot use or may not write to is a 422 or a 403.
+        p["to"] = json!({"type": "string"});
         p["format"] = nullable(json!({"type": "string", "enum": ["jsonl", "parquet"]}));
         p["compression"] =
             nullable(json!({"type": "string", "enum": ["none", "gzip", "zstd", "snappy"]}));

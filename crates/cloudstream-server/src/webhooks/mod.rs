@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 pub use self::allow::WebhookPolicy;
 pub(crate) use self::post::error_chain;
-use self::spec::{consumer_name, parse_url, Spec, WebhookSpec};
+use self::spec::{parse_url, Spec, WebhookSpec};
 use crate::jobs::{internal, Job, JobStats, Jobs};
 use crate::ApiError;
 
@@ -88,14 +88,11 @@ impl Job for Webhook {
     type Spec = Spec;
     type SpecIn = WebhookSpec;
 
+    const CONSUMER_PREFIX: &'static str = "webhook-";
     const KIND: &'static str = "webhook";
     const PLURAL: &'static str = "webhooks";
     const NOT_FOUND: &'static str = "webhook_not_found";
     const CONFLICT: &'static str = "webhook_conflict";
-
-    fn consumer(id: &str) -> String {
-        consumer_name(id)
-    }
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
         &state.jobs.webhooks

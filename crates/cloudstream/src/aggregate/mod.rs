@@ -140,34 +140,45 @@ impl Aggregator {
     /// The state, with the spec it was computed for, to keep with the input position it
     /// follows.
     pub fn save(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(&Saved {
-            spec: self.spec.clone(),
-            state: self.state.clone(),
-        })
-        .map_err(|e| Error::Backend(Box::new(e)))
+        serde_json::to_vec(&self.saved()).map_err(|e| Error::Backend(Box::new(e)))
     }
 
     /// An aggregation that goes on from a saved state; `InvalidArgument` if the state was
     /// saved for another spec (its windows would mean something else).
     pub fn restore(spec: Aggregation, saved: &[u8]) -> Result<Aggregator> {
-        spec.check()?;
         let saved: Saved = serde_json::from_slice(saved)
             .map_err(|e| Error::InvalidArgument(format!("not a saved aggregation state: {e}")))?;
-        if saved.spec != spec {
+        saved.into_aggregator(spec)
+    }
+
+    /// The state as saved, with its spec.
+    pub(crate) fn saved(&self) -> Saved {
+        Saved {
+            spec: self.spec.clone(),
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// What [`Aggregator::save`] writes.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Saved {
+    spec: Aggregation,
+    state: State,
+}
+
+impl Saved {
+    /// The aggregator this state is of, if it was saved for `spec`.
+    pub(crate) fn into_aggregator(self, spec: Aggregation) -> Result<Aggregator> {
+        spec.check()?;
+        if self.spec != spec {
             return Err(Error::InvalidArgument(
                 "the saved state is another aggregation's (its windows, groups, measures or lateness differ)".into(),
             ));
         }
         Ok(Aggregator {
             spec,
-            state: saved.state,
+            state: self.state,
         })
     }
-}
-
-/// What [`Aggregator::save`] writes.
-#[derive(Serialize, Deserialize)]
-struct Saved {
-    spec: Aggregation,
-    state: State,
 }

@@ -2,10 +2,10 @@
 //! `on_batch` trigger), its results sent as events to an output stream, its late records
 //! optionally to a side stream, its state kept in an object store with the input position.
 //!
-//! Per batch of an input partition: push the records, send the results, save the lane
-//! ([`super::lane`]), and only then let the checkpoint move. A crash anywhere leaves the
-//! saved state at or behind the checkpoint's records; records the state has seen are
-//! skipped, the others computed again, and events the output already holds not sent again.
+//! Per batch of an input partition: push the records, save the lane with the events they
+//! gave, send them, save it without them ([`super::lane`]), and only then let the
+//! checkpoint move. After a crash anywhere, records the saved state has seen are skipped,
+//! the others computed again, and the saved events the targets do not hold yet are sent.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::lane::{Lane, Names, LATE_FROM};
+use super::lane::{Lane, Names, Target, LATE_FROM};
 use super::Aggregation;
+use crate::backend::{Consumption, PartitionStart};
 use crate::deliver::sink::Sink;
 use crate::{
     BatchReport, Error, Event, Record, Result, RetryPolicy, StartAt, Stream, TriggerReport,
@@ -120,13 +121,17 @@ impl Aggregate {
 
     /// Runs until `shutdown` completes. A batch that fails (a target or the state store
     /// down) is retried with backoff, up to a minute apart, for as long as it fails: the
-    /// aggregation stalls, it never skips. `InvalidArgument` at once when the spec cannot be
-    /// computed or the state store holds another aggregation's state.
+    /// aggregation stalls, it never skips. It stops with an error, at start or later, when
+    /// it cannot go on at all: `InvalidArgument` when the spec cannot be computed, the
+    /// state store holds another aggregation's state (or another stream's), or the consumer
+    /// has acknowledged records but no saved state (its windows would be partial);
+    /// `StreamNotFound` when a target is deleted.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> Result<TriggerReport> {
         self.spec.check()?;
+        crate::validate_name("consumer", &self.consumer)?;
         if self.output.name() == self.input.name()
             || self
                 .late
@@ -141,20 +146,39 @@ impl Aggregate {
         let store = Sink::open(&self.state_url)?;
         let names = Names::new(self.input.name(), &self.consumer);
         let mut shutdown = std::pin::pin!(shutdown);
-        // Every partition's state is read at start: a state saved for another spec stops
-        // the aggregation here rather than failing its batches for ever.
+        let runner = Runner {
+            spec: self.spec,
+            store,
+            names,
+            input: self.input.clone(),
+            start: self.start,
+            output: self.output,
+            late: self.late,
+            lanes: Mutex::default(),
+            fatal: std::sync::Mutex::default(),
+            failed: tokio::sync::Notify::new(),
+        };
+        // Every partition's state is read (and what it left pending sent) at start: a state
+        // that cannot be used stops the aggregation here rather than failing its batches.
         let runner = tokio::select! {
-            runner = Runner::start(self.spec, store, names, self.output, self.late, self.input.partitions()) => Arc::new(runner?),
+            started = runner.start() => Arc::new(started?),
             () = &mut shutdown => return Ok(TriggerReport::default()),
         };
+        let handler = Arc::clone(&runner);
         let mut trigger = self.input.on_batch(&self.consumer, move |records| {
-            let runner = runner.clone();
+            let runner = Arc::clone(&handler);
             async move { runner.batch(records).await }
         });
         for observer in self.observers {
             trigger = trigger.observe(move |report| observer(report));
         }
-        trigger
+        let stopped = async {
+            tokio::select! {
+                () = &mut shutdown => {}
+                () = runner.failed.notified() => {}
+            }
+        };
+        let report = trigger
             .batch_size(self.max_records)
             .max_wait(self.max_wait)
             .start_at(self.start)
@@ -164,10 +188,22 @@ impl Aggregate {
                 max_backoff: Duration::from_secs(60),
             })
             .no_dead_letter()
-            .run_until(shutdown)
-            .await
+            .run_until(stopped)
+            .await?;
+        let fatal = runner
+            .fatal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 }
+
+/// A partition's lane, or none while it is to be loaded again from the state store.
+type Slot = Arc<Mutex<Option<Lane>>>;
 
 /// The aggregation's partitions, each loaded from the state store when first needed or
 /// after a failure.
@@ -175,45 +211,133 @@ struct Runner {
     spec: Aggregation,
     store: Sink,
     names: Names,
+    input: Stream,
+    /// Where the consumer starts without a checkpoint.
+    start: StartAt,
     output: Stream,
     late: Option<Stream>,
-    lanes: HashMap<u32, Mutex<Option<Lane>>>,
+    lanes: Mutex<HashMap<u32, Slot>>,
+    /// An error no retry can mend, to stop the run with.
+    fatal: std::sync::Mutex<Option<Error>>,
+    /// Told when `fatal` is set.
+    failed: tokio::sync::Notify,
 }
 
 impl Runner {
-    async fn start(
-        spec: Aggregation,
-        store: Sink,
-        names: Names,
-        output: Stream,
-        late: Option<Stream>,
-        partitions: u32,
-    ) -> Result<Runner> {
-        let mut runner = Runner {
-            spec,
-            store,
-            names,
-            output,
-            late,
-            lanes: HashMap::new(),
-        };
-        for p in 0..partitions {
-            let lane = runner.load(p).await?;
-            runner.lanes.insert(p, Mutex::new(Some(lane)));
+    /// Loads every partition's lane.
+    async fn start(self) -> Result<Runner> {
+        for p in 0..self.input.partitions() {
+            let lane = self.load(p).await?;
+            self.lanes
+                .lock()
+                .await
+                .insert(p, Arc::new(Mutex::new(Some(lane))));
         }
-        Ok(runner)
+        Ok(self)
     }
 
-    /// A partition's lane as saved, with the events its targets hold past the save.
+    /// A partition's lane as saved, its pending events sent; a fresh one if it has none.
     async fn load(&self, partition: u32) -> Result<Lane> {
-        let mut lane = Lane::load(&self.store, &self.names, &self.spec, partition).await?;
-        for target in std::iter::once(&self.output).chain(&self.late) {
-            lane.find_landed(target, &self.names, partition).await?;
+        let Some(mut lane) = Lane::load(&self.store, &self.names, &self.spec, partition).await?
+        else {
+            self.check_fresh(partition).await?;
+            return Lane::fresh(&self.spec);
+        };
+        self.check_within(&lane, partition).await?;
+        if !lane.pending.is_empty() {
+            lane.drop_landed(Target::Output, &self.output, &self.names, partition)
+                .await?;
+            if let Some(late) = &self.late {
+                lane.drop_landed(Target::Late, late, &self.names, partition)
+                    .await?;
+            }
+            self.flush(&mut lane, partition).await?;
         }
         Ok(lane)
     }
 
-    /// Aggregates a batch, partition by partition.
+    /// Refuses a fresh lane for a partition where the consumer, started from the earliest
+    /// record, has moved past it: its windows would miss what it passed (the state was
+    /// lost, or is kept elsewhere). A consumer started elsewhere (latest, a time) is not
+    /// checked: where it was pinned and where it got to look the same.
+    async fn check_fresh(&self, partition: u32) -> Result<()> {
+        let Consumption::Checkpoints(checkpoints) = self.input.backend().consumption() else {
+            return Ok(());
+        };
+        if self.start != StartAt::Earliest {
+            return Ok(());
+        }
+        let Some(resume) = checkpoints
+            .load(self.input.name(), &self.names.consumer)
+            .await?
+            .and_then(|c| c.get(&partition).copied())
+        else {
+            return Ok(());
+        };
+        let earliest = self
+            .input
+            .describe()
+            .await?
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .and_then(|p| p.earliest);
+        let moved = match resume {
+            PartitionStart::After(_) => true,
+            PartitionStart::At(at) => earliest.is_some_and(|earliest| at > earliest),
+            _ => false,
+        };
+        if moved {
+            return Err(Error::InvalidArgument(format!(
+                "consumer {} of {} has acknowledged records of partition {partition} but {} holds no state for it: its windows would miss them; point the state where it was kept, or delete the consumer to start afresh",
+                self.names.consumer,
+                self.input.name(),
+                self.store.shown()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a state that has seen past the partition's end: another stream's of the
+    /// name (deleted and made again).
+    async fn check_within(&self, lane: &Lane, partition: u32) -> Result<()> {
+        let Some(last) = lane.input_last else {
+            return Ok(());
+        };
+        let info = self.input.describe().await?;
+        let next = info
+            .partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .and_then(|p| p.next);
+        if next.is_some_and(|next| last >= next) {
+            return Err(Error::InvalidArgument(format!(
+                "the state of {} partition {partition} in {} has seen position {last}, past the partition's end: it is another stream's; delete it or name another consumer",
+                self.input.name(),
+                self.store.shown()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sends a lane's pending events, then saves it without them.
+    async fn flush(&self, lane: &mut Lane, partition: u32) -> Result<()> {
+        send(&self.output, lane.pending_events(Target::Output)?).await?;
+        if let Some(late) = &self.late {
+            send(late, lane.pending_events(Target::Late)?).await?;
+        }
+        lane.pending.clear();
+        lane.save(&self.store, &self.names, partition).await
+    }
+
+    /// The slot of a partition, made when the stream has gained one since the start.
+    async fn slot(&self, partition: u32) -> Slot {
+        Arc::clone(self.lanes.lock().await.entry(partition).or_default())
+    }
+
+    /// Aggregates a batch, partition by partition (a trigger's batch holds one partition's
+    /// records; a subscription's may hold several). An error no retry can mend stops the
+    /// run.
     async fn batch(&self, records: Vec<Record>) -> Result<()> {
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         for r in records {
@@ -223,27 +347,40 @@ impl Runner {
                 .push(r);
         }
         for (partition, records) in by_partition {
-            let Some(slot) = self.lanes.get(&partition) else {
-                return Err(Error::Backend(
-                    format!("a record of partition {partition}, which the stream had not at start")
-                        .into(),
-                ));
-            };
+            let slot = self.slot(partition).await;
             let mut slot = slot.lock().await;
-            let lane = match slot.take() {
-                Some(lane) => lane,
-                None => self.load(partition).await?,
+            let result = match slot.take() {
+                Some(lane) => Ok(lane),
+                None => self.load(partition).await,
             };
             // Kept only when the batch went through: after a failure the lane is loaded
-            // again from its saved state, and the records computed again.
-            *slot = Some(self.partition(lane, partition, &records).await?);
+            // again from its saved state, its pending events sent from there.
+            let result = match result {
+                Ok(lane) => self.partition(lane, partition, &records).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(lane) => *slot = Some(lane),
+                Err(e) => return Err(self.fail(e)),
+            }
         }
         Ok(())
     }
 
-    /// Pushes one partition's records, sends what they give, then saves the lane.
+    /// `e`, and if no retry can mend it, the run told to stop with it.
+    fn fail(&self, e: Error) -> Error {
+        if matches!(e, Error::InvalidArgument(_) | Error::StreamNotFound { .. }) {
+            let message = e.to_string();
+            *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+            self.failed.notify_one();
+            return Error::InvalidArgument(message);
+        }
+        e
+    }
+
+    /// Pushes one partition's records, saves the lane with the events they gave, sends
+    /// them, and saves it again without them.
     async fn partition(&self, mut lane: Lane, partition: u32, records: &[Record]) -> Result<Lane> {
-        let (mut results, mut late) = (Vec::new(), Vec::new());
         let mut pushed_any = false;
         for record in records {
             if lane
@@ -256,38 +393,43 @@ impl Runner {
             lane.input_last = Some(record.position.sequence);
             let pushed = lane.aggregator.push(record);
             for result in &pushed.results {
-                results.extend(lane.result_event(&self.names, partition, result)?);
+                if let Some(event) = fitting(&self.output, lane.result_event(result)?) {
+                    lane.number(&self.names, partition, Target::Output, event);
+                }
             }
-            if pushed.late {
-                // Numbered whether or not it is sent, so that results keep their ids when
-                // a run starts or stops sending late records.
-                let event = lane.late_event(&self.names, partition, record);
-                if let Some(stream) = &self.late {
-                    late.extend(event.and_then(|event| fitting(stream, event)));
+            if let (true, Some(late)) = (pushed.late, &self.late) {
+                if let Some(event) = fitting(late, Lane::late_event(record)) {
+                    lane.number(&self.names, partition, Target::Late, event);
                 }
             }
         }
         if !pushed_any {
             return Ok(lane);
         }
-        send(&self.output, results).await?;
-        if let Some(stream) = &self.late {
-            send(stream, late).await?;
-        }
         lane.save(&self.store, &self.names, partition).await?;
+        if !lane.pending.is_empty() {
+            self.flush(&mut lane, partition).await?;
+        }
         Ok(lane)
     }
 }
 
-/// A late record as the late stream takes it: without the header giving its input position
-/// when that makes one header too many; `None` when it still does not fit (it is counted as
-/// late and not sent, rather than failing every batch after it).
+/// An event as `stream` takes it: without the late record's position header when that
+/// makes one header too many; `None` when it still does not fit (a result or late record
+/// too large for the stream is logged and not sent, rather than failing every batch after
+/// it).
 fn fitting(stream: &Stream, mut event: Event) -> Option<Event> {
     if stream.check_event(&event).is_ok() {
         return Some(event);
     }
     event.headers.remove(LATE_FROM);
-    stream.check_event(&event).is_ok().then_some(event)
+    match stream.check_event(&event) {
+        Ok(()) => Some(event),
+        Err(e) => {
+            tracing::warn!(stream = stream.name(), error = %e, "an aggregation's event does not fit its stream; not sent");
+            None
+        }
+    }
 }
 
 /// Sends events in order; the first failure fails the batch.

@@ -99,6 +99,12 @@ pub fn file_positions(stream: &str, name: &str) -> Option<(u32, Sequence, Sequen
     FileName::parse(stream, name).map(|f| (f.partition, f.first, f.last))
 }
 
+/// The `file://` URL of a local directory, for a sink or a state store: made absolute
+/// against the current directory, its special characters (`#`, `?`, `%`, spaces) escaped.
+pub fn local_sink(dir: &std::path::Path) -> Result<String> {
+    sink::local_url(dir)
+}
+
 /// A sink URL as messages and views show it: without its query (which may hold
 /// credentials) or user-info. Opens nothing.
 pub fn shown_sink(sink: &str) -> String {

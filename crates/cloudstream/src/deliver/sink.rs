@@ -52,6 +52,17 @@ fn absolute_as_url(url: &str) -> String {
     }
 }
 
+/// The `file://` URL of a local directory (made absolute against the current directory),
+/// its special characters escaped.
+pub(crate) fn local_url(dir: &std::path::Path) -> Result<String> {
+    let absolute = std::path::absolute(dir).map_err(|e| {
+        Error::InvalidArgument(format!("{} is not a usable path: {e}", dir.display()))
+    })?;
+    url::Url::from_file_path(&absolute)
+        .map(String::from)
+        .map_err(|()| Error::InvalidArgument(format!("{} is not a usable path", dir.display())))
+}
+
 /// A sink URL as messages and views show it: without its user-info and its query (which
 /// may hold credentials), and without opening the store.
 pub(crate) fn shown(url: &str) -> String {
@@ -83,6 +94,13 @@ impl Sink {
         if !SCHEMES.contains(&parsed.scheme()) {
             return Err(Error::InvalidArgument(format!(
                 "a sink is file://, s3://, az://, abfs://, gs:// or an absolute path, not {visible:?}"
+            )));
+        }
+        if parsed.scheme() == "file" && !matches!(parsed.host_str(), None | Some("" | "localhost"))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a local sink is file:///ABSOLUTE/PATH (three slashes), not {visible:?}: its host would be {:?}",
+                parsed.host_str().unwrap_or_default()
             )));
         }
         let options: Vec<(String, String)> = parsed
