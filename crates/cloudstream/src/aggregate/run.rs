@@ -17,12 +17,8 @@ use super::lane::{Lane, Names, Target, LATE_FROM};
 use super::Aggregation;
 use crate::backend::{Consumption, PartitionStart};
 use crate::deliver::sink::Sink;
-use crate::{
-    BatchReport, Error, Event, Record, Result, RetryPolicy, StartAt, Stream, TriggerReport,
-};
-
-/// Is told of every batch's outcome.
-type Observer = Arc<dyn Fn(&BatchReport) + Send + Sync>;
+use crate::trigger::Stalling;
+use crate::{BatchReport, Error, Event, Record, Result, StartAt, Stream, TriggerReport};
 
 /// A windowed aggregation of a stream into another: configure it, then
 /// [`Aggregate::run_until`].
@@ -33,10 +29,7 @@ pub struct Aggregate {
     late: Option<Stream>,
     state_url: String,
     consumer: String,
-    max_records: usize,
-    max_wait: Duration,
-    start: StartAt,
-    observers: Vec<Observer>,
+    run: Stalling,
 }
 
 impl std::fmt::Debug for Aggregate {
@@ -70,10 +63,7 @@ impl Stream {
             late: None,
             state_url: state.to_owned(),
             consumer: "aggregate".to_owned(),
-            max_records: 10_000,
-            max_wait: Duration::from_secs(1),
-            start: StartAt::Earliest,
-            observers: Vec::new(),
+            run: Stalling::new(10_000, Duration::from_secs(1)),
         }
     }
 }
@@ -96,26 +86,26 @@ impl Aggregate {
 
     /// Most records per batch, and so between two saves of the state (default 10,000).
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.max_records = n.max(1);
+        self.run.max_records = n.max(1);
         self
     }
 
     /// How long a batch gathers records after its first one (default 1 s): how long a
     /// closed window may wait for its results to be sent.
     pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
+        self.run.max_wait = wait;
         self
     }
 
     /// Where the aggregation starts when its consumer has no checkpoint (default earliest).
     pub fn start_at(mut self, start: StartAt) -> Self {
-        self.start = start;
+        self.run.start = start;
         self
     }
 
     /// Tells `observer` of every batch's outcome, as [`crate::Trigger::observe`] does.
     pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
-        self.observers.push(Arc::new(observer));
+        self.run.observe(observer);
         self
     }
 
@@ -151,7 +141,7 @@ impl Aggregate {
             store,
             names,
             input: self.input.clone(),
-            start: self.start,
+            start: self.run.start,
             output: self.output,
             late: self.late,
             lanes: Mutex::default(),
@@ -165,31 +155,17 @@ impl Aggregate {
             () = &mut shutdown => return Ok(TriggerReport::default()),
         };
         let handler = Arc::clone(&runner);
-        let mut trigger = self.input.on_batch(&self.consumer, move |records| {
+        let trigger = self.input.on_batch(&self.consumer, move |records| {
             let runner = Arc::clone(&handler);
             async move { runner.batch(records).await }
         });
-        for observer in self.observers {
-            trigger = trigger.observe(move |report| observer(report));
-        }
         let stopped = async {
             tokio::select! {
                 () = &mut shutdown => {}
                 () = runner.failed.notified() => {}
             }
         };
-        let report = trigger
-            .batch_size(self.max_records)
-            .max_wait(self.max_wait)
-            .start_at(self.start)
-            .retry(RetryPolicy {
-                max_attempts: u32::MAX,
-                initial_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(60),
-            })
-            .no_dead_letter()
-            .run_until(stopped)
-            .await?;
+        let report = self.run.apply(trigger).run_until(stopped).await?;
         let fatal = runner
             .fatal
             .lock()

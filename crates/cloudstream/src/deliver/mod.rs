@@ -33,12 +33,8 @@ pub use self::encode::{check_encoding, Compression, Format};
 use self::layout::{runs_by_hour, FileName};
 use self::sink::Sink;
 use crate::backend::Consumption;
-use crate::{
-    BatchReport, Error, Record, Result, RetryPolicy, Sequence, StartAt, Stream, TriggerReport,
-};
-
-/// Is told of every batch's outcome.
-type Observer = Arc<dyn Fn(&BatchReport) + Send + Sync>;
+use crate::trigger::Stalling;
+use crate::{BatchReport, Error, Record, Result, Sequence, StartAt, Stream, TriggerReport};
 
 /// A delivery of a stream to object storage: configure it, then [`Delivery::run_until`].
 pub struct Delivery {
@@ -46,11 +42,7 @@ pub struct Delivery {
     sink_url: String,
     consumer: String,
     encoding: Encoding,
-    max_bytes: usize,
-    max_records: usize,
-    max_wait: Duration,
-    start: StartAt,
-    observers: Vec<Observer>,
+    run: Stalling,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -59,10 +51,7 @@ impl std::fmt::Debug for Delivery {
             .field("stream", &self.stream.name())
             .field("consumer", &self.consumer)
             .field("encoding", &self.encoding)
-            .field("max_bytes", &self.max_bytes)
-            .field("max_records", &self.max_records)
-            .field("max_wait", &self.max_wait)
-            .field("start", &self.start)
+            .field("run", &self.run)
             .finish_non_exhaustive()
     }
 }
@@ -78,11 +67,10 @@ impl Stream {
             sink_url: sink.to_owned(),
             consumer: "deliver".to_owned(),
             encoding: Encoding::default(),
-            max_bytes: 5 * 1024 * 1024,
-            max_records: 1_000_000,
-            max_wait: Duration::from_secs(60),
-            start: StartAt::Earliest,
-            observers: Vec::new(),
+            run: Stalling {
+                max_bytes: Some(5 * 1024 * 1024),
+                ..Stalling::new(1_000_000, Duration::from_secs(60))
+            },
         }
     }
 }
@@ -144,32 +132,32 @@ impl Delivery {
     /// before it is written (default 5 MiB); a JSON Lines file is about twice that before
     /// compression.
     pub fn max_bytes(mut self, n: usize) -> Self {
-        self.max_bytes = n.max(1);
+        self.run.max_bytes = Some(n.max(1));
         self
     }
 
     /// Most records in a file (default 1,000,000).
     pub fn max_records(mut self, n: usize) -> Self {
-        self.max_records = n.max(1);
+        self.run.max_records = n.max(1);
         self
     }
 
     /// How long a file may gather records after its first one (default 60 s).
     pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
+        self.run.max_wait = wait;
         self
     }
 
     /// Where the delivery starts when its consumer has no checkpoint (default earliest).
     pub fn start_at(mut self, start: StartAt) -> Self {
-        self.start = start;
+        self.run.start = start;
         self
     }
 
     /// Tells `observer` of every batch's outcome (written, or failed and retried, with the
     /// error), as [`crate::Trigger::observe`] does: a server counts deliveries with it.
     pub fn observe(mut self, observer: impl Fn(&BatchReport) + Send + Sync + 'static) -> Self {
-        self.observers.push(Arc::new(observer));
+        self.run.observe(observer);
         self
     }
 
@@ -205,26 +193,11 @@ impl Delivery {
             ordered,
             delivered: Mutex::new(delivered),
         });
-        let mut trigger = self.stream.on_batch(&self.consumer, move |records| {
+        let trigger = self.stream.on_batch(&self.consumer, move |records| {
             let writer = writer.clone();
             async move { writer.write(records).await }
         });
-        for observer in self.observers {
-            trigger = trigger.observe(move |report| observer(report));
-        }
-        trigger
-            .batch_size(self.max_records)
-            .batch_bytes(self.max_bytes)
-            .max_wait(self.max_wait)
-            .start_at(self.start)
-            .retry(RetryPolicy {
-                max_attempts: u32::MAX,
-                initial_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(60),
-            })
-            .no_dead_letter()
-            .run_until(shutdown)
-            .await
+        self.run.apply(trigger).run_until(shutdown).await
     }
 }
 

@@ -12,6 +12,8 @@
 mod group;
 mod handle;
 mod outcome;
+#[cfg(feature = "deliver")]
+mod stalling;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use tokio::sync::watch;
 use self::handle::Outcome;
 use self::outcome::Observer;
 pub use self::outcome::{BatchOutcome, BatchReport, TriggerReport, TriggerTotals};
+#[cfg(feature = "deliver")]
+pub(crate) use self::stalling::Stalling;
 use crate::consume::{self, Lane, Lanes, Take};
 use crate::consumer::StartAt;
 use crate::lease::Membership;
