@@ -132,14 +132,16 @@ async fn an_aggregation_sends_each_window_once_across_a_restart() {
     })
     .await;
 
-    // What it computes is fixed; where it starts may change.
+    // What it computes and where it started are fixed; the same spec again is a 200.
     let mut changed = spec();
     changed["window"] = json!("tumbling 5m");
     let (status, body) = api.put(PATH, changed).await;
     assert_error(status, &body, StatusCode::CONFLICT, "aggregation_changed");
     let mut restarted = spec();
     restarted["start"] = json!("latest");
-    let (status, view) = api.put(PATH, restarted).await;
+    let (status, body) = api.put(PATH, restarted).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "aggregation_changed");
+    let (status, view) = api.put(PATH, spec()).await;
     assert_eq!(status, StatusCode::OK, "{view}");
 
     // Deleting it deletes its consumer and its saved windows; its results stay.
@@ -186,6 +188,11 @@ async fn registrations_that_cannot_run_are_refused() {
         (with("lateness", json!("soon")), "invalid_aggregation", 422),
         (
             with("to", json!("TelemetryIngest")),
+            "invalid_aggregation",
+            422,
+        ),
+        (
+            with("late_to", json!("PerMinute")),
             "invalid_aggregation",
             422,
         ),

@@ -131,6 +131,7 @@ impl AggregateSpec {
             crate::validate_name("stream", late)?;
         }
         crate::validate_name("consumer", &self.consumer_name())?;
+        check_not_the_servers(&self.consumer_name())?;
         if self.to == from || self.late_to.as_deref() == Some(from) {
             return Err(Error::InvalidArgument(format!(
                 "it sends to {from}, which it reads: it would read its own results"
@@ -203,6 +204,20 @@ impl DeliverSpec {
     }
 }
 
+/// Refuses a consumer named as `cloudstream serve` names its own jobs' (`aggregate-ID`,
+/// `deliver-ID`, `webhook-ID`): two runs on one consumer would skip each other's records.
+fn check_not_the_servers(consumer: &str) -> Result<()> {
+    match ["aggregate-", "deliver-", "webhook-"]
+        .iter()
+        .find(|prefix| consumer.starts_with(*prefix))
+    {
+        Some(prefix) => Err(Error::InvalidArgument(format!(
+            "consumer {consumer}: names starting with {prefix} are the server's own jobs'"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What a stage is called in messages and reports.
 fn stage_name(kind: &str, from: &str, to: &str) -> String {
     format!("{kind} {from} -> {}", crate::deliver::shown_sink(to))
@@ -247,6 +262,7 @@ impl Pipeline {
             let name = stage_name("deliver", &d.from, &d.to);
             crate::validate_name("stream", &d.from).map_err(in_stage(name.clone()))?;
             crate::validate_name("consumer", &d.consumer_name()).map_err(in_stage(name.clone()))?;
+            check_not_the_servers(&d.consumer_name()).map_err(in_stage(name.clone()))?;
             d.encoding().map_err(in_stage(name.clone()))?;
             d.max_wait().map_err(in_stage(name.clone()))?;
             crate::deliver::check_sink(&d.to).map_err(in_stage(name.clone()))?;
@@ -440,6 +456,9 @@ mod tests {
             &pipeline(vec![aggregate("a", "b"), aggregate("a", "b")]),
             "another stage's",
         );
+        let mut servers = aggregate("a", "b");
+        servers.consumer = Some("aggregate-x".into());
+        refused(&pipeline(vec![servers]), "the server's own");
         let mut bad = aggregate("a", "b");
         bad.window = "rolling 1m".into();
         refused(&pipeline(vec![bad]), "window");

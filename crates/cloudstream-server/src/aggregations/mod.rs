@@ -8,10 +8,10 @@
 //! directory (a temporary directory for a server without one), and every registered
 //! aggregation starts again when the server does, from its saved windows.
 //!
-//! What an aggregation computes is fixed at registration: a replacement may change where
-//! results go or where it starts, not its windows, groups, measures or lateness (409
-//! `aggregation_changed`; delete it and register it again to start afresh). Deleting it
-//! deletes its consumer and its saved windows.
+//! What an aggregation computes, and where it started, are fixed at registration: a
+//! replacement may change where results go, not its windows, groups, measures, lateness or
+//! start (409 `aggregation_changed`; delete it and register it again to start afresh).
+//! Deleting it deletes its consumer and its saved windows.
 
 pub(crate) mod routes;
 
@@ -117,6 +117,12 @@ fn resolve(stream: &str, id: &str, body: AggregateSpec) -> Result<Spec, ApiError
             )));
         }
     }
+    if body.late_to.as_ref() == Some(&body.to) {
+        return Err(unprocessable(format!(
+            "results and late records both go to {}: give late_to another stream",
+            body.to
+        )));
+    }
     Ok(Spec {
         stream: stream.to_owned(),
         id: id.to_owned(),
@@ -150,12 +156,18 @@ impl Job for AggregationJob {
 
     fn replace(old: &Spec, new: &Spec) -> Option<String> {
         let computes = |s: &Spec| s.aggregate.aggregation().ok();
-        (computes(old) != computes(new)).then(|| {
-            format!(
-                "aggregation {} of {} computes other windows, groups, measures or lateness: delete it and register it again to start afresh",
-                old.id, old.stream
-            )
-        })
+        let changed = if computes(old) != computes(new) {
+            "computes other windows, groups, measures or lateness"
+        } else if Self::start(old) != Self::start(new) {
+            // Its checkpoint says where it is: a new start would change nothing.
+            "starts elsewhere"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "aggregation {} of {} {changed}: delete it and register it again to start afresh",
+            old.id, old.stream
+        ))
     }
 
     fn forget(&self, spec: &Spec) {

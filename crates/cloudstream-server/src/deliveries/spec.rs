@@ -18,7 +18,7 @@ const MAX_WAIT_MS: (u64, u64) = (100, 900_000);
 
 /// The consumer a delivery reads as.
 pub(crate) fn consumer_name(id: &str) -> String {
-    <super::DeliveryJob as crate::jobs::Job>::consumer(id)
+    <crate::deliveries::DeliveryJob as crate::jobs::Job>::consumer(id)
 }
 
 /// A delivery's settings with every default applied: what `deliveries.json` holds (the

@@ -25,7 +25,7 @@ const TIMEOUT_MS: (u64, u64) = (1, 60_000);
 
 /// The consumer a webhook reads as.
 pub(crate) fn consumer_name(id: &str) -> String {
-    <super::Webhook as crate::jobs::Job>::consumer(id)
+    <crate::webhooks::Webhook as crate::jobs::Job>::consumer(id)
 }
 
 /// A webhook's settings with every default applied: what `webhooks.json` holds.

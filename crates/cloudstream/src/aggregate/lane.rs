@@ -203,12 +203,25 @@ impl Lane {
             return Ok(());
         }
         let since = from_millis(self.saved_at.saturating_sub(CLOCK_MARGIN_MS));
+        // Up to each partition's end now, where the provider numbers densely: others keep
+        // writing to the target meanwhile, and what they write is none of these events.
+        let ends = stream.describe().await?.partitions;
         let mut landed = BTreeSet::new();
         for p in 0..stream.partitions() {
+            let end = ends
+                .iter()
+                .find(|e| e.partition == p)
+                .and_then(|e| e.next?.as_u64());
             let mut start = PartitionStart::AtTime(since);
             loop {
                 let page = stream.read_start(p, start, &ReadOptions::default()).await?;
                 let Some(last) = page.last() else { break };
+                let reached = end.is_some_and(|end| {
+                    last.position
+                        .sequence
+                        .as_u64()
+                        .is_some_and(|l| l + 1 >= end)
+                });
                 start = PartitionStart::After(last.position.sequence);
                 landed.extend(
                     page.iter()
@@ -220,6 +233,9 @@ impl Lane {
                         })
                         .map(|(_, _, n)| n),
                 );
+                if reached {
+                    break;
+                }
             }
         }
         self.pending
@@ -227,16 +243,26 @@ impl Lane {
         Ok(())
     }
 
-    /// Numbers `event` and keeps it as pending for `target`.
-    pub(crate) fn number(&mut self, names: &Names, partition: u32, target: Target, event: Event) {
+    /// Numbers `event` (its id set) and keeps it as pending for `target` as `fits` makes
+    /// it; an event that `fits` refuses is not kept.
+    pub(crate) fn number(
+        &mut self,
+        names: &Names,
+        partition: u32,
+        target: Target,
+        event: Event,
+        fits: impl FnOnce(Event) -> Option<Event>,
+    ) {
         let n = self.sent;
         self.sent += 1;
         let event = event.with_id(names.id(partition, self.generation, n));
-        self.pending.push(Pending {
-            target,
-            n,
-            event: EventJson::exact(&event),
-        });
+        if let Some(event) = fits(event) {
+            self.pending.push(Pending {
+                target,
+                n,
+                event: EventJson::exact(&event),
+            });
+        }
     }
 
     /// A window's result as the output's event: its JSON object, keyed by its group (so a

@@ -142,6 +142,11 @@ impl Aggregate {
             names,
             input: self.input.clone(),
             start: self.run.start,
+            ordered: self.input.backend().capabilities().replay_by_position
+                && matches!(
+                    self.input.backend().consumption(),
+                    Consumption::Checkpoints(_)
+                ),
             output: self.output,
             late: self.late,
             lanes: Mutex::default(),
@@ -190,6 +195,9 @@ struct Runner {
     input: Stream,
     /// Where the consumer starts without a checkpoint.
     start: StartAt,
+    /// Whether the input is read by position (so records the state has seen can be
+    /// skipped): a checkpointed provider that replays by position.
+    ordered: bool,
     output: Stream,
     late: Option<Stream>,
     lanes: Mutex<HashMap<u32, Slot>>,
@@ -203,11 +211,20 @@ impl Runner {
     /// Loads every partition's lane.
     async fn start(self) -> Result<Runner> {
         for p in 0..self.input.partitions() {
-            let lane = self.load(p).await?;
+            // What no retry can mend stops the run now; a store or provider that fails
+            // leaves the lane to be loaded by its first batch, which is retried.
+            let lane = match self.load(p).await {
+                Ok(lane) => Some(lane),
+                Err(e) if fatal(&e) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(partition = p, error = %e, "an aggregation's lane could not be loaded yet");
+                    None
+                }
+            };
             self.lanes
                 .lock()
                 .await
-                .insert(p, Arc::new(Mutex::new(Some(lane))));
+                .insert(p, Arc::new(Mutex::new(lane)));
         }
         Ok(self)
     }
@@ -258,8 +275,10 @@ impl Runner {
             .iter()
             .find(|p| p.partition == partition)
             .and_then(|p| p.earliest);
+        // Past the first record held: a start pinned at the earliest reads as `Earliest`,
+        // `At(earliest)` or (Redis) `After(0-0)`, before it.
         let moved = match resume {
-            PartitionStart::After(_) => true,
+            PartitionStart::After(after) => earliest.is_none_or(|earliest| after >= earliest),
             PartitionStart::At(at) => earliest.is_some_and(|earliest| at > earliest),
             _ => false,
         };
@@ -302,6 +321,8 @@ impl Runner {
         if let Some(late) = &self.late {
             send(late, lane.pending_events(Target::Late)?).await?;
         }
+        // Pending late records of a run that sent them somewhere are dropped by one that
+        // sends them nowhere.
         lane.pending.clear();
         lane.save(&self.store, &self.names, partition).await
     }
@@ -345,7 +366,7 @@ impl Runner {
 
     /// `e`, and if no retry can mend it, the run told to stop with it.
     fn fail(&self, e: Error) -> Error {
-        if matches!(e, Error::InvalidArgument(_) | Error::StreamNotFound { .. }) {
+        if fatal(&e) {
             let message = e.to_string();
             *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             self.failed.notify_one();
@@ -359,9 +380,13 @@ impl Runner {
     async fn partition(&self, mut lane: Lane, partition: u32, records: &[Record]) -> Result<Lane> {
         let mut pushed_any = false;
         for record in records {
-            if lane
-                .input_last
-                .is_some_and(|last| record.position.sequence <= last)
+            // Where records come by position, what the state has seen is skipped; through
+            // a subscription positions are not an order, and a record handed out again is
+            // counted again (at least once).
+            if self.ordered
+                && lane
+                    .input_last
+                    .is_some_and(|last| record.position.sequence <= last)
             {
                 continue;
             }
@@ -369,14 +394,16 @@ impl Runner {
             lane.input_last = Some(record.position.sequence);
             let pushed = lane.aggregator.push(record);
             for result in &pushed.results {
-                if let Some(event) = fitting(&self.output, lane.result_event(result)?) {
-                    lane.number(&self.names, partition, Target::Output, event);
-                }
+                let event = lane.result_event(result)?;
+                lane.number(&self.names, partition, Target::Output, event, |e| {
+                    fitting(&self.output, e)
+                });
             }
             if let (true, Some(late)) = (pushed.late, &self.late) {
-                if let Some(event) = fitting(late, Lane::late_event(record)) {
-                    lane.number(&self.names, partition, Target::Late, event);
-                }
+                let event = Lane::late_event(record);
+                lane.number(&self.names, partition, Target::Late, event, |e| {
+                    fitting(late, e)
+                });
             }
         }
         if !pushed_any {
@@ -388,6 +415,11 @@ impl Runner {
         }
         Ok(lane)
     }
+}
+
+/// Whether no retry can mend `e`: a state that cannot be used, a stream gone.
+fn fatal(e: &Error) -> bool {
+    matches!(e, Error::InvalidArgument(_) | Error::StreamNotFound { .. })
 }
 
 /// An event as `stream` takes it: without the late record's position header when that
@@ -408,8 +440,19 @@ fn fitting(stream: &Stream, mut event: Event) -> Option<Event> {
     }
 }
 
-/// Sends events in order; the first failure fails the batch.
+/// Sends events in order; the first failure fails the batch. An event the stream can never
+/// take (saved by a run whose target took larger ones) is logged and left out.
 async fn send(stream: &Stream, events: Vec<Event>) -> Result<()> {
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| match stream.check_event(e) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(stream = stream.name(), %error, "an aggregation's saved event does not fit its stream; not sent");
+                false
+            }
+        })
+        .collect();
     if events.is_empty() {
         return Ok(());
     }
