@@ -51,6 +51,15 @@ impl Scope {
     fn allows(self, needed: Scope) -> bool {
         self == needed || self == Scope::Admin
     }
+
+    /// As the tokens file writes it.
+    fn name(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Write => "write",
+            Scope::Admin => "admin",
+        }
+    }
 }
 
 /// Streams a grant covers: a name, a `prefix*` or `*`.
@@ -162,6 +171,37 @@ impl Principal {
     pub(crate) fn sees(&self, stream: &str) -> bool {
         self.allows(Some(stream), None)
     }
+
+    /// The grants as `GET /v1/whoami` shows them.
+    fn grants(&self) -> Vec<serde_json::Value> {
+        self.0
+            .iter()
+            .map(|g| {
+                let streams: Vec<&str> = g.streams.iter().map(|p| p.0.as_str()).collect();
+                serde_json::json!({ "scope": g.scope.name(), "streams": streams })
+            })
+            .collect()
+    }
+}
+
+/// `GET /v1/whoami`: what the request's token may do, so that a client (the web console)
+/// can offer only what it may; the server still checks every request.
+#[utoipa::path(
+    get, path = "/v1/whoami", tag = "meta",
+    responses(
+        (status = 200, description = "What the token may do", body = crate::openapi::Whoami),
+        crate::openapi::Failures
+    )
+)]
+pub(crate) async fn whoami(
+    state: State,
+    principal: Option<axum::Extension<Principal>>,
+) -> axum::Json<serde_json::Value> {
+    let grants = principal.map(|axum::Extension(p)| p.grants());
+    axum::Json(serde_json::json!({
+        "tokens_required": state.0.tokens.is_some(),
+        "grants": grants,
+    }))
 }
 
 /// The scope a request needs, and on which stream (percent-decoded, as the handlers see

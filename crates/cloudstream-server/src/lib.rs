@@ -11,6 +11,7 @@
 //! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, the engine's fsync latency, provider counters |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API |
 //! | `GET /v1/capabilities` | the provider's name and what it can do |
+//! | `GET /v1/whoami` | what the request's token may do: its scopes and streams |
 //! | `GET /v1/streams` | stream names |
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
 //! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
@@ -292,6 +293,7 @@ fn build(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/capabilities", get(streams::capabilities))
+        .route("/v1/whoami", get(auth::whoami))
         .route("/v1/streams", get(streams::list))
         .route(
             "/v1/streams/{name}",

@@ -386,3 +386,39 @@ async fn connections_over_the_cap_are_refused_with_a_503() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn whoami_tells_a_token_what_it_may_do() {
+    use reqwest::Method as M;
+    let config = Config {
+        tokens: Some(tokens()),
+        ..Config::default()
+    };
+    let addr = start(config, ServeOptions::default()).await;
+    let api = support::Api::new(format!("http://{addr}"));
+    let url = api.url("/v1/whoami");
+    let (status, body) = api.request(M::GET, url.clone(), Some(READER), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "tokens_required": true,
+            "grants": [{"scope": "read", "streams": ["telemetry", "audit*"]}],
+        })
+    );
+    let (status, body) = api.request(M::GET, url.clone(), Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["grants"],
+        json!([{"scope": "admin", "streams": ["*"]}])
+    );
+    let (status, _) = api.request(M::GET, url, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A server without tokens lets everyone do everything.
+    let open = start(Config::default(), ServeOptions::default()).await;
+    let api = support::Api::new(format!("http://{open}"));
+    let (status, body) = api.get("/v1/whoami").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"tokens_required": false, "grants": null}));
+}

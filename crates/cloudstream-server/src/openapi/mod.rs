@@ -61,6 +61,7 @@ use utoipa::{OpenApi, ToSchema};
         crate::aggregations::routes::describe,
         crate::aggregations::routes::delete,
         crate::metrics::render,
+        crate::auth::whoami,
     ),
     components(schemas(ErrorBody, ErrorDetail, cloudstream::wire::PayloadForm)),
     modifiers(&BearerAuth),
@@ -241,6 +242,26 @@ pub(crate) struct DeliveryBody {
     dead_lettered: u64,
     /// The last failure, if any.
     last_error: Option<String>,
+}
+
+/// What the request's token may do.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Whoami {
+    /// Whether the server asks every request for a token.
+    tokens_required: bool,
+    /// The token's grants; `null` when the server asks for none (everything is allowed).
+    grants: Option<Vec<WhoamiGrant>>,
+}
+
+/// One grant of a token: a scope on some streams.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WhoamiGrant {
+    /// `read`, `write` or `admin` (which includes the other two).
+    scope: String,
+    /// Stream names, `prefix*` patterns or `*`.
+    streams: Vec<String>,
 }
 
 /// A windowed aggregation: its settings and what it handled since the server started.
