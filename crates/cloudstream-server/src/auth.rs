@@ -224,6 +224,8 @@ fn needed(method: &Method, path: &str) -> Option<(Option<String>, Option<Scope>)
                 _ => Some(Scope::Admin),
             },
         ),
+        // Rates, like the description: any grant on the stream (a writer sees its rate).
+        ["v1", "streams", name, "stats"] => (Some(name), None),
         ["v1", "streams", name, "events", ..] | ["v1", "streams", name, "partitions", ..] => {
             (Some(name), Some(Scope::Write))
         }
@@ -373,7 +375,17 @@ mod tests {
             on("s", Some(Scope::Admin))
         );
         assert_eq!(needed(&get, "/v1/streams/s"), on("s", None));
+        assert_eq!(needed(&get, "/v1/streams/s/stats"), on("s", None));
+        assert_eq!(
+            needed(&get, "/v1/streams/s/aggregations/a"),
+            on("s", Some(Scope::Admin))
+        );
+        assert_eq!(
+            needed(&get, "/v1/streams/s/consumers/aggregate-a/checkpoint"),
+            on("s", Some(Scope::Admin))
+        );
         assert_eq!(needed(&get, "/v1/streams"), Some((None, None)));
+        assert_eq!(needed(&get, "/v1/whoami"), Some((None, None)));
         // Names are checked as the handlers see them, percent-decoded.
         assert_eq!(
             needed(&post, "/v1/streams/my%2Dx/events"),

@@ -16,6 +16,7 @@
 //! | `PUT /v1/streams/{name}` | create (`{"horizon": "48h", "partitions": 2}`) |
 //! | `GET /v1/streams/{name}` | describe, with consumers and their lag |
 //! | `DELETE /v1/streams/{name}` | delete |
+//! | `GET /v1/streams/{name}/stats` | events and bytes in and records out through this server, per 5 s over the last 5 minutes |
 //! | `POST /v1/streams/{name}/events` | send one event: JSON, a CloudEvent (structured or binary) or raw bytes |
 //! | `POST /v1/streams/{name}/events/batch` | send a JSON array, NDJSON or a CloudEvents batch; one result per event |
 //! | `POST /v1/streams/{name}/partitions/{p}/events` | append a JSON array of events to one partition, all or nothing |
@@ -67,6 +68,7 @@ mod metrics;
 mod numbers;
 mod openapi;
 mod protect;
+mod rates;
 mod streams;
 mod tail;
 mod webhooks;
@@ -308,6 +310,7 @@ fn build(state: Arc<AppState>) -> Router {
             post(events::append),
         )
         .route("/v1/streams/{name}/records", get(events::read))
+        .route("/v1/streams/{name}/stats", get(rates::stats))
         .route("/v1/streams/{name}/consumers", get(consumers::list))
         .route(
             "/v1/streams/{name}/consumers/{consumer}",

@@ -44,6 +44,8 @@ struct Tables {
     routes: BTreeMap<String, Route>,
     flow_in: BTreeMap<String, Flow>,
     flow_out: BTreeMap<String, Flow>,
+    /// The last minutes of each stream's flows, for `GET /v1/streams/{name}/stats`.
+    rates: BTreeMap<String, crate::rates::Ring>,
 }
 
 /// The server's counters.
@@ -61,12 +63,27 @@ impl Metrics {
     pub(crate) fn events_in(&self, stream: &str, events: u64, bytes: u64) {
         let mut t = self.tables();
         entry(&mut t.flow_in, stream).add(events, bytes);
+        entry(&mut t.rates, stream).written(events, bytes);
     }
 
     /// Counts records handed out (reads, fetches, tails).
     pub(crate) fn events_out(&self, stream: &str, events: u64, bytes: u64) {
         let mut t = self.tables();
         entry(&mut t.flow_out, stream).add(events, bytes);
+        entry(&mut t.rates, stream).read(events);
+    }
+
+    /// `view` of a stream's recent rates (empty for a stream nothing went through yet).
+    pub(crate) fn rates<T>(
+        &self,
+        stream: &str,
+        view: impl FnOnce(&mut crate::rates::Ring) -> T,
+    ) -> T {
+        let mut t = self.tables();
+        match t.rates.get_mut(stream) {
+            Some(ring) => view(ring),
+            None => view(&mut crate::rates::Ring::default()),
+        }
     }
 
     fn request(&self, route: &str, status: u16, seconds: f64) {

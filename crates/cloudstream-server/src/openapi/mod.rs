@@ -62,6 +62,7 @@ use utoipa::{OpenApi, ToSchema};
         crate::aggregations::routes::delete,
         crate::metrics::render,
         crate::auth::whoami,
+        crate::rates::stats,
     ),
     components(schemas(ErrorBody, ErrorDetail, cloudstream::wire::PayloadForm)),
     modifiers(&BearerAuth),
@@ -242,6 +243,22 @@ pub(crate) struct DeliveryBody {
     dead_lettered: u64,
     /// The last failure, if any.
     last_error: Option<String>,
+}
+
+/// A stream's recent rates through this server, oldest bucket first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamStats {
+    /// The length of a bucket (5,000).
+    interval_ms: u64,
+    /// Where the newest bucket ends (ms since 1970).
+    until_ms: u64,
+    /// Events written, per bucket.
+    events_in: Vec<u64>,
+    /// Bytes of events written, per bucket.
+    bytes_in: Vec<u64>,
+    /// Records handed out (reads, fetches, tails), per bucket.
+    events_out: Vec<u64>,
 }
 
 /// What the request's token may do.

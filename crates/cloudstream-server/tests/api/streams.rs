@@ -360,3 +360,36 @@ async fn concurrent_sends_each_get_their_own_answer() {
     expected.sort();
     assert_eq!(stored, expected, "each stored once");
 }
+
+#[tokio::test]
+async fn stats_count_what_went_through_lately() {
+    let s = start().await;
+    let (status, _) = s.put("/v1/streams/rates", json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, body) = s.get("/v1/streams/rates/stats").await;
+    assert_eq!(body["interval_ms"], 5_000);
+    let sum = |body: &Value, field: &str| -> u64 {
+        body[field]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).sum())
+            .unwrap_or_default()
+    };
+    assert_eq!(sum(&body, "events_in"), 0);
+    assert_eq!(body["events_in"].as_array().map(Vec::len), Some(60));
+    let (status, _) = s
+        .post(
+            "/v1/streams/rates/events/batch",
+            json!([{"payload": "a"}, {"payload": "bb"}, {"payload": "ccc"}]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s.get("/v1/streams/rates/records?from=earliest").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s.get("/v1/streams/rates/stats").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(sum(&body, "events_in"), 3, "{body}");
+    assert_eq!(sum(&body, "bytes_in"), 6, "{body}");
+    assert_eq!(sum(&body, "events_out"), 3, "{body}");
+    let (status, body) = s.get("/v1/streams/nowhere/stats").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "stream_not_found");
+}
