@@ -214,7 +214,8 @@ fn needed(method: &Method, path: &str) -> Option<(Option<String>, Option<Scope>)
         .collect();
     let segments: Vec<&str> = decoded.iter().map(|s| s.as_ref()).collect();
     let (stream, scope) = match segments[..] {
-        ["healthz"] | ["v1", "openapi.json"] => return None,
+        // The console's page and files: public (its calls to /v1 carry the token).
+        ["healthz"] | ["v1", "openapi.json"] | [""] | ["console", ..] => return None,
         // Metrics name every stream and consumer.
         ["metrics"] => (None, Some(Scope::Admin)),
         ["v1", "streams", name] => (
@@ -361,6 +362,8 @@ mod tests {
         let post = Method::POST;
         let on = |s: &str, scope| Some((Some(s.to_owned()), scope));
         assert_eq!(needed(&get, "/healthz"), None);
+        assert_eq!(needed(&get, "/"), None);
+        assert_eq!(needed(&get, "/console/js/app.js"), None);
         assert_eq!(needed(&get, "/metrics"), Some((None, Some(Scope::Admin))));
         assert_eq!(
             needed(&post, "/v1/streams/s/events/batch"),

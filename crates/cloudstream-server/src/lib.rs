@@ -7,6 +7,7 @@
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /` (and `/console/...`) | the web console (its page is public; its calls carry the user's token) |
 //! | `GET /healthz` | liveness |
 //! | `GET /metrics` | Prometheus text: requests and latency per route, events and bytes in and out per stream, consumer lag, the engine's fsync latency, provider counters |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document of this API |
@@ -53,6 +54,7 @@
 mod aggregations;
 mod auth;
 mod coalesce;
+mod console;
 mod consumers;
 mod deliveries;
 mod error;
@@ -337,6 +339,7 @@ fn build(state: Arc<AppState>) -> Router {
             post(consumers::commit),
         )
         .merge(jobs::JobKinds::router())
+        .merge(console::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             protect::guard,

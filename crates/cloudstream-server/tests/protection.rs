@@ -422,3 +422,42 @@ async fn whoami_tells_a_token_what_it_may_do() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"tokens_required": false, "grants": null}));
 }
+
+#[tokio::test]
+async fn the_console_page_is_public_and_locked_down() {
+    let config = Config {
+        tokens: Some(tokens()),
+        ..Config::default()
+    };
+    let addr = start(config, ServeOptions::default()).await;
+    let http = reqwest::Client::new();
+    for path in ["/", "/console/", "/console/js/app.js", "/console/style.css"] {
+        let response = http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{csp}"
+        );
+    }
+    // The API behind it still wants the token.
+    let response = http
+        .get(format!("http://{addr}/v1/streams"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let response = http
+        .get(format!("http://{addr}/console/nowhere.js"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

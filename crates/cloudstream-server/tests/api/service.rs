@@ -322,6 +322,11 @@ async fn the_openapi_document_describes_every_route() {
             "put",
         ),
         ("/v1/streams/{name}/webhooks/{id}", "put"),
+        ("/v1/streams/{name}/deliveries/{id}", "put"),
+        ("/v1/streams/{name}/aggregations/{id}", "put"),
+        ("/v1/streams/{name}/aggregations", "get"),
+        ("/v1/streams/{name}/stats", "get"),
+        ("/v1/whoami", "get"),
     ] {
         assert!(
             paths[path][method].is_object(),
