@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::ApiError;
 
 /// The console's files: path below `/console/`, content type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 5] = [
+const ASSETS: [(&str, &str, &[u8]); 6] = [
     (
         "index.html",
         "text/html; charset=utf-8",
@@ -42,6 +42,11 @@ const ASSETS: [(&str, &str, &[u8]); 5] = [
         "js/streams.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../console/js/streams.js"),
+    ),
+    (
+        "js/tail.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../console/js/tail.js"),
     ),
 ];
 

@@ -100,6 +100,8 @@ const pages = [
 
 async function route() {
   const el = document.getElementById("page");
+  // What the last page keeps open (a live tail) stops with it.
+  for (const live of el.querySelectorAll(".tail")) live.stop?.();
   const hash = location.hash || "#/streams";
   for (const [pattern, load] of pages) {
     const match = hash.match(pattern);

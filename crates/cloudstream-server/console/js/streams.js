@@ -2,6 +2,7 @@
 // stream's page (partitions, browse from the earliest record, send an event).
 
 import { api, can, h, table, whoami } from "./app.js";
+import { tail } from "./tail.js";
 
 const bytes = (n) => (n == null ? "–" : n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
 const sum = (xs) => (xs.some((x) => x == null) ? null : xs.reduce((a, b) => a + b, 0));
@@ -84,6 +85,7 @@ export async function one(el, name) {
       ["Next", (p) => p.next ?? "–", { num: true }],
       ["Bytes", (p) => bytes(p.bytes), { num: true }],
     ]),
+    h("h2", {}, "Live tail"), tail(name),
     h("h2", {}, "Send an event"), send, sent,
     h("h2", {}, "Records, from the earliest"), h("label", {}, "Partition", which), records);
   await browse(0);
