@@ -16,39 +16,45 @@ use sha2::{Digest, Sha256};
 
 use crate::ApiError;
 
-/// The console's files: path below `/console/`, content type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 6] = [
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_bytes!("../console/index.html"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../console/style.css"),
-    ),
-    (
-        "favicon.svg",
-        "image/svg+xml",
-        include_bytes!("../console/favicon.svg"),
-    ),
-    (
-        "js/app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/js/app.js"),
-    ),
-    (
-        "js/streams.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/js/streams.js"),
-    ),
-    (
-        "js/tail.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../console/js/tail.js"),
-    ),
+/// One file of the console, embedded: its path below `/console/` and its bytes.
+macro_rules! assets {
+    ($($path:literal),* $(,)?) => {
+        [$(($path, include_bytes!(concat!("../console/", $path)) as &[u8])),*]
+    };
+}
+
+/// The console's files. A file added to `console/` is added here too (a test checks).
+const ASSETS: [(&str, &[u8]); 18] = assets![
+    "index.html",
+    "style.css",
+    "favicon.svg",
+    "js/app.js",
+    "js/lib.js",
+    "js/charts.js",
+    "js/prom.js",
+    "js/streams.js",
+    "js/stream.js",
+    "js/tail.js",
+    "js/consumers.js",
+    "js/jobs.js",
+    "js/server.js",
+    "vendor/uplot/uPlot.iife.min.js",
+    "vendor/uplot/uPlot.min.css",
+    "vendor/uplot/LICENSE",
+    "vendor/uplot/VERSION",
+    "vendor/uplot/SHA256SUMS",
 ];
+
+/// The content type of a console file, by its extension.
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "text/plain; charset=utf-8",
+    }
+}
 
 /// Scripts, styles, images and API calls from this server only; no inline code, no frames,
 /// no forms posted elsewhere.
@@ -82,7 +88,7 @@ fn etag(bytes: &[u8]) -> String {
 /// One file, or a 304 when the browser holds it already, or the JSON 404 of any unknown
 /// route.
 fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some((_, content_type, bytes)) = ASSETS.iter().find(|(name, _, _)| *name == path) else {
+    let Some((_, bytes)) = ASSETS.iter().find(|(name, _)| *name == path) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
@@ -98,7 +104,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(CONTENT_TYPE, *content_type)], *bytes).into_response()
+        ([(CONTENT_TYPE, content_type(path))], *bytes).into_response()
     };
     let h = response.headers_mut();
     for (name, value) in [
@@ -138,7 +144,7 @@ mod tests {
             }
         }
         on_disk.sort();
-        let mut served: Vec<String> = ASSETS.iter().map(|(p, _, _)| (*p).to_owned()).collect();
+        let mut served: Vec<String> = ASSETS.iter().map(|(p, _)| (*p).to_owned()).collect();
         served.sort();
         assert_eq!(on_disk, served);
     }
@@ -146,8 +152,33 @@ mod tests {
     /// The whole console stays small: it loads at once on loopback.
     #[test]
     fn the_console_is_small() {
-        let total: usize = ASSETS.iter().map(|(_, _, b)| b.len()).sum();
+        let total: usize = ASSETS.iter().map(|(_, b)| b.len()).sum();
         assert!(total < 150 * 1024, "{total} bytes");
+    }
+
+    /// The vendored charting library is the one `scripts/vendor-uplot.sh` fetched: a hand
+    /// edit of it fails here.
+    #[test]
+    fn vendored_files_match_their_sums() {
+        let file = |name: &str| {
+            ASSETS
+                .iter()
+                .find(|(p, _)| *p == format!("vendor/uplot/{name}"))
+                .map(|(_, b)| *b)
+                .expect("a vendored file")
+        };
+        let sums = String::from_utf8_lossy(file("SHA256SUMS")).into_owned();
+        let mut checked = 0;
+        for line in sums.lines() {
+            let (sum, name) = line.split_once("  ").expect("SUM  NAME");
+            let actual: String = Sha256::digest(file(name))
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(actual, sum, "{name}");
+            checked += 1;
+        }
+        assert_eq!(checked, 4);
     }
 
     #[test]

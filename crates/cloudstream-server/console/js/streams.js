@@ -1,92 +1,81 @@
-// The streams page (name, partitions, records, bytes, consumers and lag; create) and a
-// stream's page (partitions, browse from the earliest record, send an event).
+// The streams page: every stream the token sees, with its partitions, records, bytes,
+// horizon, write rate over the last 5 minutes and consumers with their lag; create and
+// delete (admin).
 
-import { api, can, h, table, whoami } from "./app.js";
-import { tail } from "./tail.js";
+import { api, bytes, button, can, confirm, every, field, form, h, status, streamPath, table, whoami } from "./lib.js";
+import { lineChart } from "./charts.js";
 
-const bytes = (n) => (n == null ? "–" : n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
 const sum = (xs) => (xs.some((x) => x == null) ? null : xs.reduce((a, b) => a + b, 0));
-const href = (name) => `#/streams/${encodeURIComponent(name)}`;
-const canCreate = (who) => !who.tokens_required || who.grants.some((g) => g.scope === "admin");
+export const href = (name, tab = "") => `#/streams/${encodeURIComponent(name)}${tab}`;
 
-/** `#/streams`: every stream the token sees, described. */
-export async function list(el) {
-  const [who, { streams }] = await Promise.all([whoami(), api("GET", "/v1/streams")]);
-  const described = await Promise.all(streams.map((name) => api("GET", `/v1/streams/${encodeURIComponent(name)}`)));
-  const rows = described.map(({ stream, consumers }) => ({ stream, consumers }));
-  const name = h("input", { name: "name", required: true, placeholder: "TelemetryIngest" });
-  const partitions = h("input", { name: "partitions", type: "number", min: 1, value: 1 });
-  const status = h("p", { class: "muted" });
-  const create = h("form", {
-    onsubmit: async (event) => {
-      event.preventDefault();
-      try {
-        await api("PUT", `/v1/streams/${encodeURIComponent(name.value)}`, { partitions: Number(partitions.value) });
-        location.hash = href(name.value);
-      } catch (e) {
-        status.textContent = e.message;
-        status.className = "error";
-      }
-    },
-  }, h("label", {}, "Name", name), h("label", {}, "Partitions", partitions),
-  h("button", { type: "submit", disabled: !canCreate(who), title: canCreate(who) ? null : "needs the admin scope" }, "Create"));
-  el.replaceChildren(
-    h("h1", {}, "Streams"),
-    table(rows, [
-      ["Name", (r) => h("a", { href: href(r.stream.name) }, r.stream.name)],
-      ["Partitions", (r) => r.stream.partitions.length, { num: true }],
-      ["Records", (r) => sum(r.stream.partitions.map((p) => (p.next == null || p.earliest == null ? null : Number(p.next) - Number(p.earliest)))) ?? "–", { num: true }],
-      ["Bytes", (r) => bytes(sum(r.stream.partitions.map((p) => p.bytes))), { num: true }],
-      ["Consumers (lag)", (r) => r.consumers.map((c) => `${c.name} (${c.lag ?? "?"})`).join(", ") || "–"],
-    ]),
-    h("h2", {}, "Create a stream"), create, status);
+/** A horizon in the largest unit that divides it. */
+export function horizon(ms) {
+  for (const [unit, size] of [["d", 86400000], ["h", 3600000], ["m", 60000], ["s", 1000]]) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
 }
 
-/** `#/streams/NAME`: partitions, the first 50 records of one, and a form to send one. */
-export async function one(el, name) {
-  const path = `/v1/streams/${encodeURIComponent(name)}`;
-  const [who, { stream }] = await Promise.all([whoami(), api("GET", path)]);
-  const records = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  const which = h("select", { name: "partition", onchange: () => browse(Number(which.value)) },
-    stream.partitions.map((p) => h("option", { value: p.partition }, `partition ${p.partition}`)));
-  const browse = async (partition) => {
-    which.value = String(partition);
-    const { records: page } = await api("GET", `${path}/records?from=earliest&partition=${partition}&max=50`);
-    records.replaceChildren(page.length === 0 ? h("p", { class: "muted" }, "No records.") : table(page, [
-      ["Position", (r) => `${r.partition}:${r.sequence}`],
-      ["Appended", (r) => r.append_time],
-      ["Key", (r) => r.key ?? ""],
-      ["Payload", (r) => h("pre", {}, r.payload_base64 != null ? `base64 ${r.payload_base64}` : typeof r.payload === "string" ? r.payload : JSON.stringify(r.payload, null, 2))],
-    ]));
+/** Events per second in each 5 s bucket of `/stats`, with each bucket's time. */
+export function rates(stats) {
+  const n = stats.events_in.length;
+  const times = stats.events_in.map((_, i) => (stats.until_ms - (n - 1 - i) * stats.interval_ms) / 1000);
+  return [times, stats.events_in.map((e) => e / (stats.interval_ms / 1000))];
+}
+
+/** `#/streams`. */
+export async function list(el) {
+  const [who, caps] = await Promise.all([whoami(), api("GET", "/v1/capabilities")]);
+  const admin = can(who, "admin");
+  const rows = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const refresh = async () => {
+    const { streams } = await api("GET", "/v1/streams");
+    const described = await Promise.all(streams.map(async (name) => {
+      const [d, stats] = await Promise.all([
+        api("GET", streamPath(name)),
+        api("GET", streamPath(name, "/stats")).catch(() => null),
+      ]);
+      return { ...d, stats };
+    }));
+    rows.replaceChildren(table(described, [
+      ["Name", (r) => h("a", { href: href(r.stream.name) }, r.stream.name)],
+      ["Partitions", (r) => r.stream.partitions.length, { num: true }],
+      ["Horizon", (r) => horizon(r.stream.horizon_ms), { num: true }],
+      ["Records", (r) => sum(r.stream.partitions.map((p) => (p.next == null || p.earliest == null ? null : p.next - p.earliest))) ?? "–", { num: true }],
+      ["Bytes", (r) => bytes(sum(r.stream.partitions.map((p) => p.bytes))), { num: true }],
+      ["Write rate (5 min)", (r) => {
+        if (!r.stats) return "–";
+        const [times, perSecond] = rates(r.stats);
+        const chart = lineChart("", ["events/s"], "", { spark: true });
+        chart.set(times, perSecond);
+        return h("span", { class: "rate" }, chart, `${perSecond.at(-2)?.toFixed(1) ?? 0}/s`);
+      }],
+      ["Consumers (lag)", (r) => r.consumers.map((c) => `${c.name} (${c.lag ?? "?"})`).join(", ") || "–"],
+      ["", (r) => button("Delete", can(who, "admin", r.stream.name), "admin", async () => {
+        const sure = await confirm(`Delete ${r.stream.name}?`,
+          h("p", {}, "Its records and its consumers' checkpoints are deleted for good."), "Delete stream", r.stream.name);
+        if (!sure) return;
+        await api("DELETE", streamPath(r.stream.name)).catch((e) => out.fail(e));
+        await refresh();
+      })],
+    ], "No streams yet: create one below."));
   };
-  const payload = h("textarea", { name: "payload", placeholder: '{"temperature": 21.5}' });
-  const key = h("input", { name: "key", placeholder: "device-7" });
-  const sent = h("p", { class: "muted" });
-  const send = h("form", {
-    onsubmit: async (event) => {
-      event.preventDefault();
-      try {
-        const answer = await api("POST", `${path}/events`, { payload: payload.value, key: key.value || undefined });
-        sent.textContent = `Sent at ${answer.position}`;
-        sent.className = "muted";
-        await browse(Number(String(answer.position).split(":")[0]));
-      } catch (e) {
-        sent.textContent = e.message;
-        sent.className = "error";
-      }
-    },
-  }, h("label", {}, "Payload", payload), h("label", {}, "Key", key),
-  h("button", { type: "submit", disabled: !can(who, "write", name), title: can(who, "write", name) ? null : "needs the write scope" }, "Send"));
+  const name = h("input", { name: "name", required: true, placeholder: "TelemetryIngest" });
+  const partitions = h("input", { name: "partitions", type: "number", min: 1, max: caps.capabilities.max_partitions ?? null, value: 1 });
+  const horizonInput = h("input", { name: "horizon", placeholder: "24h" });
+  const out = status();
+  const create = form(async () => {
+    const body = { partitions: Number(partitions.value) };
+    if (horizonInput.value.trim()) body.horizon = horizonInput.value.trim();
+    await api("PUT", streamPath(name.value), body);
+    location.hash = href(name.value);
+  }, out,
+  field("Name", name), field("Partitions", partitions), field("Horizon", horizonInput),
+  button("Create", admin, "admin", null, { type: "submit" }));
   el.replaceChildren(
-    h("h1", {}, name),
-    table(stream.partitions, [
-      ["Partition", (p) => p.partition, { num: true }],
-      ["Earliest", (p) => p.earliest ?? "–", { num: true }],
-      ["Next", (p) => p.next ?? "–", { num: true }],
-      ["Bytes", (p) => bytes(p.bytes), { num: true }],
-    ]),
-    h("h2", {}, "Live tail"), tail(name),
-    h("h2", {}, "Send an event"), send, sent,
-    h("h2", {}, "Records, from the earliest"), h("label", {}, "Partition", which), records);
-  await browse(0);
+    h("h1", {}, "Streams"),
+    h("p", { class: "muted" }, `Provider: ${caps.backend}. Write rates count what went through this server.`),
+    rows,
+    h("h2", {}, "Create a stream"), create, out);
+  every(rows, 5000, () => refresh().catch((e) => out.fail(e)));
 }

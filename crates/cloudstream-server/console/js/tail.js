@@ -3,13 +3,11 @@
 // cursor (Last-Event-ID), so nothing is missed; records shown newest first, filtered by key,
 // header or text.
 
-import { h } from "./app.js";
+import { field, h, headers as withToken, payload, streamPath } from "./lib.js";
 
 /** Reads `GET path` as SSE until `signal` aborts: each event's name, data and id. */
 async function events(path, lastEventId, signal, onEvent) {
-  const headers = { accept: "text/event-stream" };
-  const token = sessionStorage.getItem("cloudstream.token");
-  if (token) headers.authorization = `Bearer ${token}`;
+  const headers = withToken({ accept: "text/event-stream" });
   if (lastEventId) headers["last-event-id"] = lastEventId;
   const response = await fetch(path, { headers, signal });
   if (!response.ok) {
@@ -39,12 +37,6 @@ async function events(path, lastEventId, signal, onEvent) {
   }
 }
 
-/** A record's payload as shown: JSON pretty-printed, text as it is, bytes as base64. */
-function shown(record) {
-  if (record.payload_base64 != null) return `base64 ${record.payload_base64}`;
-  return typeof record.payload === "string" ? record.payload : JSON.stringify(record.payload, null, 2);
-}
-
 /** The tail of stream `name` into a new element, from the latest record on. */
 export function tail(name) {
   const rows = h("tbody");
@@ -60,13 +52,13 @@ export function tail(name) {
     if (!q) return true;
     return (record.key ?? "").includes(q) ||
       Object.entries(record.headers ?? {}).some(([k, v]) => k.includes(q) || v.includes(q)) ||
-      shown(record).includes(q);
+      payload(record).includes(q);
   };
   const row = (record) => h("tr", {},
     h("td", {}, `${record.partition}:${record.sequence}`),
     h("td", {}, record.append_time),
     h("td", {}, record.key ?? ""),
-    h("td", {}, h("pre", {}, shown(record))));
+    h("td", {}, h("pre", {}, payload(record))));
   const redraw = () => rows.replaceChildren(...kept.filter(matches).slice(0, 200).map(row));
   filter.addEventListener("input", redraw);
 
@@ -74,7 +66,7 @@ export function tail(name) {
     controller = new AbortController();
     toggle.textContent = "Pause";
     const from = cursor ? "" : "?from=latest";
-    events(`/v1/streams/${encodeURIComponent(name)}/tail${from}`, cursor, controller.signal, (event) => {
+    events(streamPath(name, `/tail${from}`), cursor, controller.signal, (event) => {
       if (event.id) cursor = event.id;
       if (event.name === "open") status.textContent = "Live.";
       if (event.name === "error") status.textContent = JSON.parse(event.data)?.error?.message ?? "error";
@@ -102,7 +94,7 @@ export function tail(name) {
   });
   start();
   const el = h("div", { class: "tail" },
-    h("div", { class: "bar" }, toggle, filter), status,
+    h("div", { class: "bar" }, toggle, field("Filter", filter)), status,
     h("table", {}, h("thead", {}, h("tr", {}, ["Position", "Appended", "Key", "Payload"].map((t) => h("th", {}, t)))), rows));
   // Stops with the page: the next page's render replaces this element.
   el.stop = () => controller?.abort();
