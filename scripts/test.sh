@@ -52,6 +52,8 @@ echo "== soak: a minute of mixed load (sends, batches, a tail, a consumer, a web
 python3 scripts/soak.py "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
 echo "== schemathesis: the served OpenAPI document against the server"
 bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/cloudstream" | tee -a /tmp/cloudstream-proof.log
+echo "== console: Playwright driving Debian's Chromium through every page against cloudstream serve"
+bash scripts/console.sh "$CARGO_TARGET_DIR/debug/cloudstream" "$CARGO_TARGET_DIR/console-screenshots" | tee -a /tmp/cloudstream-proof.log
 echo "== fuzzing: every on-disk decoder and request parser, ${FUZZ_SECONDS:-20} s each"
 FUZZ_SANITIZER="${FUZZ_SANITIZER:-none}" bash scripts/fuzz.sh | tee -a /tmp/cloudstream-proof.log
 echo "== docs (broken intra-doc links denied)"
@@ -75,5 +77,5 @@ if [ "$passed" -eq 0 ]; then
   echo "no test ran: failing" >&2
   exit 1
 fi
-grep -E '^(abuse|soak|schemathesis|fuzz): ' /tmp/cloudstream-proof.log || true
+grep -E '^(abuse|soak|schemathesis|console|fuzz): ' /tmp/cloudstream-proof.log || true
 echo "tests: $passed passed, $failed failed"

@@ -78,17 +78,26 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
         )
 }
 
-/// The ETag of some bytes: the start of their SHA-256.
-fn etag(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!("\"{hex}\"")
+/// The ETag of the file at `index` of [`ASSETS`]: the start of its SHA-256, computed once.
+fn etag(index: usize) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        ASSETS
+            .iter()
+            .map(|(_, bytes)| {
+                let digest = Sha256::digest(bytes);
+                let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+                format!("\"{hex}\"")
+            })
+            .collect()
+    });
+    &tags[index]
 }
 
 /// One file, or a 304 when the browser holds it already, or the JSON 404 of any unknown
 /// route.
 fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some((_, bytes)) = ASSETS.iter().find(|(name, _)| *name == path) else {
+    let Some(index) = ASSETS.iter().position(|(name, _)| *name == path) else {
         return ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
@@ -96,7 +105,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         )
         .into_response();
     };
-    let tag = etag(bytes);
+    let (bytes, tag) = (ASSETS[index].1, etag(index));
     let fresh = headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -104,7 +113,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        ([(CONTENT_TYPE, content_type(path))], *bytes).into_response()
+        ([(CONTENT_TYPE, content_type(path))], bytes).into_response()
     };
     let h = response.headers_mut();
     for (name, value) in [
@@ -116,7 +125,7 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
-    if let Ok(value) = HeaderValue::from_str(&tag) {
+    if let Ok(value) = HeaderValue::from_str(tag) {
         h.insert(ETAG, value);
     }
     response

@@ -196,6 +196,51 @@ async fn a_webhook_delivers_every_event_in_order() {
     api.stop().await;
 }
 
+/// A webhook's consumer moved by hand (as the console's reset does) while the webhook runs:
+/// the webhook is stopped around the change, so it replays from there rather than commit its
+/// own position over it.
+#[tokio::test]
+async fn resetting_a_running_webhooks_consumer_replays_to_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    let receiver = Receiver::start(0).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    for i in 1..=3 {
+        api.send("orders", &format!("e{i}")).await;
+    }
+    let r = &receiver;
+    eventually("3 deliveries", move || async move {
+        (r.payloads().len() >= 3).then_some(())
+    })
+    .await;
+    let (status, body) = api
+        .put(
+            "/v1/streams/orders/consumers/webhook-billing/checkpoint",
+            json!({ "0": "earliest" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    api.send("orders", "e4").await;
+    let payloads = eventually("the replay and e4", move || async move {
+        let payloads = r.payloads();
+        (payloads.len() >= 7).then_some(payloads)
+    })
+    .await;
+    assert_eq!(payloads, ["e1", "e2", "e3", "e1", "e2", "e3", "e4"]);
+    let (_, body) = api
+        .get("/v1/streams/orders/consumers/webhook-billing/checkpoint")
+        .await;
+    assert_eq!(body["checkpoint"]["0"], "at:4", "{body}");
+    api.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_receiver_gets_every_record_once_it_recovers() {
     let data = tempfile::tempdir().expect("tempdir");

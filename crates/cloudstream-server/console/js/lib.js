@@ -191,6 +191,20 @@ export function payload(record) {
   return typeof record.payload === "string" ? record.payload : JSON.stringify(record.payload, null, 2);
 }
 
+/** `fn` over `items`, at most `limit` at a time (a page never floods the server). */
+export async function mapLimit(items, limit, fn) {
+  const out = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 /** Runs `tick` now and every `ms` while `el` stays on the page. */
 export function every(el, ms, tick) {
   const timer = setInterval(() => {

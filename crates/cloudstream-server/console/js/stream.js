@@ -52,7 +52,7 @@ function event(text, key, headers, time) {
 }
 
 /** The send and batch forms. */
-function sendForms(name, allowed, sent) {
+function sendForms(name, allowed) {
   const text = h("textarea", { name: "payload", placeholder: '{"temperature": 21.5}' });
   const key = h("input", { name: "key", placeholder: "device-7" });
   const hdrs = h("textarea", { name: "headers", class: "short", placeholder: "source: console" });
@@ -61,7 +61,6 @@ function sendForms(name, allowed, sent) {
   const single = form(async () => {
     const answer = await api("POST", streamPath(name, "/events"), event(text.value, key.value, hdrs.value, time.value));
     one.show(`Sent at ${answer.position}`);
-    sent(answer.position);
   }, one, field("Payload", text), field("Key", key), field("Headers", hdrs), field("Event time", time),
   button("Send", allowed, "write", null, { type: "submit" }));
   const lines = h("textarea", { name: "ndjson", placeholder: '{"payload": {"n": 1}, "key": "a"}\n{"payload": {"n": 2}}' });
@@ -73,8 +72,6 @@ function sendForms(name, allowed, sent) {
       `line ${i + 1}: ${r.error ? `error ${r.error.code}: ${r.error.message}` : r.position}`)));
     const failed = answer.results.filter((r) => r.error).length;
     many.show(`${answer.results.length - failed} sent, ${failed} refused`);
-    const last = answer.results.findLast((r) => r.position);
-    if (last) sent(last.position);
   }, many, field("NDJSON", lines), h("p", { class: "muted" }, "One event per line, as the send form's JSON: payload or payload_base64, key, headers, event_time, id."),
   button("Send batch", allowed, "write", null, { type: "submit" }));
   return [h("h2", {}, "Send an event"), single, one, h("h2", {}, "Send a batch (NDJSON)"), batch, many, results];
@@ -129,7 +126,7 @@ export async function page(el, name) {
       ["Bytes", (p) => bytes(p.bytes), { num: true }],
     ]),
     h("h2", {}, "Live tail"), tail(name),
-    ...sendForms(name, can(who, "write", name), () => {}),
+    ...sendForms(name, can(who, "write", name)),
     h("h2", {}, "Browse"), ...browse.el);
   if (can(who, "read", name)) await browse.read(0);
 }

@@ -2,9 +2,11 @@
 // horizon, write rate over the last 5 minutes and consumers with their lag; create and
 // delete (admin).
 
-import { api, bytes, button, can, confirm, every, field, form, h, status, streamPath, table, whoami } from "./lib.js";
+import { api, bytes, button, can, confirm, every, field, form, h, mapLimit, status, streamPath, table, whoami } from "./lib.js";
 import { lineChart } from "./charts.js";
 
+/** Most streams described on the page (each costs two calls every 5 s). */
+const SHOWN = 100;
 const sum = (xs) => (xs.some((x) => x == null) ? null : xs.reduce((a, b) => a + b, 0));
 export const href = (name, tab = "") => `#/streams/${encodeURIComponent(name)}${tab}`;
 
@@ -30,14 +32,16 @@ export async function list(el) {
   const rows = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const refresh = async () => {
     const { streams } = await api("GET", "/v1/streams");
-    const described = await Promise.all(streams.map(async (name) => {
+    // A stream deleted since the list was read is left out.
+    const described = (await mapLimit(streams.slice(0, SHOWN), 6, async (name) => {
       const [d, stats] = await Promise.all([
-        api("GET", streamPath(name)),
+        api("GET", streamPath(name)).catch(() => null),
         api("GET", streamPath(name, "/stats")).catch(() => null),
       ]);
-      return { ...d, stats };
-    }));
-    rows.replaceChildren(table(described, [
+      return d && { ...d, stats };
+    })).filter(Boolean);
+    const more = streams.length > SHOWN ? h("p", { class: "muted" }, `The first ${SHOWN} of ${streams.length} streams.`) : "";
+    rows.replaceChildren(more, table(described, [
       ["Name", (r) => h("a", { href: href(r.stream.name) }, r.stream.name)],
       ["Partitions", (r) => r.stream.partitions.length, { num: true }],
       ["Horizon", (r) => horizon(r.stream.horizon_ms), { num: true }],

@@ -139,6 +139,11 @@ impl Job for AggregationJob {
     const PLURAL: &'static str = "aggregations";
     const NOT_FOUND: &'static str = "aggregation_not_found";
     const CONFLICT: &'static str = "aggregation_changed";
+    const CHECKPOINT_OWNED: Option<&'static str> = Some(
+        "an aggregation's open windows are saved with its checkpoint: moving or deleting the \
+         checkpoint alone would lose or repeat results; delete the aggregation and register it \
+         again with a start instead",
+    );
 
     fn registry(state: &crate::AppState) -> &Jobs<Self> {
         &state.jobs.aggregations

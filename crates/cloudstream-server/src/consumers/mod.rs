@@ -216,8 +216,15 @@ pub(crate) async fn set_checkpoint(
         }
         .into());
     }
-    store_of(state.client.backend().as_ref())?
-        .commit(&stream, &consumer, &resume)
+    let store = store_of(state.client.backend().as_ref())?;
+    // A server-run job reading as this consumer is stopped around the change, or it would
+    // commit its own position over it.
+    state
+        .jobs
+        .with_consumer_stopped(&stream, &consumer, async {
+            store.commit(&stream, &consumer, &resume).await?;
+            Ok(())
+        })
         .await?;
     // A handle kept from earlier fetches would resume where it was, and commit over this.
     state.consumers.forget(&stream, Some(&consumer));
@@ -240,10 +247,12 @@ pub(crate) async fn delete(
 ) -> Result<Json<Existed>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
+    let backend = state.client.backend();
     let existed = state
-        .client
-        .backend()
-        .delete_consumer(&stream, &consumer)
+        .jobs
+        .with_consumer_stopped(&stream, &consumer, async {
+            Ok(backend.delete_consumer(&stream, &consumer).await?)
+        })
         .await?;
     state.consumers.forget(&stream, Some(&consumer));
     Ok(Json(Existed { existed }))

@@ -9,7 +9,7 @@ use crate::aggregations::{AggregationJob, Aggregations};
 use crate::deliveries::{Deliveries, DeliveryJob, SinkPolicy};
 use crate::jobs::Job;
 use crate::webhooks::{Webhook, Webhooks};
-use crate::{AppState, Config};
+use crate::{ApiError, AppState, Config};
 
 /// The path segments of the kinds' routes (`/v1/streams/{name}/SEGMENT`): admin only.
 pub(crate) const ROUTES: [&str; 3] = [Webhook::PLURAL, DeliveryJob::PLURAL, AggregationJob::PLURAL];
@@ -66,6 +66,25 @@ impl JobKinds {
             self.deliveries.forget_stream(stream),
             self.aggregations.forget_stream(stream)
         );
+    }
+
+    /// Runs `change` to consumer `consumer`'s checkpoint with the job reading as it (if
+    /// any) stopped, and starts that job again after (see [`crate::jobs::Jobs::with_stopped`]).
+    pub(crate) async fn with_consumer_stopped<T>(
+        &self,
+        stream: &str,
+        consumer: &str,
+        change: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        if let Some(id) = consumer.strip_prefix(Webhook::CONSUMER_PREFIX) {
+            self.webhooks.with_stopped(stream, id, change).await
+        } else if let Some(id) = consumer.strip_prefix(DeliveryJob::CONSUMER_PREFIX) {
+            self.deliveries.with_stopped(stream, id, change).await
+        } else if let Some(id) = consumer.strip_prefix(AggregationJob::CONSUMER_PREFIX) {
+            self.aggregations.with_stopped(stream, id, change).await
+        } else {
+            change.await
+        }
     }
 
     /// Every kind's routes.

@@ -54,6 +54,10 @@ pub(crate) trait Job: Send + Sync + Sized + 'static {
     /// `{CONSUMER_PREFIX}{id}`, and these consumers are the admin's.
     const CONSUMER_PREFIX: &'static str;
 
+    /// Why the checkpoint of a registered job's consumer may not be moved or deleted by
+    /// hand, if it may not (a 409 with [`Job::CONFLICT`]).
+    const CHECKPOINT_OWNED: Option<&'static str> = None;
+
     /// The consumer a job with `id` reads as.
     fn consumer(id: &str) -> String {
         format!("{}{id}", Self::CONSUMER_PREFIX)
@@ -334,6 +338,31 @@ impl<J: Job> Jobs<J> {
         let view = Self::view_of(&running);
         self.lock_running().insert(key, running);
         Ok((old.is_none(), view))
+    }
+
+    /// Runs `change` (to the checkpoint of job `id`'s consumer) with that job stopped, and
+    /// starts it again after: a running job would commit its own position over the change.
+    /// Without a job of that id, runs `change` alone.
+    pub(crate) async fn with_stopped<T>(
+        &self,
+        stream: &str,
+        id: &str,
+        change: impl std::future::Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let _changes = self.changes.lock().await;
+        let key = (stream.to_owned(), id.to_owned());
+        let old = self.lock_running().get(&key).cloned();
+        let Some(old) = old else {
+            return change.await;
+        };
+        if let Some(why) = J::CHECKPOINT_OWNED {
+            return Err(ApiError::new(StatusCode::CONFLICT, J::CONFLICT, why));
+        }
+        old.stop().await;
+        let result = change.await;
+        let running = self.start(old.spec.clone(), Arc::clone(&old.stats));
+        self.lock_running().insert(key, running);
+        result
     }
 
     /// Stops a job, forgets it and deletes its consumer.
