@@ -74,7 +74,9 @@ function sendForms(name, allowed) {
     many.show(`${answer.results.length - failed} sent, ${failed} refused`);
   }, many, field("NDJSON", lines), h("p", { class: "muted" }, "One event per line, as the send form's JSON: payload or payload_base64, key, headers, event_time, id."),
   button("Send batch", allowed, "write", null, { type: "submit" }));
-  return [h("h2", {}, "Send an event"), single, one, h("h2", {}, "Send a batch (NDJSON)"), batch, many, results];
+  return h("div", { class: "cols" },
+    h("section", {}, h("h2", {}, "Send an event"), single, one),
+    h("section", {}, h("h2", {}, "Send a batch (NDJSON)"), batch, many, results));
 }
 
 /** Browsing one partition from a position or a time, a page at a time. */
@@ -102,7 +104,7 @@ function browser(name, partitions) {
     const last = page.at(-1);
     next = last ? `after:${last.position}` : null;
     more.disabled = page.length < PAGE;
-    out.show(page.length ? `${page.length} records from ${page[0].position}` : `No records from ${start}.`);
+    out.show(page.length ? `${page.length} records from ${page[0].position}` : "");
   };
   const go = form(() => read(position(from.value, which.value)), out,
     h("div", { class: "bar" }, field("Partition", which), field("From", from), h("button", { type: "submit" }, "Read")));
@@ -119,14 +121,14 @@ export async function page(el, name) {
   el.replaceChildren(
     ...header(name, "Records"),
     h("p", { class: "muted" }, `Horizon ${horizon(stream.horizon_ms)}. ${stream.resource ?? ""}`),
-    table(stream.partitions, [
+    h("div", { class: "narrow" }, table(stream.partitions, [
       ["Partition", (p) => p.partition, { num: true }],
       ["Earliest", (p) => p.earliest ?? "–", { num: true }],
       ["Next", (p) => p.next ?? "–", { num: true }],
       ["Bytes", (p) => bytes(p.bytes), { num: true }],
-    ]),
+    ])),
     h("h2", {}, "Live tail"), tail(name),
-    ...sendForms(name, can(who, "write", name)),
+    sendForms(name, can(who, "write", name)),
     h("h2", {}, "Browse"), ...browse.el);
   if (can(who, "read", name)) await browse.read(0);
 }
