@@ -147,7 +147,10 @@ async fn an_aggregation_sends_each_window_once_across_a_restart() {
     // Its checkpoint goes with its saved windows: it is not moved or deleted alone.
     let consumer = "/v1/streams/TelemetryIngest/consumers/aggregate-per-minute";
     let (status, body) = api
-        .put(&format!("{consumer}/checkpoint"), json!({ "0": "earliest" }))
+        .put(
+            &format!("{consumer}/checkpoint"),
+            json!({ "0": "earliest" }),
+        )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "aggregation_changed");
     let (status, body) = api.delete(consumer).await;
