@@ -154,7 +154,7 @@ async fn an_aggregation_sends_each_window_once_across_a_restart() {
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "aggregation_changed");
     let (status, body) = api.delete(consumer).await;
-    assert_error(status, &body, StatusCode::CONFLICT, "aggregation_changed");
+    assert_error(status, &body, StatusCode::CONFLICT, "consumer_in_use");
 
     // Deleting it deletes its consumer and its saved windows; its results stay.
     let saved = state

@@ -45,6 +45,8 @@ struct Received {
     failed: usize,
     /// How many POSTs to answer 500 before answering 200 again; `usize::MAX`: all of them.
     fail_next: usize,
+    /// How long to hold the next POST before answering it.
+    hold_next: std::time::Duration,
 }
 
 /// A webhook receiver on a loopback port.
@@ -59,6 +61,8 @@ async fn hook(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> StatusCode {
+    let hold = std::mem::take(&mut state.lock().expect("receiver lock").hold_next);
+    tokio::time::sleep(hold).await;
     let mut received = state.lock().expect("receiver lock");
     if received.fail_next > 0 {
         if received.fail_next != usize::MAX {
@@ -238,6 +242,73 @@ async fn resetting_a_running_webhooks_consumer_replays_to_it() {
         .get("/v1/streams/orders/consumers/webhook-billing/checkpoint")
         .await;
     assert_eq!(body["checkpoint"]["0"], "at:4", "{body}");
+    api.stop().await;
+}
+
+/// A reset whose request is dropped while the webhook is being stopped (its client gave up:
+/// the stop waits for the POST in flight) leaves the webhook running, not stopped for good.
+#[tokio::test]
+async fn a_reset_given_up_half_way_leaves_the_webhook_running() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    let receiver = Receiver::start(0).await;
+    receiver.lock().hold_next = std::time::Duration::from_secs(3);
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": receiver.url }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    api.send("orders", "e1").await;
+    // The POST of e1 is held; a reset now waits for it, and its client gives up first.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let given_up = impatient
+        .put(api.url("/v1/streams/orders/consumers/webhook-billing/checkpoint"))
+        .json(&json!({ "0": "earliest" }))
+        .send()
+        .await;
+    assert!(given_up.is_err(), "the reset should still be waiting");
+    api.send("orders", "e2").await;
+    let r = &receiver;
+    let payloads = eventually("e2 delivered", move || async move {
+        let payloads = r.payloads();
+        payloads.contains(&"e2".to_owned()).then_some(payloads)
+    })
+    .await;
+    assert_eq!(
+        payloads.first().map(String::as_str),
+        Some("e1"),
+        "{payloads:?}"
+    );
+    api.stop().await;
+}
+
+/// A registered job's consumer is deleted with the job, not alone (the job would start over
+/// from its registered start).
+#[tokio::test]
+async fn a_webhooks_consumer_is_not_deleted_alone() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let api = start(data.path(), None).await;
+    api.create_stream("orders").await;
+    let (status, view) = api
+        .put(
+            "/v1/streams/orders/webhooks/billing",
+            json!({ "url": "http://127.0.0.1:9/hook" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let (status, body) = api
+        .delete("/v1/streams/orders/consumers/webhook-billing")
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "consumer_in_use");
+    let (status, _) = api.delete("/v1/streams/orders/webhooks/billing").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     api.stop().await;
 }
 

@@ -247,12 +247,21 @@ pub(crate) async fn delete(
 ) -> Result<Json<Existed>, ApiError> {
     cloudstream::validate_name("consumer", &consumer)?;
     state.stream(&stream).await?;
-    let backend = state.client.backend();
+    // A server-run job would start over from its registered start without its consumer:
+    // that job is deleted instead, which deletes its consumer too.
+    if let Some(kind) = state.jobs.owner(&stream, &consumer) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "consumer_in_use",
+            format!(
+                "consumer {consumer:?} is the one a {kind} reads as: delete the {kind} instead"
+            ),
+        ));
+    }
     let existed = state
-        .jobs
-        .with_consumer_stopped(&stream, &consumer, async {
-            Ok(backend.delete_consumer(&stream, &consumer).await?)
-        })
+        .client
+        .backend()
+        .delete_consumer(&stream, &consumer)
         .await?;
     state.consumers.forget(&stream, Some(&consumer));
     Ok(Json(Existed { existed }))

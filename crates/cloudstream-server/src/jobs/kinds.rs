@@ -87,6 +87,28 @@ impl JobKinds {
         }
     }
 
+    /// The kind of the registered job that reads as `consumer` of `stream`, if one does.
+    pub(crate) fn owner(&self, stream: &str, consumer: &str) -> Option<&'static str> {
+        let owns = |prefix: &str, owns: &dyn Fn(&str) -> bool| {
+            consumer.strip_prefix(prefix).is_some_and(owns)
+        };
+        if owns(Webhook::CONSUMER_PREFIX, &|id| {
+            self.webhooks.owns(stream, id)
+        }) {
+            Some(Webhook::KIND)
+        } else if owns(DeliveryJob::CONSUMER_PREFIX, &|id| {
+            self.deliveries.owns(stream, id)
+        }) {
+            Some(DeliveryJob::KIND)
+        } else if owns(AggregationJob::CONSUMER_PREFIX, &|id| {
+            self.aggregations.owns(stream, id)
+        }) {
+            Some(AggregationJob::KIND)
+        } else {
+            None
+        }
+    }
+
     /// Every kind's routes.
     pub(crate) fn router() -> axum::Router<Arc<AppState>> {
         crate::webhooks::routes::router()

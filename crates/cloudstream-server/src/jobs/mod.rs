@@ -327,17 +327,16 @@ impl<J: Job> Jobs<J> {
         specs.insert(key.clone(), spec.clone());
         self.save(specs).await?;
         let old = self.lock_running().get(&key).cloned();
-        if let Some(old) = &old {
-            old.stop().await;
-        }
         let stats = old
             .as_ref()
             .map(|o| Arc::clone(&o.stats))
             .unwrap_or_default();
-        let running = self.start(spec, stats);
-        let view = Self::view_of(&running);
-        self.lock_running().insert(key, running);
-        Ok((old.is_none(), view))
+        let restart = Restart::new(self, key, spec, stats);
+        if let Some(old) = &old {
+            old.stop().await;
+        }
+        let running = restart.now();
+        Ok((old.is_none(), Self::view_of(&running)))
     }
 
     /// Runs `change` (to the checkpoint of job `id`'s consumer) with that job stopped, and
@@ -358,11 +357,15 @@ impl<J: Job> Jobs<J> {
         if let Some(why) = J::CHECKPOINT_OWNED {
             return Err(ApiError::new(StatusCode::CONFLICT, J::CONFLICT, why));
         }
+        let _restart = Restart::new(self, key, old.spec.clone(), Arc::clone(&old.stats));
         old.stop().await;
-        let result = change.await;
-        let running = self.start(old.spec.clone(), Arc::clone(&old.stats));
-        self.lock_running().insert(key, running);
-        result
+        change.await
+    }
+
+    /// Whether a registered job reads as consumer `{CONSUMER_PREFIX}{id}` of `stream`.
+    pub(crate) fn owns(&self, stream: &str, id: &str) -> bool {
+        self.lock_running()
+            .contains_key(&(stream.to_owned(), id.to_owned()))
     }
 
     /// Stops a job, forgets it and deletes its consumer.
@@ -418,6 +421,51 @@ impl<J: Job> Jobs<J> {
             self.client.stream(stream).open().await?;
         }
         Ok(views)
+    }
+}
+
+/// Starts a stopped job again, and registers it, at [`Restart::now`] or when dropped: a job
+/// stopped to be replaced or to have its checkpoint moved comes back even if the request
+/// doing it is dropped half way (its client gone, its deadline passed).
+struct Restart<'a, J: Job> {
+    jobs: &'a Jobs<J>,
+    key: (String, String),
+    /// What to start; taken when started.
+    job: Option<(J::Spec, Arc<JobStats>)>,
+}
+
+impl<'a, J: Job> Restart<'a, J> {
+    fn new(jobs: &'a Jobs<J>, key: (String, String), spec: J::Spec, stats: Arc<JobStats>) -> Self {
+        Restart {
+            jobs,
+            key,
+            job: Some((spec, stats)),
+        }
+    }
+
+    /// Starts the job now; returns it.
+    fn now(mut self) -> Arc<Running<J::Spec>> {
+        let (spec, stats) = self
+            .job
+            .take()
+            .unwrap_or_else(|| unreachable!("started once"));
+        self.start(spec, stats)
+    }
+
+    fn start(&self, spec: J::Spec, stats: Arc<JobStats>) -> Arc<Running<J::Spec>> {
+        let running = self.jobs.start(spec, stats);
+        self.jobs
+            .lock_running()
+            .insert(self.key.clone(), Arc::clone(&running));
+        running
+    }
+}
+
+impl<J: Job> Drop for Restart<'_, J> {
+    fn drop(&mut self) {
+        if let Some((spec, stats)) = self.job.take() {
+            self.start(spec, stats);
+        }
     }
 }
 
