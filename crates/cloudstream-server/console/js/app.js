@@ -1,11 +1,13 @@
 // The console's shell: a hash router over the pages (each a module loaded when first
 // shown), the token sign-in, and who is signed in, in the header.
 
-import { ApiError, api, field, h, token, whoami } from "./lib.js";
+import { ApiError, field, h, token, whoami } from "./lib.js";
+import { destroyCharts } from "./charts.js";
 
 /** `#/login`: asks for a bearer token and checks it with `GET /v1/whoami`. */
 function login(el) {
-  const input = h("input", { type: "password", name: "token", autocomplete: "off", placeholder: "cst_..." });
+  // Not a password field: a browser would offer to save the token in its password manager.
+  const input = h("input", { type: "text", class: "secret", name: "token", autocomplete: "off", spellcheck: "false", placeholder: "cst_..." });
   const out = h("p", { class: "muted", role: "status" });
   const form = h("form", {
     onsubmit: async (event) => {
@@ -57,27 +59,43 @@ const pages = [
   [/^#\/server$/, async () => (await import("./server.js")).page],
 ];
 
+/** Frees what a page keeps open: its live tails and its charts. */
+function leave(view) {
+  for (const live of view.querySelectorAll(".tail")) live.stop?.();
+  destroyCharts(view);
+}
+
+/** Which route is the latest: a page that finishes rendering after another began is dropped. */
+let latest = 0;
+
 async function route() {
   const el = document.getElementById("page");
-  // What the last page keeps open (a live tail) stops with it.
-  for (const live of el.querySelectorAll(".tail")) live.stop?.();
+  const mine = ++latest;
+  leave(el);
   const hash = location.hash || "#/streams";
-  for (const [pattern, load] of pages) {
-    const match = hash.match(pattern);
-    if (!match) continue;
-    try {
-      const render = await load();
-      await render(el, ...match.slice(1).map(decodeURIComponent));
-    } catch (e) {
-      if (e instanceof ApiError && e.status === 401) {
-        location.hash = "#/login";
-        return;
-      }
-      el.replaceChildren(h("h1", {}, "Error"), h("p", { class: "error" }, e.message));
+  const found = pages.find(([pattern]) => pattern.test(hash));
+  // Each page renders into its own element, put in place only if no newer route began.
+  const view = h("div", {});
+  try {
+    if (!found) {
+      view.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/streams" }, "Streams")));
+    } else {
+      const render = await found[1]();
+      await render(view, ...hash.match(found[0]).slice(1).map(decodeURIComponent));
     }
+  } catch (e) {
+    leave(view);
+    if (mine === latest && e instanceof ApiError && e.status === 401) {
+      location.hash = "#/login";
+      return;
+    }
+    view.replaceChildren(h("h1", {}, "Error"), h("p", { class: "error" }, e.message));
+  }
+  if (mine !== latest) {
+    leave(view);
     return;
   }
-  el.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/streams" }, "Streams")));
+  el.replaceChildren(view);
 }
 
 window.addEventListener("hashchange", route);

@@ -3,24 +3,20 @@
 
 const COLORS = ["#2a6cdb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#1098ad"];
 
-/**
- * A chart of time series in a new element: `series` names each line, `unit` goes on the
- * y axis; a `spark` is a small line with no axes, for a table cell. `chart.set(times, ...lines)` draws new data (times in seconds since the epoch).
- */
-export function lineChart(title, series, unit, { spark = false } = {}) {
-  const el = document.createElement("div");
-  el.className = spark ? "spark" : "chart";
-  let plot = null;
-  let data = [[], ...series.map(() => [])];
-  const options = () => (spark ? {
-    width: 160,
-    height: 32,
-    series: [{}, { stroke: COLORS[0], width: 1, fill: "rgba(42,108,219,.15)", points: { show: false } }],
-    axes: [{ show: false }, { show: false }],
-    scales: { y: { range: (u, min, max) => [0, max > 0 ? max : 1] } },
-    legend: { show: false },
-    cursor: { show: false },
-  } : {
+/** uPlot's options for a chart, or for a `spark` (a small line with no axes, in a cell). */
+function options(el, title, series, unit, spark) {
+  if (spark) {
+    return {
+      width: 160,
+      height: 32,
+      series: [{}, { stroke: COLORS[0], width: 1, fill: "rgba(42,108,219,.15)", points: { show: false } }],
+      axes: [{ show: false }, { show: false }],
+      scales: { y: { range: (u, min, max) => [0, max > 0 ? max : 1] } },
+      legend: { show: false },
+      cursor: { show: false },
+    };
+  }
+  return {
     title,
     width: Math.max(300, Math.min(el.clientWidth || 600, 900)),
     height: 180,
@@ -28,15 +24,38 @@ export function lineChart(title, series, unit, { spark = false } = {}) {
     axes: [{}, { label: unit, size: 60 }],
     scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     legend: { live: false },
-  });
+  };
+}
+
+/**
+ * A chart of time series in a new element: `series` names each line, `unit` goes on the y
+ * axis. `chart.set(times, ...lines)` draws new data (times in seconds since the epoch), once
+ * the element is on the page (it needs its width); `chart.destroy()` frees it (uPlot keeps
+ * window listeners until then). `data-points` counts the first line's values drawn.
+ */
+export function lineChart(title, series, unit, { spark = false } = {}) {
+  const el = document.createElement("div");
+  el.className = spark ? "spark chart-any" : "chart chart-any";
+  el.dataset.points = "0";
+  let plot = null;
+  let data = [[], ...series.map(() => [])];
   el.set = (times, ...lines) => {
     data = [times, ...lines];
-    if (!plot && el.isConnected) plot = new uPlot(options(), data, el);
+    el.dataset.points = String((lines[0] ?? []).filter((v) => v != null).length);
+    if (!plot && el.isConnected) plot = new uPlot(options(el, title, series, unit, spark), data, el);
     else plot?.setData(data);
   };
-  // Drawn once it is on the page (it needs its width).
-  queueMicrotask(() => requestAnimationFrame(() => el.set(...data)));
+  el.destroy = () => {
+    plot?.destroy();
+    plot = null;
+  };
+  requestAnimationFrame(() => el.set(...data));
   return el;
+}
+
+/** Frees every chart below `root`. */
+export function destroyCharts(root) {
+  for (const chart of root.querySelectorAll(".chart-any")) chart.destroy?.();
 }
 
 /** The last `size` samples of some values, each taken at a time. */

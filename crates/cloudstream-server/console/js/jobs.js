@@ -2,8 +2,8 @@
 // with where it sends and its counters (handled, failed attempts, dead-lettered, what is
 // failing now), refreshed every 2 s; register and delete (admin, as the server requires).
 
-import { api, button, can, confirm, every, field, form, h, status, streamPath, table, whoami } from "./lib.js";
-import { header } from "./stream.js";
+import { api, attempt, button, confirm, field, form, gate, h, poll, status, streamPath, table, whoami } from "./lib.js";
+import { streamHeading } from "./stream.js";
 
 /** What differs between kinds: the route, the tab, the settings the form asks for. */
 const KINDS = {
@@ -41,9 +41,9 @@ function spec(example) {
 export async function page(el, name, kind) {
   const k = KINDS[kind];
   const who = await whoami();
-  const admin = can(who, "admin", name);
+  const why = gate(who, "admin", name);
   const path = (id = "") => streamPath(name, `/${kind}${id && `/${encodeURIComponent(id)}`}`);
-  const rows = h("div", {}, h("p", { class: "muted" }, admin ? "Loading…" : `Seeing ${kind} needs the admin scope.`));
+  const rows = h("div", {}, h("p", { class: "muted" }, why ? `Seeing ${kind} ${why}.` : "Loading…"));
   const out = status();
   const refresh = async () => {
     const jobs = (await api("GET", path()))[kind];
@@ -55,11 +55,12 @@ export async function page(el, name, kind) {
       ["Failed attempts", (j) => j.failed_attempts, { num: true }],
       ["Dead-lettered", (j) => j.dead_lettered ?? "–", { num: true }],
       ["Last error", (j) => (j.last_error ? h("span", { class: "error" }, j.last_error) : "–")],
-      ["", (j) => button("Delete", admin, "admin", async () => {
+      ["", (j) => button("Delete", why, () => attempt(out, async () => {
         if (!(await confirm(`Delete ${k.one} ${j.id}?`, h("p", {}, "It stops, and its consumer's checkpoint is forgotten."), `Delete ${k.one}`))) return;
-        await api("DELETE", path(j.id)).catch((e) => out.fail(e));
+        await api("DELETE", path(j.id));
+        out.show(`Deleted ${j.id}.`);
         await refresh();
-      })],
+      }))],
     ], `No ${kind} yet.`));
   };
   const id = h("input", { name: "id", required: true, placeholder: "billing" });
@@ -68,7 +69,7 @@ export async function page(el, name, kind) {
     await api("PUT", path(id.value), body());
     out.show(`Registered ${id.value}.`);
     await refresh();
-  }, out, field("Id", id), ...inputs, button("Register", admin, "admin", null, { type: "submit" }));
-  el.replaceChildren(...header(name, k.tab), rows, h("h2", {}, `Register ${k.article} ${k.one}`), register, out);
-  if (admin) every(rows, 2000, () => refresh().catch((e) => out.fail(e)));
+  }, out, field("Id", id), ...inputs, button("Register", why, null, { type: "submit" }));
+  el.replaceChildren(...streamHeading(name, k.tab), rows, h("h2", {}, `Register ${k.article} ${k.one}`), register, out);
+  if (!why) poll(rows, 2000, refresh, out);
 }

@@ -32,33 +32,34 @@ export function headers(extra = {}) {
   return t ? { ...extra, authorization: `Bearer ${t}` } : extra;
 }
 
-/** Throws the API's error for a response that is not a success. */
-async function check(response) {
+/**
+ * `method path` with the token and an optional JSON body (or `{ndjson: text}`): the response,
+ * or the API's error (an ApiError) for one that is not a success.
+ */
+export async function request(method, path, json, extra = {}) {
+  const ndjson = json?.ndjson;
+  const type = ndjson !== undefined ? "application/x-ndjson" : json !== undefined ? "application/json" : null;
+  const response = await fetch(path, {
+    method,
+    headers: headers(type ? { ...extra.headers, "content-type": type } : extra.headers),
+    body: ndjson ?? (json === undefined ? undefined : JSON.stringify(json)),
+    signal: extra.signal,
+  });
   if (response.ok) return response;
   const body = await response.json().catch(() => null);
   const error = body?.error ?? {};
   throw new ApiError(response.status, error.code ?? "error", error.message ?? response.statusText);
 }
 
-/**
- * Calls the API: `method path` with an optional JSON body (or `{ndjson: text}`); the JSON
- * answer, or null.
- */
+/** Calls the API (see `request`): the JSON answer, or null. */
 export async function api(method, path, json) {
-  const ndjson = json?.ndjson;
-  const type = ndjson !== undefined ? "application/x-ndjson" : json !== undefined ? "application/json" : null;
-  const response = await check(await fetch(path, {
-    method,
-    headers: headers(type ? { "content-type": type } : {}),
-    body: ndjson ?? (json === undefined ? undefined : JSON.stringify(json)),
-  }));
-  const text = await response.text();
+  const text = await (await request(method, path, json)).text();
   return text ? JSON.parse(text) : null;
 }
 
 /** `GET path` as text (the Prometheus metrics). */
 export async function text(path) {
-  return (await check(await fetch(path, { headers: headers() }))).text();
+  return (await request("GET", path)).text();
 }
 
 /** The path of stream `name`, and of `rest` below it. */
@@ -80,12 +81,18 @@ export function h(tag, attrs = {}, ...children) {
 /** A labelled field: `<label>Text <input></label>`. */
 export const field = (text, input) => h("label", {}, text, input);
 
+/** One table row of `row`, shown by `columns`. */
+export const tableRow = (row, columns) =>
+  h("tr", {}, columns.map(([, cell, opts]) => h("td", { class: opts?.num ? "num" : null }, cell(row))));
+
+/** The head of a table of `columns`. */
+export const tableHead = (columns) =>
+  h("thead", {}, h("tr", {}, columns.map(([name, , opts]) => h("th", { class: opts?.num ? "num" : null }, name))));
+
 /** A table of `rows`, each shown by `columns`: [heading, row => cell, {num}]. */
 export function table(rows, columns, empty = "None yet.") {
   if (rows.length === 0) return h("p", { class: "muted" }, empty);
-  return h("table", {},
-    h("thead", {}, h("tr", {}, columns.map(([name, , opts]) => h("th", { class: opts?.num ? "num" : null }, name)))),
-    h("tbody", {}, rows.map((row) => h("tr", {}, columns.map(([, cell, opts]) => h("td", { class: opts?.num ? "num" : null }, cell(row)))))));
+  return h("table", {}, tableHead(columns), h("tbody", {}, rows.map((row) => tableRow(row, columns))));
 }
 
 /** A status line under a form: `show(text)`, `fail(error)`. */
@@ -119,8 +126,12 @@ export function form(action, out, ...children) {
 /** What the token may do (`GET /v1/whoami`), cached until the token changes. */
 let grants = null;
 export async function whoami() {
-  grants ??= await api("GET", "/v1/whoami");
-  return grants;
+  if (grants) return grants;
+  const asked = token.get();
+  const answer = await api("GET", "/v1/whoami");
+  // The token changed while the call was in flight (a sign-out): not this token's grants.
+  if (token.get() === asked) grants = answer;
+  return answer;
 }
 
 /**
@@ -134,15 +145,12 @@ export function can(who, scope, stream) {
     (stream === undefined || g.streams.some((p) => (p.endsWith("*") ? stream.startsWith(p.slice(0, -1)) : p === stream))));
 }
 
-/** A button that runs `onclick`, disabled (saying why) where the token lacks `scope`. */
-export function button(text, allowed, scope, onclick, attrs = {}) {
-  return h("button", {
-    type: attrs.type ?? "button",
-    disabled: !allowed,
-    title: allowed ? null : `needs the ${scope} scope`,
-    onclick,
-    ...attrs,
-  }, text);
+/** Why the token may not use `scope` on `stream`, or null if it may. */
+export const gate = (who, scope, stream) => (can(who, scope, stream) ? null : `needs the ${scope} scope`);
+
+/** A button that runs `onclick`, disabled where `why` (a reason, or null) says it may not be. */
+export function button(text, why, onclick, attrs = {}) {
+  return h("button", { type: attrs.type ?? "button", disabled: Boolean(why), title: why, onclick, ...attrs }, text);
 }
 
 /**
@@ -181,15 +189,28 @@ export function bytes(n) {
   return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
+/** Most characters of a payload shown: a large record must not hang the page. */
+const SHOWN = 4096;
+const cut = (text) => (text.length > SHOWN ? `${text.slice(0, SHOWN)} …(${text.length} characters)` : text);
+
 /** A record's payload as shown: JSON pretty-printed, text as it is, bytes as hex and base64. */
 export function payload(record) {
   if (record.payload_base64 != null) {
     const raw = atob(record.payload_base64);
     const hex = Array.from(raw.slice(0, 256), (c) => c.charCodeAt(0).toString(16).padStart(2, "0")).join(" ");
-    return `${raw.length} bytes\nhex ${hex}${raw.length > 256 ? " …" : ""}\nbase64 ${record.payload_base64}`;
+    return `${raw.length} bytes\nhex ${hex}${raw.length > 256 ? " …" : ""}\nbase64 ${cut(record.payload_base64)}`;
   }
-  return typeof record.payload === "string" ? record.payload : JSON.stringify(record.payload, null, 2);
+  return cut(typeof record.payload === "string" ? record.payload : JSON.stringify(record.payload, null, 2));
 }
+
+/** The columns of a record in a table: position, append time, key, headers, payload. */
+export const recordColumns = [
+  ["Position", (r) => r.position ?? `${r.partition}:${r.sequence}`],
+  ["Appended", (r) => r.append_time],
+  ["Key", (r) => r.key ?? ""],
+  ["Headers", (r) => h("pre", {}, Object.entries(r.headers ?? {}).map(([k, v]) => `${k}: ${v}`).join("\n"))],
+  ["Payload", (r) => h("pre", {}, payload(r))],
+];
 
 /** `fn` over `items`, at most `limit` at a time (a page never floods the server). */
 export async function mapLimit(items, limit, fn) {
@@ -205,11 +226,41 @@ export async function mapLimit(items, limit, fn) {
   return out;
 }
 
-/** Runs `tick` now and every `ms` while `el` stays on the page. */
-export function every(el, ms, tick) {
-  const timer = setInterval(() => {
-    if (!el.isConnected) clearInterval(timer);
-    else tick();
-  }, ms);
-  tick();
+/**
+ * Runs `tick` now and `ms` after each run ends, while `el` is on the page (a slow server is
+ * not asked again before it answered). A failure shows in `out` until a run succeeds; a 401
+ * sends the user to sign in.
+ */
+export function poll(el, ms, tick, out) {
+  const started = Date.now();
+  const run = async () => {
+    try {
+      await tick();
+      if (out?.polled) out.show("");
+      if (out) out.polled = false;
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) location.hash = "#/login";
+      out?.fail(e);
+      if (out) out.polled = true;
+    }
+    // A page is put in place once it has rendered: give it a moment to be.
+    if (el.isConnected || Date.now() - started < 5000) setTimeout(run, ms);
+  };
+  run();
+}
+
+/** A time typed by the user (RFC 3339, or as the browser reads dates); throws if it is none. */
+export function parseTime(text) {
+  const time = new Date(text.trim());
+  if (!text.trim() || Number.isNaN(time.getTime())) throw new Error(`"${text}" is not a time`);
+  return time;
+}
+
+/** Runs `action`, showing its failure in `out`. */
+export async function attempt(out, action) {
+  try {
+    await action();
+  } catch (e) {
+    out.fail(e);
+  }
 }

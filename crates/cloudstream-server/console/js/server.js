@@ -2,7 +2,7 @@
 // request latency (p50, p99) and requests per second, from /metrics scraped every 5 s (the
 // differences between two scrapes, as histogram_quantile over a rate gives them).
 
-import { api, can, every, h, status, table, text, whoami } from "./lib.js";
+import { api, can, h, poll, status, table, text, whoami } from "./lib.js";
 import { Rolling, lineChart } from "./charts.js";
 import { buckets, quantile, samples } from "./prom.js";
 
@@ -53,7 +53,7 @@ export async function page(el) {
     h("h2", {}, "Latency, sampled every 5 s"),
     h("p", { class: "muted" }, "From this server's /metrics; a point is what happened since the one before it."),
     h("div", { class: "charts" }, fsync, latency, rate), out);
-  every(out, 5000, () => scrape().catch((e) => out.fail(e)));
   // A first point after a second rather than five.
-  setTimeout(() => scrape().catch((e) => out.fail(e)), 1000);
+  await scrape();
+  setTimeout(() => poll(out, 5000, scrape, out), 1000);
 }

@@ -2,7 +2,7 @@
 // horizon, write rate over the last 5 minutes and consumers with their lag; create and
 // delete (admin).
 
-import { api, bytes, button, can, confirm, every, field, form, h, mapLimit, status, streamPath, table, whoami } from "./lib.js";
+import { api, attempt, bytes, button, confirm, field, form, gate, h, mapLimit, poll, status, streamPath, table, whoami } from "./lib.js";
 import { lineChart } from "./charts.js";
 
 /** Most streams described on the page (each costs two calls every 5 s). */
@@ -18,18 +18,34 @@ export function horizon(ms) {
   return `${ms}ms`;
 }
 
-/** Events per second in each 5 s bucket of `/stats`, with each bucket's time. */
-export function rates(stats) {
-  const n = stats.events_in.length;
-  const times = stats.events_in.map((_, i) => (stats.until_ms - (n - 1 - i) * stats.interval_ms) / 1000);
-  return [times, stats.events_in.map((e) => e / (stats.interval_ms / 1000))];
+/** Events per second in each whole 5 s bucket of `/stats` (the current one is partial), with each bucket's time. */
+function rates(stats) {
+  const whole = stats.events_in.slice(0, -1);
+  const times = whole.map((_, i) => (stats.until_ms - (whole.length - i) * stats.interval_ms) / 1000);
+  return [times, whole.map((e) => e / (stats.interval_ms / 1000))];
 }
 
 /** `#/streams`. */
 export async function list(el) {
   const [who, caps] = await Promise.all([whoami(), api("GET", "/v1/capabilities")]);
-  const admin = can(who, "admin");
   const rows = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+  const out = status();
+  // One sparkline per stream, kept across refreshes (uPlot holds window listeners).
+  const sparks = new Map();
+  const spark = (name, stats) => {
+    if (!sparks.has(name)) sparks.set(name, lineChart("", ["events/s"], "", { spark: true }));
+    const chart = sparks.get(name);
+    chart.set(...rates(stats));
+    return chart;
+  };
+  const remove = (name) => attempt(out, async () => {
+    const sure = await confirm(`Delete ${name}?`,
+      h("p", {}, "Its records and its consumers' checkpoints are deleted for good."), "Delete stream", name);
+    if (!sure) return;
+    await api("DELETE", streamPath(name));
+    out.show(`Deleted ${name}.`);
+    await refresh();
+  });
   const refresh = async () => {
     const { streams } = await api("GET", "/v1/streams");
     // A stream deleted since the list was read is left out.
@@ -40,46 +56,50 @@ export async function list(el) {
       ]);
       return d && { ...d, stats };
     })).filter(Boolean);
+    for (const [name, chart] of sparks) {
+      if (!described.some((d) => d.stream.name === name)) {
+        chart.destroy();
+        sparks.delete(name);
+      }
+    }
     const more = streams.length > SHOWN ? h("p", { class: "muted" }, `The first ${SHOWN} of ${streams.length} streams.`) : "";
     rows.replaceChildren(more, table(described, [
       ["Name", (r) => h("a", { href: href(r.stream.name) }, r.stream.name)],
       ["Partitions", (r) => r.stream.partitions.length, { num: true }],
       ["Horizon", (r) => horizon(r.stream.horizon_ms), { num: true }],
-      ["Records", (r) => sum(r.stream.partitions.map((p) => (p.next == null || p.earliest == null ? null : p.next - p.earliest))) ?? "–", { num: true }],
+      // Only where positions are dense does next - earliest count records.
+      ["Records", (r) => (caps.capabilities.dense_sequences
+        ? sum(r.stream.partitions.map((p) => (p.next == null || p.earliest == null ? null : p.next - p.earliest)))
+        : null) ?? "–", { num: true }],
       ["Bytes", (r) => bytes(sum(r.stream.partitions.map((p) => p.bytes))), { num: true }],
-      ["Write rate (5 min)", (r) => {
-        if (!r.stats) return "–";
-        const [times, perSecond] = rates(r.stats);
-        const chart = lineChart("", ["events/s"], "", { spark: true });
-        chart.set(times, perSecond);
-        return h("span", { class: "rate" }, chart, `${perSecond.at(-2)?.toFixed(1) ?? 0}/s`);
-      }],
+      ["Write rate (5 min)", (r) => (r.stats
+        ? h("span", { class: "rate" }, spark(r.stream.name, r.stats), `${(rates(r.stats)[1].at(-1) ?? 0).toFixed(1)}/s`)
+        : "–")],
       ["Consumers (lag)", (r) => r.consumers.map((c) => `${c.name} (${c.lag ?? "?"})`).join(", ") || "–"],
-      ["", (r) => button("Delete", can(who, "admin", r.stream.name), "admin", async () => {
-        const sure = await confirm(`Delete ${r.stream.name}?`,
-          h("p", {}, "Its records and its consumers' checkpoints are deleted for good."), "Delete stream", r.stream.name);
-        if (!sure) return;
-        await api("DELETE", streamPath(r.stream.name)).catch((e) => out.fail(e));
-        await refresh();
-      })],
+      ["", (r) => button("Delete", gate(who, "admin", r.stream.name), () => remove(r.stream.name))],
     ], "No streams yet: create one below."));
   };
   const name = h("input", { name: "name", required: true, placeholder: "TelemetryIngest" });
   const partitions = h("input", { name: "partitions", type: "number", min: 1, max: caps.capabilities.max_partitions ?? null, value: 1 });
   const horizonInput = h("input", { name: "horizon", placeholder: "24h" });
-  const out = status();
-  const create = form(async () => {
+  const made = status();
+  const create = button("Create", gate(who, "admin"), null, { type: "submit" });
+  // Admin on some stream is not admin on this name: checked as it is typed.
+  name.addEventListener("input", () => {
+    const why = name.value ? gate(who, "admin", name.value) : gate(who, "admin");
+    create.disabled = Boolean(why);
+    create.title = why ?? "";
+  });
+  const creating = form(async () => {
     const body = { partitions: Number(partitions.value) };
     if (horizonInput.value.trim()) body.horizon = horizonInput.value.trim();
     await api("PUT", streamPath(name.value), body);
     location.hash = href(name.value);
-  }, out,
-  field("Name", name), field("Partitions", partitions), field("Horizon", horizonInput),
-  button("Create", admin, "admin", null, { type: "submit" }));
+  }, made, field("Name", name), field("Partitions", partitions), field("Horizon", horizonInput), create);
   el.replaceChildren(
     h("h1", {}, "Streams"),
     h("p", { class: "muted" }, `Provider: ${caps.backend}. Write rates count what went through this server.`),
-    rows,
-    h("h2", {}, "Create a stream"), create, out);
-  every(rows, 5000, () => refresh().catch((e) => out.fail(e)));
+    rows, out,
+    h("h2", {}, "Create a stream"), creating, made);
+  poll(rows, 5000, refresh, out);
 }
