@@ -34,6 +34,14 @@ async fn start_with(
     serve(data, config).await
 }
 
+/// Creates stream `orders` and registers webhook `billing` on it with `spec`: its view.
+async fn hook_orders(api: &Api, spec: Value) -> Value {
+    api.create_stream("orders").await;
+    let (status, view) = api.put("/v1/streams/orders/webhooks/billing", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{view}");
+    view
+}
+
 /// What the receiver saw.
 #[derive(Debug, Default)]
 struct Received {
@@ -130,14 +138,7 @@ async fn a_webhook_delivers_every_event_in_order() {
     let state = tempfile::tempdir().expect("tempdir");
     let api = start(data.path(), Some(state.path().to_owned())).await;
     let receiver = Receiver::start(0).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    let view = hook_orders(&api, json!({ "url": receiver.url })).await;
     assert_eq!(view["id"], "billing");
     assert_eq!(view["stream"], "orders");
     assert_eq!(view["url"], receiver.url);
@@ -208,14 +209,7 @@ async fn resetting_a_running_webhooks_consumer_replays_to_it() {
     let data = tempfile::tempdir().expect("tempdir");
     let api = start(data.path(), None).await;
     let receiver = Receiver::start(0).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(&api, json!({ "url": receiver.url })).await;
     for i in 1..=3 {
         api.send("orders", &format!("e{i}")).await;
     }
@@ -253,14 +247,7 @@ async fn a_reset_given_up_half_way_leaves_the_webhook_running() {
     let api = start(data.path(), None).await;
     let receiver = Receiver::start(0).await;
     receiver.lock().hold_next = std::time::Duration::from_secs(3);
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(&api, json!({ "url": receiver.url })).await;
     api.send("orders", "e1").await;
     // The POST of e1 is held; a reset now waits for it, and its client gives up first.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -295,14 +282,7 @@ async fn a_reset_given_up_half_way_leaves_the_webhook_running() {
 async fn a_webhooks_consumer_is_not_deleted_alone() {
     let data = tempfile::tempdir().expect("tempdir");
     let api = start(data.path(), None).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": "http://127.0.0.1:9/hook" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(&api, json!({ "url": "http://127.0.0.1:9/hook" })).await;
     let (status, body) = api
         .delete("/v1/streams/orders/consumers/webhook-billing")
         .await;
@@ -317,14 +297,7 @@ async fn a_failing_receiver_gets_every_record_once_it_recovers() {
     let data = tempfile::tempdir().expect("tempdir");
     let api = start(data.path(), None).await;
     let receiver = Receiver::start(2).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url, "backoff_ms": 10 }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(&api, json!({ "url": receiver.url, "backoff_ms": 10 })).await;
     for i in 1..=3 {
         api.send("orders", &format!("e{i}")).await;
     }
@@ -361,14 +334,11 @@ async fn a_record_failing_every_attempt_goes_to_the_dead_letter_stream() {
     let data = tempfile::tempdir().expect("tempdir");
     let api = start(data.path(), None).await;
     let receiver = Receiver::start(usize::MAX).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url, "max_attempts": 2, "backoff_ms": 10 }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(
+        &api,
+        json!({ "url": receiver.url, "max_attempts": 2, "backoff_ms": 10 }),
+    )
+    .await;
     api.send("orders", "boom").await;
     let a = &api;
     let dead = eventually("a dead letter", move || async move {
@@ -423,14 +393,11 @@ async fn webhooks_survive_a_restart() {
     let receiver = Receiver::start(0).await;
 
     let api = start(data.path(), Some(state.path().to_owned())).await;
-    api.create_stream("orders").await;
-    let (status, view) = api
-        .put(
-            "/v1/streams/orders/webhooks/billing",
-            json!({ "url": receiver.url, "batch_size": 10, "max_wait_ms": 20 }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{view}");
+    hook_orders(
+        &api,
+        json!({ "url": receiver.url, "batch_size": 10, "max_wait_ms": 20 }),
+    )
+    .await;
     api.send("orders", "before").await;
     api.view_when(
         "/v1/streams/orders/webhooks/billing",

@@ -94,3 +94,76 @@ export async function open(t, page, hash, heading) {
   await page.goto(`${t.server.url}/${hash}`);
   await visible(page.getByRole("heading", { name: heading, exact: true }), `heading "${heading}"`);
 }
+
+/**
+ * The `data-points` of the chart (`.chart`) whose title contains `title`: the number of
+ * non-null samples of its first line; null while there is no such chart or attribute.
+ */
+export const chartPoints = (page, title) =>
+  page.locator(".chart").evaluateAll((charts, title) => {
+    const named = (c) => [c.querySelector(".u-title")?.textContent, c.getAttribute("aria-label"), c.getAttribute("title"),
+      c.dataset.title].some((text) => text?.includes(title));
+    const chart = charts.find(named);
+    const n = chart?.getAttribute("data-points");
+    return n === null || n === undefined ? null : Number(n);
+  }, title);
+
+/**
+ * Counts `page`'s requests to a path ending in `/tail`: `open` those neither finished nor
+ * failed (a live tail is a response that never ends), `started` all of them.
+ */
+export function tailRequests(page) {
+  const open = new Set();
+  let started = 0;
+  const isTail = (request) => {
+    try {
+      return new URL(request.url()).pathname.endsWith("/tail");
+    } catch {
+      return false;
+    }
+  };
+  page.on("request", (request) => {
+    if (!isTail(request)) return;
+    started += 1;
+    open.add(request);
+  });
+  page.on("requestfinished", (request) => open.delete(request));
+  page.on("requestfailed", (request) => open.delete(request));
+  return {
+    get open() {
+      return open.size;
+    },
+    get started() {
+      return started;
+    },
+  };
+}
+
+/** A consumer's lag as the API gives it (null if there is no such consumer). */
+export async function consumerLag(server, stream, consumer, token) {
+  const { consumers } = await api(server, "GET", `/v1/streams/${stream}/consumers`, { token });
+  return consumers.find((c) => c.name === consumer)?.lag ?? null;
+}
+
+/** Has a consumer read every record so far and committed (fetch and commit until lag 0). */
+export async function catchUp(server, stream, consumer, { max = 4, token } = {}) {
+  const path = `/v1/streams/${stream}/consumers/${consumer}`;
+  for (let i = 0; i < 50; i++) {
+    const fetched = await api(server, "POST", `${path}/fetch?max=${max}`, { token });
+    if (fetched.records.length) await api(server, "POST", `${path}/commit?ack=${encodeURIComponent(fetched.ack)}`, { token });
+    if ((await consumerLag(server, stream, consumer, token)) === 0) return;
+  }
+  throw new Error(`${consumer} did not catch up on ${stream}`);
+}
+
+/** Resets `consumer` from the row's "Reset" button and the dialog: To `to`, Value `value`. */
+export async function resetConsumer(page, table, consumer, to, value) {
+  const row = table.locator("tbody tr").filter({ has: page.getByRole("cell", { name: consumer, exact: true }) });
+  await button(row, "Reset").click();
+  const dialog = page.locator("dialog[open]");
+  await visible(dialog, "reset dialog");
+  await choice(dialog, "To").selectOption(to);
+  if (value !== undefined) await field(dialog, "Value").fill(value);
+  await button(dialog, "Reset consumer").click();
+  await dialog.waitFor({ state: "detached", timeout: EXPECT_MS });
+}

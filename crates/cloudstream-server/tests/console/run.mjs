@@ -7,8 +7,9 @@
 // the pages go to the directory given (NN-what.png, failures as NN-N-scenario-failed.png;
 // the NN-*.png of an earlier run there are removed first).
 //
-// helpers.mjs holds the expectations and locators, scenarios.mjs the scenarios,
-// server.mjs starts servers, receiver.mjs receives webhook POSTs.
+// helpers.mjs holds the expectations and locators, scenarios.mjs lists the scenarios (some
+// in scenarios2.mjs and scenarios3.mjs), units.mjs checks the pure modules (prom.js) under
+// node as the first scenario, server.mjs starts servers, receiver.mjs receives webhook POSTs.
 //
 // Usage (scripts/console.sh installs the tools and runs this):
 //   PLAYWRIGHT_CORE=.../node_modules/playwright-core CHROMIUM=/usr/bin/chromium \
@@ -86,6 +87,7 @@ function harness(name, context, results) {
     },
     /** A new page (1280x800) whose console errors, page errors and CSP violations fail the scenario. */
     async page({ allowHttp = [] } = {}) {
+      if (!context) throw new Error("this scenario runs without a browser");
       const page = await context.newPage();
       page.setDefaultTimeout(EXPECT_MS);
       page.setDefaultNavigationTimeout(30_000);
@@ -136,13 +138,14 @@ function harness(name, context, results) {
 
 async function runScenario(number, scenario, results) {
   const started = Date.now();
-  const context = await browser.newContext({
+  // A scenario with `browser: false` (unit checks run by node) gets no context.
+  const context = scenario.browser === false ? null : await browser.newContext({
     viewport: { width: 1280, height: 800 },
     timezoneId: "UTC",
     locale: "en-US",
   });
   // CSP violations reach the console too, but say so plainly whatever Chrome's wording.
-  await context.addInitScript(() => {
+  await context?.addInitScript(() => {
     document.addEventListener("securitypolicyviolation", (e) => {
       console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
     });
@@ -167,11 +170,11 @@ async function runScenario(number, scenario, results) {
     clearTimeout(timer);
   }
   if (failure) {
-    for (const page of context.pages()) {
+    for (const page of context?.pages() ?? []) {
       await t.shot(page, `${number}-${scenario.name}-failed`).catch(() => {});
     }
   }
-  await context.close().catch(() => {});
+  await context?.close().catch(() => {});
   for (const done of t.cleanups.reverse()) await done().catch(() => {});
   const ms = Date.now() - started;
   if (interrupted) return;

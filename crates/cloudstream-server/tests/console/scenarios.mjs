@@ -3,11 +3,16 @@
 // Each sets up its own streams through the API, drives the pages with role and label
 // locators as the console's UI contract names them, and checks the result against the API
 // where that makes the test stronger. Expectations poll (waitFor) for up to 10 s.
+// scenarios2.mjs and scenarios3.mjs hold more of them, units.mjs the checks of the pure
+// modules (run without a browser); `scenarios` below lists them all, in the order they run.
 
 import {
   EXPECT_MS, KEY, PAYLOAD, POSITION, api, button, cell, choice, createStream, field, hashIs, link, num,
   open, rowsOf, sendBatch, sleep, tableWith, visible, waitFor,
 } from "./helpers.mjs";
+import { consumers, quickNavigation, serverPage, tokens } from "./scenarios2.mjs";
+import { browsePaging, oddNames, sendForm, xss } from "./scenarios3.mjs";
+import { promUnits } from "./units.mjs";
 
 // (1) The first page: under a second to the load event, no errors, the header's links.
 async function firstPage(t) {
@@ -177,46 +182,6 @@ async function browse(t) {
   await t.shot(page, "browse-position");
 }
 
-// (6) A consumer's lag, reset to latest (lag 0) and to earliest (lag back), page and API.
-async function consumers(t) {
-  const name = "Ledger-ui";
-  const path = `/v1/streams/${name}/consumers`;
-  await createStream(t.server, name, 2);
-  await sendBatch(t.server, name, Array.from({ length: 10 }, (_, i) => ({ payload: { i }, key: `k${i}` })));
-  const fetched = await api(t.server, "POST", `${path}/billing/fetch?max=4`);
-  await api(t.server, "POST", `${path}/billing/commit?ack=${encodeURIComponent(fetched.ack)}`);
-  const lag = async () => (await api(t.server, "GET", path)).consumers.find((c) => c.name === "billing")?.lag;
-  const before = await lag();
-  if (before !== 10 - fetched.records.length) throw new Error(`the API says lag ${before} after committing ${fetched.records.length} of 10`);
-  const page = await t.page();
-  await open(t, page, `#/streams/${name}`, name);
-  t.step('the "Consumers" tab');
-  await link(page.locator("main"), "Consumers").click();
-  await hashIs(page, `#/streams/${name}/consumers`);
-  // "Lag", or "Lag (records)" beside "Lag (time)": the first column whose heading starts so.
-  const table = tableWith(page, /^Lag\b/);
-  const lagShown = (n) => waitFor(async () => (await rowsOf(table)).some((r) => cell(r, /^Name$/) === "billing" && num(cell(r, /^Lag\b/)) === n), `row "billing" with lag ${n}`);
-  await lagShown(before);
-  await visible(page.locator("main .uplot").first(), "lag chart (.uplot)");
-  await t.shot(page, "consumers");
-  const reset = async (to) => {
-    await button(table.locator("tbody tr", { hasText: "billing" }), "Reset").click();
-    const dialog = page.locator("dialog[open]");
-    await visible(dialog, "reset dialog");
-    await choice(dialog, "To").selectOption(to);
-    await button(dialog, "Reset consumer").click();
-  };
-  t.step("reset to latest");
-  await reset("latest");
-  await lagShown(0);
-  if ((await lag()) !== 0) throw new Error(`the API says lag ${await lag()} after a reset to latest`);
-  await t.shot(page, "consumer-reset-latest");
-  t.step("reset to earliest");
-  await reset("earliest");
-  await lagShown(10);
-  if ((await lag()) !== 10) throw new Error(`the API says lag ${await lag()} after a reset to earliest`);
-}
-
 // (7) Register a webhook to a local receiver from the form, see deliveries counted, delete it.
 async function webhooks(t) {
   const name = "Hooks-ui";
@@ -249,79 +214,6 @@ async function webhooks(t) {
   await button(dialog, "Delete webhook").click();
   await waitFor(async () => !(await row()), 'row "audit" gone');
   await api(t.server, "GET", `/v1/streams/${name}/webhooks/audit`, { expect: [404] });
-}
-
-// (8) Tokens: a read token sees only its stream and may not create or send; admin may.
-async function tokens(t) {
-  const admin = "cst_console_admin_7f3c2a";
-  const read = "cst_console_read_91d0be";
-  const server = await t.startServer({
-    name: "tokens server",
-    tokens: [{ token: admin, scope: "admin", streams: "*" }, { token: read, scope: "read", streams: "Orders" }],
-  });
-  t.step("API: set up and check the scopes");
-  await createStream(server, "Orders", 1, admin);
-  await createStream(server, "Secret", 1, admin);
-  await api(server, "POST", "/v1/streams/Orders/events", { token: admin, json: { payload: "o1" } });
-  await api(server, "POST", "/v1/streams/Orders/events", { token: read, json: { payload: "no" }, expect: [403] });
-  await api(server, "GET", "/v1/streams", { expect: [401] });
-  const page = await t.page({ allowHttp: [401, 403] });
-  const base = server.url;
-  const signIn = async (token) => {
-    await page.goto(`${base}/#/login`);
-    await field(page, "Bearer token").fill(token);
-    await button(page, "Sign in").click();
-    await hashIs(page, "#/streams");
-  };
-  const table = tableWith(page, /^Partitions$/);
-  const names = async () => (await rowsOf(table)).map((r) => cell(r, /^Name$/));
-  t.step("sign in with the read token");
-  await signIn(read);
-  await waitFor(async () => JSON.stringify(await names()) === '["Orders"]', "list of Orders alone");
-  const create = button(page, "Create");
-  if (await create.isEnabled()) throw new Error('"Create" is enabled for a read token');
-  if (!/admin/i.test((await create.getAttribute("title")) ?? "")) throw new Error(`"Create" has the title ${await create.getAttribute("title")}`);
-  await t.shot(page, "read-token-streams");
-  t.step("the stream page: Send disabled");
-  await link(table, "Orders").click();
-  await visible(page.getByRole("heading", { name: "Orders", exact: true }), 'heading "Orders"');
-  await waitFor(async () => !(await button(page, "Send").isEnabled()), 'disabled "Send"');
-  await t.shot(page, "read-token-stream");
-  t.step("the header shows who is signed in");
-  await waitFor(async () => /\bread\b/i.test(await page.locator("header").innerText()), 'header naming the "read" scope');
-  t.step("the server page says admin is needed");
-  await page.goto(`${base}/#/server`);
-  await waitFor(async () => /admin/i.test(await page.locator("main").innerText()), "note that admin is needed");
-  if ((await page.locator("main .uplot").count()) > 0) throw new Error("charts shown to a read token");
-  t.step("sign in with the admin token");
-  await signIn(admin);
-  await waitFor(async () => JSON.stringify((await names()).sort()) === '["Orders","Secret"]', "list of Orders and Secret");
-  await waitFor(() => button(page, "Create").isEnabled(), 'enabled "Create"');
-  await waitFor(async () => /\badmin\b/i.test(await page.locator("header").innerText()), 'header naming the "admin" scope');
-  t.step("create a stream as admin");
-  await field(page, "Name").fill("Made-by-admin");
-  await button(page, "Create").click();
-  await hashIs(page, "#/streams/Made-by-admin");
-  await api(server, "GET", "/v1/streams/Made-by-admin", { token: admin });
-  await t.shot(page, "admin-token");
-}
-
-// (9) The server page: the provider, its capabilities, fsync and request latency charts.
-async function serverPage(t) {
-  await createStream(t.server, "Metrics-ui", 1);
-  await sendBatch(t.server, "Metrics-ui", [{ payload: "a" }, { payload: "b" }]);
-  const page = await t.page();
-  await open(t, page, "#/streams", "Streams");
-  t.step('the header link "Server"');
-  await link(page.locator("header"), "Server").click();
-  await hashIs(page, "#/server");
-  t.step("the provider and its capabilities");
-  await waitFor(async () => /\blocal\b/.test(await page.locator("main").innerText()), 'provider name "local"');
-  await waitFor(() => page.locator("main table").evaluateAll((tables) =>
-    tables.some((table) => table.querySelectorAll("tbody tr").length >= 5)), "capabilities table (5 rows or more)");
-  t.step("two charts");
-  await waitFor(async () => (await page.locator("main .uplot").count()) >= 2, "two charts (.uplot)");
-  await t.shot(page, "server");
 }
 
 // (10) Delete a stream: the dialog asks for its name typed; a wrong name deletes nothing.
@@ -371,6 +263,7 @@ async function tabs(t) {
 }
 
 export const scenarios = [
+  { name: "prom-units", run: promUnits, browser: false },
   { name: "first-page", run: firstPage },
   { name: "create-stream", run: createFromForm },
   { name: "send-and-tail", run: sendAndTail },
@@ -382,4 +275,9 @@ export const scenarios = [
   { name: "server-page", run: serverPage },
   { name: "delete-stream", run: deleteStream },
   { name: "stream-tabs", run: tabs },
+  { name: "quick-navigation", run: quickNavigation },
+  { name: "xss", run: xss },
+  { name: "odd-names", run: oddNames },
+  { name: "browse-paging", run: browsePaging },
+  { name: "send-form", run: sendForm },
 ];
