@@ -20,7 +20,8 @@ function options(el, title, series, unit, spark) {
     title,
     width: Math.max(300, Math.min(el.clientWidth || 600, 900)),
     height: 180,
-    series: [{}, ...series.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: false } }))],
+    // Points only while there are too few to draw a line.
+    series: [{}, ...series.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 1.5, points: { show: (u) => u.data[0].length < 3 } }))],
     axes: [{}, { label: unit, size: 60 }],
     scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     legend: { live: false },
@@ -44,6 +45,8 @@ export function lineChart(title, series, unit, { spark = false } = {}) {
     el.dataset.points = String((lines[0] ?? []).filter((v) => v != null).length);
     if (!plot && el.isConnected) plot = new uPlot(options(el, title, series, unit, spark), data, el);
     else plot?.setData(data);
+    // At least a minute wide: a first sample alone would otherwise span years.
+    if (plot && !spark && times.length) plot.setScale("x", { min: Math.min(times[0], times.at(-1) - 60), max: times.at(-1) });
   };
   el.destroy = () => {
     plot?.destroy();

@@ -2,6 +2,13 @@
 // label, and quantiles from the difference of two scrapes (as PromQL's histogram_quantile
 // over a rate does).
 
+/** A sample value: a float, `+Inf`, `-Inf` or `NaN`. */
+const SPECIAL = { "+Inf": Infinity, "-Inf": -Infinity, NaN: NaN };
+const number = (text) => (Object.hasOwn(SPECIAL, text) ? SPECIAL[text] : Number(text));
+
+/** A label value as written (`\\`, `\"` and `\n` escaped) as it is. */
+const unquote = (text) => text.replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
+
 /** The samples of `text` named `name`: [{labels: {...}, value}]. */
 export function samples(text, name) {
   const out = [];
@@ -10,8 +17,8 @@ export function samples(text, name) {
     const match = line.match(/^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/);
     if (!match || match[1] !== name) continue;
     const labels = {};
-    for (const [, k, v] of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k] = v;
-    out.push({ labels, value: Number(match[3]) });
+    for (const [, k, v] of (match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k] = unquote(v);
+    out.push({ labels, value: number(match[3]) });
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // A stream's page: its partitions, the live tail, browsing from a position or a time (the
 // deterministic read), paged, and sending one event or a batch pasted as NDJSON.
 
-import { api, bytes, button, field, form, gate, h, parseTime, recordColumns, status, streamPath, table, whoami } from "./lib.js";
+import { api, bytes, button, field, form, gate, h, parseTime, poll, recordColumns, status, streamPath, table, whoami } from "./lib.js";
 import { href, horizon } from "./streams.js";
 import { tail } from "./tail.js";
 
@@ -107,18 +107,23 @@ export async function page(el, name) {
   const cannotRead = gate(who, "read", name);
   const replays = capabilities.replay_by_position || capabilities.replay_by_time;
   const browse = browser(name, stream.partitions, cannotRead);
+  const extent = h("div", { class: "narrow" });
+  const drawExtent = (partitions) => extent.replaceChildren(table(partitions, [
+    ["Partition", (p) => p.partition, { num: true }],
+    ["Earliest", (p) => p.earliest ?? "–", { num: true }],
+    ["Next", (p) => p.next ?? "–", { num: true }],
+    ["Bytes", (p) => bytes(p.bytes), { num: true }],
+  ]));
+  drawExtent(stream.partitions);
   el.replaceChildren(
     ...streamHeading(name, "Records"),
     h("p", { class: "muted" }, `Horizon ${horizon(stream.horizon_ms)}. ${stream.resource ?? ""}`),
-    h("div", { class: "narrow" }, table(stream.partitions, [
-      ["Partition", (p) => p.partition, { num: true }],
-      ["Earliest", (p) => p.earliest ?? "–", { num: true }],
-      ["Next", (p) => p.next ?? "–", { num: true }],
-      ["Bytes", (p) => bytes(p.bytes), { num: true }],
-    ])),
+    extent,
     h("h2", {}, "Live tail"), tail(name, cannotRead),
     sendForms(name, gate(who, "write", name)),
     h("h2", {}, "Browse"),
     ...(replays ? browse.el : [h("p", { class: "muted" }, "This provider does not read by position or time (it delivers through subscriptions): use the live tail.")]));
   if (replays && !cannotRead) await browse.first();
+  // The partitions' extent, kept current while the page is open.
+  setTimeout(() => poll(extent, 5000, async () => drawExtent((await api("GET", streamPath(name))).stream.partitions)), 5000);
 }
