@@ -191,8 +191,9 @@ urls() {
 }
 
 case "${1:-}" in
+  install) install ;;
   start) start ;;
   stop) stop_quietly ;;
   urls) urls "${2:?usage: $0 urls DIR}" ;;
-  *) echo "usage: $0 start|stop|urls DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|urls DIR" >&2; exit 2 ;;
 esac

@@ -38,6 +38,10 @@ fn positions(dir: &Path, stream: &str) -> BTreeMap<(u32, u64), usize> {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Being written (object_store stages a file as `NAME#N`, then renames it).
+            if name.contains('#') {
+                continue;
+            }
             let (partition, first, last) = cloudstream::deliver::file_positions(stream, &name)
                 .unwrap_or_else(|| panic!("a file of another name: {name}"));
             let (first, last) = (first.as_u64().expect("u64"), last.as_u64().expect("u64"));

@@ -59,7 +59,19 @@ fn files_in(dir: &std::path::Path) -> BTreeMap<String, Vec<serde_json::Value>> {
                 stack.push(path);
                 continue;
             }
-            let raw = std::fs::read(&path).expect("read");
+            // A file being written is staged as `NAME#N` (object_store's local store) and
+            // renamed into place when complete: not counted until then. Listed under that
+            // name, it may be gone by the time it is read; the next look sees it.
+            if path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().contains('#'))
+            {
+                continue;
+            }
+            let raw = match std::fs::read(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                read => read.expect("read"),
+            };
             let name = path
                 .strip_prefix(dir)
                 .expect("below")

@@ -1,0 +1,76 @@
+//! What the workloads need of a peer: streams of some partitions, producers that return
+//! once an event is acknowledged (at the peer's stated durability), and consumers that
+//! follow partitions from the earliest.
+
+use anyhow::Result;
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// One peer, started and ready.
+#[async_trait]
+pub(crate) trait Peer: Send + Sync {
+    /// The row's name (`redis-always`).
+    fn name(&self) -> &'static str;
+    /// What an acknowledgement means at this peer's setting.
+    fn durability(&self) -> &'static str;
+    /// The server process whose CPU and memory are measured; `None` when the peer runs in
+    /// this process (its figures then include the harness).
+    fn pid(&self) -> Option<u32>;
+    /// Whether its consumers follow what is being written (the raw disk's only read a
+    /// file back, for (e)).
+    fn follows(&self) -> bool {
+        true
+    }
+    /// The workloads it runs (letters): all but where a peer cannot do one in reasonable
+    /// time.
+    fn workloads(&self) -> &'static str {
+        "abcde"
+    }
+    /// The most events its catch-up (e) preloads, where fewer than the run's.
+    fn catch_up_cap(&self) -> Option<u64> {
+        None
+    }
+    /// Creates `stream` with `partitions`.
+    async fn create(&self, stream: &str, partitions: u32) -> Result<()>;
+    /// A producer to `stream` on a connection of its own.
+    async fn producer(&self, stream: &str, partitions: u32) -> Result<Box<dyn Producer>>;
+    /// A consumer of the partitions `p` of `stream` with `p % of == index`, from the
+    /// earliest record.
+    async fn consumer(
+        &self,
+        stream: &str,
+        partitions: u32,
+        index: u32,
+        of: u32,
+    ) -> Result<Box<dyn Consumer>>;
+    /// Stops the peer (its server, if it has one).
+    async fn stop(self: Box<Self>) -> Result<()>;
+}
+
+/// Sends events; each call returns once the peer acknowledged every event it sent.
+#[async_trait]
+pub(crate) trait Producer: Send {
+    /// One event, with `key` (events of a key stay in one partition) or none (the peer
+    /// spreads them its own way).
+    async fn send(&mut self, key: Option<&str>, payload: Bytes) -> Result<()>;
+    /// Events as one batch, all with `key` or none.
+    async fn send_batch(&mut self, key: Option<&str>, payloads: Vec<Bytes>) -> Result<()>;
+}
+
+/// Reads what was sent.
+#[async_trait]
+pub(crate) trait Consumer: Send {
+    /// The next payloads, waiting up to about a second for some; empty if none came.
+    async fn poll(&mut self) -> Result<Vec<Bytes>>;
+}
+
+/// The partition of `key` among `partitions`, for peers whose client does not place keys
+/// itself (Redis keys, NATS subjects): FNV-1a, as stable as any.
+pub(crate) fn partition_of(key: &str, partitions: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in key.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % partitions.max(1)
+}
