@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Side by side with the peers, one command: installs what is missing (the servers of
-# scripts/servers.sh, matplotlib for the plots), builds cloudstream and the harness in
-# release mode, stops the test servers (the machine should be quiet), runs every workload
-# against every peer one at a time (crates/cloudstream-bench), and draws the plots.
+# scripts/servers.sh, nats-server 2.15, matplotlib for the plots), builds cloudstream and
+# the harness in release mode, runs every workload against every peer one at a time, each
+# on its own ports (crates/cloudstream-bench), and draws the plots. Run it on a quiet
+# machine: it warns when the test servers or a build are running.
 # Usage: scripts/bench-peers.sh [--out DIR] [--quick] [--peers a,b] [--workloads a,c] ...
-# (every option is the harness's: target/release/cloudstream-bench --help). About half an
-# hour in full, a few minutes with --quick; results in DIR (default bench-results):
-# results.md (the table), results.json, *.png and the servers' logs.
+# (every option is the harness's: target/release/cloudstream-bench --help). About 40
+# minutes in full, a few with --quick; results in DIR (default bench-results): results.md
+# (the table), results.json, *.png and the servers' logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${CLOUDSTREAM_TOOLS:-$HOME/.cache/cloudstream/tools}"
@@ -14,10 +15,15 @@ TARGET="${CARGO_TARGET_DIR:-target}"
 OUT=bench-results
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
-  [ "${args[i]}" = --out ] && OUT="${args[i + 1]}"
+  case "${args[i]}" in
+    --out) OUT="${args[i + 1]:-$OUT}" ;;
+    --out=*) OUT="${args[i]#--out=}" ;;
+  esac
 done
 bash scripts/servers.sh install
-bash scripts/servers.sh stop
+if pgrep -f 'cloudstream-servers|rustc|cargo ' >/dev/null; then
+  echo "warning: test servers or a build are running: the figures will be noisy" >&2
+fi
 if [ ! -x "$TOOLS/plot/bin/python" ] || ! "$TOOLS/plot/bin/python" -c 'import matplotlib' 2>/dev/null; then
   echo "== installing matplotlib 3.11 (PyPI) into $TOOLS/plot"
   python3 -m venv "$TOOLS/plot"
@@ -34,4 +40,6 @@ export NATS_SERVER="$TOOLS/nats/bin/nats-server"
 echo "== building cloudstream and the harness (release)"
 cargo build --release --locked -p cloudstream-cli -p cloudstream-bench
 "$TARGET/release/cloudstream-bench" --cloudstream "$TARGET/release/cloudstream" "$@"
-"$TOOLS/plot/bin/python" scripts/bench_plot.py "$OUT"
+if [ -f "$OUT/results.json" ]; then
+  "$TOOLS/plot/bin/python" scripts/bench_plot.py "$OUT"
+fi

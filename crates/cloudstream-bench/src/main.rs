@@ -74,12 +74,11 @@ async fn main() -> Result<()> {
     }
     let settings = workloads::Settings::new(args.quick, args.smoke, &args.workloads)?;
     let chosen = peers::chosen(&args.peers)?;
+    // Absolute: servers run in their own data directories.
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    let data = match &args.data {
-        Some(dir) => dir.clone(),
-        None => args.out.join("data"),
-    };
+    let out = std::path::absolute(&args.out)?;
+    let data = std::path::absolute(args.data.clone().unwrap_or_else(|| out.join("data")))?;
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -89,34 +88,58 @@ async fn main() -> Result<()> {
             .clone()
             .unwrap_or_else(|| home.join(".cache/cloudstream/tools")),
         cloudstream: match &args.cloudstream {
-            Some(path) => path.clone(),
+            Some(path) => std::path::absolute(path)?,
             None => std::env::current_exe()?.with_file_name("cloudstream"),
         },
         nats_server: args.nats_server.clone(),
-        logs: args.out.join("logs"),
+        logs: out.join("logs"),
     };
     std::fs::create_dir_all(&tools.logs)?;
+    std::fs::create_dir_all(&data)?;
+    measure::watch_disk(&data);
     let mut report = report::Report::new(&settings);
     for kind in chosen {
-        let dir = data.join(kind.name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
         println!("== {}", kind.name);
-        let peer = match (kind.start)(&dir, &tools).await {
-            Ok(peer) => peer,
-            Err(e) if !args.require_all => {
-                println!("   not run: {e:#}");
-                report.skipped(kind.name, &format!("{e:#}"));
-                continue;
-            }
-            Err(e) => return Err(e.context(format!("starting {}", kind.name))),
+        // Ctrl-C stops the run between calls; the servers go with their handles.
+        let outcome = tokio::select! {
+            outcome = run_peer(kind, &data, &tools, &settings, &mut report) => Some(outcome),
+            _ = tokio::signal::ctrl_c() => None,
         };
-        let outcome = workloads::run_all(peer.as_ref(), &settings, &mut report).await;
-        peer.stop().await?;
-        let _ = std::fs::remove_dir_all(&dir);
-        outcome.with_context(|| format!("running the workloads on {}", kind.name))?;
+        let Some(outcome) = outcome else {
+            report.write(&out)?;
+            anyhow::bail!("interrupted while running {}", kind.name);
+        };
+        if let Err(e) = outcome {
+            if args.require_all {
+                report.write(&out)?;
+                return Err(e.context(format!("running {}", kind.name)));
+            }
+            println!("   failed: {e:#}");
+            report.skipped(kind.name, &format!("{e:#}"));
+        }
+        // Written after each peer: a run stopped half way keeps what it measured.
+        report.write(&out)?;
     }
-    report.write(&args.out)?;
-    println!("results in {}", args.out.display());
+    println!("results in {}", out.display());
     Ok(())
+}
+
+/// Starts one peer in a fresh directory below `data`, runs the workloads on it, stops it
+/// and removes its data.
+async fn run_peer(
+    kind: &peers::Kind,
+    data: &std::path::Path,
+    tools: &peers::Tools,
+    settings: &workloads::Settings,
+    report: &mut report::Report,
+) -> Result<()> {
+    let dir = data.join(kind.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let peer = (kind.start)(&dir, tools).await?;
+    let outcome = workloads::run_all(peer.as_ref(), settings, report).await;
+    let stopped = peer.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome?;
+    stopped
 }

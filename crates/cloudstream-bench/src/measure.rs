@@ -2,6 +2,8 @@
 //! (from `/proc`), the disk's cache flushes (from `/proc/diskstats`: each durability
 //! setting shows in them), and latency percentiles from every sample.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -34,26 +36,40 @@ pub(crate) fn peak_memory_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Cache flushes completed by every whole disk so far (field 18 of `/proc/diskstats`,
-/// kernels from 5.5); `None` where the kernel does not count them.
+/// The whole disk whose flushes are counted: the one holding the peers' data.
+static DISK: OnceLock<Option<String>> = OnceLock::new();
+
+/// Counts, from now on, the cache flushes of the disk that holds `path` (the whole disk of
+/// its partition, as `/proc/diskstats` names it).
+pub(crate) fn watch_disk(path: &Path) {
+    DISK.get_or_init(|| disk_of(path));
+}
+
+fn disk_of(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    // glibc's major() and minor().
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0xff);
+    let link = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    // A partition's directory holds a `partition` file and sits in its disk's.
+    let disk = if link.join("partition").exists() {
+        link.parent()?
+    } else {
+        &link
+    };
+    Some(disk.file_name()?.to_string_lossy().into_owned())
+}
+
+/// Cache flushes the watched disk completed so far: iostats field 16, the 19th column of
+/// its `/proc/diskstats` line (kernels from 5.5); `None` if unknown.
 pub(crate) fn disk_flushes() -> Option<u64> {
+    let disk = DISK.get()?.as_deref()?;
     let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
-    let mut total = None;
-    for line in stats.lines() {
+    stats.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(name), Some(flushes)) = (fields.get(2), fields.get(18)) else {
-            continue;
-        };
-        // Whole disks only: a partition's flushes are its disk's too.
-        if !std::path::Path::new(&format!("/sys/block/{name}")).exists()
-            || name.starts_with("loop")
-            || name.starts_with("ram")
-        {
-            continue;
-        }
-        *total.get_or_insert(0) += flushes.parse::<u64>().ok()?;
-    }
-    total
+        (fields.get(2) == Some(&disk)).then(|| fields.get(18)?.parse().ok())?
+    })
 }
 
 /// What a peer's process and the disk did during a measured window.

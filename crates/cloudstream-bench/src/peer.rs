@@ -26,13 +26,19 @@ pub(crate) trait Peer: Send + Sync {
     fn workloads(&self) -> &'static str {
         "abcde"
     }
+    /// How many producers preload (e) at once (moto loses records written concurrently).
+    fn preload_producers(&self) -> usize {
+        4
+    }
     /// The most events its catch-up (e) preloads, where fewer than the run's.
     fn catch_up_cap(&self) -> Option<u64> {
         None
     }
     /// Creates `stream` with `partitions`.
     async fn create(&self, stream: &str, partitions: u32) -> Result<()>;
-    /// A producer to `stream` on a connection of its own.
+    /// A producer to `stream`, connected as the peer's users connect (a connection each
+    /// for Redis, NATS and HTTP; one shared librdkafka producer for Kafka, as Kafka
+    /// clients share one).
     async fn producer(&self, stream: &str, partitions: u32) -> Result<Box<dyn Producer>>;
     /// A consumer of the partitions `p` of `stream` with `p % of == index`, from the
     /// earliest record.
@@ -60,17 +66,46 @@ pub(crate) trait Producer: Send {
 /// Reads what was sent.
 #[async_trait]
 pub(crate) trait Consumer: Send {
-    /// The next payloads, waiting up to about a second for some; empty if none came.
+    /// The next payloads, waiting up to about 100 ms for some; empty if none came.
     async fn poll(&mut self) -> Result<Vec<Bytes>>;
 }
 
-/// The partition of `key` among `partitions`, for peers whose client does not place keys
-/// itself (Redis keys, NATS subjects): FNV-1a, as stable as any.
-pub(crate) fn partition_of(key: &str, partitions: u32) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in key.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
+/// The partitions consumer `index` of `of` reads: those with `p % of == index`.
+pub(crate) fn assigned(partitions: u32, index: u32, of: u32) -> impl Iterator<Item = u32> {
+    (0..partitions).filter(move |p| p % of == index)
+}
+
+/// Where events go, for peers whose client does not place them itself (Redis keys, NATS
+/// subjects): a key's partition by FNV-1a, unkeyed events round robin.
+#[derive(Debug)]
+pub(crate) struct Spread {
+    partitions: u32,
+    next: u32,
+}
+
+impl Spread {
+    pub(crate) fn new(partitions: u32) -> Spread {
+        Spread {
+            partitions: partitions.max(1),
+            next: 0,
+        }
     }
-    hash % partitions.max(1)
+
+    /// The partition of the next event with `key` (or none).
+    pub(crate) fn partition(&mut self, key: Option<&str>) -> u32 {
+        match key {
+            Some(key) => {
+                let mut hash: u32 = 0x811c_9dc5;
+                for byte in key.bytes() {
+                    hash ^= u32::from(byte);
+                    hash = hash.wrapping_mul(0x0100_0193);
+                }
+                hash % self.partitions
+            }
+            None => {
+                self.next = (self.next + 1) % self.partitions;
+                self.next
+            }
+        }
+    }
 }

@@ -23,14 +23,15 @@ pub(crate) struct Row {
     pub(crate) setting: String,
     pub(crate) peer: &'static str,
     pub(crate) durability: &'static str,
-    /// Events acknowledged (or read, for a read).
+    /// Events acknowledged within the window ((a) to (c)), consumed ((b) consume, (d)) or
+    /// read back ((e)).
     pub(crate) events: u64,
     pub(crate) events_per_s: f64,
     pub(crate) mb_per_s: f64,
-    /// Send latency, or end-to-end latency for (d).
+    /// Send latency (of a call: a batch for (a) and (b)), or end-to-end latency for (d).
     pub(crate) latency: Option<Percentiles>,
     pub(crate) usage: Usage,
-    /// Anything the figure needs said (a target rate not sustained).
+    /// What the figure needs said beside it (a rate not sustained, a count).
     pub(crate) note: String,
 }
 
@@ -95,39 +96,34 @@ impl Report {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "| work | setting | peer | durability | events/s | MB/s | p50 / p99 / p99.9 µs | server CPU s per 1M events | peak MiB | flushes per 1k events | × cloudstream | × serve |"
+            "| work | setting | peer | durability | events/s | MB/s | p50 / p99 / p99.9 µs | server CPU s per 1M events | client CPU s per 1M events | peak MiB | flushes per 1k events | × cloudstream | × serve | note |"
         );
         let _ = writeln!(
             md,
-            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for row in &self.rows {
-            let latency = row.latency.as_ref().map_or("–".to_owned(), |l| {
+            let dash = || "–".to_owned();
+            let latency = row.latency.as_ref().map_or_else(dash, |l| {
                 format!("{:.0} / {:.0} / {:.0}", l.p50_us, l.p99_us, l.p999_us)
             });
-            let per_million = |x: Option<f64>| {
-                x.filter(|_| row.events > 0).map_or("–".to_owned(), |s| {
-                    format!("{:.2}", s / row.events as f64 * 1e6)
+            let per_event = |x: Option<f64>, scale: f64, digits: usize| {
+                x.filter(|_| row.events > 0).map_or_else(dash, |x| {
+                    format!("{:.*}", digits, x / row.events as f64 * scale)
                 })
             };
-            let flushes = row
-                .usage
-                .flushes
-                .filter(|_| row.events > 0)
-                .map_or("–".to_owned(), |f| {
-                    format!("{:.1}", f as f64 / row.events as f64 * 1000.0)
-                });
+            // (d) runs every peer at the same rate: its events/s compare nothing.
             let ratios: Vec<String> = REFERENCES
                 .iter()
                 .map(|r| {
                     self.reference(row, r)
-                        .filter(|x| *x > 0.0)
-                        .map_or("–".to_owned(), |x| format!("{:.2}", row.events_per_s / x))
+                        .filter(|x| *x > 0.0 && row.workload != "d")
+                        .map_or_else(dash, |x| format!("{:.2}", row.events_per_s / x))
                 })
                 .collect();
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.workload,
                 row.setting,
                 row.peer,
@@ -135,13 +131,13 @@ impl Report {
                 row.events_per_s,
                 row.mb_per_s,
                 latency,
-                per_million(row.usage.server_cpu_s),
-                row.usage
-                    .peak_mib
-                    .map_or("–".to_owned(), |m| format!("{m:.0}")),
-                flushes,
+                per_event(row.usage.server_cpu_s, 1e6, 2),
+                per_event(row.usage.client_cpu_s, 1e6, 2),
+                row.usage.peak_mib.map_or_else(dash, |m| format!("{m:.0}")),
+                per_event(row.usage.flushes.map(|f| f as f64), 1e3, 1),
                 ratios[0],
                 ratios[1],
+                row.note,
             );
         }
         for (peer, why) in &self.skipped {
@@ -159,10 +155,16 @@ fn machine() -> serde_json::Value {
         .next()
         .unwrap_or_default()
         .to_owned();
+    let revision = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
     json!({
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "memory": memory,
         "kernel": read("/proc/sys/kernel/osrelease").trim(),
         "load_average": read("/proc/loadavg").trim(),
+        "revision": revision,
     })
 }

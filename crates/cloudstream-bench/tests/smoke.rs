@@ -1,12 +1,15 @@
 //! The harness runs end to end on the peers every CI machine has (the raw disk, the
-//! embedded engine, `cloudstream serve`, and Redis from `scripts/servers.sh install`), with
-//! windows too short for the figures to mean anything: what is checked is that every
-//! workload runs, every row is there, and what was acknowledged was read back.
+//! embedded engine, `cloudstream serve`, and Redis, NATS 2.9, kinesalite and moto from
+//! `scripts/servers.sh install`), with windows too short for the figures to mean anything:
+//! what is checked is that every workload runs, every row is there, and what was
+//! acknowledged was read back. tansu is left out: librdkafka 2.12 sometimes crashes against
+//! it (docs/design.md, Kafka decisions), which `scripts/test.sh` retries only for the Kafka
+//! test binaries.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[test]
 fn every_workload_runs_on_the_peers_ci_has() {
@@ -23,40 +26,45 @@ fn every_workload_runs_on_the_peers_ci_has() {
             "--smoke",
             "--require-all",
             "--peers",
-            "raw-disk,cloudstream,cloudstream-serve,redis-always",
+            "raw-disk,cloudstream,cloudstream-serve,redis-always,nats-default,kinesalite,moto",
+            // Relative, as a user types it: servers run in directories of their own.
             "--out",
+            "results",
         ])
-        .arg(out.path())
         .arg("--cloudstream")
         .arg(&cloudstream)
+        .current_dir(out.path())
         .status()
         .expect("run the harness");
     assert!(status.success(), "the harness failed: {status}");
-    let results: Value = serde_json::from_slice(
-        &std::fs::read(out.path().join("results.json")).expect("results.json"),
-    )
-    .expect("results.json is JSON");
+    let dir = out.path().join("results");
+    let results: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).expect("results.json"))
+            .expect("results.json is JSON");
+    assert_eq!(results["skipped"], json!([]), "a peer did not run");
     let rows = results["rows"].as_array().expect("rows");
     let has = |peer: &str, workload: &str| {
         rows.iter().any(|r| {
             r["peer"] == peer && r["workload"] == workload && r["events"].as_u64().unwrap_or(0) > 0
         })
     };
-    for peer in ["cloudstream", "cloudstream-serve", "redis-always"] {
-        for workload in ["a", "b", "c", "d", "e"] {
+    for (peer, workloads) in [
+        ("raw-disk", "abce"),
+        ("cloudstream", "abcde"),
+        ("cloudstream-serve", "abcde"),
+        ("redis-always", "abcde"),
+        ("nats-default", "abcde"),
+        ("kinesalite", "ae"),
+        ("moto", "ae"),
+    ] {
+        for workload in workloads.chars().map(String::from) {
             assert!(
-                has(peer, workload),
+                has(peer, &workload),
                 "no row of ({workload}) with events for {peer}: {rows:#?}"
             );
         }
     }
-    for workload in ["a", "b", "c", "e"] {
-        assert!(
-            has("raw-disk", workload),
-            "no row of ({workload}) for the raw disk"
-        );
-    }
-    let table = std::fs::read_to_string(out.path().join("results.md")).expect("results.md");
+    let table = std::fs::read_to_string(dir.join("results.md")).expect("results.md");
     assert!(
         table.contains("| c | 8 writers | redis-always |"),
         "{table}"

@@ -11,7 +11,7 @@ use cloudstream::backend::ReadOptions;
 use cloudstream::{Client, Event, ReadFrom, Stream};
 
 use super::{Kind, Tools};
-use crate::peer::{Consumer, Peer, Producer};
+use crate::peer::{assigned, Consumer, Peer, Producer};
 
 pub(super) const KIND: Kind = Kind {
     name: "cloudstream",
@@ -28,7 +28,7 @@ async fn start(dir: &Path) -> Result<Box<dyn Peer>> {
     Ok(Box::new(Embedded { client }))
 }
 
-/// Sends events as `Event`s, with the key given.
+/// An event of `payload`, with `key` if given.
 pub(super) fn event(key: Option<&str>, payload: Bytes) -> Event {
     let event = Event::new(payload);
     match key {
@@ -72,8 +72,7 @@ impl Peer for Embedded {
         of: u32,
     ) -> Result<Box<dyn Consumer>> {
         let stream = self.client.stream(stream).open().await?;
-        let from = (0..partitions)
-            .filter(|p| p % of == index)
+        let from = assigned(partitions, index, of)
             .map(|p| (p, ReadFrom::Earliest))
             .collect();
         Ok(Box::new(Reader { stream, from }))

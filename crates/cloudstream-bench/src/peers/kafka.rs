@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -16,7 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use super::{Kind, Tools};
-use crate::peer::{Consumer, Peer, Producer};
+use crate::peer::{assigned, Consumer, Peer, Producer};
 use crate::process::{free_port, Server};
 
 pub(super) const KIND: Kind = Kind {
@@ -59,7 +60,9 @@ async fn start(dir: &Path, tools: &Tools) -> Result<Box<dyn Peer>> {
         .set("bootstrap.servers", &addr)
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("linger.ms", "1")
+        // Sent as soon as queued: single sends wait for nothing; a batch is queued whole
+        // before the first delivery report.
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000")
         .create()?;
     Ok(Box::new(Tansu {
@@ -124,7 +127,7 @@ impl Peer for Tansu {
             .set("queued.max.messages.kbytes", "65536")
             .create()?;
         let mut assignment = TopicPartitionList::new();
-        for p in (0..partitions).filter(|p| p % of == index) {
+        for p in assigned(partitions, index, of) {
             assignment.add_partition_offset(stream, i32::try_from(p)?, Offset::Beginning)?;
         }
         consumer.assign(&assignment)?;
@@ -183,17 +186,21 @@ struct Reader {
 #[async_trait]
 impl Consumer for Reader {
     async fn poll(&mut self) -> Result<Vec<Bytes>> {
+        // The first message within 100 ms, then what is already there (up to 10,000).
         let mut out = Vec::new();
-        // What has arrived, up to 10,000, waiting up to 100 ms for the first.
-        let mut wait = Duration::from_millis(100);
+        let Ok(first) =
+            tokio::time::timeout(Duration::from_millis(100), self.consumer.recv()).await
+        else {
+            return Ok(out);
+        };
+        out.push(Bytes::copy_from_slice(first?.payload().unwrap_or_default()));
         while out.len() < 10_000 {
-            match tokio::time::timeout(wait, self.consumer.recv()).await {
-                Ok(message) => out.push(Bytes::copy_from_slice(
+            match self.consumer.recv().now_or_never() {
+                Some(message) => out.push(Bytes::copy_from_slice(
                     message?.payload().unwrap_or_default(),
                 )),
-                Err(_) => break,
+                None => break,
             }
-            wait = Duration::from_millis(1);
         }
         Ok(out)
     }

@@ -1,9 +1,9 @@
 //! NATS JetStream, file storage, with every write fsynced before it is acknowledged
 //! (`sync_interval: always`, nats-server 2.10 and later) or as shipped (fsync every two
 //! minutes). A stream of P partitions is one JetStream stream of subjects `NAME.c.p`
-//! (`c = p % 4`, so each of four consumers filters one wildcard); producers publish and
-//! await each acknowledgement (a batch: all in flight, then every acknowledgement);
-//! consumers are ephemeral pull consumers without acknowledgements.
+//! (`c = p % 4`, so each of four consumers filters one wildcard); each producer has a
+//! connection of its own and awaits each acknowledgement (a batch: all in flight, then
+//! every acknowledgement); consumers are ephemeral pull consumers without acknowledgements.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,29 +15,41 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{Kind, Tools};
-use crate::peer::{partition_of, Consumer, Peer, Producer};
+use crate::peer::{Consumer, Peer, Producer, Spread};
 use crate::process::{free_port, Server};
 
 pub(super) const ALWAYS: Kind = Kind {
     name: "nats-always",
     about: "NATS JetStream, file storage, sync_interval: always",
-    start: |dir, tools| Box::pin(start(dir, tools, true)),
+    start: |dir, tools| Box::pin(start(dir, tools, &ALWAYS)),
 };
 
 pub(super) const DEFAULT: Kind = Kind {
     name: "nats-default",
     about: "NATS JetStream, file storage as shipped (fsync every 2 min)",
-    start: |dir, tools| Box::pin(start(dir, tools, false)),
+    start: |dir, tools| Box::pin(start(dir, tools, &DEFAULT)),
 };
 
 struct Nats {
     server: Server,
+    addr: String,
     js: jetstream::Context,
-    always: bool,
+    kind: &'static Kind,
 }
 
-async fn start(dir: &Path, tools: &Tools, always: bool) -> Result<Box<dyn Peer>> {
+/// A JetStream context on a connection of its own.
+async fn connect(addr: &str) -> Result<jetstream::Context> {
+    let client = async_nats::connect(addr)
+        .await
+        .context("connecting to nats-server")?;
+    Ok(jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(client))
+}
+
+async fn start(dir: &Path, tools: &Tools, kind: &'static Kind) -> Result<Box<dyn Peer>> {
     let port = free_port()?;
+    let always = kind.name == ALWAYS.name;
     let sync = if always {
         "  sync_interval: always\n"
     } else {
@@ -49,18 +61,17 @@ async fn start(dir: &Path, tools: &Tools, always: bool) -> Result<Box<dyn Peer>>
     );
     let file = dir.join("nats.conf");
     std::fs::write(&file, config)?;
-    let name = if always { ALWAYS.name } else { DEFAULT.name };
     let args = ["-c".to_owned(), file.display().to_string()];
-    let mut server = Server::start(name, &tools.nats_server, &args, dir, &tools.logs)?;
+    let mut server = Server::start(kind.name, &tools.nats_server, &args, dir, &tools.logs)?;
     let addr = format!("127.0.0.1:{port}");
     server.wait_for(&addr).await?;
-    let client = async_nats::connect(&addr)
-        .await
-        .context("connecting to nats-server")?;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build(client);
-    Ok(Box::new(Nats { server, js, always }))
+    let js = connect(&addr).await?;
+    Ok(Box::new(Nats {
+        server,
+        addr,
+        js,
+        kind,
+    }))
 }
 
 /// The subject of partition `p` of `stream`.
@@ -71,15 +82,11 @@ fn subject(stream: &str, p: u32) -> String {
 #[async_trait]
 impl Peer for Nats {
     fn name(&self) -> &'static str {
-        if self.always {
-            ALWAYS.name
-        } else {
-            DEFAULT.name
-        }
+        self.kind.name
     }
 
     fn durability(&self) -> &'static str {
-        if self.always {
+        if self.kind.name == ALWAYS.name {
             "fsync before ack (sync_interval: always)"
         } else {
             "page cache; fsync every 2 min (default)"
@@ -88,6 +95,16 @@ impl Peer for Nats {
 
     fn pid(&self) -> Option<u32> {
         Some(self.server.pid())
+    }
+
+    fn workloads(&self) -> &'static str {
+        // An fsync per message (about 1,200 a second here): a catch-up preload would take
+        // hours; the default setting's (e) reads the same kind of store.
+        if self.kind.name == ALWAYS.name {
+            "abcd"
+        } else {
+            "abcde"
+        }
     }
 
     async fn create(&self, stream: &str, partitions: u32) -> Result<()> {
@@ -104,10 +121,9 @@ impl Peer for Nats {
 
     async fn producer(&self, stream: &str, partitions: u32) -> Result<Box<dyn Producer>> {
         Ok(Box::new(Publisher {
-            js: self.js.clone(),
+            js: connect(&self.addr).await?,
             stream: stream.to_owned(),
-            partitions,
-            next: 0,
+            spread: Spread::new(partitions),
         }))
     }
 
@@ -145,28 +161,13 @@ impl Peer for Nats {
 struct Publisher {
     js: jetstream::Context,
     stream: String,
-    partitions: u32,
-    /// The partition of the next unkeyed event (round robin).
-    next: u32,
-}
-
-impl Publisher {
-    fn subject(&mut self, key: Option<&str>) -> String {
-        let p = match key {
-            Some(key) => partition_of(key, self.partitions),
-            None => {
-                self.next = (self.next + 1) % self.partitions.max(1);
-                self.next
-            }
-        };
-        subject(&self.stream, p)
-    }
+    spread: Spread,
 }
 
 #[async_trait]
 impl Producer for Publisher {
     async fn send(&mut self, key: Option<&str>, payload: Bytes) -> Result<()> {
-        let subject = self.subject(key);
+        let subject = subject(&self.stream, self.spread.partition(key));
         self.js.publish(subject, payload).await?.await?;
         Ok(())
     }
@@ -174,7 +175,7 @@ impl Producer for Publisher {
     async fn send_batch(&mut self, key: Option<&str>, payloads: Vec<Bytes>) -> Result<()> {
         let mut acks = Vec::with_capacity(payloads.len());
         for payload in payloads {
-            let subject = self.subject(key);
+            let subject = subject(&self.stream, self.spread.partition(key));
             acks.push(self.js.publish(subject, payload).await?);
         }
         for ack in acks {

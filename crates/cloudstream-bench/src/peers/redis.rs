@@ -12,28 +12,33 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use super::{Kind, Tools};
-use crate::peer::{partition_of, Consumer, Peer, Producer};
+use crate::peer::{assigned, Consumer, Peer, Producer, Spread};
 use crate::process::{free_port, Server};
 
 pub(super) const ALWAYS: Kind = Kind {
     name: "redis-always",
     about: "Redis Streams, appendfsync always",
-    start: |dir, tools| Box::pin(start(dir, tools, "always")),
+    start: |dir, tools| Box::pin(start(dir, tools, &ALWAYS)),
 };
 
 pub(super) const EVERYSEC: Kind = Kind {
     name: "redis-everysec",
     about: "Redis Streams, appendfsync everysec",
-    start: |dir, tools| Box::pin(start(dir, tools, "everysec")),
+    start: |dir, tools| Box::pin(start(dir, tools, &EVERYSEC)),
 };
 
 struct Redis {
     server: Server,
     client: redis::Client,
-    fsync: &'static str,
+    kind: &'static Kind,
 }
 
-async fn start(dir: &Path, tools: &Tools, fsync: &'static str) -> Result<Box<dyn Peer>> {
+async fn start(dir: &Path, tools: &Tools, kind: &'static Kind) -> Result<Box<dyn Peer>> {
+    let fsync = if kind.name == ALWAYS.name {
+        "always"
+    } else {
+        "everysec"
+    };
     let port = free_port()?;
     let args: Vec<String> = [
         "--bind",
@@ -54,33 +59,42 @@ async fn start(dir: &Path, tools: &Tools, fsync: &'static str) -> Result<Box<dyn
     ]
     .map(String::from)
     .to_vec();
-    let name = if fsync == "always" {
-        ALWAYS.name
-    } else {
-        EVERYSEC.name
-    };
-    let mut server = Server::start(name, Path::new("redis-server"), &args, dir, &tools.logs)?;
+    let mut server = Server::start(
+        kind.name,
+        Path::new("redis-server"),
+        &args,
+        dir,
+        &tools.logs,
+    )?;
     server.wait_for(&format!("127.0.0.1:{port}")).await?;
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
     Ok(Box::new(Redis {
         server,
         client,
-        fsync,
+        kind,
     }))
+}
+
+impl Redis {
+    /// A connection of its own, without redis-rs' 500 ms response timeout (an fsync can
+    /// take longer on a busy disk; the harness bounds each call itself).
+    async fn connect(&self) -> Result<MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
 }
 
 #[async_trait]
 impl Peer for Redis {
     fn name(&self) -> &'static str {
-        if self.fsync == "always" {
-            ALWAYS.name
-        } else {
-            EVERYSEC.name
-        }
+        self.kind.name
     }
 
     fn durability(&self) -> &'static str {
-        if self.fsync == "always" {
+        if self.kind.name == ALWAYS.name {
             "AOF fsync before replies (appendfsync always)"
         } else {
             "AOF fsync once a second (appendfsync everysec)"
@@ -98,10 +112,9 @@ impl Peer for Redis {
 
     async fn producer(&self, stream: &str, partitions: u32) -> Result<Box<dyn Producer>> {
         Ok(Box::new(Adder {
-            conn: self.client.get_multiplexed_async_connection().await?,
+            conn: self.connect().await?,
             stream: stream.to_owned(),
-            partitions,
-            next: 0,
+            spread: Spread::new(partitions),
         }))
     }
 
@@ -112,12 +125,11 @@ impl Peer for Redis {
         index: u32,
         of: u32,
     ) -> Result<Box<dyn Consumer>> {
-        let keys = (0..partitions)
-            .filter(|p| p % of == index)
+        let keys: Vec<String> = assigned(partitions, index, of)
             .map(|p| format!("{stream}:{p}"))
-            .collect::<Vec<_>>();
+            .collect();
         Ok(Box::new(Reader {
-            conn: self.client.get_multiplexed_async_connection().await?,
+            conn: self.connect().await?,
             after: vec!["0-0".to_owned(); keys.len()],
             keys,
         }))
@@ -131,21 +143,12 @@ impl Peer for Redis {
 struct Adder {
     conn: MultiplexedConnection,
     stream: String,
-    partitions: u32,
-    /// The partition of the next unkeyed event (round robin).
-    next: u32,
+    spread: Spread,
 }
 
 impl Adder {
     fn key(&mut self, key: Option<&str>) -> String {
-        let partition = match key {
-            Some(key) => partition_of(key, self.partitions),
-            None => {
-                self.next = (self.next + 1) % self.partitions.max(1);
-                self.next
-            }
-        };
-        format!("{}:{partition}", self.stream)
+        format!("{}:{}", self.stream, self.spread.partition(key))
     }
 }
 
