@@ -61,6 +61,13 @@ pub(super) enum Call {
 }
 
 impl Call {
+    /// Bytes per event.
+    pub(super) fn size(self) -> usize {
+        match self {
+            Call::One { size, .. } | Call::Batch { size, .. } => size,
+        }
+    }
+
     fn events(self) -> u64 {
         match self {
             Call::One { .. } => 1,

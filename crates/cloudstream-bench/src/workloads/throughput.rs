@@ -16,32 +16,11 @@ pub(super) async fn batches(
     report: &mut Report,
     batch: usize,
 ) -> Result<()> {
-    let stream = stream_name("a", batch);
-    peer.create(&stream, 1).await?;
-    let producers = producers(peer, &stream, 1, 1).await?;
-    let tally = closed_loop(
-        producers,
-        Call::Batch {
-            size: 100,
-            events: batch,
-        },
-        s,
-        peer.pid(),
-        None,
-    )
-    .await?;
-    let seconds = s.window.as_secs_f64();
-    report.add(row(
-        peer,
-        "a",
-        format!("batch {batch}"),
-        tally.events,
-        seconds,
-        100,
-        Percentiles::of(tally.latencies),
-        tally.usage,
-    ));
-    Ok(())
+    let call = Call::Batch {
+        size: 100,
+        events: batch,
+    };
+    measure(peer, s, report, ("a", format!("batch {batch}")), 1, 1, call).await
 }
 
 /// (c) Single 100 B sends from `writers` concurrent writers, each keyed, 4 partitions.
@@ -51,29 +30,46 @@ pub(super) async fn singles(
     report: &mut Report,
     writers: usize,
 ) -> Result<()> {
-    let stream = stream_name("c", writers);
-    peer.create(&stream, 4).await?;
-    let producers = producers(peer, &stream, 4, writers).await?;
-    let tally = closed_loop(
-        producers,
-        Call::One {
-            size: 100,
-            keyed: true,
-        },
+    let call = Call::One {
+        size: 100,
+        keyed: true,
+    };
+    measure(
+        peer,
         s,
-        peer.pid(),
-        None,
+        report,
+        ("c", format!("{writers} writers")),
+        4,
+        writers,
+        call,
     )
-    .await?;
+    .await
+}
+
+/// A closed loop of `call` by `producers` to a new stream of `partitions`: one row.
+async fn measure(
+    peer: &dyn Peer,
+    s: &Settings,
+    report: &mut Report,
+    (workload, setting): (&'static str, String),
+    partitions: u32,
+    producers_n: usize,
+    call: Call,
+) -> Result<()> {
+    let stream = stream_name(workload, &setting);
+    peer.create(&stream, partitions).await?;
+    let producers = producers(peer, &stream, partitions, producers_n).await?;
+    let tally = closed_loop(producers, call, s, peer.pid(), None).await?;
+    let latency = Percentiles::of(tally.latencies);
     let seconds = s.window.as_secs_f64();
     report.add(row(
         peer,
-        "c",
-        format!("{writers} writers"),
+        workload,
+        setting,
         tally.events,
         seconds,
-        100,
-        Percentiles::of(tally.latencies),
+        call.size(),
+        latency,
         tally.usage,
     ));
     Ok(())
