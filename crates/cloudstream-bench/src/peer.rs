@@ -6,13 +6,21 @@ use anyhow::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::peers::Kind;
+
 /// One peer, started and ready.
 #[async_trait]
 pub(crate) trait Peer: Send + Sync {
+    /// Which peer it is.
+    fn kind(&self) -> &'static Kind;
     /// The row's name (`redis-always`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().name
+    }
     /// What an acknowledgement means at this peer's setting.
-    fn durability(&self) -> &'static str;
+    fn durability(&self) -> &'static str {
+        self.kind().durability
+    }
     /// The server process whose CPU and memory are measured; `None` when the peer runs in
     /// this process (its figures then include the harness).
     fn pid(&self) -> Option<u32>;

@@ -16,6 +16,7 @@ use crate::peer::{assigned, Consumer, Peer, Producer};
 pub(super) const KIND: Kind = Kind {
     name: "cloudstream",
     about: "the embedded engine in process (local://, sync=always)",
+    durability: "fdatasync before ack (sync=always)",
     start: |dir, _tools: &Tools| Box::pin(start(dir)),
 };
 
@@ -39,12 +40,8 @@ pub(super) fn event(key: Option<&str>, payload: Bytes) -> Event {
 
 #[async_trait]
 impl Peer for Embedded {
-    fn name(&self) -> &'static str {
-        KIND.name
-    }
-
-    fn durability(&self) -> &'static str {
-        "fdatasync before ack (sync=always)"
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
 
     fn pid(&self) -> Option<u32> {

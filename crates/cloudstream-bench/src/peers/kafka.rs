@@ -23,6 +23,7 @@ use crate::process::{free_port, Server};
 pub(super) const KIND: Kind = Kind {
     name: "kafka-tansu",
     about: "tansu 0.6 (Kafka protocol, SQLite WAL without fsync) through librdkafka",
+    durability: "SQLite WAL, synchronous=normal: no fsync per produce (tansu's only setting)",
     start: |dir, tools| Box::pin(start(dir, tools)),
 };
 
@@ -74,12 +75,8 @@ async fn start(dir: &Path, tools: &Tools) -> Result<Box<dyn Peer>> {
 
 #[async_trait]
 impl Peer for Tansu {
-    fn name(&self) -> &'static str {
-        KIND.name
-    }
-
-    fn durability(&self) -> &'static str {
-        "SQLite WAL, synchronous=normal: no fsync per produce (tansu's only setting)"
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
 
     fn pid(&self) -> Option<u32> {

@@ -23,12 +23,14 @@ use crate::process::{free_port, Server};
 pub(super) const KINESALITE: Kind = Kind {
     name: "kinesalite",
     about: "kinesalite 3.3 (Kinesis API, in memory) through the AWS SDK",
+    durability: "in memory",
     start: |dir, tools| Box::pin(start(dir, tools, true)),
 };
 
 pub(super) const MOTO: Kind = Kind {
     name: "moto",
     about: "moto 5 (Kinesis API, in memory) through the AWS SDK",
+    durability: "in memory",
     start: |dir, tools| Box::pin(start(dir, tools, false)),
 };
 
@@ -83,16 +85,12 @@ async fn start(dir: &Path, tools: &Tools, kinesalite: bool) -> Result<Box<dyn Pe
 
 #[async_trait]
 impl Peer for Kinesis {
-    fn name(&self) -> &'static str {
+    fn kind(&self) -> &'static Kind {
         if self.kinesalite {
-            KINESALITE.name
+            &KINESALITE
         } else {
-            MOTO.name
+            &MOTO
         }
-    }
-
-    fn durability(&self) -> &'static str {
-        "in memory"
     }
 
     fn pid(&self) -> Option<u32> {

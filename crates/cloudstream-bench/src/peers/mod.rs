@@ -38,6 +38,8 @@ pub(crate) struct Kind {
     pub(crate) name: &'static str,
     /// What it is, for `--list`.
     pub(crate) about: &'static str,
+    /// What an acknowledgement means at its setting.
+    pub(crate) durability: &'static str,
     pub(crate) start: Start,
 }
 

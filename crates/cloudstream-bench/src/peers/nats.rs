@@ -21,12 +21,14 @@ use crate::process::{free_port, Server};
 pub(super) const ALWAYS: Kind = Kind {
     name: "nats-always",
     about: "NATS JetStream, file storage, sync_interval: always",
+    durability: "fsync before ack (sync_interval: always)",
     start: |dir, tools| Box::pin(start(dir, tools, &ALWAYS)),
 };
 
 pub(super) const DEFAULT: Kind = Kind {
     name: "nats-default",
     about: "NATS JetStream, file storage as shipped (fsync every 2 min)",
+    durability: "page cache; fsync every 2 min (default)",
     start: |dir, tools| Box::pin(start(dir, tools, &DEFAULT)),
 };
 
@@ -81,16 +83,8 @@ fn subject(stream: &str, p: u32) -> String {
 
 #[async_trait]
 impl Peer for Nats {
-    fn name(&self) -> &'static str {
-        self.kind.name
-    }
-
-    fn durability(&self) -> &'static str {
-        if self.kind.name == ALWAYS.name {
-            "fsync before ack (sync_interval: always)"
-        } else {
-            "page cache; fsync every 2 min (default)"
-        }
+    fn kind(&self) -> &'static Kind {
+        self.kind
     }
 
     fn pid(&self) -> Option<u32> {

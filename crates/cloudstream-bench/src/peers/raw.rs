@@ -19,6 +19,7 @@ use crate::peer::{Consumer, Peer, Producer};
 pub(super) const KIND: Kind = Kind {
     name: "raw-disk",
     about: "write + fdatasync on a file, perfectly group-committed (the physical limit)",
+    durability: "fdatasync before ack",
     start: |dir, _tools: &Tools| {
         Box::pin(async move { Ok(Box::new(Raw::new(dir)) as Box<dyn Peer>) })
     },
@@ -69,12 +70,8 @@ fn commit_forever(mut file: File, appends: mpsc::Receiver<Append>) {
 
 #[async_trait]
 impl Peer for Raw {
-    fn name(&self) -> &'static str {
-        KIND.name
-    }
-
-    fn durability(&self) -> &'static str {
-        "fdatasync before ack"
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
 
     fn pid(&self) -> Option<u32> {

@@ -18,12 +18,14 @@ use crate::process::{free_port, Server};
 pub(super) const ALWAYS: Kind = Kind {
     name: "redis-always",
     about: "Redis Streams, appendfsync always",
+    durability: "AOF fsync before replies (appendfsync always)",
     start: |dir, tools| Box::pin(start(dir, tools, &ALWAYS)),
 };
 
 pub(super) const EVERYSEC: Kind = Kind {
     name: "redis-everysec",
     about: "Redis Streams, appendfsync everysec",
+    durability: "AOF fsync once a second (appendfsync everysec)",
     start: |dir, tools| Box::pin(start(dir, tools, &EVERYSEC)),
 };
 
@@ -89,16 +91,8 @@ impl Redis {
 
 #[async_trait]
 impl Peer for Redis {
-    fn name(&self) -> &'static str {
-        self.kind.name
-    }
-
-    fn durability(&self) -> &'static str {
-        if self.kind.name == ALWAYS.name {
-            "AOF fsync before replies (appendfsync always)"
-        } else {
-            "AOF fsync once a second (appendfsync everysec)"
-        }
+    fn kind(&self) -> &'static Kind {
+        self.kind
     }
 
     fn pid(&self) -> Option<u32> {

@@ -20,6 +20,7 @@ use crate::process::{free_port, Server};
 pub(super) const KIND: Kind = Kind {
     name: "cloudstream-serve",
     about: "cloudstream serve over HTTP/1.1 (local://, sync=always)",
+    durability: "fdatasync before the answer (sync=always)",
     start: |dir, tools| Box::pin(start(dir, tools)),
 };
 
@@ -92,12 +93,8 @@ fn event(key: Option<&str>, payload: &Bytes) -> Value {
 
 #[async_trait]
 impl Peer for Served {
-    fn name(&self) -> &'static str {
-        KIND.name
-    }
-
-    fn durability(&self) -> &'static str {
-        "fdatasync before the answer (sync=always)"
+    fn kind(&self) -> &'static Kind {
+        &KIND
     }
 
     fn pid(&self) -> Option<u32> {
